@@ -1,0 +1,279 @@
+//! Configuration: every `*.yaml` in a directory, merged, checked completely at load.
+//!
+//! Config is inert data. Everything that can be wrong with it — unknown fields, bad durations,
+//! regexes that do not compile, unknown template variables, missing `${ENV}` secrets, duplicate
+//! names — is found here and reported together, each problem with `file:line:column` and the
+//! check it belongs to. Nothing here touches the network.
+
+mod duration;
+mod interp;
+mod load;
+mod pattern;
+
+pub use duration::{Dur, parse_duration};
+pub use interp::{Secret, Text, with_overlay};
+pub use load::{ConfigError, ConfigErrors, load_dir, load_sources};
+pub use pattern::{Pattern, Template, TemplateVars};
+
+use crate::probe::{dns::DnsSpec, http::HttpSpec, tls::TlsSpec};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The whole loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Every check, in file order (files sorted by name).
+    pub checks: Vec<Check>,
+    /// The built-in web server.
+    pub server: ServerConfig,
+    /// Concurrency limits and shutdown behaviour.
+    pub scheduler: SchedulerConfig,
+    /// The files the config was read from.
+    pub files: Vec<PathBuf>,
+}
+
+impl Config {
+    /// The check named `name`.
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+/// One check, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Unique name, `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// The support channel this check proves.
+    pub channel: Channel,
+    /// Static labels, `shop` always among them.
+    pub labels: BTreeMap<String, String>,
+    /// Time between runs.
+    pub interval: Dur,
+    /// Bound on one attempt.
+    pub timeout: Dur,
+    /// Extra attempts before a run counts as failed.
+    pub retries: u32,
+    /// Pause between attempts.
+    pub retry_delay: Dur,
+    /// What the check does.
+    pub spec: CheckSpec,
+    /// Where the check is defined.
+    pub origin: Origin,
+}
+
+impl Check {
+    /// The check's kind.
+    pub fn kind(&self) -> Kind {
+        self.spec.kind()
+    }
+    /// The `shop` label.
+    pub fn shop(&self) -> &str {
+        self.labels
+            .get("shop")
+            .map(String::as_str)
+            .unwrap_or(DEFAULT_SHOP)
+    }
+}
+
+/// The shop label value for checks that name none.
+pub const DEFAULT_SHOP: &str = "default";
+
+/// Where something is defined in the config files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// File path as given.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column.
+    pub column: u64,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// The kind-specific part of a check, selected by its `kind` field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CheckSpec {
+    /// HTTP request with expectations.
+    Http(HttpSpec),
+    /// TLS handshake and certificate inspection.
+    Tls(TlsSpec),
+    /// DNS records, SPF and DMARC.
+    Dns(DnsSpec),
+}
+
+impl CheckSpec {
+    /// The kind of this spec.
+    pub fn kind(&self) -> Kind {
+        match self {
+            CheckSpec::Http(_) => Kind::Http,
+            CheckSpec::Tls(_) => Kind::Tls,
+            CheckSpec::Dns(_) => Kind::Dns,
+        }
+    }
+}
+
+/// Check kinds, the `kind` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `http`
+    Http,
+    /// `tls`
+    Tls,
+    /// `dns`
+    Dns,
+}
+
+impl Kind {
+    /// The label value and config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Tls => "tls",
+            Kind::Dns => "dns",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Support channels, the closed set of `channel` label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Feedback / contact form.
+    FeedbackForm,
+    /// Callback request.
+    Callback,
+    /// Chat widget or bot.
+    Chat,
+    /// Support mailbox.
+    Email,
+    /// Telephone line.
+    Phone,
+    /// The shop's web site itself.
+    Website,
+}
+
+impl Channel {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::FeedbackForm => "feedback_form",
+            Channel::Callback => "callback",
+            Channel::Chat => "chat",
+            Channel::Email => "email",
+            Channel::Phone => "phone",
+            Channel::Website => "website",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The built-in web server (`/metrics`, `/healthz`, `/-/reload`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: std::net::SocketAddr,
+}
+
+fn default_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9750))
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+/// Limits that keep supportwatch a good guest and its host healthy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Runs in flight at once, all kinds together.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Runs in flight at once per kind (`http: 50`); unlisted kinds share only the global limit.
+    #[serde(default)]
+    pub max_per_kind: BTreeMap<Kind, usize>,
+    /// Runs in flight at once against one host.
+    #[serde(default = "default_max_per_host")]
+    pub max_per_host: usize,
+    /// Per-host overrides (`shop.example.ru: 2`).
+    #[serde(default)]
+    pub hosts: BTreeMap<String, usize>,
+    /// How long SIGTERM waits for running checks before exiting.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Dur,
+}
+
+fn default_max_concurrent() -> usize {
+    64
+}
+fn default_max_per_host() -> usize {
+    1
+}
+fn default_shutdown_grace() -> Dur {
+    Dur::secs(30)
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_concurrent: default_max_concurrent(),
+            max_per_kind: BTreeMap::new(),
+            max_per_host: default_max_per_host(),
+            hosts: BTreeMap::new(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+/// Values every check inherits unless it sets its own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Default `interval`.
+    pub interval: Option<Dur>,
+    /// Default `timeout`.
+    pub timeout: Option<Dur>,
+    /// Default `retries`.
+    pub retries: Option<u32>,
+    /// Default `retry_delay`.
+    pub retry_delay: Option<Dur>,
+    /// Labels merged under each check's own.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Built-in defaults, used when neither the check nor `defaults` says otherwise.
+pub const DEFAULT_INTERVAL: Dur = Dur::secs(60);
+/// Built-in attempt timeout.
+pub const DEFAULT_TIMEOUT: Dur = Dur::secs(30);
+/// Built-in retries.
+pub const DEFAULT_RETRIES: u32 = 1;
+/// Built-in pause between attempts.
+pub const DEFAULT_RETRY_DELAY: Dur = Dur::secs(2);

@@ -1,0 +1,188 @@
+//! Values compiled when the config loads: regular expressions and `{{token}}` templates.
+//!
+//! Compiling at load time means a typo in a regex is reported by `validate` with its location,
+//! instead of making a check fail at 3 a.m.
+
+use super::interp::Text;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+
+/// A compiled regular expression (Rust `regex` syntax; `(?i)` for case-insensitive).
+#[derive(Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl Pattern {
+    /// Whether the pattern matches somewhere in `haystack`.
+    pub fn is_match(&self, haystack: &str) -> bool {
+        self.0.is_match(haystack)
+    }
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/", self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        regex::RegexBuilder::new(&source)
+            // Bounded so a pathological pattern cannot eat the daemon's memory at load.
+            .size_limit(1 << 20)
+            .build()
+            .map(Pattern)
+            .map_err(|e| serde::de::Error::custom(format!("invalid regex `{source}`: {e}")))
+    }
+}
+
+/// Variables a template may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Var {
+    /// The run's correlation token, `sw-<check>-<unix>-<random>`.
+    Token,
+    /// The check's name.
+    Check,
+    /// The run's start time, RFC 3339 UTC.
+    Now,
+}
+
+const VAR_NAMES: &[(&str, Var)] = &[
+    ("token", Var::Token),
+    ("check", Var::Check),
+    ("now", Var::Now),
+];
+
+#[derive(Clone, Debug)]
+enum Part {
+    Literal(String),
+    Var(Var),
+}
+
+/// Values for a template's variables during one run.
+#[derive(Clone, Debug)]
+pub struct TemplateVars<'a> {
+    /// The run's correlation token.
+    pub token: &'a str,
+    /// The check's name.
+    pub check: &'a str,
+    /// The run's start time, RFC 3339.
+    pub now: &'a str,
+}
+
+/// A string with `{{token}}`, `{{check}}` and `{{now}}` placeholders, checked at load.
+#[derive(Clone)]
+pub struct Template {
+    source: Text,
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parses (after `${…}` interpolation) and checks every placeholder.
+    pub fn parse(source: Text) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = source.expose();
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Part::Literal(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed `{{{{` in template `{}`", source.template()))?;
+            let name = after[..end].trim();
+            let var = VAR_NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown template variable `{{{{{name}}}}}`, expected one of {}",
+                        VAR_NAMES
+                            .iter()
+                            .map(|(n, _)| format!("`{{{{{n}}}}}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
+            parts.push(Part::Var(var));
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_string()));
+        }
+        Ok(Template { source, parts })
+    }
+
+    /// Renders the template for one run.
+    pub fn render(&self, vars: &TemplateVars<'_>) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Var(Var::Token) => out.push_str(vars.token),
+                Part::Var(Var::Check) => out.push_str(vars.check),
+                Part::Var(Var::Now) => out.push_str(vars.now),
+            }
+        }
+        out
+    }
+
+    /// Whether the template mentions `{{token}}`.
+    pub fn uses_token(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Var(Var::Token)))
+    }
+}
+
+impl fmt::Debug for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.source, f)
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Template {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Text::deserialize(deserializer)?;
+        Template::parse(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_known_variables() {
+        let t =
+            Template::parse(Text::literal("Automated test {{token}} from {{ check }}")).unwrap();
+        let vars = TemplateVars {
+            token: "sw-a-1-x",
+            check: "a",
+            now: "2026-01-01T00:00:00Z",
+        };
+        assert_eq!(t.render(&vars), "Automated test sw-a-1-x from a");
+        assert!(t.uses_token());
+    }
+
+    #[test]
+    fn rejects_unknown_and_unclosed_placeholders() {
+        let err = Template::parse(Text::literal("{{tokn}}")).unwrap_err();
+        assert!(
+            err.contains("unknown template variable `{{tokn}}`"),
+            "{err}"
+        );
+        assert!(Template::parse(Text::literal("{{token")).is_err());
+    }
+}

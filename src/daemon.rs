@@ -1,0 +1,230 @@
+//! The daemon: config → scheduler → metrics server, with reload and graceful shutdown.
+//!
+//! One task owns reloading, so reloads from SIGHUP and from `POST /-/reload` never race: both send
+//! a request on the same channel and get the answer back. A new config is prepared completely
+//! (every probe built) before it replaces the running one; if anything is wrong it is refused,
+//! logged, and the old config keeps running.
+
+use crate::config::{self, ConfigErrors};
+use crate::metrics::Metrics;
+use crate::runner::{self, Prepared};
+use crate::schedule::Scheduler;
+use crate::server::{self, AppState, ReloadRequest};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Where the config comes from.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    /// Every `*.yaml` in a directory.
+    Dir(PathBuf),
+    /// One document held in memory (the demo's), with extra variables for `${…}`.
+    Inline {
+        /// Name used in messages.
+        path: PathBuf,
+        /// The YAML text.
+        text: String,
+        /// Variables visible to `${…}` besides the environment.
+        vars: HashMap<String, String>,
+    },
+}
+
+impl ConfigSource {
+    /// Loads, validates and prepares the config.
+    pub fn load(&self) -> Result<Prepared, ConfigErrors> {
+        let config = match self {
+            ConfigSource::Dir(dir) => config::load_dir(dir)?,
+            ConfigSource::Inline { path, text, vars } => config::with_overlay(vars, || {
+                config::load_sources(&[(path.clone(), text.clone())])
+            })?,
+        };
+        runner::prepare(config)
+    }
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config has problems.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// The metrics address is taken or not allowed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// The address the web server listens on.
+    pub addr: SocketAddr,
+    /// The scheduler (subscribe to its reports).
+    pub scheduler: Scheduler,
+    /// All metrics.
+    pub metrics: Arc<Metrics>,
+    reload_tx: mpsc::Sender<ReloadRequest>,
+    server_stop: CancellationToken,
+    grace: Duration,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Loads the config, starts the scheduler and the web server.
+    pub async fn start(
+        source: ConfigSource,
+        listen: Option<SocketAddr>,
+    ) -> Result<Self, DaemonError> {
+        let prepared = load_blocking(source.clone()).await?;
+        let metrics = Arc::new(Metrics::new());
+        let scheduler = Scheduler::new(metrics.clone());
+        let addr = listen.unwrap_or(prepared.config.server.listen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Bind { addr, source })?;
+        let addr = listener.local_addr().unwrap_or(addr);
+        let grace = prepared.config.scheduler.shutdown_grace.get();
+        scheduler.apply(&prepared);
+        metrics.record_reload(true);
+        tracing::info!(%addr, checks = prepared.checks.len(), "supportwatch running");
+
+        let (reload_tx, reload_rx) = mpsc::channel(8);
+        let server_stop = CancellationToken::new();
+        let state = AppState {
+            metrics: metrics.clone(),
+            reload: reload_tx.clone(),
+        };
+        let stop = server_stop.clone();
+        let server_task = tokio::spawn(async move {
+            if let Err(e) = server::serve(listener, state, stop).await {
+                tracing::error!(error = %e, "web server stopped");
+            }
+        });
+        let reload_task = tokio::spawn(reload_loop(
+            source,
+            reload_rx,
+            scheduler.clone(),
+            metrics.clone(),
+            listen.unwrap_or(addr),
+        ));
+        Ok(Daemon {
+            addr,
+            scheduler,
+            metrics,
+            reload_tx,
+            server_stop,
+            grace,
+            tasks: vec![server_task, reload_task],
+        })
+    }
+
+    /// Reloads the config; `Err` carries the problems of a refused config.
+    pub async fn reload(&self) -> Result<String, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.reload_tx
+            .send(tx)
+            .await
+            .map_err(|_| "daemon is shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "daemon is shutting down".to_string())?
+    }
+
+    /// Stops scheduling, lets running checks finish (bounded by `shutdown_grace`), stops serving.
+    /// Returns whether every run finished in time.
+    pub async fn stop(self) -> bool {
+        let drained = self.scheduler.shutdown(self.grace).await;
+        self.server_stop.cancel();
+        drop(self.reload_tx);
+        for task in self.tasks {
+            task.abort();
+        }
+        drained
+    }
+
+    /// Runs until SIGTERM or SIGINT; SIGHUP reloads.
+    pub async fn run_until_signal(self) -> bool {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut hup), Ok(mut term)) = (
+                signal(SignalKind::hangup()),
+                signal(SignalKind::terminate()),
+            ) else {
+                tracing::error!("cannot install signal handlers; stopping");
+                return self.stop().await;
+            };
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading config");
+                        // The outcome is logged by the reload loop.
+                        let _ = self.reload().await;
+                    }
+                    _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                    _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        self.stop().await
+    }
+}
+
+async fn load_blocking(source: ConfigSource) -> Result<Prepared, ConfigErrors> {
+    // Reading files and trust stores blocks; keep it off the runtime's worker threads.
+    match tokio::task::spawn_blocking(move || source.load()).await {
+        Ok(result) => result,
+        Err(e) => Err(ConfigErrors(vec![config::ConfigError {
+            file: None,
+            position: None,
+            check: None,
+            message: format!("config loading panicked: {e}"),
+        }])),
+    }
+}
+
+async fn reload_loop(
+    source: ConfigSource,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+    scheduler: Scheduler,
+    metrics: Arc<Metrics>,
+    listening_on: SocketAddr,
+) {
+    while let Some(reply) = requests.recv().await {
+        let answer = match load_blocking(source.clone()).await {
+            Ok(prepared) => {
+                if prepared.config.server.listen != listening_on {
+                    tracing::warn!(
+                        configured = %prepared.config.server.listen,
+                        %listening_on,
+                        "server.listen changed; restart supportwatch to apply it"
+                    );
+                }
+                scheduler.apply(&prepared);
+                metrics.record_reload(true);
+                let summary = format!("config reloaded: {} checks", prepared.checks.len());
+                tracing::info!("{summary}");
+                Ok(summary)
+            }
+            Err(errors) => {
+                metrics.record_reload(false);
+                tracing::error!(
+                    "config reload refused; the previous config keeps running:\n{errors}"
+                );
+                Err(errors.to_string())
+            }
+        };
+        let _ = reply.send(answer);
+    }
+}

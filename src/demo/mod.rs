@@ -1,0 +1,142 @@
+//! `supportwatch demo`: a local demo shop and the real daemon checking it, no external service.
+//!
+//! The shop listens on loopback (HTTP, and HTTPS with a certificate from a CA made at start). Its
+//! addresses reach `checks/demo.yaml` as `${DEMO_…}` variables, so the demo runs exactly the code
+//! paths a real deployment does: config loading, scheduler, probes, metrics.
+
+pub mod pki;
+pub mod shop;
+
+use crate::config::Channel;
+use crate::daemon::{ConfigSource, Daemon, DaemonError};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// The demo checks, built in so `supportwatch demo` works from any directory.
+pub const DEMO_CONFIG: &str = include_str!("../../checks/demo.yaml");
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Certificates could not be made.
+    #[error("{0}")]
+    Pki(String),
+    /// A local socket or file could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The daemon did not start.
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+}
+
+/// A running demo shop.
+pub struct DemoShop {
+    /// `http://127.0.0.1:PORT`
+    pub http_url: String,
+    /// `https://127.0.0.1:PORT`
+    pub https_url: String,
+    /// `127.0.0.1:PORT` of the HTTPS listener.
+    pub tls_target: String,
+    /// PEM file of the CA that signed the shop's certificate.
+    pub ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+    stop: CancellationToken,
+}
+
+impl DemoShop {
+    /// Starts the shop on loopback ports chosen by the OS.
+    pub async fn start(broken: BTreeSet<Channel>) -> Result<Self, DemoError> {
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| DemoError::Io { what, source }
+        };
+        let authority = pki::Authority::new("supportwatch demo CA").map_err(DemoError::Pki)?;
+        let leaf = authority
+            .issue(&["localhost", "127.0.0.1"], pki::Validity::days(90))
+            .map_err(DemoError::Pki)?;
+        let dir = tempfile::Builder::new()
+            .prefix("supportwatch-demo-")
+            .tempdir()
+            .map_err(io("cannot create a temporary directory"))?;
+        let ca_file = dir.path().join("demo-ca.pem");
+        std::fs::write(&ca_file, &authority.ca.cert_pem).map_err(io("cannot write the demo CA"))?;
+        let server_config = leaf
+            .server_config(&[])
+            .map_err(|e| DemoError::Pki(e.to_string()))?;
+
+        let state = shop::ShopState {
+            broken: Arc::new(broken),
+        };
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(io("cannot listen on 127.0.0.1"))?;
+        let https = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(io("cannot listen on 127.0.0.1"))?;
+        let http_addr = http.local_addr().map_err(io("no local address"))?;
+        let https_addr = https.local_addr().map_err(io("no local address"))?;
+        let stop = CancellationToken::new();
+        let router = shop::router(state);
+        let http_stop = stop.clone();
+        let http_router = router.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(http, http_router)
+                .with_graceful_shutdown(async move { http_stop.cancelled().await })
+                .await;
+        });
+        tokio::spawn(shop::serve_tls(https, server_config, router, stop.clone()));
+        Ok(DemoShop {
+            http_url: format!("http://{http_addr}"),
+            https_url: format!("https://{https_addr}"),
+            tls_target: https_addr.to_string(),
+            ca_file,
+            _dir: dir,
+            stop,
+        })
+    }
+
+    /// The `${DEMO_…}` variables `checks/demo.yaml` uses.
+    pub fn vars(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("DEMO_SHOP_URL".to_string(), self.http_url.clone()),
+            ("DEMO_SHOP_HTTPS_URL".to_string(), self.https_url.clone()),
+            ("DEMO_SHOP_TLS".to_string(), self.tls_target.clone()),
+            (
+                "DEMO_CA_FILE".to_string(),
+                self.ca_file.display().to_string(),
+            ),
+        ])
+    }
+}
+
+impl Drop for DemoShop {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Starts the demo shop and the daemon on `checks/demo.yaml` (the file in the current directory
+/// when there is one, so it can be edited; the built-in copy otherwise).
+pub async fn start(
+    listen: SocketAddr,
+    broken: BTreeSet<Channel>,
+) -> Result<(DemoShop, Daemon), DemoError> {
+    let shop = DemoShop::start(broken).await?;
+    let path = PathBuf::from("checks/demo.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| DEMO_CONFIG.to_string());
+    let source = ConfigSource::Inline {
+        path,
+        text,
+        vars: shop.vars(),
+    };
+    let daemon = Daemon::start(source, Some(listen)).await?;
+    Ok((shop, daemon))
+}

@@ -1,0 +1,249 @@
+//! The `supportwatch` command line: the only place where errors become exit codes (`anyhow`).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use supportwatch::config::Channel;
+use supportwatch::daemon::{ConfigSource, Daemon};
+use supportwatch::{report, runner, schedule};
+
+#[derive(Parser)]
+#[command(
+    name = "supportwatch",
+    version,
+    about = "Proves, around the clock, that an online shop's support channels really work"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: checks on their schedules, /metrics, /healthz, /-/reload.
+    Run {
+        /// Directory with the *.yaml config files.
+        #[arg(long, short, default_value = "checks")]
+        config: PathBuf,
+        /// Listen address, overriding server.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run checks once now and print every phase; exit 0 only if all passed.
+    Check {
+        /// Names of the checks to run.
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+        /// Run every check.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Directory with the *.yaml config files.
+        #[arg(long, short, default_value = "checks")]
+        config: PathBuf,
+    },
+    /// Check the config as the daemon would at start, and report every problem.
+    Validate {
+        /// Directory with the *.yaml config files.
+        #[arg(long, short, default_value = "checks")]
+        config: PathBuf,
+    },
+    /// List the configured checks.
+    List {
+        /// Directory with the *.yaml config files.
+        #[arg(long, short, default_value = "checks")]
+        config: PathBuf,
+    },
+    /// Start a local demo shop and check it, with /metrics on --listen.
+    Demo {
+        /// Listen address for /metrics.
+        #[arg(long, default_value = "127.0.0.1:9750")]
+        listen: SocketAddr,
+        /// Make a channel fail on purpose (website, feedback_form).
+        #[arg(long = "break", value_name = "CHANNEL")]
+        breaks: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    supportwatch::tlsconf::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config, listen } => {
+            let daemon = Daemon::start(ConfigSource::Dir(config), listen).await?;
+            daemon.run_until_signal().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config } => {
+            let prepared = ConfigSource::Dir(config.clone()).load()?;
+            println!(
+                "{}: {} checks in {} files, all valid",
+                config.display(),
+                prepared.checks.len(),
+                prepared.config.files.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List { config } => {
+            let prepared = ConfigSource::Dir(config).load()?;
+            for c in &prepared.checks {
+                let c = &c.check;
+                println!(
+                    "{:<28} {:<5} {:<14} every {:<6} shop={:<12} {}",
+                    c.name,
+                    c.kind().as_str(),
+                    c.channel.as_str(),
+                    c.interval.to_string(),
+                    c.shop(),
+                    supportwatch::probe::summary(&c.spec)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            names,
+            all,
+            json,
+            config,
+        } => check(config, names, all, json).await,
+        Command::Demo { listen, breaks } => demo(listen, breaks).await,
+    }
+}
+
+async fn check(
+    config: PathBuf,
+    names: Vec<String>,
+    all: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let prepared = ConfigSource::Dir(config).load()?;
+    let selected: Vec<_> = if all {
+        prepared.checks.clone()
+    } else {
+        let mut picked = Vec::new();
+        for name in &names {
+            let found = prepared
+                .checks
+                .iter()
+                .find(|c| c.check.name == *name)
+                .with_context(|| {
+                    let known: Vec<&str> = prepared
+                        .checks
+                        .iter()
+                        .map(|c| c.check.name.as_str())
+                        .collect();
+                    format!("no check named `{name}` (known: {})", known.join(", "))
+                })?;
+            picked.push(found.clone());
+        }
+        picked
+    };
+    // The same limits as the daemon: `check --all` must not burst a shop either.
+    let limits = Arc::new(schedule::Limits::new(&prepared.config.scheduler));
+    let runs = selected.iter().enumerate().map(|(i, c)| {
+        let limits = limits.clone();
+        let c = c.clone();
+        async move {
+            let _permits = limits.acquire(&c).await;
+            runner::execute(&c, i as u64 + 1, None).await
+        }
+    });
+    let reports = futures::future::join_all(runs).await;
+    let all_passed = reports.iter().all(|r| r.result.passed());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            println!("{}", report::detail(r));
+        }
+        let passed = reports.iter().filter(|r| r.result.passed()).count();
+        println!("{passed} passed, {} failed", reports.len() - passed);
+    }
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn demo(listen: SocketAddr, breaks: Vec<String>) -> anyhow::Result<ExitCode> {
+    let mut broken = BTreeSet::new();
+    for b in &breaks {
+        let channel = match b.as_str() {
+            "website" => Channel::Website,
+            "feedback_form" => Channel::FeedbackForm,
+            other => {
+                anyhow::bail!("--break {other}: the demo can break `website` or `feedback_form`")
+            }
+        };
+        broken.insert(channel);
+    }
+    let (shop, daemon) = supportwatch::demo::start(listen, broken).await?;
+    println!("supportwatch demo");
+    println!("  demo shop     {}  and  {}", shop.http_url, shop.https_url);
+    println!("  metrics       http://{}/metrics", daemon.addr);
+    println!("  health        http://{}/healthz", daemon.addr);
+    println!("  stop with Ctrl-C\n");
+    let mut reports = daemon.scheduler.subscribe();
+    let printer = tokio::spawn(async move {
+        loop {
+            match reports.recv().await {
+                Ok(r) => println!("{}", report::line(&r)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+    });
+    daemon.run_until_signal().await;
+    printer.abort();
+    drop(shop);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,521 @@
+//! Every metric supportwatch exports, defined in this one module.
+//!
+//! Per-check series live in a custom store rather than in `prometheus` vectors: each check has its
+//! own set of static labels (`shop`, `location`, ...), and a reload must drop the series of removed
+//! checks. Scheduler self-metrics use plain `prometheus` types. Labels are bounded: check names,
+//! closed enums and config values — never tokens, URLs or error texts.
+
+use crate::config::Check;
+use crate::probe::{CertReport, FailureKind, Observation};
+use crate::runner::{RunReport, RunResult};
+use prometheus::proto::{self, MetricFamily, MetricType};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry,
+};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Metric name prefix.
+pub const PREFIX: &str = "supportwatch_";
+
+/// Bucket bounds for check and phase durations, seconds.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+/// Bucket bounds for scheduler lag, seconds.
+pub const LAG_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// (name without prefix, help, type) of every per-check metric.
+pub const CHECK_METRICS: &[(&str, &str, MetricType)] = &[
+    (
+        "check_success",
+        "1 if the check's last run passed, 0 if it failed.",
+        MetricType::GAUGE,
+    ),
+    (
+        "check_duration_seconds",
+        "Duration of check runs, all attempts included.",
+        MetricType::HISTOGRAM,
+    ),
+    (
+        "check_runs_total",
+        "Finished check runs by result (success, retried_success, failure, timeout).",
+        MetricType::COUNTER,
+    ),
+    (
+        "check_failures_total",
+        "Failed check runs by bounded failure reason.",
+        MetricType::COUNTER,
+    ),
+    (
+        "check_phase_duration_seconds",
+        "Duration of each phase of a check's last attempt.",
+        MetricType::HISTOGRAM,
+    ),
+    (
+        "check_last_run_timestamp_seconds",
+        "Unix time the check's last run started.",
+        MetricType::GAUGE,
+    ),
+    (
+        "check_skipped_runs_total",
+        "Runs not started because the check's previous run was still going.",
+        MetricType::COUNTER,
+    ),
+    (
+        "http_status_code",
+        "HTTP status code of the check's last answer.",
+        MetricType::GAUGE,
+    ),
+    (
+        "http_body_truncated_total",
+        "Answers whose body was cut at max_body.",
+        MetricType::COUNTER,
+    ),
+    (
+        "tls_cert_not_after_timestamp_seconds",
+        "Not-after of the leaf certificate presented at a target.",
+        MetricType::GAUGE,
+    ),
+    (
+        "tls_chain_not_after_timestamp_seconds",
+        "Earliest not-after across the certificate chain at a target.",
+        MetricType::GAUGE,
+    ),
+    (
+        "tls_chain_verified",
+        "1 if the chain at a target verifies to a trusted root.",
+        MetricType::GAUGE,
+    ),
+    (
+        "tls_name_matches",
+        "1 if the leaf certificate is valid for the target's host name.",
+        MetricType::GAUGE,
+    ),
+    (
+        "dns_spf_lookups",
+        "DNS lookups the domain's SPF record needs (the limit is 10).",
+        MetricType::GAUGE,
+    ),
+];
+
+#[derive(Clone, Default)]
+struct Hist {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Hist {
+    fn observe(&mut self, bounds: &[f64], v: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; bounds.len()];
+        }
+        for (i, b) in bounds.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    fn to_proto(&self, bounds: &[f64]) -> proto::Histogram {
+        let mut h = proto::Histogram::default();
+        h.set_sample_count(self.count);
+        h.set_sample_sum(self.sum);
+        let buckets = bounds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut bucket = proto::Bucket::default();
+                bucket.set_upper_bound(*b);
+                bucket.set_cumulative_count(self.counts.get(i).copied().unwrap_or(0));
+                bucket
+            })
+            .collect();
+        h.set_bucket(buckets);
+        h
+    }
+}
+
+#[derive(Default)]
+struct CheckSeries {
+    labels: Vec<(String, String)>,
+    success: Option<bool>,
+    last_run: Option<f64>,
+    runs: [u64; RunResult::ALL.len()],
+    failures: BTreeMap<FailureKind, u64>,
+    skipped: u64,
+    duration: Hist,
+    phases: BTreeMap<String, Hist>,
+    http_status: Option<u16>,
+    body_truncated: u64,
+    certs: BTreeMap<String, CertReport>,
+    spf: BTreeMap<String, u32>,
+}
+
+/// All of supportwatch's metrics.
+pub struct Metrics {
+    registry: Registry,
+    checks: RwLock<BTreeMap<Arc<str>, Arc<Mutex<CheckSeries>>>>,
+    /// Delay between when a run was due and when its probe started, seconds.
+    pub scheduler_lag: Histogram,
+    /// Runs in progress.
+    pub running: IntGauge,
+    /// Checks in the loaded config.
+    pub configured: IntGauge,
+    /// Config reloads by result.
+    pub reloads: IntCounterVec,
+    /// 1 if the last reload succeeded.
+    pub last_reload_successful: IntGauge,
+    /// Unix time of the last successful (re)load.
+    pub last_reload_success_time: Gauge,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let n = |name: &str| format!("{PREFIX}{name}");
+        let scheduler_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                n("scheduler_lag_seconds"),
+                "Delay between when a run was due and when its probe started.",
+            )
+            .buckets(LAG_BUCKETS.to_vec()),
+        )
+        .expect("static metric definition");
+        let running = IntGauge::new(n("scheduler_running_checks"), "Check runs in progress.")
+            .expect("static metric definition");
+        let configured = IntGauge::new(n("checks_configured"), "Checks in the loaded config.")
+            .expect("static metric definition");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                n("config_reloads_total"),
+                "Config reloads by result (success, failure).",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let last_reload_successful = IntGauge::new(
+            n("config_last_reload_successful"),
+            "1 if the last config reload succeeded, 0 if it was refused.",
+        )
+        .expect("static metric definition");
+        let last_reload_success_time = Gauge::new(
+            n("config_last_reload_success_timestamp_seconds"),
+            "Unix time of the last successful config load.",
+        )
+        .expect("static metric definition");
+        let build_info = IntGauge::with_opts(
+            Opts::new(
+                n("build_info"),
+                "Always 1; labelled with the supportwatch version.",
+            )
+            .const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("static metric definition");
+        build_info.set(1);
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
+        for c in [
+            Box::new(scheduler_lag.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(running.clone()),
+            Box::new(configured.clone()),
+            Box::new(reloads.clone()),
+            Box::new(last_reload_successful.clone()),
+            Box::new(last_reload_success_time.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            checks: RwLock::new(BTreeMap::new()),
+            scheduler_lag,
+            running,
+            configured,
+            reloads,
+            last_reload_successful,
+            last_reload_success_time,
+        }
+    }
+
+    /// Makes the per-check series match `checks`: keeps the series of unchanged checks (their
+    /// counters go on), starts fresh ones for new or relabelled checks, drops removed ones.
+    pub fn sync_checks<'a>(&self, checks: impl IntoIterator<Item = &'a Check>) {
+        let mut map = self.checks.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = BTreeMap::new();
+        for check in checks {
+            let labels = base_labels(check);
+            let key: Arc<str> = Arc::from(check.name.as_str());
+            let series = match map.remove(&key) {
+                Some(existing) if lock(&existing).labels == labels => existing,
+                _ => Arc::new(Mutex::new(CheckSeries {
+                    labels,
+                    ..CheckSeries::default()
+                })),
+            };
+            next.insert(key, series);
+        }
+        self.configured
+            .set(i64::try_from(next.len()).unwrap_or(i64::MAX));
+        *map = next;
+    }
+
+    fn series(&self, check: &str) -> Option<Arc<Mutex<CheckSeries>>> {
+        let map = self.checks.read().unwrap_or_else(|e| e.into_inner());
+        map.get(check).cloned()
+    }
+
+    /// Counts a run that was not started because the previous one was still going.
+    pub fn record_skipped(&self, check: &str) {
+        if let Some(s) = self.series(check) {
+            lock(&s).skipped += 1;
+        }
+    }
+
+    /// Records a finished run.
+    pub fn record(&self, report: &RunReport) {
+        if let Some(lag) = report.lag {
+            self.scheduler_lag.observe(lag.as_secs_f64());
+        }
+        let Some(series) = self.series(&report.check) else {
+            return;
+        };
+        let mut s = lock(&series);
+        s.success = Some(report.result.passed());
+        s.last_run = Some(unix_seconds(report.started_at));
+        if let Some(i) = RunResult::ALL.iter().position(|r| *r == report.result) {
+            s.runs[i] += 1;
+        }
+        if let Some(f) = &report.failure {
+            *s.failures.entry(f.kind).or_default() += 1;
+        }
+        s.duration
+            .observe(DURATION_BUCKETS, report.duration.as_secs_f64());
+        for phase in &report.phases {
+            if let Some(d) = phase.duration {
+                s.phases
+                    .entry(phase.name.clone())
+                    .or_default()
+                    .observe(DURATION_BUCKETS, d.as_secs_f64());
+            }
+        }
+        for o in &report.observations {
+            match o {
+                Observation::HttpStatus(code) => s.http_status = Some(*code),
+                Observation::BodyTruncated => s.body_truncated += 1,
+                Observation::Cert(c) => {
+                    s.certs.insert(c.target.clone(), c.clone());
+                }
+                Observation::SpfLookups { domain, lookups } => {
+                    s.spf.insert(domain.clone(), *lookups);
+                }
+            }
+        }
+    }
+
+    /// Records the result of a config (re)load.
+    pub fn record_reload(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+        self.last_reload_successful.set(i64::from(ok));
+        if ok {
+            self.last_reload_success_time
+                .set(unix_seconds(SystemTime::now()));
+        }
+    }
+
+    /// Every metric family, ready to encode.
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        let mut families = self.registry.gather();
+        families.extend(self.check_families());
+        families
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode_text(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    fn check_families(&self) -> Vec<MetricFamily> {
+        let all: Vec<Arc<Mutex<CheckSeries>>> = {
+            let map = self.checks.read().unwrap_or_else(|e| e.into_inner());
+            map.values().cloned().collect()
+        };
+        let mut out: BTreeMap<&'static str, Vec<proto::Metric>> = BTreeMap::new();
+        for series in all {
+            // One check's lock at a time: a scrape never stalls the scheduler for long.
+            let s = lock(&series);
+            let mut push = |name: &'static str, extra: &[(&str, &str)], value: Value| {
+                out.entry(name)
+                    .or_default()
+                    .push(metric(&s.labels, extra, value));
+            };
+            if let Some(ok) = s.success {
+                push("check_success", &[], Value::Gauge(f64::from(u8::from(ok))));
+            }
+            if let Some(t) = s.last_run {
+                push("check_last_run_timestamp_seconds", &[], Value::Gauge(t));
+            }
+            for (i, result) in RunResult::ALL.iter().enumerate() {
+                push(
+                    "check_runs_total",
+                    &[("result", result.as_str())],
+                    Value::Counter(s.runs[i] as f64),
+                );
+            }
+            for (kind, n) in &s.failures {
+                push(
+                    "check_failures_total",
+                    &[("reason", kind.as_str())],
+                    Value::Counter(*n as f64),
+                );
+            }
+            push(
+                "check_skipped_runs_total",
+                &[],
+                Value::Counter(s.skipped as f64),
+            );
+            if s.duration.count > 0 {
+                push(
+                    "check_duration_seconds",
+                    &[],
+                    Value::Histogram(s.duration.to_proto(DURATION_BUCKETS)),
+                );
+            }
+            for (phase, h) in &s.phases {
+                push(
+                    "check_phase_duration_seconds",
+                    &[("phase", phase.as_str())],
+                    Value::Histogram(h.to_proto(DURATION_BUCKETS)),
+                );
+            }
+            if let Some(code) = s.http_status {
+                push("http_status_code", &[], Value::Gauge(f64::from(code)));
+                push(
+                    "http_body_truncated_total",
+                    &[],
+                    Value::Counter(s.body_truncated as f64),
+                );
+            }
+            for (target, c) in &s.certs {
+                let t = [("target", target.as_str())];
+                push(
+                    "tls_cert_not_after_timestamp_seconds",
+                    &t,
+                    Value::Gauge(c.leaf_not_after as f64),
+                );
+                push(
+                    "tls_chain_not_after_timestamp_seconds",
+                    &t,
+                    Value::Gauge(c.chain_not_after as f64),
+                );
+                push(
+                    "tls_chain_verified",
+                    &t,
+                    Value::Gauge(f64::from(u8::from(c.chain_verified))),
+                );
+                push(
+                    "tls_name_matches",
+                    &t,
+                    Value::Gauge(f64::from(u8::from(c.name_matches))),
+                );
+            }
+            for (domain, n) in &s.spf {
+                push(
+                    "dns_spf_lookups",
+                    &[("domain", domain.as_str())],
+                    Value::Gauge(f64::from(*n)),
+                );
+            }
+        }
+        CHECK_METRICS
+            .iter()
+            .filter_map(|(name, help, kind)| {
+                let metrics = out.remove(name)?;
+                let mut family = MetricFamily::default();
+                family.set_name(format!("{PREFIX}{name}"));
+                family.set_help((*help).to_string());
+                family.set_field_type(*kind);
+                family.set_metric(metrics);
+                Some(family)
+            })
+            .collect()
+    }
+}
+
+enum Value {
+    Gauge(f64),
+    Counter(f64),
+    Histogram(proto::Histogram),
+}
+
+fn metric(base: &[(String, String)], extra: &[(&str, &str)], value: Value) -> proto::Metric {
+    let mut labels: Vec<proto::LabelPair> = base
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(extra.iter().copied())
+        .map(|(k, v)| {
+            let mut l = proto::LabelPair::default();
+            l.set_name(k.to_string());
+            l.set_value(v.to_string());
+            l
+        })
+        .collect();
+    labels.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut m = proto::Metric::default();
+    m.set_label(labels);
+    match value {
+        Value::Gauge(v) => {
+            let mut g = proto::Gauge::default();
+            g.set_value(v);
+            m.set_gauge(g);
+        }
+        Value::Counter(v) => {
+            let mut c = proto::Counter::default();
+            c.set_value(v);
+            m.set_counter(c);
+        }
+        Value::Histogram(h) => m.set_histogram(h),
+    }
+    m
+}
+
+fn base_labels(check: &Check) -> Vec<(String, String)> {
+    let mut labels = vec![
+        ("check".to_string(), check.name.clone()),
+        ("channel".to_string(), check.channel.as_str().to_string()),
+        ("kind".to_string(), check.kind().as_str().to_string()),
+    ];
+    labels.extend(check.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

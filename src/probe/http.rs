@@ -1,0 +1,648 @@
+//! `http` checks: one request with expectations on status, body, JSON, headers and latency.
+//!
+//! Each run opens a new connection (the pool keeps no idle connections), as a customer's browser
+//! would after a while, so TLS and connect problems are seen. The body is read in chunks up to
+//! `max_body` and the connection is dropped there: a 2 GB answer costs neither memory nor time.
+
+use super::{FailureKind, Observation, Outcome, Probe, RunContext, Shared};
+use crate::config::{Dur, Pattern, Template, TemplateVars, Text};
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Config of an `http` check.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// `http://` or `https://` URL; `${ENV}` allowed.
+    pub url: Text,
+    /// Request method, `GET` by default.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Request headers; values may use `${ENV}`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Text>,
+    /// Raw request body (templated: `{{token}}`, `{{check}}`, `{{now}}`).
+    pub body: Option<Template>,
+    /// JSON request body; string values are templated.
+    pub json: Option<serde_json::Value>,
+    /// URL-encoded form body; values are templated.
+    pub form: Option<BTreeMap<String, Template>>,
+    /// What the answer must look like.
+    #[serde(default)]
+    pub expect: HttpExpect,
+    /// Redirects followed at most (0: none).
+    #[serde(default = "default_max_redirects")]
+    pub max_redirects: usize,
+    /// Bytes of body read at most; the rest is not downloaded.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// PEM file with the CA(s) to trust instead of the system roots; `${ENV}` allowed.
+    pub ca_file: Option<Text>,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_max_redirects() -> usize {
+    5
+}
+fn default_max_body() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+/// Expectations on an HTTP answer. Without `status`, any 2xx passes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpExpect {
+    /// `200`, `[200, 204]` or `"2xx"`.
+    pub status: Option<StatusExpect>,
+    /// Regex the body must match.
+    pub body: Option<Pattern>,
+    /// Regex the body must not match (e.g. an error page that answers 200).
+    pub body_not: Option<Pattern>,
+    /// JSON pointer (`/status`) → expected value.
+    #[serde(default)]
+    pub json: BTreeMap<String, serde_json::Value>,
+    /// Header name → regex its value must match.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Pattern>,
+    /// The whole exchange (request and body) must take no longer.
+    pub max_latency: Option<Dur>,
+}
+
+/// Accepted status codes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusExpect {
+    /// Exactly these codes.
+    Codes(Vec<u16>),
+    /// A class: `2` for `2xx`.
+    Class(u16),
+}
+
+impl StatusExpect {
+    fn accepts(&self, code: u16) -> bool {
+        match self {
+            StatusExpect::Codes(codes) => codes.contains(&code),
+            StatusExpect::Class(class) => code / 100 == *class,
+        }
+    }
+}
+
+impl fmt::Display for StatusExpect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusExpect::Codes(c) if c.len() == 1 => write!(f, "{}", c[0]),
+            StatusExpect::Codes(c) => {
+                let list: Vec<String> = c.iter().map(u16::to_string).collect();
+                write!(f, "one of {}", list.join(", "))
+            }
+            StatusExpect::Class(c) => write!(f, "{c}xx"),
+        }
+    }
+}
+
+fn parse_status(s: &str) -> Result<StatusExpect, String> {
+    let s = s.trim();
+    if let Some(class) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
+        return match class.parse::<u16>() {
+            Ok(c @ 1..=5) => Ok(StatusExpect::Class(c)),
+            _ => Err(format!("invalid status class `{s}`, expected 1xx to 5xx")),
+        };
+    }
+    s.parse::<u16>()
+        .ok()
+        .filter(|c| (100..=599).contains(c))
+        .map(|c| StatusExpect::Codes(vec![c]))
+        .ok_or_else(|| {
+            format!("invalid status `{s}`, expected a code like 200 or a class like 2xx")
+        })
+}
+
+impl<'de> Deserialize<'de> for StatusExpect {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StatusExpect;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a status code (200), a list of codes, or a class (\"2xx\")")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StatusExpect, E> {
+                parse_status(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StatusExpect, E> {
+                parse_status(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StatusExpect, E> {
+                parse_status(v).map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StatusExpect, A::Error> {
+                let mut codes = Vec::new();
+                while let Some(code) = seq.next_element::<u16>()? {
+                    if !(100..=599).contains(&code) {
+                        return Err(de::Error::custom(format!("invalid status {code}")));
+                    }
+                    codes.push(code);
+                }
+                if codes.is_empty() {
+                    return Err(de::Error::custom("empty status list"));
+                }
+                Ok(StatusExpect::Codes(codes))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A size in bytes: `1048576`, `512KiB`, `1MiB`, `10MB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits]
+        .parse()
+        .map_err(|_| format!("invalid size `{s}`, expected e.g. `1MiB`"))?;
+    let mult = match s[digits..].trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`, expected B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{s}` is too large"))
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as 1048576 or \"1MiB\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                parse_size(v).map(ByteSize).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Checks the parts of a spec serde cannot: one body at most, a usable URL and method.
+pub fn validate(spec: &HttpSpec) -> Result<(), String> {
+    let bodies = [
+        spec.body.is_some(),
+        spec.json.is_some(),
+        spec.form.is_some(),
+    ];
+    if bodies.iter().filter(|b| **b).count() > 1 {
+        return Err("set only one of `body`, `json` and `form`".into());
+    }
+    let url = url::Url::parse(spec.url.expose())
+        .map_err(|e| format!("invalid url `{}`: {e}", spec.url))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "url `{}` must be http:// or https:// with a host",
+            spec.url
+        ));
+    }
+    reqwest::Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("invalid method `{}`", spec.method))?;
+    for (name, value) in &spec.headers {
+        reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name `{name}`"))?;
+        reqwest::header::HeaderValue::from_str(value.expose())
+            .map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
+    }
+    for pointer in spec.expect.json.keys() {
+        if !pointer.is_empty() && !pointer.starts_with('/') {
+            return Err(format!(
+                "expect.json key `{pointer}` is not a JSON pointer; write `/{pointer}`"
+            ));
+        }
+    }
+    if let Some(json) = &spec.json {
+        compile_json(json)?;
+    }
+    Ok(())
+}
+
+/// A JSON body whose strings are `${ENV}`-interpolated and `{{token}}`-templated.
+#[derive(Debug, Clone)]
+enum JsonTemplate {
+    Str(Template),
+    Array(Vec<JsonTemplate>),
+    Object(Vec<(String, JsonTemplate)>),
+    Other(serde_json::Value),
+}
+
+fn compile_json(v: &serde_json::Value) -> Result<JsonTemplate, String> {
+    Ok(match v {
+        serde_json::Value::String(s) => JsonTemplate::Str(Template::parse(Text::interpolate(s)?)?),
+        serde_json::Value::Array(items) => {
+            JsonTemplate::Array(items.iter().map(compile_json).collect::<Result<_, _>>()?)
+        }
+        serde_json::Value::Object(map) => JsonTemplate::Object(
+            map.iter()
+                .map(|(k, v)| compile_json(v).map(|t| (k.clone(), t)))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => JsonTemplate::Other(other.clone()),
+    })
+}
+
+impl JsonTemplate {
+    fn render(&self, vars: &TemplateVars<'_>) -> serde_json::Value {
+        match self {
+            JsonTemplate::Str(t) => serde_json::Value::String(t.render(vars)),
+            JsonTemplate::Array(items) => {
+                serde_json::Value::Array(items.iter().map(|i| i.render(vars)).collect())
+            }
+            JsonTemplate::Object(fields) => serde_json::Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.render(vars)))
+                    .collect(),
+            ),
+            JsonTemplate::Other(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    max_redirects: usize,
+    ca_file: Option<PathBuf>,
+}
+
+/// HTTP clients shared by checks with the same transport options, so that 10,000 checks do not
+/// hold 10,000 copies of the root store.
+#[derive(Default)]
+pub struct ClientCache(Mutex<HashMap<ClientKey, reqwest::Client>>);
+
+impl ClientCache {
+    fn get(&self, key: ClientKey) -> Result<reqwest::Client, String> {
+        let mut clients = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let roots = crate::tlsconf::roots(key.ca_file.as_deref())?;
+        let policy = match key.max_redirects {
+            0 => reqwest::redirect::Policy::none(),
+            n => reqwest::redirect::Policy::limited(n),
+        };
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tlsconf::client_config(roots))
+            .redirect(policy)
+            // A new connection per run: the probe must see connect and handshake problems.
+            .pool_max_idle_per_host(0)
+            .user_agent(crate::USER_AGENT)
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {}", error_chain(&e)))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+/// A ready-to-run `http` check.
+pub struct HttpProbe {
+    spec: HttpSpec,
+    method: reqwest::Method,
+    json: Option<JsonTemplate>,
+    host: String,
+    client: reqwest::Client,
+}
+
+impl HttpProbe {
+    /// Builds the probe, sharing a client with checks of the same transport options.
+    pub fn build(spec: &HttpSpec, shared: &Shared) -> Result<Self, String> {
+        validate(spec)?;
+        let url = url::Url::parse(spec.url.expose()).map_err(|e| e.to_string())?;
+        let host = url.host_str().unwrap_or_default().to_string();
+        let client = shared.http_clients.get(ClientKey {
+            max_redirects: spec.max_redirects,
+            ca_file: spec.ca_file.as_ref().map(|t| PathBuf::from(t.expose())),
+        })?;
+        let method = reqwest::Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("invalid method `{}`", spec.method))?;
+        let json = spec.json.as_ref().map(compile_json).transpose()?;
+        Ok(HttpProbe {
+            spec: spec.clone(),
+            method,
+            json,
+            host,
+            client,
+        })
+    }
+
+    async fn attempt(&self, ctx: &RunContext) -> Outcome {
+        let now = ctx.now_rfc3339();
+        let vars = TemplateVars {
+            token: &ctx.token,
+            check: &ctx.check,
+            now: &now,
+        };
+        let mut request = self
+            .client
+            .request(self.method.clone(), self.spec.url.expose())
+            .header(crate::TOKEN_HEADER, &ctx.token);
+        for (name, value) in &self.spec.headers {
+            request = request.header(name.as_str(), value.expose());
+        }
+        if let Some(body) = &self.spec.body {
+            request = request.body(body.render(&vars));
+        } else if let Some(json) = &self.json {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json.render(&vars).to_string());
+        } else if let Some(form) = &self.spec.form {
+            let mut encoder = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in form {
+                encoder.append_pair(k, &v.render(&vars));
+            }
+            request = request
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(encoder.finish());
+        }
+
+        let started = Instant::now();
+        ctx.begin("request");
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.end();
+                return classify(e, &self.spec);
+            }
+        };
+        let status = response.status().as_u16();
+        let mut outcome = Outcome::pass();
+        outcome.observations.push(Observation::HttpStatus(status));
+        outcome.details.push(format!("status {status}"));
+        for (name, pattern) in &self.spec.expect.headers {
+            let values: Vec<&str> = response
+                .headers()
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if values.is_empty() {
+                outcome.fail_with(
+                    FailureKind::Expectation,
+                    format!("header `{name}` is missing"),
+                );
+            } else if !values.iter().any(|v| pattern.is_match(v)) {
+                outcome.fail_with(
+                    FailureKind::Expectation,
+                    format!("header `{name}` does not match /{}/", pattern.as_str()),
+                );
+            }
+        }
+
+        ctx.begin("body");
+        let limit = usize::try_from(self.spec.max_body.0).unwrap_or(usize::MAX);
+        let mut body: Vec<u8> = Vec::new();
+        let mut truncated = false;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = limit - body.len();
+                    if chunk.len() > room {
+                        body.extend_from_slice(&chunk[..room]);
+                        truncated = true;
+                        break;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    ctx.end();
+                    let mut failed = classify(e, &self.spec);
+                    failed.observations = outcome.observations;
+                    return failed;
+                }
+            }
+        }
+        // Dropping the response here closes the connection: the rest of a huge body is not read.
+        drop(response);
+        ctx.end();
+        let elapsed = started.elapsed();
+        if truncated {
+            outcome.observations.push(Observation::BodyTruncated);
+            outcome
+                .details
+                .push(format!("body cut at {limit} bytes (max_body)"));
+        } else {
+            outcome.details.push(format!("body {} bytes", body.len()));
+        }
+        self.check_expectations(&mut outcome, status, &body, truncated, elapsed);
+        outcome
+    }
+
+    fn check_expectations(
+        &self,
+        outcome: &mut Outcome,
+        status: u16,
+        body: &[u8],
+        truncated: bool,
+        elapsed: std::time::Duration,
+    ) {
+        let expect = &self.spec.expect;
+        let status_ok = match &expect.status {
+            Some(s) => s.accepts(status),
+            None => (200..300).contains(&status),
+        };
+        if !status_ok {
+            let wanted = expect
+                .status
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "2xx".into());
+            outcome.fail_with(
+                FailureKind::Status,
+                format!("status {status}, expected {wanted}"),
+            );
+        }
+        let text = String::from_utf8_lossy(body);
+        if let Some(p) = &expect.body
+            && !p.is_match(&text)
+        {
+            let cut = if truncated {
+                " (body cut at max_body)"
+            } else {
+                ""
+            };
+            outcome.fail_with(
+                FailureKind::Expectation,
+                format!("body does not match /{}/{cut}", p.as_str()),
+            );
+        }
+        if let Some(p) = &expect.body_not
+            && p.is_match(&text)
+        {
+            outcome.fail_with(
+                FailureKind::Expectation,
+                format!("body matches /{}/, which it must not", p.as_str()),
+            );
+        }
+        if !expect.json.is_empty() {
+            match serde_json::from_slice::<serde_json::Value>(body) {
+                Err(e) => {
+                    let why = if truncated {
+                        "body was cut at max_body".to_string()
+                    } else {
+                        e.to_string()
+                    };
+                    outcome.fail_with(FailureKind::Expectation, format!("body is not JSON: {why}"));
+                }
+                Ok(doc) => {
+                    for (pointer, wanted) in &expect.json {
+                        match doc.pointer(pointer) {
+                            None => outcome.fail_with(
+                                FailureKind::Expectation,
+                                format!("JSON has no value at `{pointer}`"),
+                            ),
+                            Some(found) if !json_equal(found, wanted) => outcome.fail_with(
+                                FailureKind::Expectation,
+                                format!(
+                                    "JSON `{pointer}` is {}, expected {}",
+                                    short_json(found),
+                                    short_json(wanted)
+                                ),
+                            ),
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(max) = expect.max_latency
+            && elapsed > max.get()
+        {
+            outcome.fail_with(
+                FailureKind::Expectation,
+                format!(
+                    "took {} ms, more than max_latency {max}",
+                    elapsed.as_millis()
+                ),
+            );
+        }
+    }
+}
+
+/// Numbers compare by value (`200` equals `200.0`); everything else structurally.
+fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+fn short_json(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// The error and its causes, without the URL (which may hold a secret).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+fn classify(e: reqwest::Error, spec: &HttpSpec) -> Outcome {
+    let e = e.without_url();
+    let chain = error_chain(&e);
+    let lower = chain.to_lowercase();
+    let kind = if e.is_redirect() {
+        return Outcome::fail(
+            FailureKind::Expectation,
+            format!("more than {} redirects (max_redirects)", spec.max_redirects),
+        );
+    } else if e.is_timeout() {
+        FailureKind::Timeout
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        FailureKind::Tls
+    } else if e.is_connect() {
+        FailureKind::Connect
+    } else {
+        FailureKind::Protocol
+    };
+    Outcome::fail(kind, format!("{} {}: {chain}", spec.method, spec.url))
+}
+
+impl Probe for HttpProbe {
+    fn hosts(&self) -> Vec<String> {
+        vec![self.host.clone()]
+    }
+
+    fn run<'a>(&'a self, ctx: &'a RunContext) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.attempt(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_expectations_parse() {
+        assert!(parse_status("2xx").unwrap().accepts(204));
+        assert!(!parse_status("2xx").unwrap().accepts(301));
+        assert!(parse_status("404").unwrap().accepts(404));
+        assert!(parse_status("6xx").is_err());
+        assert!(parse_status("abc").is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_size("10").unwrap(), 10);
+        assert!(parse_size("1TiB").is_err());
+    }
+
+    #[test]
+    fn json_numbers_compare_by_value() {
+        assert!(json_equal(
+            &serde_json::json!(200),
+            &serde_json::json!(200.0)
+        ));
+        assert!(!json_equal(
+            &serde_json::json!("200"),
+            &serde_json::json!(200)
+        ));
+    }
+}

@@ -1,0 +1,245 @@
+//! Running a check once: attempts under `timeout`, `retries` with `retry_delay`, one report.
+//!
+//! Both the scheduler and `supportwatch check` go through [`execute`], so what a user sees when
+//! writing a check is exactly what the daemon will do.
+
+use crate::config::{Check, Config, ConfigError, ConfigErrors};
+use crate::probe::{
+    self, Failure, FailureKind, Observation, Outcome, PhaseTiming, Probe, RunContext,
+};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A check with its probe built: ready to run.
+pub struct PreparedCheck {
+    /// The check's config.
+    pub check: Check,
+    /// Its probe.
+    pub probe: Arc<dyn Probe>,
+    /// Hosts it contacts (for the per-host limit), sorted and deduplicated.
+    pub hosts: Vec<String>,
+    name: Arc<str>,
+}
+
+impl PreparedCheck {
+    /// The check's name as a shared string.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+}
+
+/// A validated config with every probe built.
+pub struct Prepared {
+    /// The config.
+    pub config: Config,
+    /// One entry per check, in config order.
+    pub checks: Vec<Arc<PreparedCheck>>,
+}
+
+/// Builds every probe; problems (an unreadable `ca_file`, ...) are collected with their location.
+pub fn prepare(config: Config) -> Result<Prepared, ConfigErrors> {
+    crate::tlsconf::install_crypto_provider();
+    let shared = probe::Shared::default();
+    let mut checks = Vec::with_capacity(config.checks.len());
+    let mut errors = Vec::new();
+    for check in &config.checks {
+        match probe::build(&check.spec, &shared) {
+            Ok(probe) => {
+                let mut hosts = probe.hosts();
+                hosts.sort();
+                hosts.dedup();
+                checks.push(Arc::new(PreparedCheck {
+                    name: Arc::from(check.name.as_str()),
+                    check: check.clone(),
+                    probe,
+                    hosts,
+                }));
+            }
+            Err(message) => errors.push(ConfigError {
+                file: Some(check.origin.file.clone()),
+                position: Some((check.origin.line, check.origin.column)),
+                check: Some(check.name.clone()),
+                message,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Prepared { config, checks })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// How a run ended, the `result` label. A pass that needed a retry is kept apart from a clean
+/// pass so that flakiness stays visible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunResult {
+    /// Passed on the first attempt.
+    Success,
+    /// Passed after one or more failed attempts.
+    RetriedSuccess,
+    /// Every attempt failed.
+    Failure,
+    /// The last attempt exceeded `timeout`.
+    Timeout,
+}
+
+impl RunResult {
+    /// Every value, so counters can be initialised at zero.
+    pub const ALL: [RunResult; 4] = [
+        RunResult::Success,
+        RunResult::RetriedSuccess,
+        RunResult::Failure,
+        RunResult::Timeout,
+    ];
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::RetriedSuccess => "retried_success",
+            RunResult::Failure => "failure",
+            RunResult::Timeout => "timeout",
+        }
+    }
+    /// Whether the run passed.
+    pub fn passed(self) -> bool {
+        matches!(self, RunResult::Success | RunResult::RetriedSuccess)
+    }
+}
+
+/// Everything known about one finished run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// Check name.
+    pub check: Arc<str>,
+    /// Check kind.
+    pub kind: &'static str,
+    /// Channel.
+    pub channel: &'static str,
+    /// Run number within this process.
+    pub run_id: u64,
+    /// Correlation token of the last attempt.
+    pub token: String,
+    /// Wall-clock start.
+    #[serde(serialize_with = "serialize_time")]
+    pub started_at: SystemTime,
+    /// How late the run started compared to when it was due (scheduler runs only).
+    #[serde(serialize_with = "serialize_opt_secs")]
+    pub lag: Option<Duration>,
+    /// Total time, all attempts.
+    #[serde(serialize_with = "serialize_secs")]
+    pub duration: Duration,
+    /// Attempts made.
+    pub attempts: u32,
+    /// How it ended.
+    pub result: RunResult,
+    /// Phases of the last attempt.
+    pub phases: Vec<PhaseTiming>,
+    /// Why the last attempt failed.
+    #[serde(serialize_with = "serialize_failure")]
+    pub failure: Option<Failure>,
+    /// Measurements of the last attempt.
+    #[serde(skip)]
+    pub observations: Vec<Observation>,
+    /// Facts for people.
+    pub details: Vec<String>,
+}
+
+fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
+}
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+fn serialize_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+fn serialize_failure<S: serde::Serializer>(f: &Option<Failure>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct F<'a> {
+        kind: &'static str,
+        message: &'a str,
+    }
+    match f {
+        Some(f) => s.serialize_some(&F {
+            kind: f.kind.as_str(),
+            message: &f.message,
+        }),
+        None => s.serialize_none(),
+    }
+}
+
+/// A correlation token: `sw-<check>-<unix seconds>-<random>`.
+pub fn new_token(check: &str) -> String {
+    let unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let random: u32 = rand::random();
+    format!("sw-{check}-{unix}-{random:08x}")
+}
+
+/// Runs `check` once: up to `retries + 1` attempts, each bounded by `timeout`.
+pub async fn execute(check: &PreparedCheck, run_id: u64, lag: Option<Duration>) -> RunReport {
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let timeout = check.check.timeout.get();
+    let mut attempts = 0;
+    let (outcome, phases, token) = loop {
+        attempts += 1;
+        let ctx = RunContext::new(check.name.clone(), new_token(&check.check.name));
+        // The probe's future is dropped on timeout; the context outlives it, so the phases it
+        // recorded still say where the attempt was stuck.
+        let outcome = match tokio::time::timeout(timeout, check.probe.run(&ctx)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                let during = ctx
+                    .open_phase()
+                    .map(|p| format!(" during {p}"))
+                    .unwrap_or_default();
+                Outcome::fail(
+                    FailureKind::Timeout,
+                    format!("timed out after {}{during}", check.check.timeout),
+                )
+            }
+        };
+        let phases = ctx.take_phases();
+        if outcome.passed() || attempts > check.check.retries {
+            break (outcome, phases, ctx.token);
+        }
+        tracing::debug!(
+            check = %check.check.name,
+            attempt = attempts,
+            reason = outcome.failure.as_ref().map(|f| f.message.as_str()).unwrap_or(""),
+            "attempt failed, retrying"
+        );
+        tokio::time::sleep(check.check.retry_delay.get()).await;
+    };
+    let result = match &outcome.failure {
+        None if attempts == 1 => RunResult::Success,
+        None => RunResult::RetriedSuccess,
+        Some(f) if f.kind == FailureKind::Timeout => RunResult::Timeout,
+        Some(_) => RunResult::Failure,
+    };
+    RunReport {
+        check: check.name.clone(),
+        kind: check.check.kind().as_str(),
+        channel: check.check.channel.as_str(),
+        run_id,
+        token,
+        started_at,
+        lag,
+        duration: started.elapsed(),
+        attempts,
+        result,
+        phases,
+        failure: outcome.failure,
+        observations: outcome.observations,
+        details: outcome.details,
+    }
+}

@@ -1,0 +1,305 @@
+//! The scheduler: when each check runs, and how many runs go at once.
+//!
+//! Every check has one ticker task. Its first run is placed at a stable offset inside its interval
+//! (a hash of its name, aligned to the wall clock), so 1,000 checks on a 1-minute interval spread
+//! over the minute instead of firing together, and keep their phase across restarts and reloads.
+//! Each due run becomes its own task, which waits for its permits — per host first (the scarcest:
+//! default one run at a time against one shop), then per kind, then global — and only then starts
+//! its probe. A check whose server hangs therefore holds only its own host's permit and one global
+//! permit, never the other checks' timers.
+
+use crate::config::{Kind, SchedulerConfig};
+use crate::metrics::Metrics;
+use crate::runner::{self, Prepared, PreparedCheck, RunReport};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Concurrency limits: global, per kind, per host.
+pub struct Limits {
+    config: SchedulerConfig,
+    global: Arc<Semaphore>,
+    per_kind: HashMap<Kind, Arc<Semaphore>>,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// Permits held by one run; released when dropped.
+pub struct Permits(#[allow(dead_code)] Vec<OwnedSemaphorePermit>);
+
+impl Limits {
+    /// Limits as configured.
+    pub fn new(config: &SchedulerConfig) -> Self {
+        Limits {
+            config: config.clone(),
+            global: Arc::new(Semaphore::new(config.max_concurrent)),
+            per_kind: config
+                .max_per_kind
+                .iter()
+                .map(|(k, n)| (*k, Arc::new(Semaphore::new(*n))))
+                .collect(),
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn host(&self, host: &str) -> Arc<Semaphore> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts
+            .entry(host.to_string())
+            .or_insert_with(|| {
+                let n = self
+                    .config
+                    .hosts
+                    .get(host)
+                    .copied()
+                    .unwrap_or(self.config.max_per_host);
+                Arc::new(Semaphore::new(n.max(1)))
+            })
+            .clone()
+    }
+
+    /// Waits for every permit `check` needs. Hosts are taken in sorted order (no deadlock between
+    /// checks that share several hosts), and before the global permit, so runs queued behind a
+    /// slow host do not starve everyone else of global permits.
+    pub async fn acquire(&self, check: &PreparedCheck) -> Permits {
+        let mut held = Vec::with_capacity(check.hosts.len() + 2);
+        for host in &check.hosts {
+            if let Ok(p) = self.host(host).acquire_owned().await {
+                held.push(p);
+            }
+        }
+        if let Some(kind) = self.per_kind.get(&check.check.kind())
+            && let Ok(p) = kind.clone().acquire_owned().await
+        {
+            held.push(p);
+        }
+        if let Ok(p) = self.global.clone().acquire_owned().await {
+            held.push(p);
+        }
+        Permits(held)
+    }
+}
+
+/// Delay from `now` until the check's first due time: a stable offset within `interval`, derived
+/// from the check's name and aligned to the Unix epoch.
+pub fn first_delay(name: &str, interval: Duration, now: SystemTime) -> Duration {
+    let period = interval.as_millis().max(1);
+    let offset = u128::from(fnv1a(name.as_bytes())) % period;
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let wait = (offset + period - now_ms % period) % period;
+    Duration::from_millis(u64::try_from(wait).unwrap_or(0))
+}
+
+/// FNV-1a: stable across Rust versions and processes, unlike `DefaultHasher`.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+struct Inner {
+    metrics: Arc<Metrics>,
+    reports: broadcast::Sender<Arc<RunReport>>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    run_ids: AtomicU64,
+    state: Mutex<Generation>,
+}
+
+/// The tickers of one loaded config; replaced as a whole on reload.
+struct Generation {
+    limits: Arc<Limits>,
+    tickers: CancellationToken,
+}
+
+/// Runs checks on their schedules until shut down.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+impl Scheduler {
+    /// A scheduler with no checks yet.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        let (reports, _) = broadcast::channel(1024);
+        Scheduler {
+            inner: Arc::new(Inner {
+                metrics,
+                reports,
+                tracker: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+                run_ids: AtomicU64::new(0),
+                state: Mutex::new(Generation {
+                    limits: Arc::new(Limits::new(&SchedulerConfig::default())),
+                    tickers: CancellationToken::new(),
+                }),
+            }),
+        }
+    }
+
+    /// Every finished run, as it finishes. Slow receivers miss reports rather than slow runs.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RunReport>> {
+        self.inner.reports.subscribe()
+    }
+
+    /// Starts scheduling `prepared`, replacing whatever ran before. Runs already in progress
+    /// finish; their checks' next runs follow the new config.
+    pub fn apply(&self, prepared: &Prepared) {
+        let inner = &self.inner;
+        inner
+            .metrics
+            .sync_checks(prepared.checks.iter().map(|c| &c.check));
+        let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.tickers.cancel();
+        if state.limits.config_differs(&prepared.config.scheduler) {
+            state.limits = Arc::new(Limits::new(&prepared.config.scheduler));
+        }
+        state.tickers = inner.shutdown.child_token();
+        for check in &prepared.checks {
+            let ticker = Ticker {
+                inner: inner.clone(),
+                check: check.clone(),
+                limits: state.limits.clone(),
+                cancel: state.tickers.clone(),
+                running: Arc::new(AtomicBool::new(false)),
+            };
+            inner.tracker.spawn(ticker.run());
+        }
+        tracing::info!(checks = prepared.checks.len(), "schedule applied");
+    }
+
+    /// Stops scheduling, waits up to `grace` for runs in progress, and reports whether they all
+    /// finished in time.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        let drained = tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!(grace = ?grace, "runs still in progress at the end of the shutdown grace period");
+        }
+        drained
+    }
+}
+
+impl Limits {
+    fn config_differs(&self, other: &SchedulerConfig) -> bool {
+        format!("{:?}", self.config) != format!("{other:?}")
+    }
+}
+
+struct Ticker {
+    inner: Arc<Inner>,
+    check: Arc<PreparedCheck>,
+    limits: Arc<Limits>,
+    cancel: CancellationToken,
+    running: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    async fn run(self) {
+        let interval = self.check.check.interval.get();
+        let mut due =
+            Instant::now() + first_delay(&self.check.check.name, interval, SystemTime::now());
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(due) => {}
+            }
+            let this_due = due;
+            due += interval;
+            let now = Instant::now();
+            if due <= now {
+                // The process was stopped or starved for a whole interval: skip the missed slots
+                // instead of firing them all at once.
+                let behind = (now - due).as_nanos() / interval.as_nanos().max(1) + 1;
+                due += interval * u32::try_from(behind).unwrap_or(u32::MAX);
+            }
+            if self.running.swap(true, Ordering::AcqRel) {
+                self.inner.metrics.record_skipped(&self.check.check.name);
+                tracing::warn!(check = %self.check.check.name, "previous run still in progress; skipping this one");
+                continue;
+            }
+            self.inner.tracker.spawn(run_one(
+                self.inner.clone(),
+                self.check.clone(),
+                self.limits.clone(),
+                self.running.clone(),
+                this_due,
+            ));
+        }
+    }
+}
+
+async fn run_one(
+    inner: Arc<Inner>,
+    check: Arc<PreparedCheck>,
+    limits: Arc<Limits>,
+    running: Arc<AtomicBool>,
+    due: Instant,
+) {
+    // Waiting for permits is abandoned at shutdown; a run that has started is let finish.
+    let permits = tokio::select! {
+        p = limits.acquire(&check) => p,
+        _ = inner.shutdown.cancelled() => {
+            running.store(false, Ordering::Release);
+            return;
+        }
+    };
+    let lag = Instant::now().saturating_duration_since(due);
+    let run_id = inner.run_ids.fetch_add(1, Ordering::Relaxed) + 1;
+    let span = tracing::info_span!("run", check = %check.check.name, kind = %check.check.kind(), run = run_id);
+    inner.metrics.running.inc();
+    let report = runner::execute(&check, run_id, Some(lag))
+        .instrument(span.clone())
+        .await;
+    inner.metrics.running.dec();
+    drop(permits);
+    running.store(false, Ordering::Release);
+    inner.metrics.record(&report);
+    span.in_scope(|| crate::report::log(&report));
+    // No receiver is fine: reports are for the demo and tests.
+    let _ = inner.reports.send(Arc::new(report));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_delay_is_stable_and_within_interval() {
+        let interval = Duration::from_secs(60);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let a = first_delay("shop-home", interval, now);
+        assert_eq!(a, first_delay("shop-home", interval, now));
+        assert!(a < interval);
+        // One second later the same slot is one second closer.
+        let later = first_delay("shop-home", interval, now + Duration::from_secs(1));
+        assert_eq!((a + interval - later).as_millis() % 60_000, 1_000);
+    }
+
+    #[test]
+    fn thousand_checks_spread_over_the_minute() {
+        let interval = Duration::from_secs(60);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut per_second = [0u32; 60];
+        for i in 0..1000 {
+            let d = first_delay(&format!("check-{i}"), interval, now);
+            per_second[d.as_secs() as usize] += 1;
+        }
+        // Evenly spread would be 16.7 a second; lock step would be 1000 in one second.
+        let max = per_second.iter().max().copied().unwrap_or(0);
+        let empty = per_second.iter().filter(|n| **n == 0).count();
+        assert!(max <= 35, "up to {max} checks start in the same second");
+        assert_eq!(empty, 0, "some seconds of the minute have no check");
+    }
+}

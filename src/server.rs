@@ -1,0 +1,81 @@
+//! The built-in web server: `/metrics`, `/healthz`, `POST /-/reload`.
+
+use crate::metrics::Metrics;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// A request to reload the config; answered with a summary or the config's errors.
+pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// All metrics.
+    pub metrics: Arc<Metrics>,
+    /// Where reload requests go (the daemon's main loop).
+    pub reload: mpsc::Sender<ReloadRequest>,
+}
+
+/// The router with every endpoint.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/-/reload", post(reload))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode_text(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let reload_ok = state.metrics.last_reload_successful.get() == 1;
+    Json(serde_json::json!({
+        "status": "ok",
+        "checks": state.metrics.configured.get(),
+        "running": state.metrics.running.get(),
+        "last_reload_successful": reload_ok,
+    }))
+    .into_response()
+}
+
+async fn reload(State(state): State<AppState>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if state.reload.send(tx).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match rx.await {
+        Ok(Ok(summary)) => (StatusCode::OK, format!("{summary}\n")).into_response(),
+        Ok(Err(errors)) => (
+            StatusCode::BAD_REQUEST,
+            format!("reload refused; the previous config keeps running:\n{errors}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}

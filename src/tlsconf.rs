@@ -1,0 +1,74 @@
+//! Trust stores and rustls setup shared by every probe that speaks TLS.
+//!
+//! The crypto provider is installed explicitly (ring) so that no dependency's choice decides it,
+//! and the system root store is read once per process: loading it takes milliseconds, far more
+//! than a probe run is allowed to cost.
+
+use rustls::RootCertStore;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// Installs ring as the process-wide rustls crypto provider. Safe to call more than once.
+pub fn install_crypto_provider() {
+    // Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The operating system's trusted roots, loaded once.
+pub fn system_roots() -> Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut store = RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            for error in &found.errors {
+                tracing::warn!(%error, "some system root certificates could not be loaded");
+            }
+            let (added, ignored) = store.add_parsable_certificates(found.certs);
+            tracing::debug!(added, ignored, "loaded system root certificates");
+            Arc::new(store)
+        })
+        .clone()
+}
+
+/// Roots from a PEM `ca_file` (only those: a private CA should not be mixed with public ones).
+pub fn roots_from_file(path: &Path) -> Result<Arc<RootCertStore>, String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot read ca_file `{}`: {e}", path.display()))?;
+    let mut store = RootCertStore::empty();
+    let mut count = 0;
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert =
+            cert.map_err(|e| format!("ca_file `{}` is not valid PEM: {e}", path.display()))?;
+        store.add(cert).map_err(|e| {
+            format!(
+                "ca_file `{}` holds an unusable certificate: {e}",
+                path.display()
+            )
+        })?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(format!(
+            "ca_file `{}` holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(Arc::new(store))
+}
+
+/// Roots for a probe: its `ca_file` when given, else the system's.
+pub fn roots(ca_file: Option<&Path>) -> Result<Arc<RootCertStore>, String> {
+    match ca_file {
+        Some(path) => roots_from_file(path),
+        None => Ok(system_roots()),
+    }
+}
+
+/// A verifying client config over `roots`.
+pub fn client_config(roots: Arc<RootCertStore>) -> rustls::ClientConfig {
+    install_crypto_provider();
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
