@@ -82,7 +82,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo prints one line per run on stdout; its log would only repeat them.
+    let default_level = match cli.command {
+        Command::Demo { .. } | Command::Check { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     supportwatch::tlsconf::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -103,9 +108,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -123,7 +128,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => {
-            let prepared = ConfigSource::Dir(config.clone()).load()?;
+            let prepared = match ConfigSource::Dir(config.clone()).load() {
+                Ok(p) => p,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
             println!(
                 "{}: {} checks in {} files, all valid",
                 config.display(),

@@ -219,13 +219,15 @@ fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigError>> {
             scheduler: None,
         });
     }
-    let first = match serde_saphyr::from_str::<FileDoc>(text) {
+    let first = match serde_saphyr::from_str_with_options::<FileDoc>(text, options(false)) {
         Ok(doc) => return Ok(doc),
         Err(e) => e,
     };
     let whole_file_error = || vec![saphyr_error(path, None, &first, &[])];
     // Find every problem, not just the first: parse each check alone, then the other sections.
-    let Ok(lenient) = serde_saphyr::from_str::<LenientDoc>(text) else {
+    // Duplicate keys are tolerated here only to find the checks; the strict per-check parse below
+    // still reports them.
+    let Ok(lenient) = serde_saphyr::from_str_with_options::<LenientDoc>(text, options(true)) else {
         return Err(whole_file_error());
     };
     let mut errors = Vec::new();
@@ -239,17 +241,41 @@ fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigError>> {
         let Some(block) = isolate_block(text, loc.line(), loc.column()) else {
             return Err(whole_file_error());
         };
-        if let Err(e) = serde_saphyr::from_str::<CheckDoc>(&block) {
-            errors.push(saphyr_error(path, Some(name), &e, COMMON_FIELDS));
+        if let Err(e) = serde_saphyr::from_str_with_options::<CheckDoc>(&block, options(false)) {
+            let mut error = saphyr_error(path, Some(name), &e, COMMON_FIELDS);
+            // Errors raised inside the kind-specific part carry no position; point at the check.
+            error.position = error.position.or(Some((loc.line(), loc.column())));
+            errors.push(error);
         }
     }
-    if let Err(e) = serde_saphyr::from_str::<SectionsDoc>(text) {
+    if let Err(e) = serde_saphyr::from_str_with_options::<SectionsDoc>(text, options(false)) {
         errors.push(saphyr_error(path, None, &e, &[]));
     }
     if errors.is_empty() {
         errors = whole_file_error();
     }
-    Err(errors)
+    // A duplicate key inside a check is seen by both the check's and the sections' pass.
+    let mut unique: Vec<ConfigError> = Vec::with_capacity(errors.len());
+    for e in errors {
+        if !unique
+            .iter()
+            .any(|u| u.position == e.position && u.message == e.message)
+        {
+            unique.push(e);
+        }
+    }
+    Err(unique)
+}
+
+fn options(tolerate_duplicates: bool) -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.duplicate_keys = if tolerate_duplicates {
+        serde_saphyr::DuplicateKeyPolicy::LastWins
+    } else {
+        serde_saphyr::DuplicateKeyPolicy::Error
+    };
+    options.with_snippet = false;
+    options
 }
 
 /// The text of the block-sequence item starting at (`line`, `column`), padded with blank lines and
@@ -292,7 +318,15 @@ fn saphyr_error(
         .filter(|l| l.line() > 0)
         .map(|l| (l.line(), l.column()));
     let raw = e.without_snippet().to_string();
-    let message = strip_position_prefix(&raw);
+    let stripped = strip_position_prefix(&raw);
+    let message = match stripped.strip_prefix("duplicate mapping key: ") {
+        Some(rest) => {
+            let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+            format!("duplicate key `{key}`: each key may appear only once")
+        }
+        None => stripped.to_string(),
+    };
+    let message = message.as_str();
     ConfigError {
         file: Some(path.to_path_buf()),
         position,
@@ -302,7 +336,13 @@ fn saphyr_error(
 }
 
 fn strip_position_prefix(raw: &str) -> &str {
-    let s = raw.trim().trim_start_matches("error: ");
+    let mut s = raw.trim().trim_start_matches("error: ");
+    // The position is printed in front as file:line:col; drop serde's own copy at the end.
+    if let Some(at) = s.rfind(" at line ")
+        && s[at..].contains(", column ")
+    {
+        s = &s[..at];
+    }
     if let Some(rest) = s.strip_prefix("line ")
         && let Some((_, after)) = rest.split_once(": ")
         && rest.split_whitespace().nth(1) == Some("column")

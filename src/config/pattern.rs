@@ -36,7 +36,16 @@ impl<'de> Deserialize<'de> for Pattern {
             .size_limit(1 << 20)
             .build()
             .map(Pattern)
-            .map_err(|e| serde::de::Error::custom(format!("invalid regex `{source}`: {e}")))
+            .map_err(|e| {
+                // regex's syntax errors draw a caret diagram over several lines; keep the cause.
+                let text = e.to_string();
+                let cause = text
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.trim().strip_prefix("error: "))
+                    .unwrap_or(text.trim());
+                serde::de::Error::custom(format!("invalid regex `{source}`: {cause}"))
+            })
     }
 }
 
