@@ -275,6 +275,8 @@ fn options(tolerate_duplicates: bool) -> serde_saphyr::Options {
         serde_saphyr::DuplicateKeyPolicy::Error
     };
     options.with_snippet = false;
+    // Only `true`/`false` are booleans: `n`, `no`, `off` stay strings (form field names, values).
+    options.strict_booleans = true;
     options
 }
 
@@ -321,7 +323,10 @@ fn saphyr_error(
     let stripped = strip_position_prefix(&raw);
     let message = match stripped.strip_prefix("duplicate mapping key: ") {
         Some(rest) => {
-            let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+            let key = rest
+                .split(", set DuplicateKeyPolicy")
+                .next()
+                .unwrap_or(rest);
             format!("duplicate key `{key}`: each key may appear only once")
         }
         None => stripped.to_string(),

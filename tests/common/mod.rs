@@ -1,0 +1,240 @@
+//! Helpers shared by the integration tests: a real HTTP test shop on loopback, and loading checks
+//! from YAML text.
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use supportwatch::runner::{self, Prepared, RunReport};
+
+/// Loads checks from one YAML text, with extra `${…}` variables.
+pub fn prepare(yaml: &str) -> Prepared {
+    prepare_with(yaml, &[])
+}
+
+/// Loads checks from one YAML text, with extra `${…}` variables.
+pub fn prepare_with(yaml: &str, vars: &[(&str, &str)]) -> Prepared {
+    supportwatch::tlsconf::install_crypto_provider();
+    let vars = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = supportwatch::config::with_overlay(&vars, || {
+        supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())])
+    })
+    .unwrap_or_else(|e| panic!("config should load:\n{e}"));
+    runner::prepare(config).unwrap_or_else(|e| panic!("config should prepare:\n{e}"))
+}
+
+/// Runs the first check of `yaml` once.
+pub async fn run_once(yaml: &str) -> RunReport {
+    let prepared = prepare(yaml);
+    runner::execute(&prepared.checks[0], 1, None).await
+}
+
+/// Counters the test shop keeps about what it was asked.
+#[derive(Default)]
+pub struct ShopStats {
+    /// Requests answered, all routes.
+    pub requests: AtomicU64,
+    /// Bytes of body sent by `/huge`.
+    pub huge_bytes_sent: AtomicU64,
+    /// Requests in progress on `/slow` right now, and the most seen at once.
+    pub slow_now: AtomicUsize,
+    pub slow_max: AtomicUsize,
+    /// Calls to `/flaky` so far.
+    pub flaky_calls: AtomicU64,
+}
+
+#[derive(Clone)]
+struct ShopState {
+    stats: Arc<ShopStats>,
+}
+
+/// A running HTTP test shop.
+pub struct TestShop {
+    pub addr: SocketAddr,
+    pub stats: Arc<ShopStats>,
+}
+
+impl TestShop {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Starts the test shop on `ip:0`.
+pub async fn start_shop(ip: &str) -> TestShop {
+    let stats = Arc::new(ShopStats::default());
+    let state = ShopState {
+        stats: stats.clone(),
+    };
+    let app = Router::new()
+        .route("/ok", get(|| async { "Demo shop: all good" }))
+        .route(
+            "/json",
+            get(|| async {
+                axum::Json(serde_json::json!({"status": "ok", "code": 200, "items": [1, 2]}))
+            }),
+        )
+        .route("/echo", any(echo))
+        .route("/status/{code}", get(status_code))
+        .route("/loop", get(redirect_loop))
+        .route("/huge", get(huge))
+        .route("/slow", get(slow))
+        .route("/flaky", get(flaky))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .expect("bind test shop");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    TestShop { addr, stats }
+}
+
+async fn count(
+    State(state): State<ShopState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    state.stats.requests.fetch_add(1, Ordering::SeqCst);
+    next.run(req).await
+}
+
+async fn echo(headers: HeaderMap, body: String) -> Response {
+    let token = headers
+        .get("x-supportwatch-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let agent = headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (
+        [("x-shop", "test-shop")],
+        axum::Json(serde_json::json!({
+            "token": token, "agent": agent, "content_type": content_type, "body": body,
+        })),
+    )
+        .into_response()
+}
+
+async fn status_code(axum::extract::Path(code): axum::extract::Path<u16>) -> Response {
+    StatusCode::from_u16(code)
+        .unwrap_or(StatusCode::BAD_REQUEST)
+        .into_response()
+}
+
+async fn redirect_loop() -> Response {
+    (StatusCode::FOUND, [("location", "/loop")]).into_response()
+}
+
+/// A 2 GB body, produced lazily in 64 KiB chunks, counting what actually left the server.
+async fn huge(State(state): State<ShopState>) -> Response {
+    const TOTAL: u64 = 2 << 30;
+    const CHUNK: usize = 64 << 10;
+    let stats = state.stats.clone();
+    let stream = futures::stream::unfold(0u64, move |sent| {
+        let stats = stats.clone();
+        async move {
+            if sent >= TOTAL {
+                return None;
+            }
+            stats
+                .huge_bytes_sent
+                .fetch_add(CHUNK as u64, Ordering::SeqCst);
+            Some((
+                Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; CHUNK])),
+                sent + CHUNK as u64,
+            ))
+        }
+    });
+    Response::builder()
+        .header("content-length", TOTAL.to_string())
+        .body(Body::from_stream(stream))
+        .unwrap_or_default()
+}
+
+async fn slow(State(state): State<ShopState>) -> &'static str {
+    let now = state.stats.slow_now.fetch_add(1, Ordering::SeqCst) + 1;
+    state.stats.slow_max.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    state.stats.slow_now.fetch_sub(1, Ordering::SeqCst);
+    "slow but fine"
+}
+
+/// Fails the first call, then answers.
+async fn flaky(State(state): State<ShopState>) -> Response {
+    if state.stats.flaky_calls.fetch_add(1, Ordering::SeqCst) == 0 {
+        StatusCode::SERVICE_UNAVAILABLE.into_response()
+    } else {
+        "recovered".into_response()
+    }
+}
+
+/// A server that accepts connections and never says a word.
+pub async fn start_silent(ip: &str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .expect("bind silent server");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+/// A server that sends HTTP headers, then one body byte a second, forever.
+pub async fn start_drip(ip: &str) -> SocketAddr {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .expect("bind drip server");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                loop {
+                    if socket.write_all(b"x").await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A loopback port nobody listens on.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
