@@ -100,7 +100,7 @@ impl fmt::Display for Dur {
             return f.write_str("0s");
         }
         for (size, unit) in units {
-            if ms % size == 0 {
+            if ms.is_multiple_of(size) {
                 return write!(f, "{}{unit}", ms / size);
             }
         }

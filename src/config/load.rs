@@ -241,11 +241,24 @@ fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigError>> {
         let Some(block) = isolate_block(text, loc.line(), loc.column()) else {
             return Err(whole_file_error());
         };
-        if let Err(e) = serde_saphyr::from_str_with_options::<CheckDoc>(&block, options(false)) {
-            let mut error = saphyr_error(path, Some(name), &e, COMMON_FIELDS);
-            // Errors raised inside the kind-specific part carry no position; point at the check.
-            error.position = error.position.or(Some((loc.line(), loc.column())));
-            errors.push(error);
+        match serde_saphyr::from_str_with_options::<CheckDoc>(&block, options(false)) {
+            Err(e) => {
+                let mut error = saphyr_error(path, Some(name), &e, COMMON_FIELDS);
+                // Errors raised inside the kind-specific part carry no position; point at the check.
+                error.position = error.position.or(Some((loc.line(), loc.column())));
+                errors.push(error);
+            }
+            // A check that parses can still be wrong in ways serde cannot see (URL syntax, ...).
+            Ok(doc) => {
+                if let Err(message) = crate::probe::validate(&doc.spec) {
+                    errors.push(ConfigError {
+                        file: Some(path.to_path_buf()),
+                        position: Some((loc.line(), loc.column())),
+                        check: Some(name),
+                        message,
+                    });
+                }
+            }
         }
     }
     if let Err(e) = serde_saphyr::from_str_with_options::<SectionsDoc>(text, options(false)) {
@@ -329,6 +342,10 @@ fn saphyr_error(
                 .unwrap_or(rest);
             format!("duplicate key `{key}`: each key may appear only once")
         }
+        None if stripped.starts_with("budget breached") => format!(
+            "{stripped}: the document expands to more YAML nodes or aliases than a config may \
+             (alias bombs are refused)"
+        ),
         None => stripped.to_string(),
     };
     let message = message.as_str();
@@ -343,7 +360,7 @@ fn saphyr_error(
 fn strip_position_prefix(raw: &str) -> &str {
     let mut s = raw.trim().trim_start_matches("error: ");
     // The position is printed in front as file:line:col; drop serde's own copy at the end.
-    if let Some(at) = s.rfind(" at line ")
+    if let Some(at) = s.find(" at line ")
         && s[at..].contains(", column ")
     {
         s = &s[..at];
