@@ -1,0 +1,60 @@
+//! `supportwatch demo` end to end: the demo shop, the built-in checks, the metrics they export,
+//! and `--break` making the broken channel fail.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+use supportwatch::config::Channel;
+use supportwatch::runner::RunResult;
+
+async fn first_results(broken: BTreeSet<Channel>) -> (HashMap<String, RunResult>, String) {
+    supportwatch::tlsconf::install_crypto_provider();
+    let (shop, daemon) = supportwatch::demo::start("127.0.0.1:0".parse().expect("addr"), broken)
+        .await
+        .expect("demo starts");
+    let expected: BTreeSet<String> = daemon
+        .metrics
+        .encode_text()
+        .lines()
+        .filter_map(|l| l.split("check=\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect();
+    assert!(expected.len() >= 4, "demo checks: {expected:?}");
+    let mut reports = daemon.scheduler.subscribe();
+    let mut results = HashMap::new();
+    // The demo's interval is 10 s; every check runs once within it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    while results.len() < expected.len() {
+        match tokio::time::timeout_at(deadline, reports.recv()).await {
+            Ok(Ok(r)) => {
+                results.entry(r.check.to_string()).or_insert(r.result);
+            }
+            _ => panic!("not every demo check ran: {results:?} of {expected:?}"),
+        }
+    }
+    let metrics = reqwest::get(format!("http://{}/metrics", daemon.addr))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    assert!(daemon.stop().await);
+    drop(shop);
+    (results, metrics)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_demo_check_passes_against_the_demo_shop() {
+    let (results, metrics) = first_results(BTreeSet::new()).await;
+    for (check, result) in &results {
+        assert_eq!(*result, RunResult::Success, "{check}");
+    }
+    assert!(metrics.contains(r#"supportwatch_check_success{channel="website",check="demo-home",kind="http",shop="demo"} 1"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_makes_only_the_broken_channel_fail() {
+    let (results, _) = first_results(BTreeSet::from([Channel::FeedbackForm])).await;
+    assert_eq!(results["demo-feedback-api"], RunResult::Failure);
+    assert_eq!(results["demo-home"], RunResult::Success);
+}
