@@ -162,3 +162,51 @@ fn run_exits_0_on_sigterm_without_logging_secrets() {
     assert!(text.contains("check failed"), "{text}");
     assert!(!text.contains(SECRET), "{text}");
 }
+
+#[test]
+fn sighup_reloads_and_a_bad_config_is_refused_with_its_location() {
+    let dir = config_dir("checks:\n  - { name: home, kind: http, url: \"http://127.0.0.1:1/\" }\n");
+    let child = Command::new(BIN)
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start daemon");
+    let signal = |name: &str| {
+        std::thread::sleep(Duration::from_millis(800));
+        let ok = Command::new("kill")
+            .args([name, &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+    };
+    // Let the daemon load the first config before it is replaced.
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        "checks:\n  - name: home\n    kind: http\n    url: http://127.0.0.1:1/\n    retries: many\n",
+    )
+    .expect("write");
+    signal("-HUP");
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        "checks:\n  - { name: contacts, kind: http, url: \"http://127.0.0.1:1/c\" }\n",
+    )
+    .expect("write");
+    signal("-HUP");
+    signal("-TERM");
+    let out = child.wait_with_output().expect("output");
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("config reload refused; the previous config keeps running"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shop.yaml:5:14: check \"home\": invalid u32"),
+        "{text}"
+    );
+    assert!(text.contains("config reloaded: 1 checks"), "{text}");
+}
