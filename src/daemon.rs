@@ -108,12 +108,14 @@ impl Daemon {
                 tracing::error!(error = %e, "web server stopped");
             }
         });
+        // With --listen the config's server.listen is not used, so a change to it means nothing.
+        let configured_listen = listen.is_none().then_some(prepared.config.server.listen);
         let reload_task = tokio::spawn(reload_loop(
             source,
             reload_rx,
             scheduler.clone(),
             metrics.clone(),
-            listen.unwrap_or(addr),
+            configured_listen,
         ));
         Ok(Daemon {
             addr,
@@ -199,12 +201,14 @@ async fn reload_loop(
     mut requests: mpsc::Receiver<ReloadRequest>,
     scheduler: Scheduler,
     metrics: Arc<Metrics>,
-    listening_on: SocketAddr,
+    configured_listen: Option<SocketAddr>,
 ) {
     while let Some(reply) = requests.recv().await {
         let answer = match load_blocking(source.clone()).await {
             Ok(prepared) => {
-                if prepared.config.server.listen != listening_on {
+                if let Some(listening_on) = configured_listen
+                    && prepared.config.server.listen != listening_on
+                {
                     tracing::warn!(
                         configured = %prepared.config.server.listen,
                         %listening_on,

@@ -173,14 +173,15 @@ fn sighup_reloads_and_a_bad_config_is_refused_with_its_location() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start daemon");
+    // Each signal is given time to be handled before the test rewrites the file.
     let signal = |name: &str| {
-        std::thread::sleep(Duration::from_millis(800));
         let ok = Command::new("kill")
             .args([name, &child.id().to_string()])
             .status()
             .expect("kill")
             .success();
         assert!(ok);
+        std::thread::sleep(Duration::from_millis(800));
     };
     // Let the daemon load the first config before it is replaced.
     std::thread::sleep(Duration::from_millis(1000));
