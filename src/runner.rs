@@ -7,7 +7,9 @@ use crate::config::{Check, Config, ConfigError, ConfigErrors};
 use crate::probe::{
     self, Failure, FailureKind, Observation, Outcome, PhaseTiming, Probe, RunContext,
 };
+use futures::FutureExt;
 use serde::Serialize;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -195,8 +197,23 @@ pub async fn execute(check: &PreparedCheck, run_id: u64, lag: Option<Duration>) 
         let ctx = RunContext::new(check.name.clone(), new_token(&check.check.name));
         // The probe's future is dropped on timeout; the context outlives it, so the phases it
         // recorded still say where the attempt was stuck.
-        let outcome = match tokio::time::timeout(timeout, check.probe.run(&ctx)).await {
-            Ok(outcome) => outcome,
+        // A panic inside a probe is a bug in supportwatch, but it must cost only this run: the
+        // scheduler's bookkeeping (permits, "running" flag) lives outside this future.
+        let attempt = AssertUnwindSafe(check.probe.run(&ctx)).catch_unwind();
+        let outcome = match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(panic)) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(check = %check.check.name, panic = %what, "probe panicked");
+                Outcome::fail(
+                    FailureKind::Internal,
+                    format!("internal error in the {} probe: {what}", check.check.kind()),
+                )
+            }
             Err(_) => {
                 let during = ctx
                     .open_phase()
