@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# supportwatch: build in the full Rust image, run in a slim Debian image as a non-root user.
+#   docker build -t supportwatch .
+#   docker run --rm -p 9750:9750 -v "$PWD/checks:/etc/supportwatch:ro" supportwatch
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+# The cache mounts keep the registry and build artefacts between builds; the binary is copied out of
+# target/ because a cache mount is not part of the image layer.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin supportwatch \
+ && install -D -m 0755 target/release/supportwatch /out/supportwatch
+
+FROM debian:bookworm-slim
+# ca-certificates: the system roots every https/tls check verifies against by default.
+# curl: only for the HEALTHCHECK below (supportwatch has no health-check subcommand).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system supportwatch \
+ && useradd --system --gid supportwatch --home-dir /nonexistent --shell /usr/sbin/nologin supportwatch
+COPY --from=build /out/supportwatch /usr/local/bin/supportwatch
+# The config directory is empty on purpose: mount your checks there. (checks/demo.yaml is not copied:
+# it needs the DEMO_* variables that only `supportwatch demo` sets, so `run` would refuse it.)
+# Secrets come from the environment or mounted files (${ENV}, ${file:/run/secrets/...}), never from
+# the image. The demo needs no config: `docker run --rm -p 9750:9750 supportwatch demo --listen 0.0.0.0:9750`.
+RUN mkdir -p /etc/supportwatch
+USER supportwatch
+EXPOSE 9750
+# Assumes the default listen port below; change both together.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:9750/healthz"]
+ENTRYPOINT ["supportwatch"]
+CMD ["run", "--config", "/etc/supportwatch", "--listen", "0.0.0.0:9750"]
