@@ -5,6 +5,8 @@
 //! than a probe run is allowed to cost.
 
 use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -37,7 +39,7 @@ pub fn roots_from_file(path: &Path) -> Result<Arc<RootCertStore>, String> {
         .map_err(|e| format!("cannot read ca_file `{}`: {e}", path.display()))?;
     let mut store = RootCertStore::empty();
     let mut count = 0;
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert =
             cert.map_err(|e| format!("ca_file `{}` is not valid PEM: {e}", path.display()))?;
         store.add(cert).map_err(|e| {
