@@ -22,8 +22,8 @@ RUN apt-get update \
  && groupadd --system supportwatch \
  && useradd --system --gid supportwatch --home-dir /nonexistent --shell /usr/sbin/nologin supportwatch
 COPY --from=build /out/supportwatch /usr/local/bin/supportwatch
-# The config directory is empty on purpose: mount your checks there. (checks/demo.yaml is not copied:
-# it needs the DEMO_* variables that only `supportwatch demo` sets, so `run` would refuse it.)
+# The config directory is empty on purpose: mount your checks there (checks/ in the repository
+# holds the demo's checks and examples, not yours).
 # Secrets come from the environment or mounted files (${ENV}, ${file:/run/secrets/...}), never from
 # the image. The demo needs no config: `docker run --rm -p 9750:9750 supportwatch demo --listen 0.0.0.0:9750`.
 RUN mkdir -p /etc/supportwatch
