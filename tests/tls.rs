@@ -2,9 +2,11 @@
 //! kind of wrong, SMTP and IMAP servers that upgrade with STARTTLS, a server that speaks no TLS, and
 //! a closed port.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
+use supportwatch::config::with_overlay;
 use supportwatch::demo::pki::{self, Authority, Issued, Validity};
 use supportwatch::probe::{CertReport, FailureKind, Observation};
 use supportwatch::runner::{self, RunReport, RunResult};
@@ -124,6 +126,27 @@ async fn imap_server(cert: &Issued) -> SocketAddr {
                 assert_eq!(read_line(&mut reader).await, "a1 STARTTLS\r\n");
                 let answer = b"* CAPABILITY IMAP4rev1\r\na1 OK Begin TLS negotiation now\r\n";
                 reader.get_mut().write_all(answer).await.unwrap();
+                if let Ok(tls) = acceptor.accept(reader.into_inner()).await {
+                    linger(tls).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A POP3 server that upgrades with `cert` after `STLS`.
+async fn pop3_server(cert: &Issued) -> SocketAddr {
+    let (listener, addr) = listener().await;
+    let acceptor = acceptor(cert);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(tcp);
+                w(&mut reader, "+OK POP3 ready\r\n").await;
+                assert_eq!(read_line(&mut reader).await, "STLS\r\n");
+                w(&mut reader, "+OK Begin TLS negotiation\r\n").await;
                 if let Ok(tls) = acceptor.accept(reader.into_inner()).await {
                     linger(tls).await;
                 }
@@ -371,6 +394,46 @@ async fn imap_starttls_upgrades_and_inspects() {
 }
 
 #[tokio::test]
+async fn pop3_starttls_upgrades_and_inspects() {
+    let pki = pki();
+    let cert = pki.ca.issue(&["127.0.0.1"], Validity::days(60)).unwrap();
+    let addr = pop3_server(&cert).await;
+    let report = run(&[format!("pop3+starttls://{addr}")], &ca_line(&pki)).await;
+    assert_eq!(report.result, RunResult::Success, "{report:?}");
+    assert_eq!(phases(&report), ["connect", "starttls", "tls"]);
+    assert!(one_cert(&report).chain_verified);
+}
+
+#[tokio::test]
+async fn messages_show_the_template_not_the_interpolated_target() {
+    let pki = pki();
+    let cert = pki.ca.issue(&["other.test"], Validity::days(90)).unwrap();
+    let addr = tls_server(&cert).await.to_string();
+    let yaml = format!(
+        "checks:\n  - name: t\n    kind: tls\n    channel: website\n    retries: 0\n    \
+         targets: [\"${{SW_T_TLS_TARGET}}\"]\n{}",
+        ca_line(&pki)
+    );
+    let vars = HashMap::from([("SW_T_TLS_TARGET".to_string(), addr.clone())]);
+    let config = with_overlay(&vars, || {
+        supportwatch::config::load_sources(&[(PathBuf::from("t.yaml"), yaml)])
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let prepared = runner::prepare(config).unwrap_or_else(|e| panic!("{e}"));
+    let report = runner::execute(&prepared.checks[0], 1, None).await;
+    let (kind, message) = failure(&report);
+    assert_eq!(kind, FailureKind::Tls);
+    assert_eq!(
+        message,
+        "certificate for ${SW_T_TLS_TARGET} is not valid for its host name"
+    );
+    assert_eq!(one_cert(&report).target, "${SW_T_TLS_TARGET}");
+    for line in &report.details {
+        assert!(!line.contains("127.0.0.1"), "{line}");
+    }
+}
+
+#[tokio::test]
 async fn a_server_without_tls_is_a_tls_failure() {
     let pki = pki();
     let addr = http_server().await;
@@ -407,6 +470,28 @@ async fn a_flood_of_lines_is_cut_off() {
     let (kind, message) = failure(&report);
     assert_eq!(kind, FailureKind::Protocol, "{message}");
     assert!(message.contains("more than 100 lines"), "{message}");
+}
+
+#[tokio::test]
+async fn data_sent_before_the_handshake_is_refused() {
+    let pki = pki();
+    let (listener, addr) = listener().await;
+    tokio::spawn(async move {
+        if let Ok((tcp, _)) = listener.accept().await {
+            let mut reader = BufReader::new(tcp);
+            w(&mut reader, "220 mail.test ESMTP\r\n").await;
+            let _ = read_line(&mut reader).await;
+            w(&mut reader, "250-mail.test\r\n250 STARTTLS\r\n").await;
+            let _ = read_line(&mut reader).await;
+            // The go-ahead and an injected reply in one packet (CVE-2011-0411).
+            w(&mut reader, "220 go ahead\r\n250 injected\r\n").await;
+            linger(reader).await;
+        }
+    });
+    let report = run(&[format!("smtp+starttls://{addr}")], &ca_line(&pki)).await;
+    let (kind, message) = failure(&report);
+    assert_eq!(kind, FailureKind::Protocol, "{message}");
+    assert!(message.contains("sent data after agreeing"), "{message}");
 }
 
 #[tokio::test]

@@ -289,7 +289,8 @@ impl TlsProbe {
             match presented {
                 Ok(chain) => self.judge(label, target, &chain, &mut outcome),
                 Err((kind, message)) => {
-                    outcome.details.push(format!("{label}: {message}"));
+                    // The message names the target already.
+                    outcome.details.push(message.clone());
                     outcome.fail_with(kind, message);
                 }
             }
@@ -297,16 +298,13 @@ impl TlsProbe {
         outcome
     }
 
-    /// The SNI / verified name, and how to print it without revealing interpolated values.
-    fn name_for(&self, label: &Text, target: &Target) -> (ServerName<'static>, String) {
+    /// The SNI / verified name, and how to print it: `None` when it came from an interpolated
+    /// target, whose value must not be shown.
+    fn name_for(&self, label: &Text, target: &Target) -> (ServerName<'static>, Option<String>) {
         if let Some((text, name)) = &self.server_name {
-            return (name.clone(), text.to_string());
+            return (name.clone(), Some(text.to_string()));
         }
-        let printable = if label.is_interpolated() {
-            format!("the host of {label}")
-        } else {
-            target.host.clone()
-        };
+        let printable = (!label.is_interpolated()).then(|| target.host.clone());
         (target.name.clone(), printable)
     }
 
@@ -377,7 +375,7 @@ impl TlsProbe {
             Ok(facts) => facts,
             Err(e) => {
                 let message = format!("certificate for {label} cannot be inspected: {e}");
-                outcome.details.push(format!("{label}: {message}"));
+                outcome.details.push(message.clone());
                 outcome.fail_with(FailureKind::Tls, message);
                 return;
             }
@@ -415,12 +413,12 @@ impl TlsProbe {
             expiry_phrase(leaf.not_after, now),
             match &chain_check {
                 Ok(()) => "chain verified".to_string(),
-                Err(why) => format!("chain not verified ({why})"),
+                Err(why) => format!("chain not verified: {why}"),
             },
-            if name_matches {
-                "name matches".to_string()
-            } else {
-                format!("name {printable_name} does not match")
+            match (name_matches, &printable_name) {
+                (true, _) => "name matches".to_string(),
+                (false, Some(n)) => format!("name {n} does not match"),
+                (false, None) => "host name does not match".to_string(),
             },
         ));
         if earliest_index > 0 {
@@ -458,7 +456,10 @@ impl TlsProbe {
         } else if !name_matches {
             outcome.fail_with(
                 FailureKind::Tls,
-                format!("certificate for {label} is not valid for name {printable_name}"),
+                match &printable_name {
+                    Some(n) => format!("certificate for {label} is not valid for name {n}"),
+                    None => format!("certificate for {label} is not valid for its host name"),
+                },
             );
         } else {
             let left = earliest.not_after - now;
