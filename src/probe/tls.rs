@@ -7,10 +7,12 @@
 //! inside its validity (expiry is reported separately, with its date), and is the leaf valid for
 //! the name.
 //!
-//! STARTTLS targets speak just enough SMTP, IMAP or POP3 to upgrade. Every line read from the
-//! server is bounded (4 KiB, 100 lines per connection) so a hostile server cannot make the probe
-//! allocate without limit; the runner's timeout bounds the time.
+//! STARTTLS targets speak just enough SMTP, IMAP or POP3 to upgrade (module `starttls`, with bounded
+//! reads); the runner's timeout bounds the time of everything here.
 
+mod starttls;
+
+use self::starttls::{Protocol, starttls};
 use super::{CertReport, FailureKind, Observation, Outcome, Probe, RunContext, Shared};
 use crate::config::{Dur, Text};
 use futures::future::BoxFuture;
@@ -24,13 +26,9 @@ use std::net::Ipv6Addr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Longest line accepted from a server during STARTTLS, newline included.
-const MAX_LINE: usize = 4096;
-/// Most lines accepted from a server during one STARTTLS dialogue.
-const MAX_LINES: usize = 100;
 /// How long the polite goodbye after the handshake may take.
 const GOODBYE: Duration = Duration::from_millis(500);
 
@@ -52,30 +50,6 @@ pub struct TlsSpec {
 
 fn default_warn_before() -> Dur {
     Dur::secs(14 * 86_400)
-}
-
-/// The protocol spoken on a target's connection, for STARTTLS and the goodbye.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocol {
-    Smtp,
-    Imap,
-    Pop3,
-}
-
-impl Protocol {
-    fn name(self) -> &'static str {
-        match self {
-            Protocol::Smtp => "smtp",
-            Protocol::Imap => "imap",
-            Protocol::Pop3 => "pop3",
-        }
-    }
-    fn goodbye(self) -> &'static [u8] {
-        match self {
-            Protocol::Smtp | Protocol::Pop3 => b"QUIT\r\n",
-            Protocol::Imap => b"a2 LOGOUT\r\n",
-        }
-    }
 }
 
 /// A parsed target.
@@ -353,7 +327,7 @@ impl TlsProbe {
         // Best effort and short: the server's answer does not matter.
         let _ = tokio::time::timeout(GOODBYE, async {
             if let Some(protocol) = target.protocol {
-                let _ = tls.write_all(protocol.goodbye()).await;
+                let _ = tls.write_all(protocol.goodbye().as_bytes()).await;
             }
             let _ = tls.shutdown().await;
         })
@@ -621,184 +595,6 @@ fn printable(text: &str) -> String {
         out.push('…');
     }
     out
-}
-
-/// A plain connection that reads bounded lines.
-struct Dialogue {
-    reader: BufReader<TcpStream>,
-    lines: usize,
-}
-
-impl Dialogue {
-    async fn line(&mut self) -> Result<String, String> {
-        if self.lines >= MAX_LINES {
-            return Err(format!("sent more than {MAX_LINES} lines"));
-        }
-        self.lines += 1;
-        let mut buf = Vec::new();
-        let n = (&mut self.reader)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut buf)
-            .await
-            .map_err(|e| format!("failed: {e}"))?;
-        match (n, buf.last()) {
-            (0, _) => Err("closed the connection".into()),
-            (_, Some(b'\n')) => Ok(String::from_utf8_lossy(&buf).trim_end().to_string()),
-            _ if buf.len() >= MAX_LINE => Err("sent a line longer than 4 KiB".into()),
-            _ => Err("closed the connection in the middle of a line".into()),
-        }
-    }
-
-    async fn send(&mut self, line: &str) -> Result<(), String> {
-        let stream = self.reader.get_mut();
-        stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .map_err(|e| format!("failed: {e}"))
-    }
-
-    /// One SMTP reply (`250-a`, `250-b`, `250 c`): its code and the text of each line.
-    async fn smtp_reply(&mut self) -> Result<(u16, Vec<String>), String> {
-        let mut texts = Vec::new();
-        loop {
-            let line = self.line().await?;
-            let code = line
-                .get(..3)
-                .and_then(|c| c.parse::<u16>().ok())
-                .ok_or_else(|| {
-                    format!("sent `{}`, which is not an SMTP reply", printable(&line))
-                })?;
-            texts.push(line.get(4..).unwrap_or_default().to_string());
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok((code, texts));
-            }
-        }
-    }
-}
-
-/// Speaks `protocol` up to the server's go-ahead for TLS and returns the bare connection.
-async fn starttls(tcp: TcpStream, protocol: Protocol, label: &Text) -> Step<TcpStream> {
-    let mut dialogue = Dialogue {
-        reader: BufReader::new(tcp),
-        lines: 0,
-    };
-    let server = format!("{} server at {label}", protocol.name());
-    let result = match protocol {
-        Protocol::Smtp => smtp_starttls(&mut dialogue).await,
-        Protocol::Imap => imap_starttls(&mut dialogue).await,
-        Protocol::Pop3 => pop3_starttls(&mut dialogue).await,
-    };
-    if let Err((kind, why)) = result {
-        if kind == FailureKind::Protocol {
-            // Polite and best effort: the server is still talking to us.
-            let _ = tokio::time::timeout(GOODBYE, dialogue.send(quit_line(protocol))).await;
-        }
-        return Err((kind, format!("{server} {why}")));
-    }
-    // Bytes sent before the handshake would be read as if they came over TLS (CVE-2011-0411).
-    if !dialogue.reader.buffer().is_empty() {
-        return Err((
-            FailureKind::Protocol,
-            format!("{server} sent data after agreeing to start TLS"),
-        ));
-    }
-    Ok(dialogue.reader.into_inner())
-}
-
-fn quit_line(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Smtp | Protocol::Pop3 => "QUIT",
-        Protocol::Imap => "a2 LOGOUT",
-    }
-}
-
-fn protocol_error(why: String) -> (FailureKind, String) {
-    (FailureKind::Protocol, why)
-}
-
-async fn smtp_starttls(d: &mut Dialogue) -> Step<()> {
-    let (code, text) = d.smtp_reply().await.map_err(protocol_error)?;
-    if code != 220 {
-        return Err(protocol_error(format!(
-            "greeted with `{code} {}`, expected 220",
-            printable(&text.join(" "))
-        )));
-    }
-    d.send("EHLO supportwatch.local")
-        .await
-        .map_err(protocol_error)?;
-    let (code, lines) = d.smtp_reply().await.map_err(protocol_error)?;
-    if code != 250 {
-        return Err(protocol_error(format!(
-            "answered EHLO with `{code} {}`",
-            printable(&lines.join(" "))
-        )));
-    }
-    let offered = lines.iter().skip(1).any(|l| {
-        l.split_whitespace()
-            .next()
-            .is_some_and(|w| w.eq_ignore_ascii_case("STARTTLS"))
-    });
-    if !offered {
-        return Err(protocol_error("does not offer STARTTLS".into()));
-    }
-    d.send("STARTTLS").await.map_err(protocol_error)?;
-    let (code, text) = d.smtp_reply().await.map_err(protocol_error)?;
-    if code != 220 {
-        return Err(protocol_error(format!(
-            "refused STARTTLS: `{code} {}`",
-            printable(&text.join(" "))
-        )));
-    }
-    Ok(())
-}
-
-async fn imap_starttls(d: &mut Dialogue) -> Step<()> {
-    let greeting = d.line().await.map_err(protocol_error)?;
-    if !starts_with_ignore_case(&greeting, "* OK") {
-        return Err(protocol_error(format!(
-            "greeted with `{}`, expected `* OK`",
-            printable(&greeting)
-        )));
-    }
-    d.send("a1 STARTTLS").await.map_err(protocol_error)?;
-    loop {
-        // Untagged lines (`* CAPABILITY …`) may come first; the line budget bounds this loop.
-        let line = d.line().await.map_err(protocol_error)?;
-        if starts_with_ignore_case(&line, "a1 OK") {
-            return Ok(());
-        }
-        if starts_with_ignore_case(&line, "a1 ") {
-            return Err(protocol_error(format!(
-                "does not offer STARTTLS: `{}`",
-                printable(&line)
-            )));
-        }
-    }
-}
-
-async fn pop3_starttls(d: &mut Dialogue) -> Step<()> {
-    let greeting = d.line().await.map_err(protocol_error)?;
-    if !greeting.starts_with("+OK") {
-        return Err(protocol_error(format!(
-            "greeted with `{}`, expected `+OK`",
-            printable(&greeting)
-        )));
-    }
-    d.send("STLS").await.map_err(protocol_error)?;
-    let answer = d.line().await.map_err(protocol_error)?;
-    if !answer.starts_with("+OK") {
-        return Err(protocol_error(format!(
-            "does not offer STLS (STARTTLS): `{}`",
-            printable(&answer)
-        )));
-    }
-    Ok(())
-}
-
-fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
-    text.get(..prefix.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
 
 #[cfg(test)]
