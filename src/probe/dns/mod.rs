@@ -8,6 +8,7 @@
 //! resolved: domain names are public by nature, unlike URL query strings.
 
 mod dmarc;
+mod resolve;
 mod spf;
 
 pub use dmarc::Policy as DmarcPolicy;
@@ -19,6 +20,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use resolve::{Answer, Dns, ip_of, txt_of};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -111,6 +113,14 @@ pub fn validate(spec: &DnsSpec) -> Result<(), String> {
     let expect = &spec.expect;
     if spec.records.is_empty() && !expect.spf && !expect.dmarc {
         return Err("nothing to check: list `records` or set `expect.spf` / `expect.dmarc`".into());
+    }
+    for (i, kind) in spec.records.iter().enumerate() {
+        if spec.records[..i].contains(kind) {
+            return Err(format!(
+                "`{}` is listed twice in `records`",
+                kind.label().to_ascii_lowercase()
+            ));
+        }
     }
     let needs = |field: &str, kind: RecordKind| {
         format!(
@@ -490,90 +500,6 @@ impl Probe for DnsProbe {
     }
 }
 
-/// One attempt's resolver.
-struct Dns {
-    resolver: TokioResolver,
-}
-
-enum Answer {
-    /// The name does not exist.
-    NxDomain,
-    /// Records of the asked type; empty when the name exists without them.
-    Records(Vec<RData>),
-}
-
-impl Dns {
-    async fn query(&self, name: &str, rtype: RecordType) -> Result<Answer, String> {
-        let mut fqdn =
-            Name::from_utf8(name).map_err(|e| format!("`{name}` is not a domain name: {e}"))?;
-        // Absolute: the search list of resolv.conf must not turn `shop.test` into another name.
-        fqdn.set_fqdn(true);
-        match self.resolver.lookup(fqdn, rtype).await {
-            Ok(lookup) => Ok(Answer::Records(
-                lookup
-                    .answers()
-                    .iter()
-                    .filter(|r| r.data.record_type() == rtype)
-                    .map(|r| r.data.clone())
-                    .collect(),
-            )),
-            Err(e) if e.is_nx_domain() => Ok(Answer::NxDomain),
-            Err(e) if e.is_no_records_found() => Ok(Answer::Records(Vec::new())),
-            Err(e) => Err(format!("{rtype} query for {name} failed: {e}")),
-        }
-    }
-
-    /// A addresses of `host`, or AAAA when it has no A.
-    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, String> {
-        for rtype in [RecordType::A, RecordType::AAAA] {
-            if let Answer::Records(records) = self.query(host, rtype).await? {
-                let ips: Vec<IpAddr> = records.iter().filter_map(ip_of).collect();
-                if !ips.is_empty() {
-                    return Ok(ips);
-                }
-            } else {
-                // NXDOMAIN: no AAAA either.
-                break;
-            }
-        }
-        Ok(Vec::new())
-    }
-
-    async fn txt_records(&self, name: &str) -> Result<Vec<String>, String> {
-        Ok(match self.query(name, RecordType::TXT).await? {
-            Answer::NxDomain => Vec::new(),
-            Answer::Records(records) => records.iter().filter_map(txt_of).collect(),
-        })
-    }
-}
-
-impl spf::TxtSource for Dns {
-    fn txt<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>> {
-        Box::pin(self.txt_records(name))
-    }
-}
-
-fn ip_of(r: &RData) -> Option<IpAddr> {
-    match r {
-        RData::A(a) => Some(IpAddr::V4(a.0)),
-        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-        _ => None,
-    }
-}
-
-/// A TXT record's strings joined, as SPF and DMARC read them (RFC 7208 section 3.3).
-fn txt_of(r: &RData) -> Option<String> {
-    match r {
-        RData::TXT(txt) => Some(
-            txt.txt_data
-                .iter()
-                .map(|part| String::from_utf8_lossy(part))
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
 fn list(ips: &[IpAddr]) -> String {
     let mut shown: Vec<String> = ips
         .iter()
@@ -621,6 +547,10 @@ mod tests {
                 "invalid nameserver",
             ),
             ("domain: shop.test\nrecords: []\n", "nothing to check"),
+            (
+                "domain: shop.test\nrecords: [a, mx, a]\n",
+                "`a` is listed twice",
+            ),
             (
                 "domain: shop.test\nexpect: {txt: spf}\n",
                 "expect.txt needs `txt`",
