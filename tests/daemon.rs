@@ -28,6 +28,15 @@ async fn next_report_of(daemon: &Daemon, check: &str) {
         .unwrap_or_else(|_| panic!("no run of {check} within 10 s"));
 }
 
+async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} body: {e}"))
+}
+
 fn promtool_check(metrics: &str) {
     use std::io::Write;
     let mut child = std::process::Command::new("promtool")
@@ -76,24 +85,14 @@ async fn metrics_pass_promtool_and_health_answers() {
     next_report_of(&daemon, "home").await;
     next_report_of(&daemon, "broken").await;
     let base = format!("http://{}", daemon.addr);
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
+    let metrics = get_text(&format!("{base}/metrics")).await;
     promtool_check(&metrics);
     assert!(metrics.contains(r#"supportwatch_check_success{channel="website",check="home",kind="http",location="msk",shop="vesna"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"supportwatch_check_success{channel="feedback_form",check="broken",kind="http",location="msk",shop="vesna"} 0"#), "{metrics}");
     assert!(metrics.contains(r#"supportwatch_check_failures_total{channel="feedback_form",check="broken",kind="http",location="msk",reason="status",shop="vesna"}"#), "{metrics}");
     assert!(metrics.contains("supportwatch_scheduler_lag_seconds_bucket"));
     assert!(metrics.contains("supportwatch_checks_configured 2"));
-    let health = reqwest::get(format!("{base}/healthz"))
-        .await
-        .expect("healthz")
-        .text()
-        .await
-        .expect("body");
+    let health = get_text(&format!("{base}/healthz")).await;
     let health: serde_json::Value = serde_json::from_str(&health).expect("json");
     assert_eq!(health["status"], "ok");
     assert_eq!(health["checks"], 2);
@@ -141,14 +140,7 @@ async fn reload_refuses_a_bad_config_and_keeps_the_old_one_running() {
     );
     // The old check still runs and is still exported.
     next_report_of(&daemon, "home").await;
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
+    let metrics = get_text(&format!("{base}/metrics")).await;
     assert!(metrics.contains("supportwatch_config_last_reload_successful 0"));
     assert!(metrics.contains(r#"check="home""#));
 
@@ -164,14 +156,7 @@ async fn reload_refuses_a_bad_config_and_keeps_the_old_one_running() {
         "config reloaded: 1 checks"
     );
     next_report_of(&daemon, "contacts").await;
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
+    let metrics = get_text(&format!("{base}/metrics")).await;
     assert!(metrics.contains("supportwatch_config_last_reload_successful 1"));
     assert!(metrics.contains(r#"check="contacts""#));
     assert!(
