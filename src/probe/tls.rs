@@ -375,7 +375,9 @@ impl TlsProbe {
             .is_ok_and(|p| rustls::client::verify_server_name(p, &name).is_ok());
 
         outcome.observations.push(Observation::Cert(CertReport {
-            target: label.to_string(),
+            // A target is a public host and port, so the label carries the value a dashboard
+            // reader recognises rather than the `${…}` template it may have been written with.
+            target: label.expose().to_string(),
             leaf_not_after: leaf.not_after,
             chain_not_after: earliest.not_after,
             chain_verified: chain_check.is_ok(),
