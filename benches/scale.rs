@@ -237,13 +237,17 @@ fn print_table(rows: &[Row]) {
     println!();
     for r in rows {
         println!(
-            "{}: {:.1} runs/s, cpu {:.3} ms/run, rss peak {:.1} MB (idle {:.1} MB), lag p50 {:.1} ms \
+            "{}: {:.1} runs/s, cpu {:.3} ms/run (user {:.0}% / sys {:.0}%), rss peak {:.1} MB \
+             (idle {:.1} MB, peak after load {:.1} MB), lag p50 {:.1} ms \
              p99 {:.1} ms, run p50 {:.2} ms p99 {:.2} ms, failures {}{}{}",
             r.name,
             r.rate(),
             r.cpu_ms_per_run(),
+            r.f("user_ticks") / r.f("cpu_ticks") * 100.0,
+            r.f("sys_ticks") / r.f("cpu_ticks") * 100.0,
             mb(r.f("rss_peak_kb")),
             mb(r.f("rss_idle_kb")),
+            mb(r.f("hwm_load_kb")),
             r.f("lag_p50_ms"),
             r.f("lag_p99_ms"),
             r.f("dur_p50_ms"),
@@ -395,9 +399,10 @@ fn scenario(name: &str) -> Res<()> {
         scheduler.apply(&prepared);
         drop(prepared);
         let rss_idle = proc_status_kb("VmRSS")?;
+        let hwm_load = proc_status_kb("VmHWM")?;
 
         let warmup_end = Instant::now() + Duration::from_secs(5);
-        let (mut window_start, mut cpu_start) = (None, 0);
+        let (mut window_start, mut cpu_start) = (None, (0, 0));
         let (mut lags, mut durs) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut failures, mut missed, mut first_failure) = (0u64, 0u64, String::new());
         let mut end = None;
@@ -437,13 +442,15 @@ fn scenario(name: &str) -> Res<()> {
                 }
             }
         }
-        let cpu = cpu_ticks()? - cpu_start;
+        let (user_end, sys_end) = cpu_ticks()?;
+        let (user, sys) = (user_end - cpu_start.0, sys_end - cpu_start.1);
+        let cpu = user + sys;
         let elapsed = window_start.map(|s| s.elapsed()).unwrap_or(window);
         let rss_peak = proc_status_kb("VmHWM")?;
         let (lag, dur) = (percentiles(&mut lags), percentiles(&mut durs));
         println!(
             "RESULT\tchecks={n}\truns={}\twindow_s={:.3}\tcpu_ticks={cpu}\trss_base_kb={rss_base}\t\
-             rss_idle_kb={rss_idle}\trss_peak_kb={rss_peak}\tlag_p50_ms={:.3}\tlag_p99_ms={:.3}\t\
+             rss_idle_kb={rss_idle}\thwm_load_kb={hwm_load}\tuser_ticks={user}\tsys_ticks={sys}\trss_peak_kb={rss_peak}\tlag_p50_ms={:.3}\tlag_p99_ms={:.3}\t\
              lag_max_ms={:.3}\tdur_p50_ms={:.3}\tdur_p99_ms={:.3}\tfailures={failures}\t\
              missed={missed}\tfirst_failure={first_failure}",
             lags.len(),
@@ -469,8 +476,8 @@ fn percentiles(values: &mut [Duration]) -> (f64, f64, f64) {
     (at(0.5), at(0.99), at(1.0))
 }
 
-/// utime + stime of this process, in clock ticks.
-fn cpu_ticks() -> Res<u64> {
+/// (utime, stime) of this process, in clock ticks.
+fn cpu_ticks() -> Res<(u64, u64)> {
     let stat =
         std::fs::read_to_string("/proc/self/stat").map_err(|e| format!("/proc/self/stat: {e}"))?;
     // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
@@ -485,7 +492,7 @@ fn cpu_ticks() -> Res<u64> {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| "bad /proc/self/stat".into())
     };
-    Ok(field(14)? + field(15)?)
+    Ok((field(14)?, field(15)?))
 }
 
 /// A `kB` line of `/proc/self/status` (`VmRSS`, `VmHWM`).
