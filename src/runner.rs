@@ -40,12 +40,14 @@ pub struct Prepared {
 }
 
 /// Builds every probe; problems (an unreadable `ca_file`, ...) are collected with their location.
-pub fn prepare(config: Config) -> Result<Prepared, ConfigErrors> {
+///
+/// The checks move from `config.checks` into [`Prepared::checks`], so each is held once.
+pub fn prepare(mut config: Config) -> Result<Prepared, ConfigErrors> {
     crate::tlsconf::install_crypto_provider();
     let shared = probe::Shared::default();
     let mut checks = Vec::with_capacity(config.checks.len());
     let mut errors = Vec::new();
-    for check in &config.checks {
+    for check in std::mem::take(&mut config.checks) {
         match probe::build(&check.spec, &shared) {
             Ok(probe) => {
                 let mut hosts = probe.hosts();
@@ -53,7 +55,7 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigErrors> {
                 hosts.dedup();
                 checks.push(Arc::new(PreparedCheck {
                     name: Arc::from(check.name.as_str()),
-                    check: check.clone(),
+                    check,
                     probe,
                     hosts,
                 }));

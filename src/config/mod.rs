@@ -103,7 +103,7 @@ impl fmt::Display for Origin {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CheckSpec {
     /// HTTP request with expectations.
-    Http(Box<HttpSpec>),
+    Http(std::sync::Arc<HttpSpec>),
     /// TLS handshake and certificate inspection.
     Tls(TlsSpec),
     /// DNS records, SPF and DMARC.

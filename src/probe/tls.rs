@@ -306,6 +306,8 @@ impl TlsProbe {
                 format!("cannot connect to {label}: {e}"),
             )
         })?;
+        // Handshake messages are small writes; Nagle would add delayed-ACK waits to the timing.
+        let _ = tcp.set_nodelay(true);
         if let (true, Some(protocol)) = (target.starttls, target.protocol) {
             ctx.begin("starttls");
             tcp = starttls(tcp, protocol, label).await?;
