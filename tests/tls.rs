@@ -78,8 +78,14 @@ async fn w(reader: &mut BufReader<TcpStream>, text: &str) {
     reader.get_mut().write_all(text.as_bytes()).await.unwrap();
 }
 
-/// An SMTP server that offers STARTTLS (or not) and upgrades with `cert`.
-async fn smtp_server(cert: &Issued, offer_starttls: bool) -> SocketAddr {
+/// A mail server that plays `script` — for each step, the start of the line it expects from the
+/// client (nothing for the greeting) and its reply — then upgrades to TLS with `cert` when
+/// `upgrade`, or waits for the client's goodbye.
+async fn dialogue_server(
+    cert: &Issued,
+    script: &'static [(&'static str, &'static str)],
+    upgrade: bool,
+) -> SocketAddr {
     let (listener, addr) = listener().await;
     let acceptor = acceptor(cert);
     tokio::spawn(async move {
@@ -87,73 +93,66 @@ async fn smtp_server(cert: &Issued, offer_starttls: bool) -> SocketAddr {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let mut reader = BufReader::new(tcp);
-                w(&mut reader, "220 mail.test ESMTP ready\r\n").await;
-                assert!(read_line(&mut reader).await.starts_with("EHLO "));
-                if offer_starttls {
-                    w(
-                        &mut reader,
-                        "250-mail.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
-                    )
-                    .await;
-                } else {
-                    w(&mut reader, "250-mail.test\r\n250 PIPELINING\r\n").await;
-                    // The client says goodbye.
-                    let _ = read_line(&mut reader).await;
-                    return;
+                for (expect, reply) in script {
+                    if !expect.is_empty() {
+                        let line = read_line(&mut reader).await;
+                        assert!(
+                            line.starts_with(expect),
+                            "expected {expect:?}, got {line:?}"
+                        );
+                    }
+                    w(&mut reader, reply).await;
                 }
-                assert_eq!(read_line(&mut reader).await, "STARTTLS\r\n");
-                w(&mut reader, "220 2.0.0 go ahead\r\n").await;
-                if let Ok(tls) = acceptor.accept(reader.into_inner()).await {
+                if !upgrade {
+                    let _ = read_line(&mut reader).await;
+                } else if let Ok(tls) = acceptor.accept(reader.into_inner()).await {
                     linger(tls).await;
                 }
             });
         }
     });
     addr
+}
+
+/// An SMTP server that offers STARTTLS (or not) and upgrades with `cert`.
+async fn smtp_server(cert: &Issued, offer_starttls: bool) -> SocketAddr {
+    const GREETING: (&str, &str) = ("", "220 mail.test ESMTP ready\r\n");
+    if offer_starttls {
+        const SCRIPT: &[(&str, &str)] = &[
+            GREETING,
+            (
+                "EHLO ",
+                "250-mail.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
+            ),
+            ("STARTTLS\r\n", "220 2.0.0 go ahead\r\n"),
+        ];
+        dialogue_server(cert, SCRIPT, true).await
+    } else {
+        const SCRIPT: &[(&str, &str)] =
+            &[GREETING, ("EHLO ", "250-mail.test\r\n250 PIPELINING\r\n")];
+        dialogue_server(cert, SCRIPT, false).await
+    }
 }
 
 /// An IMAP server that upgrades with `cert` after `a1 STARTTLS`.
 async fn imap_server(cert: &Issued) -> SocketAddr {
-    let (listener, addr) = listener().await;
-    let acceptor = acceptor(cert);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(tcp);
-                let greeting = b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n";
-                reader.get_mut().write_all(greeting).await.unwrap();
-                assert_eq!(read_line(&mut reader).await, "a1 STARTTLS\r\n");
-                let answer = b"* CAPABILITY IMAP4rev1\r\na1 OK Begin TLS negotiation now\r\n";
-                reader.get_mut().write_all(answer).await.unwrap();
-                if let Ok(tls) = acceptor.accept(reader.into_inner()).await {
-                    linger(tls).await;
-                }
-            });
-        }
-    });
-    addr
+    const SCRIPT: &[(&str, &str)] = &[
+        ("", "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n"),
+        (
+            "a1 STARTTLS\r\n",
+            "* CAPABILITY IMAP4rev1\r\na1 OK Begin TLS negotiation now\r\n",
+        ),
+    ];
+    dialogue_server(cert, SCRIPT, true).await
 }
 
 /// A POP3 server that upgrades with `cert` after `STLS`.
 async fn pop3_server(cert: &Issued) -> SocketAddr {
-    let (listener, addr) = listener().await;
-    let acceptor = acceptor(cert);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(tcp);
-                w(&mut reader, "+OK POP3 ready\r\n").await;
-                assert_eq!(read_line(&mut reader).await, "STLS\r\n");
-                w(&mut reader, "+OK Begin TLS negotiation\r\n").await;
-                if let Ok(tls) = acceptor.accept(reader.into_inner()).await {
-                    linger(tls).await;
-                }
-            });
-        }
-    });
-    addr
+    const SCRIPT: &[(&str, &str)] = &[
+        ("", "+OK POP3 ready\r\n"),
+        ("STLS\r\n", "+OK Begin TLS negotiation\r\n"),
+    ];
+    dialogue_server(cert, SCRIPT, true).await
 }
 
 /// A plain HTTP responder: answers anything with a 400 and closes.
