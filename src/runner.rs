@@ -130,7 +130,7 @@ pub struct RunReport {
     #[serde(serialize_with = "serialize_time")]
     pub started_at: SystemTime,
     /// How late the run started compared to when it was due (scheduler runs only).
-    #[serde(serialize_with = "serialize_opt_secs")]
+    #[serde(serialize_with = "probe::serialize_opt_secs")]
     pub lag: Option<Duration>,
     /// Total time, all attempts.
     #[serde(serialize_with = "serialize_secs")]
@@ -156,12 +156,6 @@ fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S
 }
 fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
-}
-fn serialize_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_some(&d.as_secs_f64()),
-        None => s.serialize_none(),
-    }
 }
 fn serialize_failure<S: serde::Serializer>(f: &Option<Failure>, s: S) -> Result<S::Ok, S::Error> {
     #[derive(Serialize)]
@@ -260,5 +254,50 @@ pub async fn execute(check: &PreparedCheck, run_id: u64, lag: Option<Duration>) 
         failure: outcome.failure,
         observations: outcome.observations,
         details: outcome.details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::future::BoxFuture;
+
+    struct Panicking;
+
+    impl Probe for Panicking {
+        fn hosts(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn run<'a>(&'a self, ctx: &'a RunContext) -> BoxFuture<'a, Outcome> {
+            Box::pin(async move {
+                ctx.begin("request");
+                panic!("index out of bounds");
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_probe_fails_its_run_with_an_internal_error() {
+        let mut config = crate::config::load_sources(&[(
+            "t.yaml".into(),
+            "checks:\n  - { name: p, kind: http, url: \"http://127.0.0.1:1/\", retries: 0 }\n"
+                .into(),
+        )])
+        .expect("valid config");
+        let check = config.checks.remove(0);
+        let prepared = PreparedCheck {
+            name: Arc::from(check.name.as_str()),
+            check,
+            probe: Arc::new(Panicking),
+            hosts: Vec::new(),
+        };
+        let report = execute(&prepared, 1, None).await;
+        assert_eq!(report.result, RunResult::Failure);
+        let failure = report.failure.expect("failed");
+        assert_eq!(failure.kind, FailureKind::Internal);
+        assert_eq!(
+            failure.message,
+            "internal error in the http probe: index out of bounds"
+        );
     }
 }

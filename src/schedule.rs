@@ -159,7 +159,8 @@ impl Scheduler {
             .sync_checks(prepared.checks.iter().map(|c| &c.check));
         let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         state.tickers.cancel();
-        if state.limits.config_differs(&prepared.config.scheduler) {
+        // Unchanged limits keep their semaphores, so runs in flight across a reload still count.
+        if state.limits.config != prepared.config.scheduler {
             state.limits = Arc::new(Limits::new(&prepared.config.scheduler));
         }
         state.tickers = inner.shutdown.child_token();
@@ -188,12 +189,6 @@ impl Scheduler {
             tracing::warn!(grace = ?grace, "runs still in progress at the end of the shutdown grace period");
         }
         drained
-    }
-}
-
-impl Limits {
-    fn config_differs(&self, other: &SchedulerConfig) -> bool {
-        format!("{:?}", self.config) != format!("{other:?}")
     }
 }
 

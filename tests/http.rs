@@ -76,6 +76,14 @@ async fn reports_each_kind_of_mismatch() {
             "header `x-missing` is missing",
         ),
         (
+            format!(
+                "url: \"{}\"\n    expect: {{ max_latency: 50ms }}",
+                shop.url("/slow")
+            ),
+            FailureKind::Expectation,
+            "more than max_latency 50ms",
+        ),
+        (
             format!("url: \"{}\"\n    max_redirects: 3", shop.url("/loop")),
             FailureKind::Expectation,
             "more than 3 redirects (max_redirects)",

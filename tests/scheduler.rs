@@ -84,10 +84,16 @@ async fn hung_and_dripping_servers_do_not_delay_healthy_checks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_run_at_a_time_against_one_host_unless_configured() {
-    for (limit, expected_max) in [(1, 1), (3, 3)] {
+async fn host_kind_and_global_limits_bound_runs_in_flight() {
+    // (scheduler settings, most runs seen at the server at once)
+    for (settings, expected_max) in [
+        ("max_per_host: 1", 1),
+        ("max_per_host: 3", 3),
+        ("max_per_host: 6, max_per_kind: { http: 2 }", 2),
+        ("max_per_host: 6, max_concurrent: 4", 4),
+    ] {
         let shop = start_shop("127.0.0.1").await;
-        let mut yaml = format!("scheduler: {{ max_per_host: {limit} }}\nchecks:\n");
+        let mut yaml = format!("scheduler: {{ {settings} }}\nchecks:\n");
         for i in 0..6 {
             yaml.push_str(&format!(
                 "  - {{ name: slow-{i}, kind: http, url: \"{}\" }}\n",
@@ -108,7 +114,11 @@ async fn one_run_at_a_time_against_one_host_unless_configured() {
             let r = r.expect("run task");
             assert_eq!(r.result, RunResult::Success, "{:?}", r.failure);
         }
-        assert_eq!(shop.stats.slow_max.load(Ordering::SeqCst), expected_max);
+        assert_eq!(
+            shop.stats.slow_max.load(Ordering::SeqCst),
+            expected_max,
+            "{settings}"
+        );
     }
 }
 
@@ -132,4 +142,35 @@ async fn a_run_still_going_when_the_next_is_due_is_skipped_and_counted() {
         .and_then(|v| v.parse::<f64>().ok())
         .expect("skipped counter exported");
     assert!(skipped >= 1.0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_running_check_finish() {
+    let shop = start_shop("127.0.0.1").await;
+    // /slow answers after 300 ms; the check is due within its first second.
+    let prepared = prepare(&format!(
+        "checks:\n  - {{ name: slow, kind: http, url: \"{}\", interval: 1s, timeout: 1s }}\n",
+        shop.url("/slow")
+    ));
+    let metrics = Arc::new(Metrics::new());
+    let scheduler = Scheduler::new(metrics.clone());
+    let mut reports = scheduler.subscribe();
+    scheduler.apply(&prepared);
+    let started = tokio::time::Instant::now();
+    while metrics.running.get() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the check never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        scheduler.shutdown(Duration::from_secs(5)).await,
+        "did not drain"
+    );
+    let report = reports
+        .try_recv()
+        .expect("the running check finished and reported");
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    assert_eq!(metrics.running.get(), 0);
 }

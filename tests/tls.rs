@@ -382,25 +382,18 @@ async fn smtp_without_starttls_is_a_protocol_failure() {
 }
 
 #[tokio::test]
-async fn imap_starttls_upgrades_and_inspects() {
+async fn imap_and_pop3_starttls_upgrade_and_inspect() {
     let pki = pki();
     let cert = pki.ca.issue(&["127.0.0.1"], Validity::days(60)).unwrap();
-    let addr = imap_server(&cert).await;
-    let report = run(&[format!("imap+starttls://{addr}")], &ca_line(&pki)).await;
-    assert_eq!(report.result, RunResult::Success, "{report:?}");
-    assert_eq!(phases(&report), ["connect", "starttls", "tls"]);
-    assert!(one_cert(&report).chain_verified);
-}
-
-#[tokio::test]
-async fn pop3_starttls_upgrades_and_inspects() {
-    let pki = pki();
-    let cert = pki.ca.issue(&["127.0.0.1"], Validity::days(60)).unwrap();
-    let addr = pop3_server(&cert).await;
-    let report = run(&[format!("pop3+starttls://{addr}")], &ca_line(&pki)).await;
-    assert_eq!(report.result, RunResult::Success, "{report:?}");
-    assert_eq!(phases(&report), ["connect", "starttls", "tls"]);
-    assert!(one_cert(&report).chain_verified);
+    for (scheme, addr) in [
+        ("imap", imap_server(&cert).await),
+        ("pop3", pop3_server(&cert).await),
+    ] {
+        let report = run(&[format!("{scheme}+starttls://{addr}")], &ca_line(&pki)).await;
+        assert_eq!(report.result, RunResult::Success, "{scheme}: {report:?}");
+        assert_eq!(phases(&report), ["connect", "starttls", "tls"], "{scheme}");
+        assert!(one_cert(&report).chain_verified, "{scheme}");
+    }
 }
 
 #[tokio::test]

@@ -210,7 +210,7 @@ impl Default for ServerConfig {
 }
 
 /// Limits that keep supportwatch a good guest and its host healthy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerConfig {
     /// Runs in flight at once, all kinds together.

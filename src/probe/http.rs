@@ -208,6 +208,17 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 /// Checks the parts of a spec serde cannot: one body at most, a usable URL and method.
 pub fn validate(spec: &HttpSpec) -> Result<(), String> {
+    compile(spec).map(|_| ())
+}
+
+/// What [`validate`] works out and the probe keeps, so it is worked out once.
+struct Compiled {
+    url: url::Url,
+    method: reqwest::Method,
+    json: Option<JsonTemplate>,
+}
+
+fn compile(spec: &HttpSpec) -> Result<Compiled, String> {
     let bodies = [
         spec.body.is_some(),
         spec.json.is_some(),
@@ -224,7 +235,7 @@ pub fn validate(spec: &HttpSpec) -> Result<(), String> {
             spec.url
         ));
     }
-    reqwest::Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
+    let method = reqwest::Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| format!("invalid method `{}`", spec.method))?;
     for (name, value) in &spec.headers {
         reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -239,10 +250,8 @@ pub fn validate(spec: &HttpSpec) -> Result<(), String> {
             ));
         }
     }
-    if let Some(json) = &spec.json {
-        compile_json(json)?;
-    }
-    Ok(())
+    let json = spec.json.as_ref().map(compile_json).transpose()?;
+    Ok(Compiled { url, method, json })
 }
 
 /// A JSON body whose strings are `${ENV}`-interpolated and `{{token}}`-templated.
@@ -337,19 +346,15 @@ pub struct HttpProbe {
 impl HttpProbe {
     /// Builds the probe, sharing a client with checks of the same transport options.
     pub fn build(spec: &Arc<HttpSpec>, shared: &Shared) -> Result<Self, String> {
-        validate(spec)?;
-        let url = url::Url::parse(spec.url.expose()).map_err(|e| e.to_string())?;
+        let Compiled { url, method, json } = compile(spec)?;
         let host = url.host_str().unwrap_or_default().to_string();
         let client = shared.http_clients.get(ClientKey {
             max_redirects: spec.max_redirects,
             ca_file: spec.ca_file.as_ref().map(|t| PathBuf::from(t.expose())),
         })?;
-        let method = reqwest::Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("invalid method `{}`", spec.method))?;
-        let json = spec.json.as_ref().map(compile_json).transpose()?;
         Ok(HttpProbe {
             spec: spec.clone(),
-            url: url.clone(),
+            url,
             method,
             json,
             host,
@@ -589,12 +594,13 @@ fn classify(e: reqwest::Error, spec: &HttpSpec) -> Outcome {
     let e = e.without_url();
     let chain = error_chain(&e);
     let lower = chain.to_lowercase();
-    let kind = if e.is_redirect() {
+    if e.is_redirect() {
         return Outcome::fail(
             FailureKind::Expectation,
             format!("more than {} redirects (max_redirects)", spec.max_redirects),
         );
-    } else if e.is_timeout() {
+    }
+    let kind = if e.is_timeout() {
         FailureKind::Timeout
     } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
     {

@@ -86,7 +86,11 @@ pub struct PhaseTiming {
     started: Instant,
 }
 
-fn serialize_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+/// Serializes an optional duration as seconds (JSON output of `check --json`).
+pub(crate) fn serialize_opt_secs<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_some(&d.as_secs_f64()),
         None => s.serialize_none(),
