@@ -6,7 +6,9 @@
 
 pub mod config;
 pub mod daemon;
+pub mod deliver;
 pub mod demo;
+pub mod mailbox;
 pub mod metrics;
 pub mod probe;
 pub mod report;

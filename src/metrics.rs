@@ -6,11 +6,11 @@
 //! closed enums and config values — never tokens, URLs or error texts.
 
 use crate::config::Check;
-use crate::probe::{CertReport, FailureKind, Observation};
+use crate::probe::{CertReport, FailureKind, LateDelivery, Observation};
 use crate::runner::{RunReport, RunResult};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,6 +26,11 @@ pub const DURATION_BUCKETS: &[f64] = &[
 /// Bucket bounds for scheduler lag, seconds.
 pub const LAG_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// Bucket bounds for delivery and auto-reply latency, seconds (mail takes seconds to minutes).
+pub const DELIVERY_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 ];
 
 /// (name without prefix, help, type) of every per-check metric.
@@ -96,6 +101,36 @@ pub const CHECK_METRICS: &[(&str, &str, MetricType)] = &[
         MetricType::GAUGE,
     ),
     (
+        "delivery_latency_seconds",
+        "Time from submit until the token was seen at the far end (mailbox, webhook, ...).",
+        MetricType::HISTOGRAM,
+    ),
+    (
+        "delivery_last_timestamp_seconds",
+        "Unix time of the check's last proven delivery.",
+        MetricType::GAUGE,
+    ),
+    (
+        "deliveries_pending",
+        "Runs that have submitted and are waiting for their delivery.",
+        MetricType::GAUGE,
+    ),
+    (
+        "deliveries_late_total",
+        "Deliveries that arrived after their deadline (the run had already failed).",
+        MetricType::COUNTER,
+    ),
+    (
+        "deliveries_lost_total",
+        "Deliveries that did not arrive even within the late window.",
+        MetricType::COUNTER,
+    ),
+    (
+        "auto_reply_latency_seconds",
+        "Time from submit until the shop's automatic acknowledgement reached the sender.",
+        MetricType::HISTOGRAM,
+    ),
+    (
         "dns_spf_lookups",
         "DNS lookups the domain's SPF record needs (the limit is 10).",
         MetricType::GAUGE,
@@ -156,6 +191,14 @@ struct CheckSeries {
     body_truncated: u64,
     certs: BTreeMap<String, CertReport>,
     spf: BTreeMap<String, u32>,
+    /// Whether the check has a delivery stage (its delivery series are exported from zero).
+    delivers: bool,
+    delivery_latency: Hist,
+    delivery_last: Option<f64>,
+    deliveries_pending: i64,
+    deliveries_late: u64,
+    deliveries_lost: u64,
+    auto_reply_latency: Hist,
 }
 
 /// All of supportwatch's metrics.
@@ -174,6 +217,8 @@ pub struct Metrics {
     pub last_reload_successful: IntGauge,
     /// Unix time of the last successful (re)load.
     pub last_reload_success_time: Gauge,
+    /// Storage quota usage per mailbox.
+    pub mailbox_quota: GaugeVec,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -230,6 +275,14 @@ impl Metrics {
         )
         .expect("static metric definition");
         build_info.set(1);
+        let mailbox_quota = GaugeVec::new(
+            Opts::new(
+                n("mailbox_quota_used_ratio"),
+                "Storage quota used / limit of a mailbox declared under mailboxes.",
+            ),
+            &["mailbox"],
+        )
+        .expect("static metric definition");
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
         }
@@ -241,6 +294,7 @@ impl Metrics {
             Box::new(last_reload_successful.clone()),
             Box::new(last_reload_success_time.clone()),
             Box::new(build_info),
+            Box::new(mailbox_quota.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -253,6 +307,7 @@ impl Metrics {
             reloads,
             last_reload_successful,
             last_reload_success_time,
+            mailbox_quota,
         }
     }
 
@@ -264,10 +319,18 @@ impl Metrics {
         for check in checks {
             let labels = base_labels(check);
             let key: Arc<str> = Arc::from(check.name.as_str());
+            let delivers = {
+                let (deliver, auto_reply) = check.spec.deliveries();
+                deliver.is_some() || auto_reply.is_some()
+            };
             let series = match map.remove(&key) {
-                Some(existing) if lock(&existing).labels == labels => existing,
+                Some(existing) if lock(&existing).labels == labels => {
+                    lock(&existing).delivers = delivers;
+                    existing
+                }
                 _ => Arc::new(Mutex::new(CheckSeries {
                     labels,
+                    delivers,
                     ..CheckSeries::default()
                 })),
             };
@@ -327,6 +390,46 @@ impl Metrics {
                 Observation::SpfLookups { domain, lookups } => {
                     s.spf.insert(domain.clone(), *lookups);
                 }
+                Observation::DeliveryLatency(d) => {
+                    s.delivery_latency
+                        .observe(DELIVERY_BUCKETS, d.as_secs_f64());
+                    s.delivery_last = Some(unix_seconds(SystemTime::now()));
+                }
+                Observation::AutoReplyLatency(d) => {
+                    s.auto_reply_latency
+                        .observe(DELIVERY_BUCKETS, d.as_secs_f64());
+                }
+                Observation::MailboxQuota { mailbox, ratio } => {
+                    self.mailbox_quota
+                        .with_label_values(&[mailbox.as_str()])
+                        .set(*ratio);
+                }
+            }
+        }
+    }
+
+    /// A run of `check` has submitted and now waits for its delivery.
+    pub fn delivery_started(&self, check: &str) {
+        if let Some(s) = self.series(check) {
+            lock(&s).deliveries_pending += 1;
+        }
+    }
+
+    /// A run of `check` stopped waiting for its delivery (found or not).
+    pub fn delivery_finished(&self, check: &str) {
+        if let Some(s) = self.series(check) {
+            let mut s = lock(&s);
+            s.deliveries_pending = (s.deliveries_pending - 1).max(0);
+        }
+    }
+
+    /// How a delivery that missed its deadline ended.
+    pub fn record_late(&self, check: &str, late: LateDelivery) {
+        if let Some(s) = self.series(check) {
+            let mut s = lock(&s);
+            match late {
+                LateDelivery::Arrived(_) => s.deliveries_late += 1,
+                LateDelivery::Lost => s.deliveries_lost += 1,
             }
         }
     }
@@ -443,6 +546,38 @@ impl Metrics {
                     &t,
                     Value::Gauge(f64::from(u8::from(c.name_matches))),
                 );
+            }
+            if s.delivers {
+                push(
+                    "delivery_latency_seconds",
+                    &[],
+                    Value::Histogram(s.delivery_latency.to_proto(DELIVERY_BUCKETS)),
+                );
+                if let Some(t) = s.delivery_last {
+                    push("delivery_last_timestamp_seconds", &[], Value::Gauge(t));
+                }
+                push(
+                    "deliveries_pending",
+                    &[],
+                    Value::Gauge(s.deliveries_pending as f64),
+                );
+                push(
+                    "deliveries_late_total",
+                    &[],
+                    Value::Counter(s.deliveries_late as f64),
+                );
+                push(
+                    "deliveries_lost_total",
+                    &[],
+                    Value::Counter(s.deliveries_lost as f64),
+                );
+                if s.auto_reply_latency.count > 0 {
+                    push(
+                        "auto_reply_latency_seconds",
+                        &[],
+                        Value::Histogram(s.auto_reply_latency.to_proto(DELIVERY_BUCKETS)),
+                    );
+                }
             }
             for (domain, n) in &s.spf {
                 push(

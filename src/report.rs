@@ -86,3 +86,16 @@ pub fn detail(report: &RunReport) -> String {
     }
     out
 }
+
+/// A duration for people: `850ms`, `2.4s`, `3m05s`.
+pub fn short_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        let s = d.as_secs();
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}

@@ -44,9 +44,22 @@ pub struct Prepared {
 /// The checks move from `config.checks` into [`Prepared::checks`], so each is held once.
 pub fn prepare(mut config: Config) -> Result<Prepared, ConfigErrors> {
     crate::tlsconf::install_crypto_provider();
-    let shared = probe::Shared::default();
-    let mut checks = Vec::with_capacity(config.checks.len());
     let mut errors = Vec::new();
+    let mailboxes =
+        crate::deliver::Mailboxes::build(&config.mailboxes).unwrap_or_else(|messages| {
+            errors.extend(messages.into_iter().map(|message| ConfigError {
+                file: None,
+                position: None,
+                check: None,
+                message,
+            }));
+            crate::deliver::Mailboxes::default()
+        });
+    let shared = probe::Shared {
+        mailboxes,
+        ..probe::Shared::default()
+    };
+    let mut checks = Vec::with_capacity(config.checks.len());
     for check in std::mem::take(&mut config.checks) {
         match probe::build(&check.spec, &shared) {
             Ok(probe) => {
@@ -182,13 +195,45 @@ pub fn new_token(check: &str) -> String {
     format!("sw-{check}-{unix}-{random:08x}")
 }
 
-/// Runs `check` once: up to `retries + 1` attempts, each bounded by `timeout`.
+/// A run whose submit stage is over and whose delivery, if any, is still to be awaited.
+pub struct Submitted {
+    report: RunReport,
+    started: Instant,
+    follow_up: Option<probe::FollowUp>,
+    ctx: Option<RunContext>,
+}
+
+impl Submitted {
+    /// Whether a delivery stage is still to be awaited.
+    pub fn has_follow_up(&self) -> bool {
+        self.follow_up.is_some()
+    }
+}
+
+/// What [`finish`] returns: the finished report, and a watch for a delivery that missed its
+/// deadline (the scheduler counts it as late or lost).
+pub struct Finished {
+    /// The run's report.
+    pub report: RunReport,
+    /// Resolves when the late watch ends.
+    pub late: Option<futures::future::BoxFuture<'static, probe::LateDelivery>>,
+}
+
+/// Runs `check` once, delivery included: [`submit`] then [`finish`].
 pub async fn execute(check: &PreparedCheck, run_id: u64, lag: Option<Duration>) -> RunReport {
+    finish(submit(check, run_id, lag).await).await.report
+}
+
+/// The first stage of a run: up to `retries + 1` attempts, each bounded by `timeout`.
+///
+/// A passing attempt may leave a delivery to wait for; that is not retried (a retry would submit
+/// a second message), and it is awaited by [`finish`], outside the scheduler's permits.
+pub async fn submit(check: &PreparedCheck, run_id: u64, lag: Option<Duration>) -> Submitted {
     let started = Instant::now();
     let started_at = SystemTime::now();
     let timeout = check.check.timeout.get();
     let mut attempts = 0;
-    let (outcome, phases, token) = loop {
+    let (mut outcome, ctx) = loop {
         attempts += 1;
         let ctx = RunContext::new(check.name.clone(), new_token(&check.check.name));
         // The probe's future is dropped on timeout; the context outlives it, so the phases it
@@ -199,11 +244,7 @@ pub async fn execute(check: &PreparedCheck, run_id: u64, lag: Option<Duration>) 
         let outcome = match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(panic)) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let what = panic_message(&*panic);
                 tracing::error!(check = %check.check.name, panic = %what, "probe panicked");
                 Outcome::fail(
                     FailureKind::Internal,
@@ -221,9 +262,8 @@ pub async fn execute(check: &PreparedCheck, run_id: u64, lag: Option<Duration>) 
                 )
             }
         };
-        let phases = ctx.take_phases();
         if outcome.passed() || attempts > check.check.retries {
-            break (outcome, phases, ctx.token);
+            break (outcome, ctx);
         }
         tracing::debug!(
             check = %check.check.name,
@@ -233,28 +273,98 @@ pub async fn execute(check: &PreparedCheck, run_id: u64, lag: Option<Duration>) 
         );
         tokio::time::sleep(check.check.retry_delay.get()).await;
     };
-    let result = match &outcome.failure {
-        None if attempts == 1 => RunResult::Success,
-        None => RunResult::RetriedSuccess,
-        Some(f) if f.kind == FailureKind::Timeout => RunResult::Timeout,
-        Some(_) => RunResult::Failure,
+    // A failed submit has nothing to deliver.
+    let follow_up = if outcome.passed() {
+        outcome.follow_up.take()
+    } else {
+        None
     };
-    RunReport {
+    let phases = if follow_up.is_some() {
+        Vec::new()
+    } else {
+        ctx.take_phases()
+    };
+    let report = RunReport {
         check: check.name.clone(),
         kind: check.check.kind().as_str(),
         channel: check.check.channel.as_str(),
         run_id,
-        token,
+        token: ctx.token.clone(),
         started_at,
         lag,
         duration: started.elapsed(),
         attempts,
-        result,
+        result: RunResult::Success,
         phases,
         failure: outcome.failure,
         observations: outcome.observations,
         details: outcome.details,
+    };
+    Submitted {
+        report,
+        started,
+        ctx: follow_up.is_some().then_some(ctx),
+        follow_up,
     }
+}
+
+/// The second stage: awaits the delivery, if any, and settles the run's result.
+pub async fn finish(submitted: Submitted) -> Finished {
+    let Submitted {
+        mut report,
+        started,
+        follow_up,
+        ctx,
+    } = submitted;
+    let mut late = None;
+    if let Some(follow_up) = follow_up {
+        let stage = AssertUnwindSafe(follow_up.stage).catch_unwind();
+        match tokio::time::timeout(follow_up.limit, stage).await {
+            Ok(Ok(result)) => {
+                let outcome = result.outcome;
+                report.failure = outcome.failure;
+                report.observations.extend(outcome.observations);
+                report.details.extend(outcome.details);
+                late = result.late;
+            }
+            Ok(Err(panic)) => {
+                let what = panic_message(&*panic);
+                tracing::error!(check = %report.check, panic = %what, "delivery stage panicked");
+                report.failure = Some(Failure {
+                    kind: FailureKind::Internal,
+                    message: format!("internal error while waiting for the delivery: {what}"),
+                });
+            }
+            Err(_) => {
+                report.failure = Some(Failure {
+                    kind: FailureKind::Timeout,
+                    message: format!(
+                        "timed out after {} waiting for the delivery",
+                        crate::report::short_duration(follow_up.limit)
+                    ),
+                });
+            }
+        }
+        if let Some(ctx) = ctx {
+            report.phases = ctx.take_phases();
+        }
+        report.duration = started.elapsed();
+    }
+    report.result = match &report.failure {
+        None if report.attempts == 1 => RunResult::Success,
+        None => RunResult::RetriedSuccess,
+        Some(f) if f.kind == FailureKind::Timeout => RunResult::Timeout,
+        Some(_) => RunResult::Failure,
+    };
+    Finished { report, late }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -254,12 +254,45 @@ async fn run_one(
     let run_id = inner.run_ids.fetch_add(1, Ordering::Relaxed) + 1;
     let span = tracing::info_span!("run", check = %check.check.name, kind = %check.check.kind(), run = run_id);
     inner.metrics.running.inc();
-    let report = runner::execute(&check, run_id, Some(lag))
+    let submitted = runner::submit(&check, run_id, Some(lag))
         .instrument(span.clone())
         .await;
     inner.metrics.running.dec();
+    // Waiting for a delivery (minutes, for mail) holds no permit and does not block the check's
+    // next run: each run has its own token, so overlapping waits do not confuse each other.
     drop(permits);
     running.store(false, Ordering::Release);
+    let delivering = submitted.has_follow_up();
+    if delivering {
+        inner.metrics.delivery_started(&check.check.name);
+    }
+    let finished = runner::finish(submitted).instrument(span.clone()).await;
+    if delivering {
+        inner.metrics.delivery_finished(&check.check.name);
+    }
+    let report = finished.report;
+    if let Some(late) = finished.late {
+        let metrics = inner.metrics.clone();
+        let name = check.check.name.clone();
+        // Not tracked: a late watch must not hold up shutdown.
+        tokio::spawn(
+            async move {
+                let outcome = late.await;
+                match outcome {
+                    crate::probe::LateDelivery::Arrived(after) => tracing::warn!(
+                        check = %name,
+                        after = %crate::report::short_duration(after),
+                        "delivery arrived after its deadline"
+                    ),
+                    crate::probe::LateDelivery::Lost => {
+                        tracing::warn!(check = %name, "delivery lost: not arrived within the late window")
+                    }
+                }
+                metrics.record_late(&name, outcome);
+            }
+            .instrument(span.clone()),
+        );
+    }
     inner.metrics.record(&report);
     span.in_scope(|| crate::report::log(&report));
     // No receiver is fine: reports are for the demo and tests.

@@ -9,6 +9,7 @@ use super::{
     Channel, Check, CheckSpec, Config, DEFAULT_INTERVAL, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY,
     DEFAULT_SHOP, DEFAULT_TIMEOUT, Defaults, Dur, Origin, SchedulerConfig, ServerConfig,
 };
+use crate::mailbox::MailboxSpec;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
@@ -85,6 +86,8 @@ struct FileDoc {
     defaults: Option<Defaults>,
     #[serde(default)]
     checks: Vec<Spanned<CheckDoc>>,
+    #[serde(default)]
+    mailboxes: BTreeMap<String, Spanned<MailboxSpec>>,
     server: Option<ServerConfig>,
     scheduler: Option<SchedulerConfig>,
 }
@@ -96,6 +99,7 @@ struct FileDoc {
 struct SectionsDoc {
     defaults: Option<Defaults>,
     checks: Option<IgnoredAny>,
+    mailboxes: Option<BTreeMap<String, MailboxSpec>>,
     server: Option<ServerConfig>,
     scheduler: Option<SchedulerConfig>,
 }
@@ -224,6 +228,7 @@ fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigError>> {
         return Ok(FileDoc {
             defaults: None,
             checks: Vec::new(),
+            mailboxes: BTreeMap::new(),
             server: None,
             scheduler: None,
         });
@@ -449,8 +454,37 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
     let mut server: Option<(PathBuf, ServerConfig)> = None;
     let mut scheduler: Option<(PathBuf, SchedulerConfig)> = None;
     let mut raw_checks = Vec::new();
+    let mut mailboxes: BTreeMap<String, MailboxSpec> = BTreeMap::new();
+    let mut mailbox_origins: HashMap<String, Origin> = HashMap::new();
     let files = docs.iter().map(|(p, _)| p.clone()).collect();
     for (path, doc) in docs {
+        for (name, spanned) in doc.mailboxes {
+            let origin = Origin {
+                file: path.clone(),
+                line: spanned.referenced.line(),
+                column: spanned.referenced.column(),
+            };
+            let mut problem = |message: String| {
+                errors.push(ConfigError {
+                    file: Some(origin.file.clone()),
+                    position: Some((origin.line, origin.column)),
+                    check: None,
+                    message: format!("mailbox `{name}`: {message}"),
+                })
+            };
+            if let Some(first) = mailbox_origins.get(&name) {
+                problem(format!("declared twice (first at {first})"));
+                continue;
+            }
+            if let Err(m) = validate_name(&name) {
+                problem(m);
+            }
+            if let Err(m) = crate::mailbox::validate(&spanned.value) {
+                problem(m);
+            }
+            mailbox_origins.insert(name.clone(), origin);
+            mailboxes.insert(name, spanned.value);
+        }
         set_once(&mut defaults, "defaults", &path, doc.defaults, errors);
         set_once(&mut server, "server", &path, doc.server, errors);
         set_once(&mut scheduler, "scheduler", &path, doc.scheduler, errors);
@@ -543,6 +577,10 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
         if let Err(m) = crate::probe::validate(&doc.spec) {
             problem(m);
         }
+        let (deliver, auto_reply) = doc.spec.deliveries();
+        if let Err(m) = crate::deliver::validate(deliver, auto_reply, &mailboxes) {
+            problem(m);
+        }
         let channel = doc.channel.unwrap_or(Channel::Website);
         checks.push(Check {
             name: doc.name,
@@ -558,6 +596,7 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
     }
     Config {
         checks,
+        mailboxes,
         server: server.map(|(_, s)| s).unwrap_or_default(),
         scheduler,
         files,

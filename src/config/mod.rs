@@ -15,7 +15,8 @@ pub use interp::{Secret, Text, with_overlay};
 pub use load::{ConfigError, ConfigErrors, load_dir, load_sources};
 pub use pattern::{Pattern, Template, TemplateVars};
 
-use crate::probe::{dns::DnsSpec, http::HttpSpec, tls::TlsSpec};
+use crate::deliver::{AutoReplySpec, DeliverSpec};
+use crate::probe::{dns::DnsSpec, form::FormSpec, http::HttpSpec, mail::MailSpec, tls::TlsSpec};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,6 +27,8 @@ use std::path::PathBuf;
 pub struct Config {
     /// Every check, in file order (files sorted by name).
     pub checks: Vec<Check>,
+    /// Mailboxes deliveries are proven in, by name.
+    pub mailboxes: BTreeMap<String, crate::mailbox::MailboxSpec>,
     /// The built-in web server.
     pub server: ServerConfig,
     /// Concurrency limits and shutdown behaviour.
@@ -104,6 +107,10 @@ impl fmt::Display for Origin {
 pub enum CheckSpec {
     /// HTTP request with expectations.
     Http(std::sync::Arc<HttpSpec>),
+    /// Fill in and submit an HTML form; optionally prove delivery.
+    Form(std::sync::Arc<FormSpec>),
+    /// Send a mail over SMTP; prove delivery and the auto-reply.
+    Mail(std::sync::Arc<MailSpec>),
     /// TLS handshake and certificate inspection.
     Tls(TlsSpec),
     /// DNS records, SPF and DMARC.
@@ -115,8 +122,19 @@ impl CheckSpec {
     pub fn kind(&self) -> Kind {
         match self {
             CheckSpec::Http(_) => Kind::Http,
+            CheckSpec::Form(_) => Kind::Form,
+            CheckSpec::Mail(_) => Kind::Mail,
             CheckSpec::Tls(_) => Kind::Tls,
             CheckSpec::Dns(_) => Kind::Dns,
+        }
+    }
+
+    /// The check's `deliver` and `auto_reply` blocks, for kinds that have them.
+    pub fn deliveries(&self) -> (Option<&DeliverSpec>, Option<&AutoReplySpec>) {
+        match self {
+            CheckSpec::Form(s) => (s.deliver.as_ref(), None),
+            CheckSpec::Mail(s) => (s.deliver.as_ref(), s.auto_reply.as_ref()),
+            CheckSpec::Http(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) => (None, None),
         }
     }
 }
@@ -131,6 +149,10 @@ pub enum Kind {
     Tls,
     /// `dns`
     Dns,
+    /// `form`
+    Form,
+    /// `mail`
+    Mail,
 }
 
 impl Kind {
@@ -140,6 +162,8 @@ impl Kind {
             Kind::Http => "http",
             Kind::Tls => "tls",
             Kind::Dns => "dns",
+            Kind::Form => "form",
+            Kind::Mail => "mail",
         }
     }
 }

@@ -5,7 +5,9 @@
 //! and runner, which know nothing of any probe's details.
 
 pub mod dns;
+pub mod form;
 pub mod http;
+pub mod mail;
 pub mod tls;
 
 use crate::config::CheckSpec;
@@ -26,6 +28,8 @@ pub trait Probe: Send + Sync {
 pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Arc<dyn Probe>, String> {
     match spec {
         CheckSpec::Http(s) => http::HttpProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Form(s) => form::FormProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Mail(s) => mail::MailProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Tls(s) => tls::TlsProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Dns(s) => dns::DnsProbe::build(s, shared).map(|p| Arc::new(p) as _),
     }
@@ -35,6 +39,8 @@ pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Arc<dyn Probe>, String
 pub fn validate(spec: &CheckSpec) -> Result<(), String> {
     match spec {
         CheckSpec::Http(s) => http::validate(s),
+        CheckSpec::Form(s) => form::validate(s),
+        CheckSpec::Mail(s) => mail::validate(s),
         CheckSpec::Tls(s) => tls::validate(s),
         CheckSpec::Dns(s) => dns::validate(s),
     }
@@ -44,6 +50,8 @@ pub fn validate(spec: &CheckSpec) -> Result<(), String> {
 pub fn summary(spec: &CheckSpec) -> String {
     match spec {
         CheckSpec::Http(s) => format!("{} {}", s.method.to_ascii_uppercase(), s.url),
+        CheckSpec::Form(s) => form::summary(s),
+        CheckSpec::Mail(s) => mail::summary(s),
         CheckSpec::Tls(s) => s
             .targets
             .iter()
@@ -58,12 +66,18 @@ pub fn summary(spec: &CheckSpec) -> String {
 #[derive(Default)]
 pub struct Shared {
     pub(crate) http_clients: http::ClientCache,
+    /// Every declared mailbox with its watcher.
+    pub mailboxes: crate::deliver::Mailboxes,
 }
 
 /// The state of one attempt: its token and the phases timed so far.
 ///
 /// The runner keeps the context outside the probe's future, so when the attempt times out and the
 /// future is dropped, the phases recorded up to that moment still tell *where* it hung.
+///
+/// Clones share the phase list: a run's second stage (waiting for a delivery) records its phases
+/// into the same run.
+#[derive(Clone)]
 pub struct RunContext {
     /// The check's name.
     pub check: Arc<str>,
@@ -71,7 +85,7 @@ pub struct RunContext {
     pub token: String,
     /// Wall-clock start of the attempt.
     pub started_at: SystemTime,
-    phases: Mutex<Vec<PhaseTiming>>,
+    phases: Arc<Mutex<Vec<PhaseTiming>>>,
 }
 
 /// How long one phase of an attempt took.
@@ -104,7 +118,7 @@ impl RunContext {
             check,
             token,
             started_at: SystemTime::now(),
-            phases: Mutex::new(Vec::new()),
+            phases: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -117,6 +131,15 @@ impl RunContext {
             name: name.into(),
             duration: None,
             started: now,
+        });
+    }
+
+    /// Records a finished phase that ran alongside others (so `begin` would close them).
+    pub fn record(&self, name: impl Into<String>, duration: Duration) {
+        self.lock().push(PhaseTiming {
+            name: name.into(),
+            duration: Some(duration),
+            started: Instant::now(),
         });
     }
 
@@ -167,7 +190,7 @@ fn close_open(phases: &mut [PhaseTiming], now: Instant) {
 }
 
 /// What one attempt found.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Outcome {
     /// `None` when the attempt passed.
     pub failure: Option<Failure>,
@@ -175,6 +198,43 @@ pub struct Outcome {
     pub observations: Vec<Observation>,
     /// Human-readable facts for `check` output and logs; never secrets.
     pub details: Vec<String>,
+    /// The run's second stage, when the attempt submitted something whose arrival must be
+    /// proven. The runner awaits it after the run's concurrency permits are released.
+    pub follow_up: Option<FollowUp>,
+}
+
+/// The second stage of a run: waiting for what the first stage submitted to arrive.
+pub struct FollowUp {
+    /// Hard bound on the stage (the probe enforces its own `within`; this is the backstop).
+    pub limit: Duration,
+    /// The stage; its outcome's failure, observations and details are merged into the run's.
+    pub stage: BoxFuture<'static, FollowUpResult>,
+}
+
+impl fmt::Debug for FollowUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FollowUp")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the second stage found, and, when the delivery missed its deadline, a watch for it
+/// arriving late.
+pub struct FollowUpResult {
+    /// Failure, observations and details of the stage.
+    pub outcome: Outcome,
+    /// Resolves when the late watch ends: the delivery arrived after all, or it is lost.
+    pub late: Option<BoxFuture<'static, LateDelivery>>,
+}
+
+/// How a delivery that missed its deadline ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateDelivery {
+    /// It arrived after the deadline, this long after the submit.
+    Arrived(Duration),
+    /// It did not arrive within the late window.
+    Lost,
 }
 
 impl Outcome {
@@ -243,11 +303,25 @@ pub enum FailureKind {
     Protocol,
     /// A problem in supportwatch itself while running the check.
     Internal,
+    /// The submitted message did not arrive within `deliver.within`.
+    NotDelivered,
+    /// The submitted message arrived in a spam folder.
+    Spam,
+    /// The mail server refused the message because the mailbox is full (452/552).
+    MailboxFull,
+    /// The mailbox's storage quota is used above `quota_max`.
+    Quota,
+    /// The mailbox could not be read (login rejected, folder missing, session lost).
+    Mailbox,
+    /// The SMTP server refused the message.
+    Smtp,
+    /// The automatic acknowledgement did not arrive or did not say what it should.
+    AutoReply,
 }
 
 impl FailureKind {
     /// Every kind, for metrics that must expose all label values.
-    pub const ALL: [FailureKind; 9] = [
+    pub const ALL: [FailureKind; 16] = [
         FailureKind::Timeout,
         FailureKind::Connect,
         FailureKind::Tls,
@@ -257,6 +331,13 @@ impl FailureKind {
         FailureKind::Expectation,
         FailureKind::Protocol,
         FailureKind::Internal,
+        FailureKind::NotDelivered,
+        FailureKind::Spam,
+        FailureKind::MailboxFull,
+        FailureKind::Quota,
+        FailureKind::Mailbox,
+        FailureKind::Smtp,
+        FailureKind::AutoReply,
     ];
 
     /// The label value.
@@ -271,6 +352,13 @@ impl FailureKind {
             FailureKind::Expectation => "expectation",
             FailureKind::Protocol => "protocol",
             FailureKind::Internal => "internal",
+            FailureKind::NotDelivered => "not_delivered",
+            FailureKind::Spam => "spam",
+            FailureKind::MailboxFull => "mailbox_full",
+            FailureKind::Quota => "quota",
+            FailureKind::Mailbox => "mailbox",
+            FailureKind::Smtp => "smtp",
+            FailureKind::AutoReply => "auto_reply",
         }
     }
 }
@@ -284,6 +372,17 @@ pub enum Observation {
     BodyTruncated,
     /// A certificate chain inspected at one target.
     Cert(CertReport),
+    /// The submitted message arrived this long after the submit (our own observation).
+    DeliveryLatency(Duration),
+    /// The automatic acknowledgement arrived this long after the submit.
+    AutoReplyLatency(Duration),
+    /// A mailbox's storage quota usage.
+    MailboxQuota {
+        /// The mailbox's name under `mailboxes:`.
+        mailbox: String,
+        /// Used / limit.
+        ratio: f64,
+    },
     /// Number of DNS lookups an SPF record needs (RFC 7208 allows 10).
     SpfLookups {
         /// The domain whose SPF record was evaluated.

@@ -1,0 +1,384 @@
+//! `deliver` and `auto_reply`: proving that what a check submitted arrived at the far end.
+//!
+//! A probe that submits something (a form, a mail) calls [`follow_up`] and returns the result in
+//! its outcome. The runner awaits that second stage after the run has given back its concurrency
+//! permits, so minutes of waiting for mail never block other checks. A delivery that misses its
+//! deadline fails the run at once and is then watched for a while longer, so late and lost mail
+//! can be told apart in metrics.
+
+use crate::config::{Dur, Pattern};
+use crate::mailbox::{self, Delivered, MailboxSpec, WaitError, Watcher, watch::WaitRequest};
+use crate::probe::{
+    FailureKind, FollowUp, FollowUpResult, LateDelivery, Observation, Outcome, RunContext,
+};
+use futures::FutureExt;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// `deliver:` — where the submitted token must show up, and by when.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverSpec {
+    /// A mailbox declared under `mailboxes:`.
+    pub mailbox: String,
+    /// Deadline, counted from the submit (default 5m).
+    #[serde(default = "default_within")]
+    pub within: Dur,
+    /// A regex the decoded message must match as well (e.g. the form's subject line).
+    #[serde(rename = "match")]
+    pub pattern: Option<Pattern>,
+    /// Delete the test message once found (default true), so support staff never see it.
+    #[serde(default = "default_true")]
+    pub cleanup: bool,
+    /// After a missed deadline, keep watching this long to tell late mail from lost mail
+    /// (default: as long as `within`).
+    pub late_window: Option<Dur>,
+}
+
+/// `auto_reply:` — the shop's automatic acknowledgement must reach the sender.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoReplySpec {
+    /// The sender's mailbox, declared under `mailboxes:`.
+    pub mailbox: String,
+    /// Deadline, counted from the submit (default 5m).
+    #[serde(default = "default_within")]
+    pub within: Dur,
+    /// A regex the acknowledgement must match (e.g. `(?i)within 2 hours|в течение 2 часов`).
+    pub body: Option<Pattern>,
+    /// Delete the acknowledgement once found (default true).
+    #[serde(default = "default_true")]
+    pub cleanup: bool,
+}
+
+fn default_within() -> Dur {
+    Dur::secs(300)
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Checks that referenced mailboxes exist and deadlines are sane.
+pub fn validate(
+    deliver: Option<&DeliverSpec>,
+    auto_reply: Option<&AutoReplySpec>,
+    mailboxes: &BTreeMap<String, MailboxSpec>,
+) -> Result<(), String> {
+    let known = || {
+        if mailboxes.is_empty() {
+            "none are declared under `mailboxes:`".to_string()
+        } else {
+            format!(
+                "declared: {}",
+                mailboxes.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        }
+    };
+    if let Some(d) = deliver {
+        if !mailboxes.contains_key(&d.mailbox) {
+            return Err(format!(
+                "deliver: unknown mailbox `{}` ({})",
+                d.mailbox,
+                known()
+            ));
+        }
+        if d.within.get().is_zero() {
+            return Err("deliver: within must be longer than 0s".into());
+        }
+    }
+    if let Some(a) = auto_reply {
+        if !mailboxes.contains_key(&a.mailbox) {
+            return Err(format!(
+                "auto_reply: unknown mailbox `{}` ({})",
+                a.mailbox,
+                known()
+            ));
+        }
+        if a.within.get().is_zero() {
+            return Err("auto_reply: within must be longer than 0s".into());
+        }
+    }
+    Ok(())
+}
+
+/// Every declared mailbox with its watcher, built once per loaded config.
+#[derive(Clone, Default)]
+pub struct Mailboxes {
+    watchers: HashMap<String, (Watcher, Option<f64>)>,
+}
+
+impl Mailboxes {
+    /// Builds a watcher for every declaration. Errors name the mailbox.
+    pub fn build(specs: &BTreeMap<String, MailboxSpec>) -> Result<Self, Vec<String>> {
+        let mut watchers = HashMap::new();
+        let mut errors = Vec::new();
+        for (name, spec) in specs {
+            match mailbox::build(name, spec) {
+                Ok(store) => {
+                    watchers.insert(
+                        name.clone(),
+                        (Watcher::new(name, store, spec), spec.quota_max.map(|r| r.0)),
+                    );
+                }
+                Err(e) => errors.push(format!("mailbox `{name}`: {e}")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Mailboxes { watchers })
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn get(&self, name: &str) -> Result<&(Watcher, Option<f64>), String> {
+        self.watchers
+            .get(name)
+            .ok_or_else(|| format!("unknown mailbox `{name}`"))
+    }
+
+    /// Checks at build time that a probe's references resolve.
+    pub fn check(
+        &self,
+        deliver: Option<&DeliverSpec>,
+        auto_reply: Option<&AutoReplySpec>,
+    ) -> Result<(), String> {
+        if let Some(d) = deliver {
+            self.get(&d.mailbox)?;
+        }
+        if let Some(a) = auto_reply {
+            self.get(&a.mailbox)?;
+        }
+        Ok(())
+    }
+}
+
+/// The stage that waits for `deliver` (and `auto_reply`) after a submit at `submitted_at`.
+pub fn follow_up(
+    ctx: &RunContext,
+    submitted_at: SystemTime,
+    deliver: Option<&DeliverSpec>,
+    auto_reply: Option<&AutoReplySpec>,
+    mailboxes: &Mailboxes,
+) -> Option<FollowUp> {
+    if deliver.is_none() && auto_reply.is_none() {
+        return None;
+    }
+    let token = ctx.token.clone();
+    let ctx = ctx.clone();
+    let main = deliver.and_then(|d| {
+        let (watcher, quota_max) = mailboxes.get(&d.mailbox).ok()?.clone();
+        Some((d.clone(), watcher, quota_max))
+    });
+    let reply = auto_reply.and_then(|a| {
+        let (watcher, _) = mailboxes.get(&a.mailbox).ok()?.clone();
+        Some((a.clone(), watcher))
+    });
+    let limit = deliver
+        .map(|d| d.within.get())
+        .into_iter()
+        .chain(auto_reply.map(|a| a.within.get()))
+        .max()
+        .unwrap_or_default()
+        + Duration::from_secs(60);
+    let stage = async move {
+        let started = Instant::now();
+        let main_wait = async {
+            let (spec, watcher, quota_max) = main?;
+            let request = WaitRequest {
+                token: token.clone(),
+                since: submitted_at,
+                pattern: spec.pattern.clone(),
+                cleanup: spec.cleanup,
+            };
+            let result = watcher
+                .wait(request.clone(), started + spec.within.get())
+                .await;
+            Some((spec, watcher, quota_max, request, result))
+        };
+        let reply_wait = async {
+            let (spec, watcher) = reply?;
+            let request = WaitRequest {
+                token: token.clone(),
+                since: submitted_at,
+                pattern: spec.body.clone(),
+                cleanup: spec.cleanup,
+            };
+            let result = watcher.wait(request, started + spec.within.get()).await;
+            Some((spec, watcher, result, started.elapsed()))
+        };
+        let (main_result, reply_result) = futures::join!(
+            async {
+                let r = main_wait.await;
+                (r, started.elapsed())
+            },
+            reply_wait
+        );
+        let mut outcome = Outcome::default();
+        let mut late = None;
+        if let (Some((spec, watcher, quota_max, request, result)), took) = main_result {
+            ctx.record("deliver", took);
+            match result {
+                Ok(found) => {
+                    judge_delivery(&mut outcome, &watcher, quota_max, &found, submitted_at)
+                }
+                Err(WaitError::NotFound) => {
+                    outcome.fail_with(
+                        FailureKind::NotDelivered,
+                        format!(
+                            "not delivered within {} (mailbox {})",
+                            spec.within,
+                            watcher.name()
+                        ),
+                    );
+                    let window = spec.late_window.unwrap_or(spec.within).get();
+                    late = Some(
+                        async move {
+                            match watcher.wait(request, Instant::now() + window).await {
+                                Ok(found) => LateDelivery::Arrived(
+                                    found
+                                        .observed_at
+                                        .duration_since(submitted_at)
+                                        .unwrap_or_default(),
+                                ),
+                                Err(_) => LateDelivery::Lost,
+                            }
+                        }
+                        .boxed(),
+                    );
+                }
+                Err(WaitError::Mailbox(e)) => {
+                    outcome.fail_with(e.failure_kind(), e.to_string());
+                }
+            }
+        }
+        if let Some((spec, watcher, result, took)) = reply_result {
+            ctx.record("auto_reply", took);
+            match result {
+                Ok(found) => {
+                    let latency = found
+                        .observed_at
+                        .duration_since(submitted_at)
+                        .unwrap_or_default();
+                    outcome
+                        .observations
+                        .push(Observation::AutoReplyLatency(latency));
+                    outcome.details.push(format!(
+                        "auto-reply \"{}\" reached {} after {}",
+                        found.subject,
+                        watcher.name(),
+                        crate::report::short_duration(latency)
+                    ));
+                    note_cleanup(&mut outcome, &found);
+                }
+                Err(WaitError::NotFound) => outcome.fail_with(
+                    FailureKind::AutoReply,
+                    match &spec.body {
+                        Some(p) => format!(
+                            "no auto-reply matching /{}/ within {} (mailbox {})",
+                            p.as_str(),
+                            spec.within,
+                            watcher.name()
+                        ),
+                        None => format!(
+                            "no auto-reply within {} (mailbox {})",
+                            spec.within,
+                            watcher.name()
+                        ),
+                    },
+                ),
+                Err(WaitError::Mailbox(e)) => outcome.fail_with(e.failure_kind(), e.to_string()),
+            }
+        }
+        FollowUpResult { outcome, late }
+    };
+    Some(FollowUp {
+        limit,
+        stage: stage.boxed(),
+    })
+}
+
+fn judge_delivery(
+    outcome: &mut Outcome,
+    watcher: &Watcher,
+    quota_max: Option<f64>,
+    found: &Delivered,
+    submitted_at: SystemTime,
+) {
+    let latency = found
+        .observed_at
+        .duration_since(submitted_at)
+        .unwrap_or_default();
+    let server = found
+        .arrived
+        .and_then(|a| a.duration_since(submitted_at).ok())
+        .map(|d| {
+            format!(
+                "; server stored it after {}",
+                crate::report::short_duration(d)
+            )
+        })
+        .unwrap_or_default();
+    if found.spam {
+        outcome.fail_with(
+            FailureKind::Spam,
+            format!(
+                "delivered to spam (folder {} of mailbox {}) after {}",
+                found.folder,
+                watcher.name(),
+                crate::report::short_duration(latency)
+            ),
+        );
+    } else {
+        outcome
+            .observations
+            .push(Observation::DeliveryLatency(latency));
+    }
+    outcome.details.push(format!(
+        "delivered to {}/{} after {}{server}",
+        watcher.name(),
+        found.folder,
+        crate::report::short_duration(latency)
+    ));
+    note_cleanup(outcome, found);
+    if let Some(q) = found.quota {
+        let ratio = q.ratio();
+        outcome.observations.push(Observation::MailboxQuota {
+            mailbox: watcher.name().to_string(),
+            ratio,
+        });
+        outcome.details.push(format!(
+            "mailbox {} quota: {:.1}% of {} bytes used",
+            watcher.name(),
+            ratio * 100.0,
+            q.limit
+        ));
+        if let Some(max) = quota_max
+            && ratio > max
+        {
+            outcome.fail_with(
+                FailureKind::Quota,
+                format!(
+                    "mailbox {} is {:.1}% full (quota_max {:.0}%)",
+                    watcher.name(),
+                    ratio * 100.0,
+                    max * 100.0
+                ),
+            );
+        }
+    }
+}
+
+fn note_cleanup(outcome: &mut Outcome, found: &Delivered) {
+    match &found.cleanup {
+        Some(Ok(())) => outcome.details.push("test message deleted".into()),
+        Some(Err(e)) => outcome
+            .details
+            .push(format!("could not delete the test message: {e}")),
+        None => {}
+    }
+}
+
+/// Shared handle type so probes can hold the registry cheaply.
+pub type SharedMailboxes = Arc<Mailboxes>;

@@ -1,0 +1,421 @@
+//! One watcher per mailbox: a single session serves every run waiting for a token there.
+//!
+//! Runs register a wait (token, since, deadline) and get a oneshot answer. While anyone waits, one
+//! background task keeps one session open: it lists messages that arrived since the oldest wait
+//! began, decodes each once, remembers which tokens it carried, answers the waits it can, deletes
+//! test mail that asked for cleanup, and then idles (IMAP IDLE) or sleeps until the next look.
+//! When nobody waits any more it logs out. So a hundred checks delivering into one support inbox
+//! cost one IMAP connection, not a hundred, and a message that arrived before its run started
+//! waiting (fast mail, slow form) is still found, because tokens are remembered per message.
+
+use super::{MailSession, MailStore, MailboxError, MailboxSpec, MessageRef, Quota, message};
+use crate::config::Pattern;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{Notify, oneshot};
+
+/// Mail that arrived shortly before the submit still counts: clocks of the shop's mail server and
+/// ours differ, and IMAP's SINCE has day granularity anyway.
+const CLOCK_SKEW: Duration = Duration::from_secs(120);
+/// Remembered tokens are forgotten after this long.
+const REMEMBER_FOR: Duration = Duration::from_secs(3 * 3600);
+/// Quota is read at most this often.
+const QUOTA_EVERY: Duration = Duration::from_secs(60);
+/// Reconnect attempts after a lost session are spaced at least this far apart.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(2);
+
+/// What a run waits for.
+#[derive(Debug, Clone)]
+pub struct WaitRequest {
+    /// The token the message must contain.
+    pub token: String,
+    /// When the message was sent (submit time); earlier mail is not considered.
+    pub since: SystemTime,
+    /// A pattern the decoded message must match as well (`deliver.match`, `auto_reply.body`).
+    pub pattern: Option<Pattern>,
+    /// Delete the message once found.
+    pub cleanup: bool,
+}
+
+/// A delivery found.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// Folder it was found in.
+    pub folder: String,
+    /// Found in a spam folder.
+    pub spam: bool,
+    /// When supportwatch first saw it.
+    pub observed_at: SystemTime,
+    /// When the server stored it (IMAP INTERNALDATE / Maildir file time), if known.
+    pub arrived: Option<SystemTime>,
+    /// Decoded subject.
+    pub subject: String,
+    /// Result of the cleanup, when it was asked for.
+    pub cleanup: Option<Result<(), String>>,
+    /// The mailbox's quota as last read, if the server reports one.
+    pub quota: Option<Quota>,
+}
+
+/// Why a wait ended without a delivery.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WaitError {
+    /// The deadline passed.
+    #[error("not found before the deadline")]
+    NotFound,
+    /// The mailbox could not be read (the last error seen).
+    #[error(transparent)]
+    Mailbox(#[from] MailboxError),
+}
+
+/// The watcher of one mailbox. Cheap to clone.
+#[derive(Clone)]
+pub struct Watcher {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    name: String,
+    store: Arc<dyn MailStore>,
+    max_message: u64,
+    wake: Notify,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    running: bool,
+    waiters: Vec<Waiter>,
+    /// Token → messages that carried it (usually one).
+    seen: HashMap<String, Vec<Seen>>,
+    quota: Option<Quota>,
+    quota_read: Option<Instant>,
+    quota_unsupported_logged: bool,
+}
+
+struct Waiter {
+    request: WaitRequest,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Delivered, WaitError>>,
+}
+
+#[derive(Clone)]
+struct Seen {
+    message: MessageRef,
+    decoded: Arc<message::Decoded>,
+    observed_at: SystemTime,
+    claimed: bool,
+}
+
+impl Watcher {
+    /// A watcher for `store`; no connection is made until someone waits.
+    pub fn new(name: &str, store: Arc<dyn MailStore>, spec: &MailboxSpec) -> Self {
+        Watcher {
+            shared: Arc::new(Shared {
+                name: name.to_string(),
+                store,
+                max_message: spec.max_message.0,
+                wake: Notify::new(),
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// The mailbox's name under `mailboxes:`.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// What the mailbox is, for messages.
+    pub fn describe(&self) -> String {
+        self.shared.store.describe()
+    }
+
+    /// Waits until a message carrying `request.token` is found or `deadline` passes.
+    pub async fn wait(
+        &self,
+        request: WaitRequest,
+        deadline: Instant,
+    ) -> Result<Delivered, WaitError> {
+        let (reply, answer) = oneshot::channel();
+        let spawn = {
+            let mut state = self.shared.lock();
+            state.waiters.push(Waiter {
+                request,
+                deadline,
+                reply,
+            });
+            !std::mem::replace(&mut state.running, true)
+        };
+        if spawn {
+            tokio::spawn(run(self.shared.clone()));
+        } else {
+            self.shared.wake.notify_one();
+        }
+        // The task always answers; a dropped sender would mean it panicked.
+        answer.await.unwrap_or_else(|_| {
+            Err(WaitError::Mailbox(MailboxError::Protocol {
+                what: self.shared.store.describe(),
+                reason: "mailbox watcher stopped unexpectedly".into(),
+            }))
+        })
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The watcher's task: runs while anyone waits.
+async fn run(shared: Arc<Shared>) {
+    let mut session: Option<Box<dyn MailSession>> = None;
+    let mut last_error: Option<MailboxError> = None;
+    let mut last_connect: Option<Instant> = None;
+    let poll = shared.store.poll_interval();
+    loop {
+        let now = Instant::now();
+        // Expire waits whose deadline passed; stop when nobody waits.
+        let (pending_since, nearest_deadline) = {
+            let mut state = shared.lock();
+            expire(&mut state, now, &last_error);
+            if state.waiters.is_empty() {
+                state.running = false;
+                break;
+            }
+            let since = state
+                .waiters
+                .iter()
+                .map(|w| w.request.since)
+                .min()
+                .unwrap_or_else(SystemTime::now);
+            let deadline = state.waiters.iter().map(|w| w.deadline).min();
+            (since, deadline.unwrap_or(now))
+        };
+        if session.is_none() {
+            if let Some(at) = last_connect {
+                let pause = RECONNECT_PAUSE.saturating_sub(at.elapsed());
+                tokio::time::sleep(pause.min(nearest_deadline.saturating_duration_since(now)))
+                    .await;
+            }
+            last_connect = Some(Instant::now());
+            match shared.store.open().await {
+                Ok(s) => {
+                    session = Some(s);
+                }
+                Err(e) => {
+                    tracing::warn!(mailbox = %shared.name, error = %e, "cannot open mailbox");
+                    let permanent = matches!(
+                        e,
+                        MailboxError::Login { .. } | MailboxError::NoFolder { .. }
+                    );
+                    last_error = Some(e.clone());
+                    if permanent {
+                        // Wrong credentials do not fix themselves before the deadline.
+                        fail_all(&shared, &e);
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(s) = session.as_mut() else { continue };
+        match scan(
+            &shared,
+            s.as_mut(),
+            pending_since
+                .checked_sub(CLOCK_SKEW)
+                .unwrap_or(pending_since),
+        )
+        .await
+        {
+            Ok(()) => last_error = None,
+            Err(e) => {
+                tracing::warn!(mailbox = %shared.name, error = %e, "mailbox session lost");
+                last_error = Some(e);
+                if let Some(s) = session.take() {
+                    s.close().await;
+                }
+                continue;
+            }
+        }
+        let Some(s) = session.as_mut() else { continue };
+        // Deliver answers (with cleanup) for what the scan found.
+        let mut to_delete = Vec::new();
+        let ready = {
+            let mut state = shared.lock();
+            let mut ready = Vec::new();
+            answer_waiters(&mut state, &mut ready);
+            for (_, seen, cleanup) in &ready {
+                if *cleanup {
+                    to_delete.push(seen.message.clone());
+                }
+            }
+            ready
+        };
+        let mut cleanup_results = Vec::new();
+        for m in &to_delete {
+            let r = s.delete(m).await.map_err(|e| e.to_string());
+            if let Err(e) = &r {
+                tracing::warn!(mailbox = %shared.name, error = %e, "could not delete test mail");
+            }
+            cleanup_results.push((m.clone(), r));
+        }
+        let quota = read_quota(&shared, s.as_mut()).await;
+        for (waiter, seen, cleanup) in ready {
+            let cleanup = cleanup.then(|| {
+                cleanup_results
+                    .iter()
+                    .find(|(m, _)| *m == seen.message)
+                    .map(|(_, r)| r.clone())
+                    .unwrap_or(Ok(()))
+            });
+            let _ = waiter.reply.send(Ok(Delivered {
+                folder: seen.message.folder.clone(),
+                spam: seen.message.spam,
+                observed_at: seen.observed_at,
+                arrived: seen.message.arrived,
+                subject: seen.decoded.subject.clone(),
+                cleanup,
+                quota,
+            }));
+        }
+        // Idle until the mailbox changes, a new wait arrives, or the next look is due.
+        let wait = {
+            let state = shared.lock();
+            let nearest = state.waiters.iter().map(|w| w.deadline).min();
+            match nearest {
+                None => Duration::ZERO,
+                Some(d) => poll.min(d.saturating_duration_since(Instant::now())),
+            }
+        };
+        if !wait.is_zero()
+            && let Err(e) = s.wait_for_change(wait, &shared.wake).await
+        {
+            tracing::warn!(mailbox = %shared.name, error = %e, "mailbox session lost while waiting");
+            last_error = Some(e);
+            if let Some(s) = session.take() {
+                s.close().await;
+            }
+        }
+    }
+    if let Some(s) = session.take() {
+        s.close().await;
+    }
+}
+
+/// Lists and decodes new messages, remembering their tokens.
+async fn scan(
+    shared: &Shared,
+    session: &mut dyn MailSession,
+    since: SystemTime,
+) -> Result<(), MailboxError> {
+    let new = session.list_new(since).await?;
+    for m in new {
+        if m.size.is_some_and(|s| s > shared.max_message) {
+            tracing::debug!(mailbox = %shared.name, folder = %m.folder, size = ?m.size, "skipping a message larger than max_message");
+            continue;
+        }
+        let Some(raw) = session.fetch(&m).await? else {
+            continue;
+        };
+        let decoded = Arc::new(message::decode(&raw));
+        if decoded.tokens.is_empty() {
+            continue;
+        }
+        let observed_at = SystemTime::now();
+        let mut state = shared.lock();
+        for token in &decoded.tokens {
+            state.seen.entry(token.clone()).or_default().push(Seen {
+                message: m.clone(),
+                decoded: decoded.clone(),
+                observed_at,
+                claimed: false,
+            });
+        }
+    }
+    let mut state = shared.lock();
+    let horizon = SystemTime::now()
+        .checked_sub(REMEMBER_FOR)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    state.seen.retain(|_, v| {
+        v.retain(|s| s.observed_at >= horizon);
+        !v.is_empty()
+    });
+    Ok(())
+}
+
+/// Moves waiters whose message is known into `ready`, claiming the message.
+fn answer_waiters(state: &mut State, ready: &mut Vec<(Waiter, Seen, bool)>) {
+    let mut i = 0;
+    while i < state.waiters.len() {
+        let request = &state.waiters[i].request;
+        let found = state.seen.get_mut(&request.token).and_then(|list| {
+            list.iter_mut().find(|s| {
+                !s.claimed
+                    && request
+                        .pattern
+                        .as_ref()
+                        .is_none_or(|p| p.is_match(&s.decoded.text))
+            })
+        });
+        match found {
+            Some(seen) => {
+                seen.claimed = true;
+                let seen = seen.clone();
+                let waiter = state.waiters.swap_remove(i);
+                let cleanup = waiter.request.cleanup;
+                ready.push((waiter, seen, cleanup));
+            }
+            None => i += 1,
+        }
+    }
+}
+
+fn expire(state: &mut State, now: Instant, last_error: &Option<MailboxError>) {
+    let mut i = 0;
+    while i < state.waiters.len() {
+        if state.waiters[i].deadline <= now {
+            let waiter = state.waiters.swap_remove(i);
+            let answer = match last_error {
+                Some(e) => Err(WaitError::Mailbox(e.clone())),
+                None => Err(WaitError::NotFound),
+            };
+            let _ = waiter.reply.send(answer);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn fail_all(shared: &Shared, error: &MailboxError) {
+    let mut state = shared.lock();
+    for waiter in state.waiters.drain(..) {
+        let _ = waiter.reply.send(Err(WaitError::Mailbox(error.clone())));
+    }
+}
+
+async fn read_quota(shared: &Shared, session: &mut dyn MailSession) -> Option<Quota> {
+    {
+        let state = shared.lock();
+        if state.quota_read.is_some_and(|t| t.elapsed() < QUOTA_EVERY) {
+            return state.quota;
+        }
+    }
+    let result = session.quota().await;
+    let mut state = shared.lock();
+    state.quota_read = Some(Instant::now());
+    match result {
+        Ok(Some(q)) => state.quota = Some(q),
+        Ok(None) => {
+            state.quota = None;
+            if !std::mem::replace(&mut state.quota_unsupported_logged, true) {
+                tracing::info!(mailbox = %shared.name, "the server does not support QUOTA; mailbox quota is not exported");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(mailbox = %shared.name, error = %e, "cannot read the mailbox quota");
+        }
+    }
+    state.quota
+}
