@@ -426,6 +426,8 @@ impl HttpProbe {
 pub(crate) struct Answer {
     /// Final status code, after redirects.
     pub(crate) status: u16,
+    /// Final URL, after redirects.
+    pub(crate) url: url::Url,
     /// Headers of the final response.
     pub(crate) headers: reqwest::header::HeaderMap,
     /// The body, or its first `max_body` bytes.
@@ -504,11 +506,13 @@ pub(crate) async fn send(
         }
     }
     ctx.end();
+    let url = response.url().clone();
     let headers = std::mem::take(response.headers_mut());
     // Dropping the response here closes the connection: the rest of a huge body is not read.
     drop(response);
     Ok(Answer {
         status,
+        url,
         headers,
         body,
         truncated,
