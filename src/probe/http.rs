@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Config of an `http` check.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,10 +49,10 @@ pub struct HttpSpec {
 fn default_method() -> String {
     "GET".into()
 }
-fn default_max_redirects() -> usize {
+pub(crate) fn default_max_redirects() -> usize {
     5
 }
-fn default_max_body() -> ByteSize {
+pub(crate) fn default_max_body() -> ByteSize {
     ByteSize(1 << 20)
 }
 
@@ -227,31 +227,35 @@ fn compile(spec: &HttpSpec) -> Result<Compiled, String> {
     if bodies.iter().filter(|b| **b).count() > 1 {
         return Err("set only one of `body`, `json` and `form`".into());
     }
-    let url = url::Url::parse(spec.url.expose())
-        .map_err(|e| format!("invalid url `{}`: {e}", spec.url))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "url `{}` must be http:// or https:// with a host",
-            spec.url
-        ));
-    }
+    let url = parse_url(&spec.url)?;
     let method = reqwest::Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| format!("invalid method `{}`", spec.method))?;
-    for (name, value) in &spec.headers {
+    validate_headers(&spec.headers)?;
+    spec.expect.validate()?;
+    let json = spec.json.as_ref().map(compile_json).transpose()?;
+    Ok(Compiled { url, method, json })
+}
+
+/// Parses a check's `url`, which must be `http://` or `https://` with a host.
+pub(crate) fn parse_url(text: &Text) -> Result<url::Url, String> {
+    let url = url::Url::parse(text.expose()).map_err(|e| format!("invalid url `{text}`: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "url `{text}` must be http:// or https:// with a host"
+        ));
+    }
+    Ok(url)
+}
+
+/// Checks that extra request headers are valid HTTP (names and `${ENV}`-expanded values).
+pub(crate) fn validate_headers(headers: &BTreeMap<String, Text>) -> Result<(), String> {
+    for (name, value) in headers {
         reqwest::header::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("invalid header name `{name}`"))?;
         reqwest::header::HeaderValue::from_str(value.expose())
             .map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
     }
-    for pointer in spec.expect.json.keys() {
-        if !pointer.is_empty() && !pointer.starts_with('/') {
-            return Err(format!(
-                "expect.json key `{pointer}` is not a JSON pointer; write `/{pointer}`"
-            ));
-        }
-    }
-    let json = spec.json.as_ref().map(compile_json).transpose()?;
-    Ok(Compiled { url, method, json })
+    Ok(())
 }
 
 /// A JSON body whose strings are `${ENV}`-interpolated and `{{token}}`-templated.
@@ -314,21 +318,30 @@ impl ClientCache {
             return Ok(client.clone());
         }
         let roots = crate::tlsconf::roots(key.ca_file.as_deref())?;
-        let policy = match key.max_redirects {
-            0 => reqwest::redirect::Policy::none(),
-            n => reqwest::redirect::Policy::limited(n),
-        };
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(crate::tlsconf::client_config(roots))
-            .redirect(policy)
+        let client = client_builder(roots, key.max_redirects)
             // A new connection per run: the probe must see connect and handshake problems.
             .pool_max_idle_per_host(0)
-            .user_agent(crate::USER_AGENT)
             .build()
             .map_err(|e| format!("cannot build HTTP client: {}", error_chain(&e)))?;
         clients.insert(key, client.clone());
         Ok(client)
     }
+}
+
+/// What every supportwatch HTTP client has: our TLS setup over `roots`, at most `max_redirects`
+/// redirects, and the User-Agent that says the request is an automated test.
+pub(crate) fn client_builder(
+    roots: Arc<rustls::RootCertStore>,
+    max_redirects: usize,
+) -> reqwest::ClientBuilder {
+    let policy = match max_redirects {
+        0 => reqwest::redirect::Policy::none(),
+        n => reqwest::redirect::Policy::limited(n),
+    };
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::tlsconf::client_config(roots))
+        .redirect(policy)
+        .user_agent(crate::USER_AGENT)
 }
 
 /// A ready-to-run `http` check.
@@ -395,22 +408,172 @@ impl HttpProbe {
                 .body(encoder.finish());
         }
 
-        let started = Instant::now();
-        ctx.begin("request");
-        let mut response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                ctx.end();
-                return classify(e, &self.spec);
+        let answer = match send(ctx, request, "request", Some("body"), self.spec.max_body).await {
+            Ok(answer) => answer,
+            Err(broken) => {
+                let what = format!("{} {}", self.spec.method, self.spec.url);
+                return broken.into_outcome(&what, self.spec.max_redirects);
             }
         };
-        let status = response.status().as_u16();
         let mut outcome = Outcome::pass();
-        outcome.observations.push(Observation::HttpStatus(status));
-        outcome.details.push(format!("status {status}"));
-        for (name, pattern) in &self.spec.expect.headers {
-            let values: Vec<&str> = response
-                .headers()
+        answer.note(&mut outcome);
+        self.spec.expect.check(&mut outcome, &answer);
+        outcome
+    }
+}
+
+/// An HTTP answer with its body read up to `max_body`.
+pub(crate) struct Answer {
+    /// Final status code, after redirects.
+    pub(crate) status: u16,
+    /// Final URL, after redirects.
+    pub(crate) url: url::Url,
+    /// Headers of the final response.
+    pub(crate) headers: reqwest::header::HeaderMap,
+    /// The body, or its first `max_body` bytes.
+    pub(crate) body: Vec<u8>,
+    /// Whether the body was longer than `max_body` and cut there.
+    pub(crate) truncated: bool,
+    /// From sending the request to the end of the body.
+    pub(crate) elapsed: Duration,
+}
+
+/// An exchange that produced no whole answer: the request failed, or the body broke off.
+pub(crate) struct Broken {
+    error: reqwest::Error,
+    /// The status, when the failure came while reading the body.
+    status: Option<u16>,
+}
+
+impl Broken {
+    /// The failed outcome, naming `what` was requested (`POST https://…`; templates, not secrets).
+    pub(crate) fn into_outcome(self, what: &str, max_redirects: usize) -> Outcome {
+        let mut failed = classify(self.error, what, max_redirects);
+        failed
+            .observations
+            .extend(self.status.map(Observation::HttpStatus));
+        failed
+    }
+}
+
+/// Sends `request`, timed as phase `phase`, and reads the body up to `max_body`: in phase
+/// `body_phase` when given, else still in `phase`.
+pub(crate) async fn send(
+    ctx: &RunContext,
+    request: reqwest::RequestBuilder,
+    phase: &str,
+    body_phase: Option<&str>,
+    max_body: ByteSize,
+) -> Result<Answer, Broken> {
+    let started = Instant::now();
+    ctx.begin(phase);
+    let mut response = match request.send().await {
+        Ok(r) => r,
+        Err(error) => {
+            ctx.end();
+            return Err(Broken {
+                error,
+                status: None,
+            });
+        }
+    };
+    let status = response.status().as_u16();
+    if let Some(name) = body_phase {
+        ctx.begin(name);
+    }
+    let limit = usize::try_from(max_body.0).unwrap_or(usize::MAX);
+    let mut body: Vec<u8> = Vec::new();
+    let mut truncated = false;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit - body.len();
+                if chunk.len() > room {
+                    body.extend_from_slice(&chunk[..room]);
+                    truncated = true;
+                    break;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(error) => {
+                ctx.end();
+                return Err(Broken {
+                    error,
+                    status: Some(status),
+                });
+            }
+        }
+    }
+    ctx.end();
+    let url = response.url().clone();
+    let headers = std::mem::take(response.headers_mut());
+    // Dropping the response here closes the connection: the rest of a huge body is not read.
+    drop(response);
+    Ok(Answer {
+        status,
+        url,
+        headers,
+        body,
+        truncated,
+        elapsed: started.elapsed(),
+    })
+}
+
+impl Answer {
+    /// Records the status (observation and detail) and the body's size.
+    pub(crate) fn note(&self, outcome: &mut Outcome) {
+        outcome
+            .observations
+            .push(Observation::HttpStatus(self.status));
+        outcome.details.push(format!("status {}", self.status));
+        if self.truncated {
+            outcome.observations.push(Observation::BodyTruncated);
+            outcome
+                .details
+                .push(format!("body cut at {} bytes (max_body)", self.body.len()));
+        } else {
+            outcome
+                .details
+                .push(format!("body {} bytes", self.body.len()));
+        }
+    }
+}
+
+impl HttpExpect {
+    /// Checks what serde cannot: JSON pointers are pointers.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        for pointer in self.json.keys() {
+            if !pointer.is_empty() && !pointer.starts_with('/') {
+                return Err(format!(
+                    "expect.json key `{pointer}` is not a JSON pointer; write `/{pointer}`"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks `answer` against these expectations; the first unmet one fails `outcome`.
+    pub(crate) fn check(&self, outcome: &mut Outcome, answer: &Answer) {
+        let status = answer.status;
+        let status_ok = match &self.status {
+            Some(s) => s.accepts(status),
+            None => (200..300).contains(&status),
+        };
+        if !status_ok {
+            let wanted = self
+                .status
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "2xx".into());
+            outcome.fail_with(
+                FailureKind::Status,
+                format!("status {status}, expected {wanted}"),
+            );
+        }
+        for (name, pattern) in &self.headers {
+            let values: Vec<&str> = answer
+                .headers
                 .get_all(name.as_str())
                 .iter()
                 .filter_map(|v| v.to_str().ok())
@@ -427,73 +590,9 @@ impl HttpProbe {
                 );
             }
         }
-
-        ctx.begin("body");
-        let limit = usize::try_from(self.spec.max_body.0).unwrap_or(usize::MAX);
-        let mut body: Vec<u8> = Vec::new();
-        let mut truncated = false;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = limit - body.len();
-                    if chunk.len() > room {
-                        body.extend_from_slice(&chunk[..room]);
-                        truncated = true;
-                        break;
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    ctx.end();
-                    let mut failed = classify(e, &self.spec);
-                    failed.observations = outcome.observations;
-                    return failed;
-                }
-            }
-        }
-        // Dropping the response here closes the connection: the rest of a huge body is not read.
-        drop(response);
-        ctx.end();
-        let elapsed = started.elapsed();
-        if truncated {
-            outcome.observations.push(Observation::BodyTruncated);
-            outcome
-                .details
-                .push(format!("body cut at {limit} bytes (max_body)"));
-        } else {
-            outcome.details.push(format!("body {} bytes", body.len()));
-        }
-        self.check_expectations(&mut outcome, status, &body, truncated, elapsed);
-        outcome
-    }
-
-    fn check_expectations(
-        &self,
-        outcome: &mut Outcome,
-        status: u16,
-        body: &[u8],
-        truncated: bool,
-        elapsed: std::time::Duration,
-    ) {
-        let expect = &self.spec.expect;
-        let status_ok = match &expect.status {
-            Some(s) => s.accepts(status),
-            None => (200..300).contains(&status),
-        };
-        if !status_ok {
-            let wanted = expect
-                .status
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_else(|| "2xx".into());
-            outcome.fail_with(
-                FailureKind::Status,
-                format!("status {status}, expected {wanted}"),
-            );
-        }
-        let text = String::from_utf8_lossy(body);
-        if let Some(p) = &expect.body
+        let truncated = answer.truncated;
+        let text = String::from_utf8_lossy(&answer.body);
+        if let Some(p) = &self.body
             && !p.is_match(&text)
         {
             let cut = if truncated {
@@ -506,7 +605,7 @@ impl HttpProbe {
                 format!("body does not match /{}/{cut}", p.as_str()),
             );
         }
-        if let Some(p) = &expect.body_not
+        if let Some(p) = &self.body_not
             && p.is_match(&text)
         {
             outcome.fail_with(
@@ -514,8 +613,8 @@ impl HttpProbe {
                 format!("body matches /{}/, which it must not", p.as_str()),
             );
         }
-        if !expect.json.is_empty() {
-            match serde_json::from_slice::<serde_json::Value>(body) {
+        if !self.json.is_empty() {
+            match serde_json::from_slice::<serde_json::Value>(&answer.body) {
                 Err(e) => {
                     let why = if truncated {
                         "body was cut at max_body".to_string()
@@ -525,7 +624,7 @@ impl HttpProbe {
                     outcome.fail_with(FailureKind::Expectation, format!("body is not JSON: {why}"));
                 }
                 Ok(doc) => {
-                    for (pointer, wanted) in &expect.json {
+                    for (pointer, wanted) in &self.json {
                         match doc.pointer(pointer) {
                             None => outcome.fail_with(
                                 FailureKind::Expectation,
@@ -545,14 +644,14 @@ impl HttpProbe {
                 }
             }
         }
-        if let Some(max) = expect.max_latency
-            && elapsed > max.get()
+        if let Some(max) = self.max_latency
+            && answer.elapsed > max.get()
         {
             outcome.fail_with(
                 FailureKind::Expectation,
                 format!(
                     "took {} ms, more than max_latency {max}",
-                    elapsed.as_millis()
+                    answer.elapsed.as_millis()
                 ),
             );
         }
@@ -590,14 +689,15 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-fn classify(e: reqwest::Error, spec: &HttpSpec) -> Outcome {
+/// Classifies a failed exchange; `what` names the request without secrets (`GET <template>`).
+fn classify(e: reqwest::Error, what: &str, max_redirects: usize) -> Outcome {
     let e = e.without_url();
     let chain = error_chain(&e);
     let lower = chain.to_lowercase();
     if e.is_redirect() {
         return Outcome::fail(
             FailureKind::Expectation,
-            format!("more than {} redirects (max_redirects)", spec.max_redirects),
+            format!("more than {max_redirects} redirects (max_redirects)"),
         );
     }
     let kind = if e.is_timeout() {
@@ -610,7 +710,7 @@ fn classify(e: reqwest::Error, spec: &HttpSpec) -> Outcome {
     } else {
         FailureKind::Protocol
     };
-    Outcome::fail(kind, format!("{} {}: {chain}", spec.method, spec.url))
+    Outcome::fail(kind, format!("{what}: {chain}"))
 }
 
 impl Probe for HttpProbe {
