@@ -1,0 +1,253 @@
+//! The whole trip against real servers on loopback: a shop's contact form (a real HTTP server in
+//! this test) mails through real postfix into real dovecot, and the `form` check proves delivery
+//! over IMAP, then removes the test message.
+
+mod common;
+
+use axum::extract::{Form, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use common::mailserver::mail_server;
+use lettre::message::{SinglePart, header};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use supportwatch::probe::{FailureKind, Observation};
+use supportwatch::runner::{self, RunReport, RunResult};
+
+/// How the shop's form handler behaves.
+#[derive(Clone, Copy)]
+enum Handler {
+    /// Mails the message to the support address.
+    Mails,
+    /// Mails with a quoted-printable Cyrillic body.
+    MailsQuotedPrintable,
+    /// Says thank you and sends nothing: the silent failure.
+    Silent,
+    /// Mails to the mailbox that is nearly full.
+    MailsToFullMailbox,
+    /// Mails with a subject the mail server's spam rule files into Junk.
+    MailsSpam,
+}
+
+#[derive(Clone)]
+struct Shop {
+    smtp_port: u16,
+}
+
+async fn page() -> Html<&'static str> {
+    Html(
+        "<!doctype html><html><body><form id=\"feedback\" method=\"post\">\
+         <input type=\"hidden\" name=\"form_id\" value=\"contact\">\
+         <input name=\"name\" required><textarea name=\"message\" required></textarea>\
+         <button>Send</button></form></body></html>",
+    )
+}
+
+async fn submit(
+    State((shop, handler)): State<(Shop, Handler)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let text = format!(
+        "Имя: {}\nСообщение: {}\n",
+        form.get("name").map(String::as_str).unwrap_or(""),
+        form.get("message").map(String::as_str).unwrap_or("")
+    );
+    let server = mail_server();
+    let (to, subject) = match handler {
+        Handler::Silent => return Html("<h1>Спасибо!</h1>").into_response(),
+        Handler::MailsToFullMailbox => (server.user("full").address.clone(), "Contact form"),
+        Handler::MailsSpam => (
+            server.user("support").address.clone(),
+            "[spam-test] Contact form",
+        ),
+        Handler::Mails | Handler::MailsQuotedPrintable => {
+            (server.user("support").address.clone(), "Contact form")
+        }
+    };
+    let part = match handler {
+        Handler::MailsQuotedPrintable => SinglePart::builder()
+            .header(header::ContentType::TEXT_PLAIN)
+            .header(header::ContentTransferEncoding::QuotedPrintable)
+            .body(text),
+        _ => SinglePart::plain(text),
+    };
+    let message = Message::builder()
+        .from("Shop <shop@test.local>".parse().expect("address"))
+        .to(to.parse().expect("address"))
+        .subject(subject)
+        .singlepart(part)
+        .expect("message");
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(shop.smtp_port)
+        .build();
+    match transport.send(message).await {
+        Ok(_) => Html("<h1>Спасибо! Сообщение отправлено.</h1>").into_response(),
+        Err(e) => Html(format!("<h1>Спасибо!</h1><!-- {e} -->")).into_response(),
+    }
+}
+
+async fn start_shop(handler: Handler) -> SocketAddr {
+    let shop = Shop {
+        smtp_port: mail_server().smtp_port,
+    };
+    let app = axum::Router::new()
+        .route("/contact", get(page).post(submit))
+        .with_state((shop, handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+fn config(shop: SocketAddr, mailbox_user: &str, within: &str, extra: &str) -> String {
+    let server = mail_server();
+    format!(
+        r#"
+mailboxes:
+  support:
+    imap: "imaps://127.0.0.1:{imaps}"
+    user: "{user}"
+    password: "${{TEST_IMAP_PASSWORD}}"
+    ca_file: "{ca}"
+    poll_interval: 1s
+    {extra}
+checks:
+  - name: contact-form
+    kind: form
+    channel: feedback_form
+    url: "http://{shop}/contact"
+    form: "form#feedback"
+    fields:
+      name: Monitoring
+      message: "Автоматическая проверка {{{{token}}}}, не отвечайте"
+    expect: {{ status: 200, body: "Спасибо" }}
+    deliver: {{ mailbox: support, within: {within} }}
+    timeout: 20s
+    interval: 1m
+    retries: 0
+"#,
+        imaps = server.imaps_port,
+        user = server.user(mailbox_user).address,
+        ca = server.ca_file.display(),
+    )
+}
+
+async fn run(yaml: &str, password: &str) -> RunReport {
+    let prepared = common::prepare_with(yaml, &[("TEST_IMAP_PASSWORD", password)]);
+    runner::execute(&prepared.checks[0], 1, None).await
+}
+
+fn latency(report: &RunReport) -> Option<Duration> {
+    report.observations.iter().find_map(|o| match o {
+        Observation::DeliveryLatency(d) => Some(*d),
+        _ => None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_form_is_delivered_measured_and_cleaned_up() {
+    let server = mail_server();
+    let shop = start_shop(Handler::Mails).await;
+    let password = server.user("support").password.clone();
+    let report = run(&config(shop, "support", "60s", ""), &password).await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    let latency = latency(&report).expect("delivery latency recorded");
+    assert!(latency < Duration::from_secs(60), "{latency:?}");
+    eprintln!("form → postfix → dovecot → IMAP: delivered after {latency:?}");
+    let phases: Vec<&str> = report.phases.iter().map(|p| p.name.as_str()).collect();
+    assert!(phases.contains(&"deliver"), "{phases:?}");
+    assert!(
+        report.details.iter().any(|d| d == "test message deleted"),
+        "{:?}",
+        report.details
+    );
+    assert!(
+        server.find_message("support", &report.token).is_none(),
+        "the test message must be gone from the support mailbox"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_that_thanks_but_sends_nothing_fails_not_delivered() {
+    let server = mail_server();
+    let shop = start_shop(Handler::Silent).await;
+    let password = server.user("support").password.clone();
+    let report = run(&config(shop, "support", "4s", ""), &password).await;
+    assert_eq!(report.result, RunResult::Failure);
+    let failure = report.failure.expect("failed");
+    assert_eq!(failure.kind, FailureKind::NotDelivered);
+    assert_eq!(failure.message, "not delivered within 4s (mailbox support)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cyrillic_quoted_printable_message_is_found() {
+    let server = mail_server();
+    let shop = start_shop(Handler::MailsQuotedPrintable).await;
+    let password = server.user("support").password.clone();
+    let report = run(&config(shop, "support", "60s", ""), &password).await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_over_quota_max_fails_with_its_ratio() {
+    let server = mail_server();
+    let shop = start_shop(Handler::MailsToFullMailbox).await;
+    let password = server.user("full").password.clone();
+    let report = run(
+        &config(shop, "full", "60s", "quota_max: 90%"),
+        &password,
+    )
+    .await;
+    let failure = report.failure.expect("failed");
+    assert_eq!(failure.kind, FailureKind::Quota, "{}", failure.message);
+    assert!(
+        failure.message.starts_with("mailbox support is 9") && failure.message.ends_with("% full (quota_max 90%)"),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_filed_as_spam_fails_delivered_to_spam() {
+    let server = mail_server();
+    let shop = start_shop(Handler::MailsSpam).await;
+    let password = server.user("support").password.clone();
+    let report = run(&config(shop, "support", "60s", ""), &password).await;
+    let failure = report.failure.expect("failed");
+    assert_eq!(failure.kind, FailureKind::Spam, "{}", failure.message);
+    assert!(
+        failure.message.starts_with("delivered to spam (folder Junk of mailbox support)"),
+        "{}",
+        failure.message
+    );
+    assert!(server.find_message("support", &report.token).is_none(), "cleaned up from Junk too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_imap_password_is_a_clear_error() {
+    let server = mail_server();
+    // Nothing is mailed: a message no run can clean up would stay in the mailbox.
+    let shop = start_shop(Handler::Silent).await;
+    let report = run(
+        &config(shop, "support", "30s", ""),
+        "definitely-wrong",
+    )
+    .await;
+    let failure = report.failure.expect("failed");
+    assert_eq!(failure.kind, FailureKind::Mailbox);
+    assert!(
+        failure.message.starts_with(&format!(
+            "imap login to {} failed: authentication rejected",
+            server.user("support").address
+        )),
+        "{}",
+        failure.message
+    );
+    assert!(!failure.message.contains("definitely-wrong"));
+}
