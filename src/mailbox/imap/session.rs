@@ -272,9 +272,13 @@ impl ImapSession {
             let Some(meta) = state.meta.get(uid).copied() else {
                 continue;
             };
-            // Older mail is not marked returned: a later look with an earlier `since` (a run
-            // that submitted long ago) must still see it.
-            if meta.arrived.is_some_and(|a| a < since) {
+            // INTERNALDATE has whole seconds, so it stands for its whole second: mail stored
+            // in the second `since` falls in is kept. Older mail is not marked returned: a
+            // later look with an earlier `since` (a run that submitted long ago) must see it.
+            if meta
+                .arrived
+                .is_some_and(|a| a + Duration::from_secs(1) <= since)
+            {
                 continue;
             }
             state.returned.insert(*uid);
