@@ -586,6 +586,46 @@ async fn a_server_without_starttls_is_refused() {
     );
 }
 
+#[tokio::test]
+async fn a_server_that_never_answers_cannot_hang_the_watcher() {
+    // Accepts connections and holds them open without a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    let server = mail_server();
+    let support = server.user("support");
+    let spec = spec(
+        &format!("imap://127.0.0.1:{port}"),
+        support,
+        &support.password,
+        "",
+    );
+    let started = Instant::now();
+    let err = match store(&spec).open().await {
+        Ok(_) => panic!("a silent server gives no session"),
+        Err(e) => e,
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "bounded by the 15 s connect timeout, took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, MailboxError::Tls { .. }), "{err:?}");
+    assert!(
+        err.to_string().ends_with(&format!(
+            "TLS with 127.0.0.1:{port} failed: STARTTLS timed out after 15s"
+        )),
+        "{err}"
+    );
+}
+
 /// Everything any test in this binary logs from now on, at trace level, with `log` records
 /// (async-imap's) forwarded as the daemon does.
 fn captured_logs() -> Arc<Mutex<Vec<u8>>> {

@@ -257,6 +257,14 @@ async fn authenticate(
         }
         Ok(Err((async_imap::error::Error::No(text), _))) => {
             let said = server_text(&text);
+            if is_temporary(&said) {
+                // Not a verdict on the password: the watcher tries again instead of failing
+                // every waiting run at once.
+                return Err(MailboxError::Protocol {
+                    what: store.describe(),
+                    reason: format!("the server cannot log us in right now (\"{said}\")"),
+                });
+            }
             Err(login_error(if said.is_empty() {
                 "authentication rejected".into()
             } else {
@@ -280,6 +288,13 @@ async fn authenticate(
             reason: format!("{mechanism} {}", timed_out(COMMAND_TIMEOUT)),
         }),
     }
+}
+
+/// RFC 5530 codes of a NO that says "not now" rather than "wrong credentials".
+fn is_temporary(said: &str) -> bool {
+    ["[UNAVAILABLE]", "[INUSE]", "[LIMIT]"]
+        .iter()
+        .any(|code| said.starts_with(code))
 }
 
 /// A random stand-in for the password: letters and digits only, so that no quoting or encoding
@@ -353,6 +368,18 @@ mod tests {
         assert_eq!(server_text("something else"), "something else");
         let long = format!("code: None, info: Some(\"{}\")", "x".repeat(500));
         assert_eq!(server_text(&long).chars().count(), MAX_SERVER_TEXT + 1);
+    }
+
+    #[test]
+    fn only_some_refusals_are_temporary() {
+        assert!(is_temporary(
+            "[UNAVAILABLE] Temporary authentication failure."
+        ));
+        assert!(is_temporary("[INUSE] Mailbox is locked"));
+        assert!(!is_temporary(
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        ));
+        assert!(!is_temporary("Authentication failed."));
     }
 
     #[test]

@@ -245,7 +245,14 @@ impl ImapSession {
             let fetches = self.settle("UID FETCH", attempt)?;
             let state = self.known.entry(folder.wire.clone()).or_default();
             for f in fetches {
-                let Some(uid) = f.uid else { continue };
+                // Unsolicited FETCH responses (someone changed flags meanwhile) may come along;
+                // only answers to this request, which carry the date or size, count.
+                let Some(uid) = f.uid.filter(|uid| chunk.binary_search(uid).is_ok()) else {
+                    continue;
+                };
+                if f.internal_date().is_none() && f.size.is_none() {
+                    continue;
+                }
                 let arrived = f.internal_date().map(|d| {
                     let secs = d.timestamp();
                     match u64::try_from(secs) {
@@ -428,10 +435,11 @@ impl MailSession for ImapSession {
             })
             .await;
             let fetches = self.settle("UID FETCH BODY", attempt)?;
+            // A flag update for the same message may come along without a body.
             let body = fetches
                 .iter()
-                .find(|f| f.uid == Some(uid))
-                .and_then(|f| f.body());
+                .filter(|f| f.uid == Some(uid))
+                .find_map(|f| f.body());
             Ok(match body {
                 Some(raw) if raw.len() as u64 <= self.max_message => Some(raw.to_vec()),
                 _ => None,
