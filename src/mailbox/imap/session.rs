@@ -92,11 +92,14 @@ impl ImapSession {
             max_message: store.max_message,
         };
         let listed = session.list_folders().await?;
-        session.folders = folders::resolve(&listed, &store.folders, store.spam_folders.as_deref())
-            .map_err(|folder| MailboxError::NoFolder {
-                what: session.what.clone(),
-                folder,
-            })?;
+        match folders::resolve(&listed, &store.folders, store.spam_folders.as_deref()) {
+            Ok(found) => session.folders = found,
+            Err(folder) => {
+                let what = session.what.clone();
+                MailSession::close(Box::new(session)).await;
+                return Err(MailboxError::NoFolder { what, folder });
+            }
+        }
         tracing::debug!(
             mailbox = %session.what,
             folders = ?session.folders.iter().map(|f| &f.name).collect::<Vec<_>>(),
