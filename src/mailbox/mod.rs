@@ -42,7 +42,8 @@ pub struct MailboxSpec {
     #[serde(default = "default_folders")]
     pub folders: Vec<String>,
     /// Folders searched as well; a token found there fails the run with "delivered to spam".
-    /// Default: the folder the server marks `\Junk`, else any of `Junk`, `Spam`, `Junk E-mail`.
+    /// Default: the folder the server marks `\Junk`, else any of `Junk`, `Spam`, `Junk E-mail`,
+    /// `[Gmail]/Spam` (Maildir: `Junk`, `Spam`, `Junk E-mail`).
     pub spam_folders: Option<Vec<String>>,
     /// Use IMAP IDLE when the server offers it (default true); polling otherwise.
     #[serde(default = "default_true")]
