@@ -199,15 +199,12 @@ async fn a_mailbox_over_quota_max_fails_with_its_ratio() {
     let server = mail_server();
     let shop = start_shop(Handler::MailsToFullMailbox).await;
     let password = server.user("full").password.clone();
-    let report = run(
-        &config(shop, "full", "60s", "quota_max: 90%"),
-        &password,
-    )
-    .await;
+    let report = run(&config(shop, "full", "60s", "quota_max: 90%"), &password).await;
     let failure = report.failure.expect("failed");
     assert_eq!(failure.kind, FailureKind::Quota, "{}", failure.message);
     assert!(
-        failure.message.starts_with("mailbox support is 9") && failure.message.ends_with("% full (quota_max 90%)"),
+        failure.message.starts_with("mailbox support is 9")
+            && failure.message.ends_with("% full (quota_max 90%)"),
         "{}",
         failure.message
     );
@@ -222,11 +219,16 @@ async fn mail_filed_as_spam_fails_delivered_to_spam() {
     let failure = report.failure.expect("failed");
     assert_eq!(failure.kind, FailureKind::Spam, "{}", failure.message);
     assert!(
-        failure.message.starts_with("delivered to spam (folder Junk of mailbox support)"),
+        failure
+            .message
+            .starts_with("delivered to spam (folder Junk of mailbox support)"),
         "{}",
         failure.message
     );
-    assert!(server.find_message("support", &report.token).is_none(), "cleaned up from Junk too");
+    assert!(
+        server.find_message("support", &report.token).is_none(),
+        "cleaned up from Junk too"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,11 +236,7 @@ async fn a_wrong_imap_password_is_a_clear_error() {
     let server = mail_server();
     // Nothing is mailed: a message no run can clean up would stay in the mailbox.
     let shop = start_shop(Handler::Silent).await;
-    let report = run(
-        &config(shop, "support", "30s", ""),
-        "definitely-wrong",
-    )
-    .await;
+    let report = run(&config(shop, "support", "30s", ""), "definitely-wrong").await;
     let failure = report.failure.expect("failed");
     assert_eq!(failure.kind, FailureKind::Mailbox);
     assert!(
