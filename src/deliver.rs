@@ -224,14 +224,31 @@ pub fn follow_up(
                     judge_delivery(&mut outcome, &watcher, quota_max, &found, submitted_at)
                 }
                 Err(WaitError::NotFound) => {
-                    outcome.fail_with(
-                        FailureKind::NotDelivered,
-                        format!(
-                            "not delivered within {} (mailbox {})",
-                            spec.within,
-                            watcher.name()
+                    // A full mailbox is the likely cause; say so rather than only "not delivered".
+                    let full = watcher
+                        .last_quota()
+                        .map(|q| q.ratio())
+                        .filter(|r| quota_max.is_some_and(|max| *r > max));
+                    match full {
+                        Some(ratio) => outcome.fail_with(
+                            FailureKind::Quota,
+                            format!(
+                                "not delivered within {}: mailbox {} is {:.1}% full (quota_max {:.0}%)",
+                                spec.within,
+                                watcher.name(),
+                                ratio * 100.0,
+                                quota_max.unwrap_or_default() * 100.0
+                            ),
                         ),
-                    );
+                        None => outcome.fail_with(
+                            FailureKind::NotDelivered,
+                            format!(
+                                "not delivered within {} (mailbox {})",
+                                spec.within,
+                                watcher.name()
+                            ),
+                        ),
+                    }
                     let window = spec.late_window.unwrap_or(spec.within).get();
                     late = Some(
                         async move {

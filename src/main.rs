@@ -231,8 +231,11 @@ async fn demo(listen: SocketAddr, breaks: Vec<String>) -> anyhow::Result<ExitCod
         let channel = match b.as_str() {
             "website" => Channel::Website,
             "feedback_form" => Channel::FeedbackForm,
+            "email" => Channel::Email,
             other => {
-                anyhow::bail!("--break {other}: the demo can break `website` or `feedback_form`")
+                anyhow::bail!(
+                    "--break {other}: the demo can break `website`, `feedback_form` or `email`"
+                )
             }
         };
         broken.insert(channel);
@@ -240,6 +243,12 @@ async fn demo(listen: SocketAddr, breaks: Vec<String>) -> anyhow::Result<ExitCod
     let (shop, daemon) = supportwatch::demo::start(listen, broken).await?;
     println!("supportwatch demo");
     println!("  demo shop     {}  and  {}", shop.http_url, shop.https_url);
+    println!("  contact form  {}/contacts", shop.http_url);
+    println!(
+        "  mail server   smtp://{}  (support mailbox: {})",
+        shop.smtp,
+        shop.support_maildir.display()
+    );
     println!("  metrics       http://{}/metrics", daemon.addr);
     println!("  health        http://{}/healthz", daemon.addr);
     println!("  stop with Ctrl-C\n");

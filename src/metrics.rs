@@ -411,7 +411,9 @@ impl Metrics {
     /// A run of `check` has submitted and now waits for its delivery.
     pub fn delivery_started(&self, check: &str) {
         if let Some(s) = self.series(check) {
-            lock(&s).deliveries_pending += 1;
+            let mut s = lock(&s);
+            s.delivers = true;
+            s.deliveries_pending += 1;
         }
     }
 

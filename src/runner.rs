@@ -25,6 +25,19 @@ pub struct PreparedCheck {
 }
 
 impl PreparedCheck {
+    /// A check with its probe (normally made by [`prepare`]).
+    pub fn new(check: Check, probe: Arc<dyn Probe>) -> Self {
+        let mut hosts = probe.hosts();
+        hosts.sort();
+        hosts.dedup();
+        PreparedCheck {
+            name: Arc::from(check.name.as_str()),
+            check,
+            probe,
+            hosts,
+        }
+    }
+
     /// The check's name as a shared string.
     pub fn name(&self) -> &Arc<str> {
         &self.name
@@ -62,17 +75,7 @@ pub fn prepare(mut config: Config) -> Result<Prepared, ConfigErrors> {
     let mut checks = Vec::with_capacity(config.checks.len());
     for check in std::mem::take(&mut config.checks) {
         match probe::build(&check.spec, &shared) {
-            Ok(probe) => {
-                let mut hosts = probe.hosts();
-                hosts.sort();
-                hosts.dedup();
-                checks.push(Arc::new(PreparedCheck {
-                    name: Arc::from(check.name.as_str()),
-                    check,
-                    probe,
-                    hosts,
-                }));
-            }
+            Ok(probe) => checks.push(Arc::new(PreparedCheck::new(check, probe))),
             Err(message) => errors.push(ConfigError {
                 file: Some(check.origin.file.clone()),
                 position: Some((check.origin.line, check.origin.column)),

@@ -302,6 +302,151 @@ async fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::{
+        FailureKind, FollowUp, FollowUpResult, LateDelivery, Outcome, Probe, RunContext,
+    };
+    use crate::runner::PreparedCheck;
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+
+    /// Submits instantly; its delivery "arrives" only after `wait`, then fails as not delivered
+    /// with a late watch that reports it lost.
+    struct SlowDelivery {
+        wait: Duration,
+    }
+
+    impl Probe for SlowDelivery {
+        fn hosts(&self) -> Vec<String> {
+            vec!["shop.test".into()]
+        }
+        fn run<'a>(&'a self, ctx: &'a RunContext) -> BoxFuture<'a, Outcome> {
+            let wait = self.wait;
+            let ctx = ctx.clone();
+            Box::pin(async move {
+                ctx.begin("submit");
+                ctx.end();
+                let stage = async move {
+                    tokio::time::sleep(wait).await;
+                    ctx.record("deliver", wait);
+                    FollowUpResult {
+                        outcome: Outcome::fail(
+                            FailureKind::NotDelivered,
+                            "not delivered within 2s",
+                        ),
+                        late: Some(async { LateDelivery::Lost }.boxed()),
+                    }
+                };
+                Outcome {
+                    follow_up: Some(FollowUp {
+                        limit: Duration::from_secs(60),
+                        stage: stage.boxed(),
+                    }),
+                    ..Outcome::default()
+                }
+            })
+        }
+    }
+
+    struct Quick;
+
+    impl Probe for Quick {
+        fn hosts(&self) -> Vec<String> {
+            vec!["shop.test".into()]
+        }
+        fn run<'a>(&'a self, _ctx: &'a RunContext) -> BoxFuture<'a, Outcome> {
+            Box::pin(async { Outcome::pass() })
+        }
+    }
+
+    fn prepared_with(probes: Vec<(&str, Arc<dyn Probe>)>) -> Prepared {
+        let yaml: String = probes
+            .iter()
+            .map(|(name, _)| {
+                format!(
+                    "  - {{ name: {name}, kind: http, url: \"http://shop.test/\", interval: 1s, timeout: 1s, retries: 0 }}\n"
+                )
+            })
+            .collect();
+        let mut config = crate::config::load_sources(&[(
+            "t.yaml".into(),
+            format!("scheduler: {{ max_per_host: 1 }}\nchecks:\n{yaml}"),
+        )])
+        .expect("valid config");
+        let checks = std::mem::take(&mut config.checks)
+            .into_iter()
+            .zip(probes)
+            .map(|(check, (_, probe))| Arc::new(PreparedCheck::new(check, probe)))
+            .collect();
+        Prepared { config, checks }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_for_a_delivery_holds_no_permit() {
+        // Both checks share one host with a per-host limit of 1. If the slow delivery held its
+        // permit, the other check could not run at all for 4 s.
+        let prepared = prepared_with(vec![
+            (
+                "delivers",
+                Arc::new(SlowDelivery {
+                    wait: Duration::from_secs(4),
+                }),
+            ),
+            ("quick", Arc::new(Quick)),
+        ]);
+        let metrics = Arc::new(Metrics::new());
+        let scheduler = Scheduler::new(metrics.clone());
+        let mut reports = scheduler.subscribe();
+        scheduler.apply(&prepared);
+        let mut quick_runs = 0;
+        let delivered = loop {
+            let report = tokio::time::timeout(Duration::from_secs(30), reports.recv())
+                .await
+                .expect("reports keep coming")
+                .expect("channel open");
+            if &*report.check == "quick" {
+                quick_runs += 1;
+                if quick_runs == 2 {
+                    let text = metrics.encode_text();
+                    assert!(
+                        text.lines()
+                            .any(|l| l.starts_with("supportwatch_deliveries_pending{")
+                                && l.contains("check=\"delivers\"")
+                                && l.ends_with(" 1")),
+                        "{text}"
+                    );
+                }
+            } else {
+                break report;
+            }
+        };
+        assert!(
+            quick_runs >= 2,
+            "the quick check ran {quick_runs} times meanwhile"
+        );
+        let failure = delivered.failure.as_ref().expect("failed");
+        assert_eq!(failure.kind, FailureKind::NotDelivered);
+        let phases: Vec<&str> = delivered.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(phases, ["submit", "deliver"]);
+        assert!(delivered.duration >= Duration::from_secs(4));
+        // The late watch resolves at once as lost, and is counted.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = metrics.encode_text();
+            if text.lines().any(|l| {
+                l.starts_with("supportwatch_deliveries_lost_total{")
+                    && l.contains("check=\"delivers\"")
+                    && !l.ends_with(" 0")
+            }) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "lost delivery not counted: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(scheduler.shutdown(Duration::from_secs(10)).await);
+    }
 
     #[test]
     fn first_delay_is_stable_and_within_interval() {

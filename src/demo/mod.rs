@@ -6,6 +6,7 @@
 
 pub mod pki;
 pub mod shop;
+pub mod smtp;
 
 use crate::config::Channel;
 use crate::daemon::{ConfigSource, Daemon, DaemonError};
@@ -47,6 +48,12 @@ pub struct DemoShop {
     pub tls_target: String,
     /// PEM file of the CA that signed the shop's certificate.
     pub ca_file: PathBuf,
+    /// `127.0.0.1:PORT` of the shop's SMTP server.
+    pub smtp: SocketAddr,
+    /// Maildir of support@demo-shop.test.
+    pub support_maildir: PathBuf,
+    /// Maildir of monitor@demo-shop.test (the sender of test mail; auto-replies land here).
+    pub monitor_maildir: PathBuf,
     _dir: tempfile::TempDir,
     stop: CancellationToken,
 }
@@ -72,8 +79,31 @@ impl DemoShop {
             .server_config(&[])
             .map_err(|e| DemoError::Pki(e.to_string()))?;
 
+        let stop = CancellationToken::new();
+        let support_maildir = dir.path().join("mail").join("support");
+        let monitor_maildir = dir.path().join("mail").join("monitor");
+        for maildir in [&support_maildir, &monitor_maildir] {
+            for sub in ["cur", "new", "tmp"] {
+                std::fs::create_dir_all(maildir.join(sub))
+                    .map_err(io("cannot create the demo mailboxes"))?;
+            }
+        }
+        let smtp_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(io("cannot listen on 127.0.0.1"))?;
+        let smtp = smtp_listener.local_addr().map_err(io("no local address"))?;
+        let mail_server = smtp::MailServer {
+            mailboxes: Arc::new(HashMap::from([
+                (shop::SUPPORT_ADDRESS.to_string(), support_maildir.clone()),
+                (shop::MONITOR_ADDRESS.to_string(), monitor_maildir.clone()),
+            ])),
+            auto_reply_from: Some(shop::SUPPORT_ADDRESS.to_string()),
+            drop_all: broken.contains(&Channel::Email),
+        };
+        tokio::spawn(mail_server.serve(smtp_listener, stop.clone()));
         let state = shop::ShopState {
             broken: Arc::new(broken),
+            smtp: Some(smtp),
         };
         let http = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -83,7 +113,6 @@ impl DemoShop {
             .map_err(io("cannot listen on 127.0.0.1"))?;
         let http_addr = http.local_addr().map_err(io("no local address"))?;
         let https_addr = https.local_addr().map_err(io("no local address"))?;
-        let stop = CancellationToken::new();
         let router = shop::router(state);
         let http_stop = stop.clone();
         let http_router = router.clone();
@@ -98,6 +127,9 @@ impl DemoShop {
             https_url: format!("https://{https_addr}"),
             tls_target: https_addr.to_string(),
             ca_file,
+            smtp,
+            support_maildir,
+            monitor_maildir,
             _dir: dir,
             stop,
         })
@@ -112,6 +144,15 @@ impl DemoShop {
             (
                 "DEMO_CA_FILE".to_string(),
                 self.ca_file.display().to_string(),
+            ),
+            ("DEMO_SMTP".to_string(), self.smtp.to_string()),
+            (
+                "DEMO_SUPPORT_MAILDIR".to_string(),
+                self.support_maildir.display().to_string(),
+            ),
+            (
+                "DEMO_MONITOR_MAILDIR".to_string(),
+                self.monitor_maildir.display().to_string(),
             ),
         ])
     }

@@ -1,7 +1,11 @@
 //! The demo shop: a small web shop on loopback with the support channels supportwatch checks.
 //!
-//! `--break CHANNEL` makes one channel fail the way real shops fail: the site answers 503, or the
-//! feedback API answers 200 but does not accept the message.
+//! `--break CHANNEL` makes one channel fail the way real shops fail: the site answers 503, the
+//! feedback form says "thank you" but never sends the mail, the mail server swallows mail.
+//!
+//! The contact page is a classic server-rendered form: a session cookie, a CSRF token tied to it
+//! in a hidden input, and a handler that mails the message to support through the demo's SMTP
+//! server.
 
 use crate::config::Channel;
 use axum::extract::State;
@@ -19,7 +23,15 @@ use tokio_util::sync::CancellationToken;
 pub struct ShopState {
     /// Channels that fail on purpose.
     pub broken: Arc<BTreeSet<Channel>>,
+    /// The shop's SMTP server, where the contact form sends its mail.
+    pub smtp: Option<std::net::SocketAddr>,
 }
+
+/// The address the contact form mails to.
+pub const SUPPORT_ADDRESS: &str = "support@demo-shop.test";
+/// The address the demo's mail check sends from (and where auto-replies arrive).
+pub const MONITOR_ADDRESS: &str = "monitor@demo-shop.test";
+const SESSION_COOKIE: &str = "demo_session";
 
 /// The shop's routes.
 pub fn router(state: ShopState) -> Router {
@@ -27,6 +39,7 @@ pub fn router(state: ShopState) -> Router {
         .route("/", get(home))
         .route("/api/status", get(status))
         .route("/api/feedback", post(feedback))
+        .route("/contacts", get(contacts_page).post(contacts_submit))
         .with_state(state)
 }
 
@@ -72,6 +85,124 @@ async fn feedback(
         "message": "Спасибо! Мы ответим в течение 2 часов.",
     }))
     .into_response()
+}
+
+/// The CSRF token of a session: derived, so the shop keeps no per-visitor state.
+fn csrf_for(session: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in session.bytes().chain(*b"demo-shop-csrf") {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+fn session_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+async fn contacts_page(headers: HeaderMap) -> Response {
+    let session = session_of(&headers).unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    let csrf = csrf_for(&session);
+    let page = format!(
+        "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\"><title>Контакты</title>\
+         <meta name=\"csrf-token\" content=\"{csrf}\"></head><body><h1>Напишите нам</h1>\
+         <form id=\"search\" action=\"/search\" method=\"get\"><input name=\"q\"></form>\
+         <form id=\"feedback\" action=\"/contacts\" method=\"post\">\
+         <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
+         <label>Имя <input name=\"name\" required></label>\
+         <label>E-mail <input type=\"email\" name=\"email\" required></label>\
+         <label>Тема <select name=\"topic\"><option value=\"order\" selected>Заказ</option><option value=\"other\">Другое</option></select></label>\
+         <label>Сообщение <textarea name=\"message\" required></textarea></label>\
+         <button type=\"submit\">Отправить</button></form></body></html>"
+    );
+    (
+        [(
+            axum::http::header::SET_COOKIE,
+            format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax"),
+        )],
+        Html(page),
+    )
+        .into_response()
+}
+
+async fn contacts_submit(
+    State(state): State<ShopState>,
+    headers: HeaderMap,
+    axum::extract::Form(form): axum::extract::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let field = |name: &str| form.get(name).map(|v| v.trim()).unwrap_or("");
+    let csrf_ok = session_of(&headers).is_some_and(|s| csrf_for(&s) == field("csrf_token"));
+    if !csrf_ok {
+        return (
+            StatusCode::FORBIDDEN,
+            Html("<h1>Сессия устарела, обновите страницу</h1>"),
+        )
+            .into_response();
+    }
+    if field("name").is_empty() || field("email").is_empty() || field("message").is_empty() {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Html("<h1>Заполните все поля</h1>"),
+        )
+            .into_response();
+    }
+    // A broken form still thanks the visitor: the silent failure supportwatch exists to catch.
+    if !state.broken.contains(&Channel::FeedbackForm)
+        && let Some(smtp) = state.smtp
+    {
+        let body = format!(
+            "Новое сообщение с сайта\nИмя: {}\nE-mail: {}\nТема: {}\n\n{}\n",
+            field("name"),
+            field("email"),
+            field("topic"),
+            field("message")
+        );
+        if let Err(e) = send_mail(smtp, field("email"), &body).await {
+            // Like many real shops, the page does not tell the visitor; the log does.
+            tracing::warn!(error = %e, "demo shop: contact form mail not sent");
+        }
+    }
+    Html(
+        "<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\"><title>Спасибо</title></head>\
+         <body><h1>Спасибо! Ваше сообщение отправлено.</h1><p>Мы ответим в течение 2 часов.</p></body></html>",
+    )
+    .into_response()
+}
+
+async fn send_mail(smtp: std::net::SocketAddr, reply_to: &str, body: &str) -> Result<(), String> {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let mut builder = Message::builder()
+        .from(
+            "Demo shop <noreply@demo-shop.test>"
+                .parse()
+                .map_err(|e| format!("{e}"))?,
+        )
+        .to(SUPPORT_ADDRESS.parse().map_err(|e| format!("{e}"))?)
+        .subject("Сообщение с формы обратной связи");
+    if let Ok(addr) = reply_to.parse() {
+        builder = builder.reply_to(addr);
+    }
+    let message = builder
+        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        .body(body.to_string())
+        .map_err(|e| e.to_string())?;
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.ip().to_string())
+        .port(smtp.port())
+        .timeout(Some(Duration::from_secs(10)))
+        .build();
+    transport
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Serves `router` over TLS on `listener` until `stop` is cancelled.

@@ -126,6 +126,11 @@ impl Watcher {
         &self.shared.name
     }
 
+    /// The quota as last read, if the server reports one.
+    pub fn last_quota(&self) -> Option<Quota> {
+        self.shared.lock().quota
+    }
+
     /// What the mailbox is, for messages.
     pub fn describe(&self) -> String {
         self.shared.store.describe()

@@ -2,6 +2,8 @@
 //! from YAML text.
 #![allow(dead_code)]
 
+pub mod mailserver;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
