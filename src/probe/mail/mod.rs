@@ -96,7 +96,7 @@ fn compile(spec: &MailSpec) -> Result<Compiled, String> {
                  smtp+starttls://{host}:587 or smtps://{host}:465 (plain AUTH is allowed to a \
                  loopback relay only)",
                 spec.smtp,
-                host = target.addr().rsplit_once(':').map_or("", |(h, _)| h)
+                host = target.url_host()
             ));
         }
         if spec.ca_file.is_some() {
@@ -141,9 +141,13 @@ fn compile(spec: &MailSpec) -> Result<Compiled, String> {
 }
 
 fn parse_mailbox(field: &str, text: &Text) -> Result<Mailbox, String> {
-    text.expose()
-        .parse::<Mailbox>()
-        .map_err(|e| format!("invalid `{field}` address `{text}`: {e}"))
+    text.expose().parse::<Mailbox>().map_err(|e| {
+        format!(
+            "invalid `{field}` address `{text}` ({}): write `user@domain` or \
+                 `Name <user@domain>`",
+            e.to_string().to_lowercase()
+        )
+    })
 }
 
 fn parse_helo(name: &Text) -> Result<ClientId, String> {

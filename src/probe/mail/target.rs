@@ -84,13 +84,18 @@ impl Target {
         })
     }
 
+    /// The host as written in a URL (IPv6 in brackets).
+    pub fn url_host(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
     /// `host:port`, IPv6 in brackets, for messages.
     pub fn addr(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        format!("{}:{}", self.url_host(), self.port)
     }
 
     /// Whether the server is this machine (where unencrypted AUTH exposes nothing).
