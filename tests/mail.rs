@@ -812,7 +812,7 @@ fn the_shipped_example_has_a_mail_check() {
     let listed = supportwatch::probe::summary(&check.spec);
     assert_eq!(
         listed,
-        "mail to support@shop.example.ru via smtp+starttls://smtp.example.ru:587"
+        "mail to support@example.ru via smtp+starttls://smtp.example.ru:587"
     );
     supportwatch::tlsconf::install_crypto_provider();
     supportwatch::runner::prepare(config).unwrap_or_else(|e| panic!("{e}"));
