@@ -678,6 +678,53 @@ async fn a_451_to_rcpt_to_backs_off_as_well() {
 }
 
 #[tokio::test]
+async fn starttls_required_but_not_offered_is_a_tls_failure() {
+    // The scripted server's EHLO has no STARTTLS, like a relay whose certificate was removed.
+    let (addr, seen) = scripted_smtp(Script {
+        greeting: "220 scripted.test ESMTP",
+        rcpt: "250 2.1.5 Ok",
+    })
+    .await;
+    let yaml = scripted_check("no-starttls", addr).replace("smtp://", "smtp+starttls://");
+    let report = run(&yaml, &[]).await;
+    assert_eq!(
+        failure(&report),
+        (
+            FailureKind::Tls,
+            format!("smtp server {addr} does not offer STARTTLS, which smtp+starttls:// requires")
+        )
+    );
+    assert_eq!(phases(&report), ["connect", "tls"]);
+    // Nothing was sent in the clear.
+    assert!(
+        !seen.lock().unwrap().iter().any(|c| c.starts_with("MAIL")),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_hangs_up_before_greeting_is_a_protocol_failure() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    let report = run(&scripted_check("hangs-up", addr), &[]).await;
+    assert_eq!(
+        failure(&report),
+        (
+            FailureKind::Protocol,
+            format!("smtp server {addr} closed the connection at the greeting")
+        )
+    );
+}
+
+#[tokio::test]
 async fn min_interval_spaces_sends_through_one_account_across_checks() {
     let (addr, seen) = scripted_smtp(Script {
         greeting: "220 scripted.test ESMTP",

@@ -191,6 +191,7 @@ impl Failer<'_> {
         }
     }
 
+    /// The server went silent at `step` for longer than [`STEP_TIMEOUT`].
     pub fn timeout(&self, step: Step<'_>) -> SmtpFailure {
         self.fail(
             FailureKind::Timeout,
