@@ -294,6 +294,22 @@ async fn a_server_that_hangs_up_before_greeting_is_a_protocol_failure() {
 }
 
 #[tokio::test]
+async fn a_server_that_never_greets_times_out_during_connect() {
+    let addr = crate::common::start_silent("127.0.0.1").await;
+    let yaml =
+        scripted_check("silent-relay", addr).replace("retries: 0", "retries: 0\n    timeout: 1s");
+    let report = run(&yaml, &[]).await;
+    assert_eq!(report.result, RunResult::Timeout);
+    assert_eq!(
+        failure(&report),
+        (
+            FailureKind::Timeout,
+            "timed out after 1s during connect".into()
+        )
+    );
+}
+
+#[tokio::test]
 async fn min_interval_spaces_sends_through_one_account_across_checks() {
     let (addr, seen) = scripted_smtp(Script {
         greeting: "220 scripted.test ESMTP",

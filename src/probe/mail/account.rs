@@ -25,22 +25,16 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
 pub struct AccountKey {
     /// SMTP login, when the check authenticates.
     pub user: Option<String>,
-    /// Server host.
-    pub host: String,
-    /// Server port: the MX on 25 and the submission service on 587 throttle separately.
-    pub port: u16,
+    /// Server as `host:port`: the MX on 25 and the submission service on 587 throttle
+    /// separately.
+    pub server: String,
 }
 
 impl fmt::Display for AccountKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
         match &self.user {
-            Some(user) => write!(f, "{user} on {host}:{}", self.port),
-            None => write!(f, "{host}:{}", self.port),
+            Some(user) => write!(f, "{user} on {}", self.server),
+            None => f.write_str(&self.server),
         }
     }
 }
@@ -179,8 +173,7 @@ mod tests {
     fn accounts_are_shared_by_key() {
         let key = AccountKey {
             user: Some("monitor@example.ru".into()),
-            host: "smtp.example.ru".into(),
-            port: 587,
+            server: "smtp.example.ru:587".into(),
         };
         let a = account(key.clone());
         let b = account(key);
@@ -191,8 +184,7 @@ mod tests {
         );
         let c = account(AccountKey {
             user: None,
-            host: "::1".into(),
-            port: 25,
+            server: "[::1]:25".into(),
         });
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(c.key.to_string(), "[::1]:25");

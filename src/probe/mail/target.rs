@@ -107,8 +107,7 @@ impl Target {
     pub fn account(&self, user: Option<&str>) -> AccountKey {
         AccountKey {
             user: user.map(str::to_string),
-            host: self.host.clone(),
-            port: self.port,
+            server: self.addr(),
         }
     }
 }
