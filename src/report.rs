@@ -1,5 +1,6 @@
 //! Turning run reports into text for people: log lines, demo lines, `check` output.
 
+use crate::probe::Observation;
 use crate::runner::RunReport;
 use std::fmt::Write;
 
@@ -41,8 +42,21 @@ pub fn line(report: &RunReport) -> String {
     );
     if let Some(f) = &report.failure {
         let _ = write!(out, "  {}", f.message);
-    } else if report.attempts > 1 {
-        let _ = write!(out, "  passed on attempt {}", report.attempts);
+    } else {
+        if report.attempts > 1 {
+            let _ = write!(out, "  passed on attempt {}", report.attempts);
+        }
+        for o in &report.observations {
+            match o {
+                Observation::DeliveryLatency(d) => {
+                    let _ = write!(out, "  delivered after {}", short_duration(*d));
+                }
+                Observation::AutoReplyLatency(d) => {
+                    let _ = write!(out, "  auto-reply after {}", short_duration(*d));
+                }
+                _ => {}
+            }
+        }
     }
     out
 }

@@ -22,8 +22,9 @@ async fn first_results(broken: BTreeSet<Channel>) -> (HashMap<String, RunResult>
     assert!(expected.len() >= 4, "demo checks: {expected:?}");
     let mut reports = daemon.scheduler.subscribe();
     let mut results = HashMap::new();
-    // The demo's interval is 10 s; every check runs once within it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    // The demo's interval is 10 s; every check runs once within it, and a delivery that never
+    // comes fails after its 8 s deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
     while results.len() < expected.len() {
         match tokio::time::timeout_at(deadline, reports.recv()).await {
             Ok(Ok(r)) => {
@@ -50,11 +51,34 @@ async fn every_demo_check_passes_against_the_demo_shop() {
         assert_eq!(*result, RunResult::Success, "{check}");
     }
     assert!(metrics.contains(r#"supportwatch_check_success{channel="website",check="demo-home",kind="http",shop="demo"} 1"#), "{metrics}");
+    // The round trips: form → SMTP → support mailbox, and mail → support → auto-reply.
+    // A check may have run twice by the time of the scrape: at least one measured round trip each.
+    for series in [
+        r#"supportwatch_auto_reply_latency_seconds_count{channel="email",check="demo-support-mail",kind="mail",shop="demo"} "#,
+        r#"supportwatch_delivery_latency_seconds_count{channel="email",check="demo-support-mail",kind="mail",shop="demo"} "#,
+        r#"supportwatch_delivery_latency_seconds_count{channel="feedback_form",check="demo-feedback-form",kind="form",shop="demo"} "#,
+    ] {
+        let count = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(
+            count.is_some_and(|c| c >= 1.0),
+            "{series}: {count:?}\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_makes_only_the_broken_channel_fail() {
-    let (results, _) = first_results(BTreeSet::from([Channel::FeedbackForm])).await;
+    let (results, metrics) = first_results(BTreeSet::from([Channel::FeedbackForm])).await;
     assert_eq!(results["demo-feedback-api"], RunResult::Failure);
+    // The form still says "thank you"; only the missing mail gives it away.
+    assert_eq!(results["demo-feedback-form"], RunResult::Failure);
+    assert!(
+        metrics.contains(r#"supportwatch_check_failures_total{channel="feedback_form",check="demo-feedback-form",kind="form",reason="not_delivered",shop="demo"}"#),
+        "{metrics}"
+    );
+    assert_eq!(results["demo-support-mail"], RunResult::Success);
     assert_eq!(results["demo-home"], RunResult::Success);
 }
