@@ -249,3 +249,76 @@ async fn a_wrong_imap_password_is_a_clear_error() {
     );
     assert!(!failure.message.contains("definitely-wrong"));
 }
+
+/// The `mail` kind end to end over the authenticated paths: submission with STARTTLS and AUTH,
+/// the support copy proven over IMAPS (IDLE), the sieve auto-reply proven over IMAP STARTTLS with
+/// AUTHENTICATE PLAIN, both cleaned up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_and_its_auto_reply_are_proven_over_imap() {
+    let server = mail_server();
+    let customer = server.user("customer");
+    let autoreply = server.user("autoreply");
+    let yaml = format!(
+        r#"
+mailboxes:
+  support:
+    imap: "imaps://127.0.0.1:{imaps}"
+    user: "{support_user}"
+    password: "${{AUTOREPLY_PASSWORD}}"
+    ca_file: "{ca}"
+  monitor:
+    imap: "imap://127.0.0.1:{imap}"
+    user: "{customer_user}"
+    password: "${{CUSTOMER_PASSWORD}}"
+    auth: plain
+    ca_file: "{ca}"
+checks:
+  - name: support-mail
+    kind: mail
+    channel: email
+    smtp: "smtp+starttls://127.0.0.1:{submission}"
+    user: "{customer_user}"
+    password: "${{CUSTOMER_PASSWORD}}"
+    ca_file: "{ca}"
+    from: "Monitoring <{customer_user}>"
+    to: "{support_user}"
+    subject: "Проверка связи {{{{token}}}}"
+    deliver: {{ mailbox: support, within: 60s }}
+    auto_reply: {{ mailbox: monitor, within: 60s, body: "(?i)within 2 hours" }}
+    timeout: 20s
+    retries: 0
+"#,
+        imaps = server.imaps_port,
+        imap = server.imap_port,
+        submission = server.submission_port,
+        ca = server.ca_file.display(),
+        support_user = autoreply.address,
+        customer_user = customer.address,
+    );
+    let prepared = common::prepare_with(
+        &yaml,
+        &[
+            ("AUTOREPLY_PASSWORD", autoreply.password.as_str()),
+            ("CUSTOMER_PASSWORD", customer.password.as_str()),
+        ],
+    );
+    let report = runner::execute(&prepared.checks[0], 1, None).await;
+    assert_eq!(report.result, RunResult::Success, "{report:#?}");
+    let delivered = latency(&report).expect("delivery latency");
+    let replied = report
+        .observations
+        .iter()
+        .find_map(|o| match o {
+            Observation::AutoReplyLatency(d) => Some(*d),
+            _ => None,
+        })
+        .expect("auto-reply latency");
+    eprintln!(
+        "mail over submission → IMAPS: delivered after {delivered:?}, auto-reply after {replied:?}"
+    );
+    assert!(server.find_message("autoreply", &report.token).is_none());
+    assert!(server.find_message("customer", &report.token).is_none());
+    for secret in [&customer.password, &autoreply.password] {
+        assert!(!format!("{report:?}").contains(secret.as_str()));
+    }
+}
