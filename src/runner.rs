@@ -70,6 +70,9 @@ pub fn prepare(mut config: Config) -> Result<Prepared, ConfigErrors> {
         });
     let shared = probe::Shared {
         mailboxes,
+        browser: Some(Arc::new(crate::browser::Browser::new(
+            config.browser.clone(),
+        ))),
         ..probe::Shared::default()
     };
     let mut checks = Vec::with_capacity(config.checks.len());

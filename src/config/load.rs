@@ -7,7 +7,7 @@
 
 use super::{
     Channel, Check, CheckSpec, Config, DEFAULT_INTERVAL, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY,
-    DEFAULT_SHOP, DEFAULT_TIMEOUT, Defaults, Dur, Origin, SchedulerConfig, ServerConfig,
+    DEFAULT_SHOP, DEFAULT_TIMEOUT, Defaults, Dur, Kind, Origin, SchedulerConfig, ServerConfig,
 };
 use crate::mailbox::MailboxSpec;
 use serde::Deserialize;
@@ -88,6 +88,7 @@ struct FileDoc {
     checks: Vec<Spanned<CheckDoc>>,
     #[serde(default)]
     mailboxes: BTreeMap<String, Spanned<MailboxSpec>>,
+    browser: Option<crate::browser::BrowserConfig>,
     server: Option<ServerConfig>,
     scheduler: Option<SchedulerConfig>,
 }
@@ -100,6 +101,7 @@ struct SectionsDoc {
     defaults: Option<Defaults>,
     checks: Option<IgnoredAny>,
     mailboxes: Option<BTreeMap<String, MailboxSpec>>,
+    browser: Option<crate::browser::BrowserConfig>,
     server: Option<ServerConfig>,
     scheduler: Option<SchedulerConfig>,
 }
@@ -229,6 +231,7 @@ fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigError>> {
             defaults: None,
             checks: Vec::new(),
             mailboxes: BTreeMap::new(),
+            browser: None,
             server: None,
             scheduler: None,
         });
@@ -453,6 +456,7 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
     let mut defaults: Option<(PathBuf, Defaults)> = None;
     let mut server: Option<(PathBuf, ServerConfig)> = None;
     let mut scheduler: Option<(PathBuf, SchedulerConfig)> = None;
+    let mut browser: Option<(PathBuf, crate::browser::BrowserConfig)> = None;
     let mut raw_checks = Vec::new();
     let mut mailboxes: BTreeMap<String, MailboxSpec> = BTreeMap::new();
     let mut mailbox_origins: HashMap<String, Origin> = HashMap::new();
@@ -488,12 +492,28 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
         set_once(&mut defaults, "defaults", &path, doc.defaults, errors);
         set_once(&mut server, "server", &path, doc.server, errors);
         set_once(&mut scheduler, "scheduler", &path, doc.scheduler, errors);
+        set_once(&mut browser, "browser", &path, doc.browser, errors);
         for spanned in doc.checks {
             raw_checks.push((path.clone(), spanned));
         }
     }
     let defaults = defaults.map(|(_, d)| d).unwrap_or_default();
-    let scheduler = scheduler.map(|(_, s)| s).unwrap_or_default();
+    let mut scheduler = scheduler.map(|(_, s)| s).unwrap_or_default();
+    let browser = browser.map(|(_, b)| b).unwrap_or_default();
+    if browser.max_sessions == 0 {
+        errors.push(ConfigError {
+            file: None,
+            position: None,
+            check: None,
+            message: "browser: max_sessions must be at least 1".into(),
+        });
+    }
+    // Browser runs beyond the pool would only wait for a session inside their timeout; let them
+    // wait in the scheduler instead.
+    scheduler
+        .max_per_kind
+        .entry(Kind::Browser)
+        .or_insert(browser.max_sessions.max(1));
     if scheduler.max_concurrent == 0 || scheduler.max_per_host == 0 {
         errors.push(ConfigError {
             file: None,
@@ -597,6 +617,7 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
     Config {
         checks,
         mailboxes,
+        browser,
         server: server.map(|(_, s)| s).unwrap_or_default(),
         scheduler,
         files,

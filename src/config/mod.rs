@@ -29,6 +29,8 @@ pub struct Config {
     pub checks: Vec<Check>,
     /// Mailboxes deliveries are proven in, by name.
     pub mailboxes: BTreeMap<String, crate::mailbox::MailboxSpec>,
+    /// The browser used by `browser` checks and `form` checks with `via: browser`.
+    pub browser: crate::browser::BrowserConfig,
     /// The built-in web server.
     pub server: ServerConfig,
     /// Concurrency limits and shutdown behaviour.
@@ -111,6 +113,8 @@ pub enum CheckSpec {
     Form(std::sync::Arc<FormSpec>),
     /// Send a mail over SMTP; prove delivery and the auto-reply.
     Mail(std::sync::Arc<MailSpec>),
+    /// Drive a real browser through steps.
+    Browser(std::sync::Arc<crate::probe::browser::BrowserSpec>),
     /// TLS handshake and certificate inspection.
     Tls(TlsSpec),
     /// DNS records, SPF and DMARC.
@@ -124,6 +128,7 @@ impl CheckSpec {
             CheckSpec::Http(_) => Kind::Http,
             CheckSpec::Form(_) => Kind::Form,
             CheckSpec::Mail(_) => Kind::Mail,
+            CheckSpec::Browser(_) => Kind::Browser,
             CheckSpec::Tls(_) => Kind::Tls,
             CheckSpec::Dns(_) => Kind::Dns,
         }
@@ -134,6 +139,7 @@ impl CheckSpec {
         match self {
             CheckSpec::Form(s) => (s.deliver.as_ref(), None),
             CheckSpec::Mail(s) => (s.deliver.as_ref(), s.auto_reply.as_ref()),
+            CheckSpec::Browser(s) => (s.deliver.as_ref(), None),
             CheckSpec::Http(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) => (None, None),
         }
     }
@@ -153,6 +159,8 @@ pub enum Kind {
     Form,
     /// `mail`
     Mail,
+    /// `browser`
+    Browser,
 }
 
 impl Kind {
@@ -164,6 +172,7 @@ impl Kind {
             Kind::Dns => "dns",
             Kind::Form => "form",
             Kind::Mail => "mail",
+            Kind::Browser => "browser",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! value, not an `Err`. Timeouts, retries, concurrency limits and metrics belong to the scheduler
 //! and runner, which know nothing of any probe's details.
 
+pub mod browser;
 pub mod dns;
 pub mod form;
 pub mod http;
@@ -30,6 +31,7 @@ pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Arc<dyn Probe>, String
         CheckSpec::Http(s) => http::HttpProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Form(s) => form::FormProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Mail(s) => mail::MailProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Browser(s) => browser::BrowserProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Tls(s) => tls::TlsProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Dns(s) => dns::DnsProbe::build(s, shared).map(|p| Arc::new(p) as _),
     }
@@ -41,6 +43,7 @@ pub fn validate(spec: &CheckSpec) -> Result<(), String> {
         CheckSpec::Http(s) => http::validate(s),
         CheckSpec::Form(s) => form::validate(s),
         CheckSpec::Mail(s) => mail::validate(s),
+        CheckSpec::Browser(s) => browser::validate(s),
         CheckSpec::Tls(s) => tls::validate(s),
         CheckSpec::Dns(s) => dns::validate(s),
     }
@@ -52,6 +55,7 @@ pub fn summary(spec: &CheckSpec) -> String {
         CheckSpec::Http(s) => format!("{} {}", s.method.to_ascii_uppercase(), s.url),
         CheckSpec::Form(s) => form::summary(s),
         CheckSpec::Mail(s) => mail::summary(s),
+        CheckSpec::Browser(s) => browser::summary(s),
         CheckSpec::Tls(s) => s
             .targets
             .iter()
@@ -68,6 +72,8 @@ pub struct Shared {
     pub(crate) http_clients: http::ClientCache,
     /// Every declared mailbox with its watcher.
     pub mailboxes: crate::deliver::Mailboxes,
+    /// The browser pool (started on first use).
+    pub browser: Option<Arc<crate::browser::Browser>>,
 }
 
 /// The state of one attempt: its token and the phases timed so far.
