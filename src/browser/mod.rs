@@ -6,101 +6,12 @@
 //! fresh session with a fresh profile ([`Session`]); what a run does with it (the steps) is the
 //! probe's business.
 
-use crate::config::{Dur, Text};
-use serde::Deserialize;
-use std::path::PathBuf;
+mod config;
+
+pub use config::{ArtifactsConfig, BrowserConfig, validate};
+
 use std::sync::Arc;
 use tokio::sync::{Mutex, Semaphore};
-
-/// The `browser:` section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BrowserConfig {
-    /// An existing WebDriver endpoint (chromedriver, Selenium); when unset supportwatch starts
-    /// `chromedriver` itself.
-    pub webdriver_url: Option<Text>,
-    /// The chromedriver binary (default: `chromedriver` on PATH).
-    #[serde(default = "default_chromedriver")]
-    pub chromedriver: String,
-    /// The chromium binary (default: let chromedriver find it).
-    pub chromium: Option<String>,
-    /// Browser runs at once, across all checks.
-    #[serde(default = "default_max_sessions")]
-    pub max_sessions: usize,
-    /// Window size, `WIDTHxHEIGHT`.
-    #[serde(default = "default_window")]
-    pub window: String,
-    /// User agent (default: chromium's, with supportwatch's automated-test note appended).
-    pub user_agent: Option<String>,
-    /// Browser language (`Accept-Language`, `navigator.language`).
-    #[serde(default = "default_locale")]
-    pub locale: String,
-    /// Evidence kept on failure.
-    #[serde(default)]
-    pub artifacts: ArtifactsConfig,
-}
-
-/// Where failure evidence (screenshot, page HTML) goes and how long it is kept.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ArtifactsConfig {
-    /// Directory; `<dir>/<check>/<run>/` per failed run.
-    #[serde(default = "default_artifacts_dir")]
-    pub dir: PathBuf,
-    /// Failed runs kept per check (older ones are pruned).
-    #[serde(default = "default_keep")]
-    pub keep: usize,
-    /// Runs older than this are pruned.
-    #[serde(default = "default_max_age")]
-    pub max_age: Dur,
-}
-
-fn default_chromedriver() -> String {
-    "chromedriver".into()
-}
-fn default_max_sessions() -> usize {
-    2
-}
-fn default_window() -> String {
-    "1366x768".into()
-}
-fn default_locale() -> String {
-    "ru-RU".into()
-}
-fn default_artifacts_dir() -> PathBuf {
-    PathBuf::from("artifacts")
-}
-fn default_keep() -> usize {
-    20
-}
-fn default_max_age() -> Dur {
-    Dur::secs(7 * 86400)
-}
-
-impl Default for ArtifactsConfig {
-    fn default() -> Self {
-        ArtifactsConfig {
-            dir: default_artifacts_dir(),
-            keep: default_keep(),
-            max_age: default_max_age(),
-        }
-    }
-}
-
-impl Default for BrowserConfig {
-    fn default() -> Self {
-        BrowserConfig {
-            webdriver_url: None,
-            chromedriver: default_chromedriver(),
-            chromium: None,
-            max_sessions: default_max_sessions(),
-            window: default_window(),
-            user_agent: None,
-            locale: default_locale(),
-            artifacts: ArtifactsConfig::default(),
-        }
-    }
-}
 
 /// The Debian packages a browser check needs.
 pub const INSTALL_HINT: &str = "apt-get install chromium chromium-driver";
@@ -202,7 +113,10 @@ impl Browser {
         if let Some(ua) = &self.config.user_agent {
             args.push(format!("--user-agent={ua}"));
         }
-        let mut options = serde_json::json!({ "args": args });
+        let mut options = serde_json::json!({
+            "args": args,
+            "prefs": { "intl.accept_languages": config::accept_languages(&self.config.locale) },
+        });
         if let Some(binary) = &self.config.chromium {
             options["binary"] = serde_json::Value::String(binary.clone());
         }
