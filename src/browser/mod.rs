@@ -11,12 +11,14 @@
 //! group. A driver that died, or that a run marked broken and that then fails a health check, is
 //! replaced before the next session is handed out.
 
+mod artifacts;
 mod config;
 mod driver;
 mod procs;
 mod session;
 mod stats;
 
+pub use artifacts::Artifacts;
 pub use config::{ArtifactsConfig, BrowserConfig, validate};
 pub use session::Session;
 pub use stats::{PoolStats, pool_stats};
@@ -62,6 +64,7 @@ pub enum BrowserError {
 /// The WebDriver endpoint and the session pool of one loaded config.
 pub struct Browser {
     config: BrowserConfig,
+    artifacts: Arc<ArtifactsConfig>,
     slots: Arc<Semaphore>,
     /// The local chromedriver, once started. An async mutex: starting one takes up to seconds,
     /// and runs that need it meanwhile should wait for that start rather than begin their own.
@@ -87,6 +90,7 @@ impl Browser {
         crate::tlsconf::install_crypto_provider();
         Browser {
             slots: Arc::new(Semaphore::new(config.max_sessions.max(1))),
+            artifacts: Arc::new(config.artifacts.clone()),
             config,
             driver: Mutex::new(None),
             starts: AtomicU64::new(0),
@@ -214,6 +218,7 @@ impl Browser {
                 _slot: slot,
             }),
             console: std::sync::Mutex::new(Vec::new()),
+            artifacts: self.artifacts.clone(),
             broken: self.broken.clone(),
         }
     }

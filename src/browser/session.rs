@@ -12,9 +12,9 @@
 //! kills that session's browser itself when chromedriver runs locally. That makes the stuck
 //! command fail, and the queued delete then goes through.
 
-use super::BrowserError;
 use super::procs;
 use super::stats;
+use super::{ArtifactsConfig, BrowserError};
 use fantoccini::error::{CmdError, ErrorStatus, NewSessionError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +39,7 @@ pub struct Session {
     pub(super) id: String,
     pub(super) lease: Option<Lease>,
     pub(super) console: std::sync::Mutex<Vec<String>>,
+    pub(super) artifacts: Arc<ArtifactsConfig>,
     pub(super) broken: Arc<AtomicBool>,
 }
 

@@ -39,6 +39,10 @@ pub(crate) fn driver_restarted() {
     RESTARTS.fetch_add(1, Ordering::Relaxed);
 }
 
+pub(crate) fn artifacts_written() {
+    ARTIFACTS.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Counts one run waiting for a slot while alive; a guard, so a run whose future is dropped
 /// mid-wait (timeout) is uncounted too.
 pub(crate) struct Waiting(());
