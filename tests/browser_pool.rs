@@ -316,6 +316,49 @@ async fn a_killed_driver_is_restarted() {
     session.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_marked_broken_is_kept_if_it_answers_and_replaced_if_not() {
+    let (base, _) = page_server().await;
+    let browser = Browser::new(config("max_sessions: 2"));
+
+    // A run that timed out on a healthy driver: the health check passes, the warm driver stays.
+    let session = browser.session().await.expect("session");
+    let pid = browser.driver_pid().await.expect("a local chromedriver");
+    session.mark_broken();
+    session.close().await;
+    let session = browser
+        .session()
+        .await
+        .expect("session after a passed check");
+    assert_eq!(
+        browser.driver_pid().await,
+        Some(pid),
+        "a healthy driver was replaced"
+    );
+
+    // A driver that no longer answers (stopped, as if hung): replaced before the next session.
+    let restarts = pool_stats().driver_restarts;
+    session.mark_broken();
+    let stopped = rustix::process::Pid::from_raw(i32::try_from(pid).expect("pid")).expect("pid");
+    rustix::process::kill_process(stopped, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let started = Instant::now();
+    let fresh = browser.session().await.expect("a session on a new driver");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_ne!(browser.driver_pid().await, Some(pid));
+    assert!(pool_stats().driver_restarts > restarts);
+    fresh.client.goto(&base).await.expect("goto");
+    assert_eq!(fresh.client.title().await.expect("title"), "Support");
+    fresh.close().await;
+    // The hung driver went with its group, and closing its session does not hang.
+    assert!(
+        eventually(Duration::from_secs(5), || group_members(pid, 0).is_empty()).await,
+        "the hung driver's group survived"
+    );
+    tokio::time::timeout(Duration::from_secs(15), session.close())
+        .await
+        .expect("closing a session of a dead driver");
+}
+
 #[tokio::test]
 async fn missing_chromedriver_names_the_install_command() {
     let browser = Browser::new(config("chromedriver: /nonexistent/chromedriver"));
