@@ -499,14 +499,23 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
     }
     let defaults = defaults.map(|(_, d)| d).unwrap_or_default();
     let mut scheduler = scheduler.map(|(_, s)| s).unwrap_or_default();
-    let browser = browser.map(|(_, b)| b).unwrap_or_default();
-    if browser.max_sessions == 0 {
-        errors.push(ConfigError {
-            file: None,
-            position: None,
-            check: None,
-            message: "browser: max_sessions must be at least 1".into(),
-        });
+    let (browser_file, browser) = match browser {
+        Some((file, b)) => (Some(file), b),
+        None => (None, crate::browser::BrowserConfig::default()),
+    };
+    if let Err(message) = crate::browser::validate(&browser) {
+        for line in message.split("; browser: ") {
+            errors.push(ConfigError {
+                file: browser_file.clone(),
+                position: None,
+                check: None,
+                message: if line.starts_with("browser: ") {
+                    line.to_string()
+                } else {
+                    format!("browser: {line}")
+                },
+            });
+        }
     }
     // Browser runs beyond the pool would only wait for a session inside their timeout; let them
     // wait in the scheduler instead.
