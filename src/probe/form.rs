@@ -141,7 +141,7 @@ fn compile(spec: &FormSpec) -> Result<Compiled, String> {
 
 /// What is wrong with a selector. scraper prints most errors as "Unexpected error occurred.
 /// Please report this to the developer" and a debug dump; the dump's variant name says it.
-fn why(e: &scraper::error::SelectorErrorKind) -> String {
+pub(crate) fn why(e: &scraper::error::SelectorErrorKind) -> String {
     let scraper::error::SelectorErrorKind::UnexpectedSelectorParseError(kind) = e else {
         return e.to_string();
     };
@@ -460,7 +460,7 @@ impl FormProbe {
 }
 
 /// A URL for people: no credentials, no query (it may hold a key), no fragment.
-fn shown(url: &url::Url) -> String {
+pub(crate) fn shown(url: &url::Url) -> String {
     let mut url = url.clone();
     let _ = url.set_username("");
     let _ = url.set_password(None);
