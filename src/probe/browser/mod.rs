@@ -139,19 +139,29 @@ impl Probe for BrowserProbe {
         self.hosts.clone()
     }
     fn run<'a>(&'a self, ctx: &'a RunContext) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move {
-            let driven = drive(&self.browser, ctx, &self.plan).await;
-            let mut outcome = driven.outcome;
-            if outcome.passed() {
-                outcome.follow_up = crate::deliver::follow_up(
-                    ctx,
-                    driven.submitted_at,
-                    self.deliver.as_ref(),
-                    None,
-                    &self.mailboxes,
-                );
-            }
-            outcome
-        })
+        Box::pin(run_plan(
+            &self.browser,
+            ctx,
+            &self.plan,
+            self.deliver.as_ref(),
+            &self.mailboxes,
+        ))
     }
+}
+
+/// Runs `plan` and, when every step passed, hands the delivery to the run's second stage.
+pub(crate) async fn run_plan(
+    browser: &crate::browser::Browser,
+    ctx: &RunContext,
+    plan: &Plan,
+    deliver: Option<&DeliverSpec>,
+    mailboxes: &Mailboxes,
+) -> Outcome {
+    let driven = drive(browser, ctx, plan).await;
+    let mut outcome = driven.outcome;
+    if outcome.passed() {
+        outcome.follow_up =
+            crate::deliver::follow_up(ctx, driven.submitted_at, deliver, None, mailboxes);
+    }
+    outcome
 }
