@@ -9,7 +9,7 @@ mod common;
 use common::browser_shop::{BrowserShop, start_browser_shop};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use supportwatch::probe::FailureKind;
+use supportwatch::probe::{FailureKind, Observation};
 use supportwatch::runner::{self, RunReport, RunResult};
 
 /// Runs the first check of `checks` (YAML under `checks:`, `$SHOP` replaced by the shop's URL)
@@ -135,6 +135,96 @@ async fn a_callback_widget_inside_an_iframe_is_opened_and_used() {
             "comment": format!("Automated test {}, please ignore", report.token),
         })]
     );
+}
+
+const WIDGET: &str = r##"
+  - name: callback-widget
+    kind: browser
+    channel: callback
+    retries: 0
+    timeout: 60s
+    step_timeout: 15s
+    steps:
+      - open: "$SHOP/widget"
+      - click: "#callback-button"
+      - frame: "iframe#widget"
+      - fill: { selector: "#phone", text: "+7 900 000-00-00" }
+      - fill: { selector: "#comment", text: "Automated test {{token}}, please ignore" }
+      - click: "#send"
+      - expect_text: { selector: ".result", pattern: "Мы перезвоним" }
+"##;
+
+#[tokio::test]
+async fn deliver_proves_the_widget_request_reached_the_mailbox() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maildir = dir.path().join("support");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+    }
+    shop.deliver_to(maildir.clone());
+    let checks = format!(
+        "{WIDGET}    deliver: {{ mailbox: support, within: 10s }}\nmailboxes:\n  support: {{ maildir: \"{}\", poll_interval: 100ms }}\n",
+        maildir.display()
+    );
+    let report = run(&checks, &shop, &dir.path().join("artifacts")).await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    assert_eq!(phases(&report).last(), Some(&"deliver"));
+    let latency = report.observations.iter().find_map(|o| match o {
+        Observation::DeliveryLatency(d) => Some(*d),
+        _ => None,
+    });
+    // Counted from the start of the last click, so it includes that click's round trip.
+    assert!(
+        latency.is_some_and(|d| d.as_secs_f64() < 10.0),
+        "{:?}",
+        report.observations
+    );
+    assert!(
+        report.details.iter().any(|d| d == "test message deleted"),
+        "{:?}",
+        report.details
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_times_out_names_the_step_it_hung_in() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checks = r##"
+  - name: hangs
+    kind: browser
+    retries: 0
+    timeout: 4s
+    steps:
+      - open: "$SHOP/never"
+      - wait_for: { selector: "#chat-widget", timeout: 30s }
+"##;
+    let report = run(checks, &shop, dir.path()).await;
+    assert_eq!(report.result, RunResult::Timeout);
+    assert_eq!(
+        report.failure.map(|f| f.message).as_deref(),
+        Some("timed out after 4s during 2_wait_for")
+    );
+}
+
+#[tokio::test]
+async fn a_page_that_does_not_load_fails_its_open_step_as_connect() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::closed_port();
+    let checks = format!(
+        "  - name: refused\n    kind: browser\n    retries: 0\n    timeout: 60s\n    steps:\n      - open: \"http://127.0.0.1:{port}/\"\n      - click: \"#send\"\n"
+    );
+    let report = run(&checks, &shop, dir.path()).await;
+    let failure = report.failure.clone().expect("must fail");
+    assert_eq!(
+        failure.message,
+        format!(
+            "step 1 (open http://127.0.0.1:{port}/): the page did not load: net::ERR_CONNECTION_REFUSED"
+        )
+    );
+    assert_eq!(failure.kind, FailureKind::Connect);
 }
 
 /// PNG signature, then the IHDR chunk: length, type, width, height (big-endian).

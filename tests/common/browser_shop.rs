@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// What the shop's APIs received.
@@ -15,6 +16,8 @@ use std::sync::{Arc, Mutex};
 pub struct BrowserShopState {
     feedback: Mutex<Vec<serde_json::Value>>,
     callbacks: Mutex<Vec<serde_json::Value>>,
+    /// Where callback requests are "mailed" (a Maildir), when set.
+    maildir: Mutex<Option<PathBuf>>,
 }
 
 /// A running browser shop.
@@ -30,6 +33,10 @@ impl BrowserShop {
     /// Bodies posted to `/api/feedback`.
     pub fn feedback(&self) -> Vec<serde_json::Value> {
         lock(&self.state.feedback).clone()
+    }
+    /// Mails each callback request into the Maildir at `dir` from now on.
+    pub fn deliver_to(&self, dir: PathBuf) {
+        *lock(&self.state.maildir) = Some(dir);
     }
     /// Bodies posted to `/api/callback`.
     pub fn callbacks(&self) -> Vec<serde_json::Value> {
@@ -79,6 +86,22 @@ async fn callback(
     State(state): State<Arc<BrowserShopState>>,
     axum::Json(body): axum::Json<serde_json::Value>,
 ) -> Response {
+    let maildir = lock(&state.maildir).clone();
+    if let Some(dir) = maildir {
+        let field = |name: &str| {
+            body.get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let mail = format!(
+            "From: widget@example.ru\r\nTo: support@example.ru\r\nSubject: Callback to {}\r\n\r\n{}\r\n",
+            field("phone"),
+            field("comment")
+        );
+        let n = lock(&state.callbacks).len();
+        let _ = std::fs::write(dir.join("new").join(format!("{n}.widget")), mail);
+    }
     lock(&state.callbacks).push(body);
     axum::Json(serde_json::json!({ "accepted": true })).into_response()
 }

@@ -48,7 +48,16 @@ pub(crate) fn default_step_timeout() -> Dur {
 
 /// Checks a spec at load time (the steps themselves were checked while parsing).
 pub fn validate(spec: &BrowserSpec) -> Result<(), String> {
+    check_step_timeout(spec.step_timeout)?;
     check_steps(&spec.steps.0, spec.deliver.is_some(), "steps")
+}
+
+/// A zero `step_timeout` would fail every waiting step at once.
+pub(crate) fn check_step_timeout(d: Dur) -> Result<(), String> {
+    if d.get().is_zero() {
+        return Err("step_timeout must be longer than 0s".into());
+    }
+    Ok(())
 }
 
 /// Checks what a list of steps needs as a whole: an `open` first, and the run's token in what

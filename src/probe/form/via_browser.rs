@@ -146,12 +146,13 @@ pub(super) fn plan(spec: &FormSpec) -> Result<Plan, String> {
         });
     }
     browser::check_steps(&steps, spec.deliver.is_some(), "steps")?;
+    let step_timeout = spec
+        .step_timeout
+        .unwrap_or_else(browser::default_step_timeout);
+    browser::check_step_timeout(step_timeout)?;
     Ok(Plan {
         steps,
-        step_timeout: spec
-            .step_timeout
-            .unwrap_or_else(browser::default_step_timeout)
-            .get(),
+        step_timeout: step_timeout.get(),
         fail_on_console_error: spec.fail_on_console_error.unwrap_or(false),
     })
 }
