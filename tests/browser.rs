@@ -227,6 +227,34 @@ async fn a_page_that_does_not_load_fails_its_open_step_as_connect() {
     assert_eq!(failure.kind, FailureKind::Connect);
 }
 
+#[tokio::test]
+async fn a_page_whose_script_hangs_fails_the_step_and_the_run_still_ends() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checks = r##"
+  - name: stuck
+    kind: browser
+    retries: 0
+    timeout: 60s
+    steps:
+      - open: "$SHOP/stuck"
+      - sleep: 500ms
+      - wait_for: { selector: "#chat", timeout: 2s }
+"##;
+    let report = run(checks, &shop, dir.path()).await;
+    assert_eq!(report.result, RunResult::Failure, "{:?}", report.failure);
+    assert_eq!(
+        report.failure.map(|f| f.message).as_deref(),
+        Some(
+            "step 3 (wait_for \"#chat\"): the browser did not answer within 7s (a script on the page may be stuck)"
+        )
+    );
+    assert_eq!(
+        report.details,
+        ["no evidence saved: the page did not answer"]
+    );
+}
+
 /// PNG signature, then the IHDR chunk: length, type, width, height (big-endian).
 fn png_size(bytes: &[u8]) -> (u32, u32) {
     assert!(bytes.len() > 24, "{} bytes", bytes.len());

@@ -59,6 +59,7 @@ pub async fn start_browser_shop() -> BrowserShop {
         .route("/api/callback", post(callback))
         .route("/broken-js", get(|| async { Html(BROKEN_JS_PAGE) }))
         .route("/never", get(|| async { Html(NEVER_PAGE) }))
+        .route("/stuck", get(|| async { Html(STUCK_PAGE) }))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -197,3 +198,8 @@ throw new Error('checkout is not defined');
 const NEVER_PAGE: &str = r#"<!doctype html>
 <html lang="ru"><head><meta charset="utf-8"><title>Где чат</title></head>
 <body><h1>Чат скоро появится</h1><p id="marker">never-page-marker</p></body></html>"#;
+
+/// A page whose script never yields once loaded: every WebDriver command on it stalls.
+const STUCK_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"></head>
+<body><h1>Loading</h1><script>setTimeout(function () { for (;;) {} }, 300);</script></body></html>"#;

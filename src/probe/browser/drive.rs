@@ -104,6 +104,9 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
     let submit = plan.submit_index();
     let mut failure = None;
     let mut lost = false;
+    // A step abandoned because the browser stopped answering: asking it for its console or a
+    // screenshot would only wait as long again.
+    let mut stuck = false;
     for (i, step) in plan.steps.iter().enumerate() {
         let timeout = match &step.action {
             Action::Sleep(d) => d.get(),
@@ -119,6 +122,7 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
         )
         .await
         .unwrap_or_else(|_| {
+            stuck = true;
             Err(StepError::expectation(format!(
                 "the browser did not answer within {} (a script on the page may be stuck)",
                 Dur(timeout + GRACE)
@@ -136,13 +140,17 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
     }
 
     let mut outcome = Outcome::pass();
-    if !lost {
-        if let Ok(url) = session.client.current_url().await {
+    if !lost && !stuck {
+        // What follows the steps is bounded too: a page whose script is stuck stalls every
+        // command, and the run must still end with its reason and a closed session.
+        if let Ok(Ok(url)) = tokio::time::timeout(GRACE, session.client.current_url()).await {
             outcome
                 .details
                 .push(format!("page {}", crate::probe::form::shown(&url)));
         }
-        let mut errors = pending::console_errors(&session).await;
+        let mut errors = tokio::time::timeout(GRACE, pending::console_errors(&session))
+            .await
+            .unwrap_or_default();
         // Chromium asks every site for /favicon.ico on its own; a shop without one is not a
         // JavaScript error of the page.
         errors.retain(|e| !(e.contains("/favicon.ico") && e.contains("Failed to load resource")));
@@ -176,10 +184,14 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
     }
     if let Some((kind, message)) = failure {
         outcome.fail_with(kind, message);
-        if !lost {
+        if !lost && !stuck {
             ctx.begin("artifacts");
-            let saved =
-                pending::save_artifacts(&session, browser.config(), &ctx.check, &ctx.token).await;
+            let saved = tokio::time::timeout(
+                2 * GRACE,
+                pending::save_artifacts(&session, browser.config(), &ctx.check, &ctx.token),
+            )
+            .await
+            .unwrap_or_else(|_| Err("the browser did not answer".into()));
             ctx.end();
             match saved {
                 Ok(a) => {
@@ -190,6 +202,10 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
                 }
                 Err(e) => outcome.details.push(format!("no evidence saved: {e}")),
             }
+        } else if stuck {
+            outcome
+                .details
+                .push("no evidence saved: the page did not answer".into());
         }
     }
     if lost {
