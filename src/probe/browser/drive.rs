@@ -195,10 +195,14 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
             ctx.end();
             match saved {
                 Ok(a) => {
-                    outcome
-                        .details
-                        .push(format!("screenshot: {}", a.screenshot.display()));
-                    outcome.details.push(format!("page: {}", a.page.display()));
+                    if let Some(path) = a.screenshot {
+                        outcome
+                            .details
+                            .push(format!("screenshot: {}", path.display()));
+                    }
+                    if let Some(path) = a.page {
+                        outcome.details.push(format!("page: {}", path.display()));
+                    }
                 }
                 Err(e) => outcome.details.push(format!("no evidence saved: {e}")),
             }
@@ -208,7 +212,8 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
                 .push("no evidence saved: the page did not answer".into());
         }
     }
-    if lost {
+    if lost || stuck {
+        // Have the pool check the driver before it hands out the next session.
         pending::mark_broken(&session);
     }
     close(session).await;

@@ -10,10 +10,10 @@ pub(super) struct Artifacts {
     /// `<artifacts.dir>/<check>/<run>/`.
     #[allow(dead_code)]
     pub dir: PathBuf,
-    /// The screenshot (PNG).
-    pub screenshot: PathBuf,
-    /// The page's HTML as the browser had it.
-    pub page: PathBuf,
+    /// The screenshot (PNG), if it could be taken.
+    pub screenshot: Option<PathBuf>,
+    /// The page's HTML as the browser had it, if it could be read.
+    pub page: Option<PathBuf>,
 }
 
 /// `GET`-style legacy log command of chromedriver: the browser's console since the last call.
@@ -85,8 +85,8 @@ pub(super) async fn save_artifacts(
         .map_err(|e| format!("cannot write {}: {e}", page.display()))?;
     Ok(Artifacts {
         dir,
-        screenshot,
-        page,
+        screenshot: Some(screenshot),
+        page: Some(page),
     })
 }
 
