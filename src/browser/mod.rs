@@ -1,109 +1,45 @@
 //! Real-browser sessions for `browser` checks (and `form` with `via: browser`): WebDriver through
 //! chromedriver and headless chromium.
 //!
-//! [`Browser`] owns the WebDriver endpoint — a chromedriver it starts itself on loopback, or an
-//! existing one at `browser.webdriver_url` — and a bounded pool of sessions. Each run gets a
-//! fresh session with a fresh profile ([`Session`]); what a run does with it (the steps) is the
-//! probe's business.
+//! [`Browser`] owns the WebDriver endpoint — a chromedriver it starts itself on loopback and keeps
+//! warm ([`driver`]), or an existing one at `browser.webdriver_url` — and a bounded pool of
+//! sessions. Each run gets a fresh session with a fresh profile ([`Session`]); what a run does
+//! with it (the steps) is the probe's business.
+//!
+//! The pool never leaks a browser: a session closed, dropped, or abandoned on a dead driver ends
+//! its chromium (see [`session`]), and dropping the `Browser` kills chromedriver's whole process
+//! group. A driver that died, or that a run marked broken and that then fails a health check, is
+//! replaced before the next session is handed out.
 
-use crate::config::{Dur, Text};
-use serde::Deserialize;
-use std::path::PathBuf;
+mod artifacts;
+mod config;
+mod driver;
+mod procs;
+mod session;
+mod stats;
+
+pub use artifacts::Artifacts;
+pub use config::{ArtifactsConfig, BrowserConfig, validate};
+pub use session::Session;
+pub use stats::{PoolStats, pool_stats};
+
+use driver::Driver;
+use session::{Lease, OpenError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
-
-/// The `browser:` section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BrowserConfig {
-    /// An existing WebDriver endpoint (chromedriver, Selenium); when unset supportwatch starts
-    /// `chromedriver` itself.
-    pub webdriver_url: Option<Text>,
-    /// The chromedriver binary (default: `chromedriver` on PATH).
-    #[serde(default = "default_chromedriver")]
-    pub chromedriver: String,
-    /// The chromium binary (default: let chromedriver find it).
-    pub chromium: Option<String>,
-    /// Browser runs at once, across all checks.
-    #[serde(default = "default_max_sessions")]
-    pub max_sessions: usize,
-    /// Window size, `WIDTHxHEIGHT`.
-    #[serde(default = "default_window")]
-    pub window: String,
-    /// User agent (default: chromium's, with supportwatch's automated-test note appended).
-    pub user_agent: Option<String>,
-    /// Browser language (`Accept-Language`, `navigator.language`).
-    #[serde(default = "default_locale")]
-    pub locale: String,
-    /// Evidence kept on failure.
-    #[serde(default)]
-    pub artifacts: ArtifactsConfig,
-}
-
-/// Where failure evidence (screenshot, page HTML) goes and how long it is kept.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ArtifactsConfig {
-    /// Directory; `<dir>/<check>/<run>/` per failed run.
-    #[serde(default = "default_artifacts_dir")]
-    pub dir: PathBuf,
-    /// Failed runs kept per check (older ones are pruned).
-    #[serde(default = "default_keep")]
-    pub keep: usize,
-    /// Runs older than this are pruned.
-    #[serde(default = "default_max_age")]
-    pub max_age: Dur,
-}
-
-fn default_chromedriver() -> String {
-    "chromedriver".into()
-}
-fn default_max_sessions() -> usize {
-    2
-}
-fn default_window() -> String {
-    "1366x768".into()
-}
-fn default_locale() -> String {
-    "ru-RU".into()
-}
-fn default_artifacts_dir() -> PathBuf {
-    PathBuf::from("artifacts")
-}
-fn default_keep() -> usize {
-    20
-}
-fn default_max_age() -> Dur {
-    Dur::secs(7 * 86400)
-}
-
-impl Default for ArtifactsConfig {
-    fn default() -> Self {
-        ArtifactsConfig {
-            dir: default_artifacts_dir(),
-            keep: default_keep(),
-            max_age: default_max_age(),
-        }
-    }
-}
-
-impl Default for BrowserConfig {
-    fn default() -> Self {
-        BrowserConfig {
-            webdriver_url: None,
-            chromedriver: default_chromedriver(),
-            chromium: None,
-            max_sessions: default_max_sessions(),
-            window: default_window(),
-            user_agent: None,
-            locale: default_locale(),
-            artifacts: ArtifactsConfig::default(),
-        }
-    }
-}
 
 /// The Debian packages a browser check needs.
 pub const INSTALL_HINT: &str = "apt-get install chromium chromium-driver";
+
+/// How long chromedriver may take to create a session (it launches chromium).
+const NEW_SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How quickly a driver marked broken must answer `/status` to be kept.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Chrome major version assumed in the user agent until the real one is known (an external
+/// WebDriver endpoint tells it only with the first session).
+const FALLBACK_MAJOR: u32 = 156;
 
 /// Why a browser session could not be had or used. Messages name the cause plainly.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -128,23 +64,38 @@ pub enum BrowserError {
 /// The WebDriver endpoint and the session pool of one loaded config.
 pub struct Browser {
     config: BrowserConfig,
+    artifacts: Arc<ArtifactsConfig>,
     slots: Arc<Semaphore>,
+    /// The local chromedriver, once started. An async mutex: starting one takes up to seconds,
+    /// and runs that need it meanwhile should wait for that start rather than begin their own.
     driver: Mutex<Option<Driver>>,
+    starts: AtomicU64,
+    /// Set by a run that hit a timeout or transport error; checked before the next session.
+    broken: Arc<AtomicBool>,
+    /// Chrome's major version, for the user agent; 0 until known.
+    major: AtomicU32,
 }
 
-/// A chromedriver process started by supportwatch, or an external endpoint.
-struct Driver {
+/// Where a new session is asked for.
+struct Endpoint {
     url: String,
-    child: Option<tokio::process::Child>,
+    /// The local driver's generation, `None` for an external endpoint.
+    generation: Option<u64>,
 }
 
 impl Browser {
     /// A pool for `config`; nothing is started until the first session is asked for.
     pub fn new(config: BrowserConfig) -> Self {
+        // fantoccini's client is built on rustls, which needs the process-wide crypto provider.
+        crate::tlsconf::install_crypto_provider();
         Browser {
             slots: Arc::new(Semaphore::new(config.max_sessions.max(1))),
+            artifacts: Arc::new(config.artifacts.clone()),
             config,
             driver: Mutex::new(None),
+            starts: AtomicU64::new(0),
+            broken: Arc::new(AtomicBool::new(false)),
+            major: AtomicU32::new(0),
         }
     }
 
@@ -153,116 +104,249 @@ impl Browser {
         &self.config
     }
 
+    /// The pid of the chromedriver this pool started (also its process group id), if it runs.
+    pub async fn driver_pid(&self) -> Option<u32> {
+        self.driver.lock().await.as_ref().map(Driver::pid)
+    }
+
     /// Waits for a free slot, makes sure the driver runs, and opens a fresh session.
+    ///
+    /// A session that fails because the local driver cannot be talked to restarts the driver and
+    /// is tried once more.
     pub async fn session(&self) -> Result<Session, BrowserError> {
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| BrowserError::Session("browser pool closed".into()))?;
-        let url = self.driver_url().await?;
-        let client = fantoccini::ClientBuilder::rustls()
-            .map_err(|e| BrowserError::Session(e.to_string()))?
-            .capabilities(self.capabilities())
-            .connect(&url)
-            .await
-            .map_err(|e| BrowserError::Session(e.to_string()))?;
-        Ok(Session {
+        let slot = {
+            let _waiting = stats::Waiting::enter();
+            self.slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| BrowserError::Session("browser pool closed".into()))?
+        };
+        let mut retried = false;
+        loop {
+            let endpoint = self.endpoint().await?;
+            let profile = match endpoint.generation {
+                // A profile of our own, so it is removed even if chromedriver dies, and so the
+                // browser can be found by it. A remote driver uses its own file system.
+                Some(_) => Some(
+                    tempfile::Builder::new()
+                        .prefix("supportwatch-chromium-")
+                        .tempdir()
+                        .map_err(|e| {
+                            BrowserError::Session(format!("cannot create a browser profile: {e}"))
+                        })?,
+                ),
+                None => None,
+            };
+            let caps = self.capabilities(profile.as_ref().map(|p| p.path()));
+            let opened = tokio::time::timeout(NEW_SESSION_TIMEOUT, async {
+                fantoccini::ClientBuilder::rustls()
+                    .map_err(|e| OpenError::Refused(format!("TLS setup: {e}")))?
+                    .capabilities(caps)
+                    .connect(&endpoint.url)
+                    .await
+                    .map_err(session::classify_new_session)
+            })
+            .await;
+            match opened {
+                Ok(Ok(client)) => {
+                    return Ok(self.wrap(client, endpoint.generation.is_some(), profile, slot));
+                }
+                Ok(Err(OpenError::Transport(e))) => match endpoint.generation {
+                    Some(generation) if !retried => {
+                        tracing::warn!(error = %e, "chromedriver did not answer; restarting it");
+                        retried = true;
+                        self.restart(generation).await;
+                    }
+                    _ => return Err(BrowserError::Session(format!("WebDriver endpoint: {e}"))),
+                },
+                Ok(Err(OpenError::Refused(e))) => {
+                    let hint = if e.contains("binary") || e.contains("cannot find Chrome") {
+                        format!("; install chromium with `{INSTALL_HINT}`")
+                    } else {
+                        String::new()
+                    };
+                    return Err(BrowserError::Session(format!("{e}{hint}")));
+                }
+                Err(_) => {
+                    self.broken.store(true, Ordering::Relaxed);
+                    return Err(BrowserError::Session(format!(
+                        "no session within {}s",
+                        NEW_SESSION_TIMEOUT.as_secs()
+                    )));
+                }
+            }
+        }
+    }
+
+    fn wrap(
+        &self,
+        client: fantoccini::Client,
+        local: bool,
+        profile: Option<tempfile::TempDir>,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Session {
+        let response = client.session_creation_response();
+        let id = response
+            .map(|r| r.session_id().to_string())
+            .unwrap_or_default();
+        let caps = response.and_then(|r| r.capabilities());
+        if let Some(major) = caps.and_then(|c| {
+            c.get("browserVersion")?
+                .as_str()?
+                .split('.')
+                .next()?
+                .parse()
+                .ok()
+        }) {
+            self.major.store(major, Ordering::Relaxed);
+        }
+        // `goog:processID` is chromium's browser process, meaningful only on this machine.
+        let browser_pid = caps
+            .filter(|_| local)
+            .and_then(|c| c.get("goog:processID")?.as_u64())
+            .and_then(|p| u32::try_from(p).ok());
+        Session {
             client,
-            _slot: slot,
+            id,
+            lease: Some(Lease {
+                browser_pid,
+                profile,
+                broken: self.broken.clone(),
+                finished: false,
+                _active: stats::Active::enter(),
+                _slot: slot,
+            }),
+            console: std::sync::Mutex::new(Vec::new()),
+            artifacts: self.artifacts.clone(),
+            broken: self.broken.clone(),
+        }
+    }
+
+    /// The endpoint to ask, starting or replacing the local driver if it is missing, dead, or
+    /// marked broken and not answering.
+    async fn endpoint(&self) -> Result<Endpoint, BrowserError> {
+        if let Some(url) = &self.config.webdriver_url {
+            self.broken.store(false, Ordering::Relaxed);
+            let mut url = url.expose().to_string();
+            // fantoccini joins paths onto this URL; without the slash `/wd/hub` would lose `hub`.
+            if !url.ends_with('/') {
+                url.push('/');
+            }
+            return Ok(Endpoint {
+                url,
+                generation: None,
+            });
+        }
+        let mut guard = self.driver.lock().await;
+        let replace = match guard.as_mut() {
+            None => false,
+            Some(d) => {
+                if d.exited() {
+                    tracing::warn!("chromedriver exited; starting a new one");
+                    true
+                } else if self.broken.swap(false, Ordering::Relaxed)
+                    && !d.answers(HEALTH_TIMEOUT).await
+                {
+                    tracing::warn!("chromedriver stopped answering; restarting it");
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if replace && let Some(old) = guard.take() {
+            old.stop().await;
+            stats::driver_restarted();
+        }
+        let driver = match guard.as_mut() {
+            Some(d) => d,
+            None => {
+                let generation = self.starts.fetch_add(1, Ordering::Relaxed);
+                let d = Driver::start(&self.config.chromedriver, generation).await?;
+                if let Some(major) = d.major {
+                    self.major.store(major, Ordering::Relaxed);
+                }
+                guard.insert(d)
+            }
+        };
+        Ok(Endpoint {
+            url: driver.url.clone(),
+            generation: Some(driver.generation),
         })
     }
 
-    async fn driver_url(&self) -> Result<String, BrowserError> {
-        let mut driver = self.driver.lock().await;
-        if let Some(d) = driver.as_ref() {
-            return Ok(d.url.clone());
+    /// Kills the driver of `generation` if it is still the current one; the next
+    /// [`Self::endpoint`] starts a fresh one.
+    async fn restart(&self, generation: u64) {
+        let mut guard = self.driver.lock().await;
+        if guard.as_ref().is_some_and(|d| d.generation == generation)
+            && let Some(old) = guard.take()
+        {
+            old.stop().await;
+            stats::driver_restarted();
         }
-        let started = match &self.config.webdriver_url {
-            Some(url) => Driver {
-                url: url.expose().to_string(),
-                child: None,
-            },
-            None => start_chromedriver(&self.config.chromedriver).await?,
-        };
-        let url = started.url.clone();
-        *driver = Some(started);
-        Ok(url)
     }
 
-    fn capabilities(&self) -> serde_json::Map<String, serde_json::Value> {
+    /// The capabilities of a new session.
+    fn capabilities(
+        &self,
+        profile: Option<&std::path::Path>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        // `validate` rejected a bad window at load; the default is a sane fallback regardless.
+        let (width, height) = config::parse_window(&self.config.window).unwrap_or((1366, 768));
         let mut args = vec![
             "--headless=new".to_string(),
+            // supportwatch often runs as root (containers), where chromium's sandbox cannot start.
             "--no-sandbox".to_string(),
+            // /dev/shm is 64 MB in Docker; chromium crashes on big pages with it.
             "--disable-dev-shm-usage".to_string(),
-            format!("--window-size={}", self.config.window.replace('x', ",")),
+            "--disable-gpu".to_string(),
+            format!("--window-size={width},{height}"),
             format!("--lang={}", self.config.locale),
+            format!("--user-agent={}", self.user_agent()),
         ];
-        if let Some(ua) = &self.config.user_agent {
-            args.push(format!("--user-agent={ua}"));
+        if let Some(profile) = profile {
+            args.push(format!("--user-data-dir={}", profile.display()));
         }
-        let mut options = serde_json::json!({ "args": args });
+        let mut options = serde_json::json!({
+            "args": args,
+            "prefs": { "intl.accept_languages": config::accept_languages(&self.config.locale) },
+        });
         if let Some(binary) = &self.config.chromium {
             options["binary"] = serde_json::Value::String(binary.clone());
         }
         let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), "chrome".into());
+        caps.insert("pageLoadStrategy".into(), "normal".into());
+        caps.insert(
+            "goog:loggingPrefs".into(),
+            serde_json::json!({ "browser": "ALL" }),
+        );
         caps.insert("goog:chromeOptions".into(), options);
         caps
     }
-}
 
-async fn start_chromedriver(path: &str) -> Result<Driver, BrowserError> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| BrowserError::DriverStart(e.to_string()))?;
-    let child = tokio::process::Command::new(path)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => BrowserError::DriverNotFound { path: path.into() },
-            _ => BrowserError::DriverStart(e.to_string()),
-        })?;
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(Driver {
-                url,
-                child: Some(child),
-            });
+    /// The configured user agent, or desktop Chrome's (reduced) user agent for the running major
+    /// version with supportwatch's note appended.
+    ///
+    /// Headless chromium would say `HeadlessChrome`, which bot filters block although no customer
+    /// ever sends it; the appended note is what honestly identifies the test. The string is built
+    /// rather than read from `navigator.userAgent`, which would cost a browser start: Chrome's
+    /// reduced user agent is fixed except for the major version, and chromedriver's major version
+    /// always equals chromium's.
+    fn user_agent(&self) -> String {
+        if let Some(ua) = &self.config.user_agent {
+            return ua.clone();
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    Err(BrowserError::DriverStart(format!(
-        "no answer on port {port} after 5s"
-    )))
-}
-
-/// One run's browser session; holds a pool slot until closed.
-pub struct Session {
-    /// The WebDriver client.
-    pub client: fantoccini::Client,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Session {
-    /// Ends the session (closes the browser).
-    pub async fn close(self) {
-        let _ = self.client.close().await;
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
-        }
+        let major = match self.major.load(Ordering::Relaxed) {
+            0 => FALLBACK_MAJOR,
+            m => m,
+        };
+        format!(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/{major}.0.0.0 Safari/537.36 {}",
+            crate::USER_AGENT
+        )
     }
 }
