@@ -12,7 +12,6 @@
 //! chromium not starting) or a browser lost mid-run is `internal`: it is this host's problem,
 //! not the shop's, and must not page the shop's owner as if their site were down.
 
-use super::pending;
 use super::steps::{Action, Css, ElementState, FrameTarget, Step};
 use crate::browser::{Browser, Session};
 use crate::config::{Dur, TemplateVars};
@@ -67,6 +66,8 @@ struct StepError {
     message: String,
     /// The browser or chromedriver was lost: the session is not to be reused.
     lost: bool,
+    /// The WebDriver error behind it, for the pool to judge whether the browser died.
+    cause: Option<CmdError>,
 }
 
 impl StepError {
@@ -75,6 +76,7 @@ impl StepError {
             kind: FailureKind::Expectation,
             message: message.into(),
             lost: false,
+            cause: None,
         }
     }
 }
@@ -129,7 +131,16 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
             )))
         });
         ctx.end();
-        if let Err(e) = result {
+        if let Err(mut e) = result {
+            // The pool knows best whether an error means chromium or chromedriver is gone.
+            if let Some(died) = e.cause.as_ref().and_then(|c| session.died(c)) {
+                e = StepError {
+                    kind: FailureKind::Internal,
+                    message: died.to_string(),
+                    lost: true,
+                    cause: None,
+                };
+            }
             lost = e.lost;
             failure = Some((
                 e.kind,
@@ -148,12 +159,9 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
                 .details
                 .push(format!("page {}", crate::probe::form::shown(&url)));
         }
-        let mut errors = tokio::time::timeout(GRACE, pending::console_errors(&session))
+        let errors = tokio::time::timeout(GRACE, session.console_errors())
             .await
             .unwrap_or_default();
-        // Chromium asks every site for /favicon.ico on its own; a shop without one is not a
-        // JavaScript error of the page.
-        errors.retain(|e| !(e.contains("/favicon.ico") && e.contains("Failed to load resource")));
         for e in errors.iter().take(LISTED_ERRORS) {
             outcome
                 .details
@@ -186,12 +194,10 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
         outcome.fail_with(kind, message);
         if !lost && !stuck {
             ctx.begin("artifacts");
-            let saved = tokio::time::timeout(
-                2 * GRACE,
-                pending::save_artifacts(&session, browser.config(), &ctx.check, &ctx.token),
-            )
-            .await
-            .unwrap_or_else(|_| Err("the browser did not answer".into()));
+            let saved =
+                tokio::time::timeout(2 * GRACE, session.save_artifacts(&ctx.check, &ctx.token))
+                    .await
+                    .unwrap_or_else(|_| Err("the browser did not answer".into()));
             ctx.end();
             match saved {
                 Ok(a) => {
@@ -214,7 +220,7 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
     }
     if lost || stuck {
         // Have the pool check the driver before it hands out the next session.
-        pending::mark_broken(&session);
+        session.mark_broken();
     }
     close(session).await;
     Driven {
@@ -532,6 +538,7 @@ fn load_error(e: CmdError, timeout: Duration) -> StepError {
         kind,
         message: format!("the page did not load: {code}"),
         lost: false,
+        cause: None,
     }
 }
 
@@ -556,17 +563,20 @@ fn classify(e: CmdError) -> StepError {
         | CmdError::NotW3C(_) => true,
         _ => false,
     };
-    if lost {
-        return StepError {
+    let mut error = if lost {
+        StepError {
             kind: FailureKind::Internal,
             message: format!("the browser was lost: {}", first_line(&e)),
             lost: true,
-        };
-    }
-    if is(&e, ErrorStatus::UnexpectedAlertOpen) {
-        return StepError::expectation(format!("the page opened a dialog: {}", first_line(&e)));
-    }
-    StepError::expectation(first_line(&e))
+            cause: None,
+        }
+    } else if is(&e, ErrorStatus::UnexpectedAlertOpen) {
+        StepError::expectation(format!("the page opened a dialog: {}", first_line(&e)))
+    } else {
+        StepError::expectation(first_line(&e))
+    };
+    error.cause = Some(e);
+    error
 }
 
 /// The first line of a WebDriver error (chromedriver appends session info and a stack trace).

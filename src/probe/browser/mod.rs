@@ -11,7 +11,6 @@
 //! that sends the message), or of the last `open` when there is no click.
 
 mod drive;
-mod pending;
 pub mod steps;
 
 pub(crate) use drive::{Plan, drive};
