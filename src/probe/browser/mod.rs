@@ -10,6 +10,7 @@
 //! With `deliver`, the delivery deadline counts from the start of the last `click` step (the one
 //! that sends the message), or of the last `open` when there is no click.
 
+mod actions;
 mod drive;
 pub mod steps;
 
