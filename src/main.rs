@@ -249,8 +249,13 @@ async fn demo(listen: SocketAddr, breaks: Vec<String>) -> anyhow::Result<ExitCod
         shop.smtp,
         shop.support_maildir.display()
     );
+    println!("  JS form       {}/js-contacts", shop.http_url);
+    println!("  widget        {}/callback", shop.http_url);
     println!("  metrics       http://{}/metrics", daemon.addr);
     println!("  health        http://{}/healthz", daemon.addr);
+    for s in &shop.skipped {
+        println!("  skipped       {}: {}", s.check, s.reason);
+    }
     println!("  stop with Ctrl-C\n");
     let mut reports = daemon.scheduler.subscribe();
     let printer = tokio::spawn(async move {

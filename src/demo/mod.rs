@@ -3,10 +3,18 @@
 //! The shop listens on loopback (HTTP, and HTTPS with a certificate from a CA made at start). Its
 //! addresses reach `checks/demo.yaml` as `${DEMO_…}` variables, so the demo runs exactly the code
 //! paths a real deployment does: config loading, scheduler, probes, metrics.
+//!
+//! The browser checks need chromium and chromedriver. When chromedriver is not installed, the
+//! demo removes those checks from its config before the daemon starts and lists them in
+//! [`DemoShop::skipped`] with the install command, so the rest of the demo still runs.
 
+mod browser;
 pub mod pki;
 pub mod shop;
 pub mod smtp;
+mod widgets;
+
+pub use browser::Skipped;
 
 use crate::config::Channel;
 use crate::daemon::{ConfigSource, Daemon, DaemonError};
@@ -54,6 +62,10 @@ pub struct DemoShop {
     pub support_maildir: PathBuf,
     /// Maildir of monitor@demo-shop.test (the sender of test mail; auto-replies land here).
     pub monitor_maildir: PathBuf,
+    /// Where browser checks keep the screenshot and page of a failed run.
+    pub artifacts_dir: PathBuf,
+    /// Checks left out because they need a browser that is not installed.
+    pub skipped: Vec<Skipped>,
     _dir: tempfile::TempDir,
     stop: CancellationToken,
 }
@@ -122,6 +134,7 @@ impl DemoShop {
                 .await;
         });
         tokio::spawn(shop::serve_tls(https, server_config, router, stop.clone()));
+        let artifacts_dir = dir.path().join("artifacts");
         Ok(DemoShop {
             http_url: format!("http://{http_addr}"),
             https_url: format!("https://{https_addr}"),
@@ -130,6 +143,8 @@ impl DemoShop {
             smtp,
             support_maildir,
             monitor_maildir,
+            artifacts_dir,
+            skipped: Vec::new(),
             _dir: dir,
             stop,
         })
@@ -154,6 +169,10 @@ impl DemoShop {
                 "DEMO_MONITOR_MAILDIR".to_string(),
                 self.monitor_maildir.display().to_string(),
             ),
+            (
+                "DEMO_ARTIFACTS_DIR".to_string(),
+                self.artifacts_dir.display().to_string(),
+            ),
         ])
     }
 }
@@ -165,19 +184,19 @@ impl Drop for DemoShop {
 }
 
 /// Starts the demo shop and the daemon on `checks/demo.yaml` (the file in the current directory
-/// when there is one, so it can be edited; the built-in copy otherwise).
+/// when there is one, so it can be edited; the built-in copy otherwise). Browser checks are left
+/// out, and listed in [`DemoShop::skipped`], when chromedriver is not installed.
 pub async fn start(
     listen: SocketAddr,
     broken: BTreeSet<Channel>,
 ) -> Result<(DemoShop, Daemon), DemoError> {
-    let shop = DemoShop::start(broken).await?;
+    let mut shop = DemoShop::start(broken).await?;
     let path = PathBuf::from("checks/demo.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|_| DEMO_CONFIG.to_string());
-    let source = ConfigSource::Inline {
-        path,
-        text,
-        vars: shop.vars(),
-    };
+    let vars = shop.vars();
+    let (text, skipped) = browser::skip_without_chromedriver(&path, &text, &vars);
+    shop.skipped = skipped;
+    let source = ConfigSource::Inline { path, text, vars };
     let daemon = Daemon::start(source, Some(listen)).await?;
     Ok((shop, daemon))
 }

@@ -5,7 +5,8 @@
 //!
 //! The contact page is a classic server-rendered form: a session cookie, a CSRF token tied to it
 //! in a hidden input, and a handler that mails the message to support through the demo's SMTP
-//! server.
+//! server. Two more channels need a real browser: a contact form that a script
+//! builds and posts as JSON, and a callback widget inside an iframe (`widgets.rs`).
 
 use crate::config::Channel;
 use axum::extract::State;
@@ -40,6 +41,7 @@ pub fn router(state: ShopState) -> Router {
         .route("/api/status", get(status))
         .route("/api/feedback", post(feedback))
         .route("/contacts", get(contacts_page).post(contacts_submit))
+        .merge(super::widgets::routes())
         .with_state(state)
 }
 
@@ -165,7 +167,7 @@ async fn contacts_submit(
             field("topic"),
             field("message")
         );
-        if let Err(e) = send_mail(smtp, field("email"), &body).await {
+        if let Err(e) = send_mail(smtp, field("email"), FORM_SUBJECT, &body).await {
             // Like many real shops, the page does not tell the visitor; the log does.
             tracing::warn!(error = %e, "demo shop: contact form mail not sent");
         }
@@ -177,7 +179,15 @@ async fn contacts_submit(
     .into_response()
 }
 
-async fn send_mail(smtp: std::net::SocketAddr, reply_to: &str, body: &str) -> Result<(), String> {
+/// Subject of the contact forms' mail.
+pub(super) const FORM_SUBJECT: &str = "Сообщение с формы обратной связи";
+
+pub(super) async fn send_mail(
+    smtp: std::net::SocketAddr,
+    reply_to: &str,
+    subject: &str,
+    body: &str,
+) -> Result<(), String> {
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
     let mut builder = Message::builder()
         .from(
@@ -186,7 +196,7 @@ async fn send_mail(smtp: std::net::SocketAddr, reply_to: &str, body: &str) -> Re
                 .map_err(|e| format!("{e}"))?,
         )
         .to(SUPPORT_ADDRESS.parse().map_err(|e| format!("{e}"))?)
-        .subject("Сообщение с формы обратной связи");
+        .subject(subject);
     if let Ok(addr) = reply_to.parse() {
         builder = builder.reply_to(addr);
     }

@@ -9,14 +9,20 @@
 //!
 //! Phases: `load` (the page), `parse`, `submit` (the form and its answer), then `deliver`.
 //! The answer is judged by the same [`HttpExpect`] as the `http` kind.
+//!
+//! With `via: browser` the form is filled in by `steps` in a real browser instead (forms that a
+//! script builds or submits); see `via_browser.rs`.
 
 mod data;
 mod error;
 mod page;
+mod via_browser;
+
+pub use via_browser::Via;
 
 use super::http::{self, ByteSize, HttpExpect};
 use super::{FailureKind, Outcome, Probe, RunContext, Shared};
-use crate::config::{Template, TemplateVars, Text};
+use crate::config::{Dur, Template, TemplateVars, Text};
 use crate::deliver::{DeliverSpec, Mailboxes};
 use error::FormError;
 use futures::future::BoxFuture;
@@ -65,6 +71,15 @@ pub struct FormSpec {
     pub ca_file: Option<Text>,
     /// Where the submitted message must arrive.
     pub deliver: Option<DeliverSpec>,
+    /// `http` (default) submits over HTTP; `browser` runs `steps` in a real browser.
+    #[serde(default)]
+    pub via: Via,
+    /// With `via: browser`: what to do on the page after opening `url`.
+    pub steps: Option<crate::probe::browser::steps::Steps>,
+    /// With `via: browser`: timeout of a step that sets none (default 10s).
+    pub step_timeout: Option<Dur>,
+    /// With `via: browser`: fail the run on a JavaScript error (default false).
+    pub fail_on_console_error: Option<bool>,
 }
 
 /// A file attached to a file input.
@@ -84,9 +99,16 @@ fn default_form() -> String {
 }
 
 /// Checks a spec at load time: URLs, selectors, headers, MIME types, and that a delivery can be
-/// recognised.
+/// recognised; with `via: browser`, the steps instead of the HTTP-only fields.
 pub fn validate(spec: &FormSpec) -> Result<(), String> {
-    compile(spec).map(|_| ())
+    match spec.via {
+        Via::Http => {
+            via_browser::check_http(spec)?;
+            compile(spec)?;
+            check_token(spec)
+        }
+        Via::Browser => via_browser::plan(spec).map(|_| ()),
+    }
 }
 
 /// What [`validate`] works out and the probe keeps.
@@ -129,6 +151,11 @@ fn compile(spec: &FormSpec) -> Result<Compiled, String> {
             ));
         }
     }
+    Ok(Compiled { url, selectors })
+}
+
+/// With `deliver`, the run's token must be in what the form sends, or its arrival cannot be told.
+fn check_token(spec: &FormSpec) -> Result<(), String> {
     let token_sent = spec.fields.values().any(Template::uses_token)
         || spec.files.values().any(|f| f.content.uses_token());
     if spec.deliver.is_some() && !token_sent {
@@ -136,12 +163,12 @@ fn compile(spec: &FormSpec) -> Result<Compiled, String> {
             "deliver needs the run's token in what the form sends: put {{token}} in a field, e.g. message: \"Automated test {{token}}, please ignore\"".into(),
         );
     }
-    Ok(Compiled { url, selectors })
+    Ok(())
 }
 
 /// What is wrong with a selector. scraper prints most errors as "Unexpected error occurred.
 /// Please report this to the developer" and a debug dump; the dump's variant name says it.
-fn why(e: &scraper::error::SelectorErrorKind) -> String {
+pub(crate) fn why(e: &scraper::error::SelectorErrorKind) -> String {
     let scraper::error::SelectorErrorKind::UnexpectedSelectorParseError(kind) = e else {
         return e.to_string();
     };
@@ -170,13 +197,23 @@ pub struct FormProbe {
     roots: Arc<rustls::RootCertStore>,
     hosts: Vec<String>,
     mailboxes: Mailboxes,
+    /// With `via: browser`: the browser pool and the steps.
+    browser: Option<(Arc<crate::browser::Browser>, crate::probe::browser::Plan)>,
 }
 
 impl FormProbe {
     /// Builds the probe.
     pub fn build(spec: &Arc<FormSpec>, shared: &Shared) -> Result<Self, String> {
         shared.mailboxes.check(spec.deliver.as_ref(), None)?;
+        validate(spec)?;
         let Compiled { url, selectors } = compile(spec)?;
+        let browser = match spec.via {
+            Via::Http => None,
+            Via::Browser => Some((
+                shared.browser.clone().ok_or("no browser configured")?,
+                via_browser::plan(spec)?,
+            )),
+        };
         let ca_file = spec
             .ca_file
             .as_ref()
@@ -199,6 +236,7 @@ impl FormProbe {
             roots,
             hosts,
             mailboxes: shared.mailboxes.clone(),
+            browser,
         })
     }
 
@@ -220,6 +258,16 @@ impl FormProbe {
 
     async fn attempt(&self, ctx: &RunContext) -> Outcome {
         let spec = &self.spec;
+        if let Some((browser, plan)) = &self.browser {
+            return crate::probe::browser::run_plan(
+                browser,
+                ctx,
+                plan,
+                spec.deliver.as_ref(),
+                &self.mailboxes,
+            )
+            .await;
+        }
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let client = match http::client_builder(self.roots.clone(), spec.max_redirects)
             .cookie_provider(jar.clone())
@@ -460,7 +508,7 @@ impl FormProbe {
 }
 
 /// A URL for people: no credentials, no query (it may hold a key), no fragment.
-fn shown(url: &url::Url) -> String {
+pub(crate) fn shown(url: &url::Url) -> String {
     let mut url = url.clone();
     let _ = url.set_username("");
     let _ = url.set_password(None);
@@ -520,5 +568,10 @@ impl Probe for FormProbe {
 
 /// What `list` shows.
 pub fn summary(spec: &FormSpec) -> String {
-    format!("form \"{}\" at {}", spec.form, spec.url)
+    match (spec.via, &spec.steps) {
+        (Via::Browser, Some(steps)) => {
+            format!("form at {} via browser, {} steps", spec.url, steps.0.len())
+        }
+        _ => format!("form \"{}\" at {}", spec.form, spec.url),
+    }
 }

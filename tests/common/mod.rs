@@ -2,6 +2,7 @@
 //! from YAML text.
 #![allow(dead_code)]
 
+pub mod browser_shop;
 pub mod forms;
 pub mod mailserver;
 

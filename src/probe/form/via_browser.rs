@@ -1,0 +1,158 @@
+//! `form` checks with `via: browser`: the form is filled in by steps in a real browser, for forms
+//! that a script builds or submits. Running the steps is the `browser` kind's code; this file
+//! only turns a form spec into a plan and refuses the fields that only mean something over HTTP.
+//!
+//! `url` becomes an `open` step in front of the steps (unless they start with one), and is then
+//! step 1 in run messages and phases. `expect.body` becomes a last step that waits until the
+//! page's text matches, so an acknowledgement a script writes a moment later still counts.
+
+use super::{FormSpec, http};
+use crate::config::Template;
+use crate::probe::browser::steps::{Action, Css, Step};
+use crate::probe::browser::{self, Plan};
+use serde::Deserialize;
+
+/// How a `form` check submits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// As a browser without JavaScript would, over HTTP (the default).
+    #[default]
+    Http,
+    /// With `steps` in a real browser.
+    Browser,
+}
+
+/// Refuses browser-only fields on an HTTP form.
+pub(super) fn check_http(spec: &FormSpec) -> Result<(), String> {
+    let set = [
+        ("steps", spec.steps.is_some()),
+        ("step_timeout", spec.step_timeout.is_some()),
+        (
+            "fail_on_console_error",
+            spec.fail_on_console_error.is_some(),
+        ),
+    ];
+    match set.iter().find(|(_, is_set)| *is_set) {
+        Some((field, _)) => Err(format!("`{field}` needs `via: browser`")),
+        None => Ok(()),
+    }
+}
+
+/// The plan of a `via: browser` form, or why the spec cannot have one.
+pub(super) fn plan(spec: &FormSpec) -> Result<Plan, String> {
+    let hint = |field: &str, hint: &str| {
+        Err(format!(
+            "`{field}` is for via: http; with via: browser, {hint}"
+        ))
+    };
+    let expect = &spec.expect;
+    let checks: [(&str, bool, &str); 14] = [
+        (
+            "form",
+            spec.form != super::default_form(),
+            "the steps find the fields themselves",
+        ),
+        (
+            "fields",
+            !spec.fields.is_empty(),
+            "type into the page with `fill` steps",
+        ),
+        (
+            "files",
+            !spec.files.is_empty(),
+            "file uploads are not supported",
+        ),
+        (
+            "submit",
+            spec.submit.is_some(),
+            "press the button with a `click` step",
+        ),
+        (
+            "action",
+            spec.action.is_some(),
+            "the page's own script decides where the form goes",
+        ),
+        (
+            "headers",
+            !spec.headers.is_empty(),
+            "the browser sends its own headers",
+        ),
+        (
+            "expect.status",
+            expect.status.is_some(),
+            "a browser does not show the answer's status; check what the page says with expect.body or `expect_text`",
+        ),
+        (
+            "expect.json",
+            !expect.json.is_empty(),
+            "check what the page says with expect.body or `expect_text`",
+        ),
+        (
+            "expect.headers",
+            !expect.headers.is_empty(),
+            "a browser does not show the answer's headers",
+        ),
+        (
+            "expect.body_not",
+            expect.body_not.is_some(),
+            "check what the page says with `expect_text`",
+        ),
+        (
+            "expect.max_latency",
+            expect.max_latency.is_some(),
+            "bound each step with its `timeout`",
+        ),
+        (
+            "ca_file",
+            spec.ca_file.is_some(),
+            "chromium trusts the system's CA store; add the CA there",
+        ),
+        (
+            "max_redirects",
+            spec.max_redirects != http::default_max_redirects(),
+            "the browser follows redirects itself",
+        ),
+        (
+            "max_body",
+            spec.max_body != http::default_max_body(),
+            "the browser reads whole pages itself",
+        ),
+    ];
+    if let Some((field, _, why)) = checks.iter().find(|(_, set, _)| *set) {
+        return hint(field, why);
+    }
+    http::parse_url(&spec.url)?;
+    let Some(written) = &spec.steps else {
+        return Err(
+            "via: browser needs `steps`, e.g. steps: [ { fill: { selector: \"#message\", text: \"Automated test {{token}}, please ignore\" } }, { click: \"#send\" } ]".into(),
+        );
+    };
+    let mut steps: Vec<Step> = Vec::with_capacity(written.0.len() + 2);
+    if !matches!(written.0.first().map(|s| &s.action), Some(Action::Open(_))) {
+        steps.push(Step {
+            action: Action::Open(Template::parse(spec.url.clone())?),
+            timeout: None,
+        });
+    }
+    steps.extend(written.0.iter().cloned());
+    if let Some(body) = &expect.body {
+        steps.push(Step {
+            action: Action::ExpectText {
+                selector: Css::parse("body")?,
+                pattern: body.clone(),
+            },
+            timeout: None,
+        });
+    }
+    browser::check_steps(&steps, spec.deliver.is_some(), "steps")?;
+    let step_timeout = spec
+        .step_timeout
+        .unwrap_or_else(browser::default_step_timeout);
+    browser::check_step_timeout(step_timeout)?;
+    Ok(Plan {
+        steps,
+        step_timeout: step_timeout.get(),
+        fail_on_console_error: spec.fail_on_console_error.unwrap_or(false),
+    })
+}

@@ -1,0 +1,478 @@
+//! `browser` checks and `form` checks with `via: browser`, in a real headless chromium driven by
+//! chromedriver, against a loopback shop whose forms and widgets only work with JavaScript.
+//!
+//! Each test starts its own chromedriver (through the check's `Browser`) and keeps its failure
+//! evidence in its own temporary directory.
+
+mod common;
+
+use common::browser_shop::{BrowserShop, start_browser_shop};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use supportwatch::probe::{FailureKind, Observation};
+use supportwatch::runner::{self, RunReport, RunResult};
+
+/// Runs the first check of `checks` (YAML under `checks:`, `$SHOP` replaced by the shop's URL)
+/// once, with failure evidence kept in `artifacts`.
+async fn run(checks: &str, shop: &BrowserShop, artifacts: &Path) -> RunReport {
+    let yaml = format!(
+        "browser:\n  artifacts: {{ dir: \"{}\" }}\nchecks:\n{}",
+        artifacts.display(),
+        checks.replace("$SHOP", &shop.url(""))
+    );
+    let prepared = common::prepare(&yaml);
+    let started = Instant::now();
+    let report = runner::execute(&prepared.checks[0], 1, None).await;
+    eprintln!(
+        "{}: {:?} in {:.2}s",
+        report.check,
+        report.result,
+        started.elapsed().as_secs_f64()
+    );
+    report
+}
+
+fn phases(report: &RunReport) -> Vec<&str> {
+    report.phases.iter().map(|p| p.name.as_str()).collect()
+}
+
+/// The path after `prefix` in the report's details.
+fn detail_path(report: &RunReport, prefix: &str) -> PathBuf {
+    let line = report
+        .details
+        .iter()
+        .find_map(|d| d.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` in {:#?}", report.details));
+    PathBuf::from(line)
+}
+
+const JS_FORM: &str = r##"
+  - name: js-feedback
+    kind: browser
+    channel: feedback_form
+    retries: 0
+    timeout: 60s
+    steps:
+      - open: "$SHOP/feedback"
+      - wait_for: { selector: "#message", state: visible }
+      - fill: { selector: "#name", text: "Monitoring" }
+      - select: { selector: "#topic", value: order }
+      - fill: { selector: "#message", text: "Automated test {{token}}, please ignore" }
+      - check: "#agree"
+      - scroll_to: "#send"
+      - click: "#send"
+      - expect_text: { selector: ".result", pattern: "(?i)спасибо" }
+"##;
+
+#[tokio::test]
+async fn a_javascript_form_is_filled_submitted_and_acknowledged() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = run(JS_FORM, &shop, dir.path()).await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    assert_eq!(
+        phases(&report),
+        [
+            "session",
+            "1_open",
+            "2_wait_for",
+            "3_fill",
+            "4_select",
+            "5_fill",
+            "6_check",
+            "7_scroll_to",
+            "8_click",
+            "9_expect_text"
+        ]
+    );
+    // What the shop's API received from the page's script: the typed token, the chosen option,
+    // the ticked box.
+    let received = shop.feedback();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        received[0],
+        serde_json::json!({
+            "name": "Monitoring",
+            "topic": "order",
+            "agree": true,
+            "message": format!("Automated test {}, please ignore", report.token),
+        })
+    );
+    assert_eq!(report.details, [format!("page {}", shop.url("/feedback"))]);
+    // Nothing kept for a passing run.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
+
+#[tokio::test]
+async fn a_callback_widget_inside_an_iframe_is_opened_and_used() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checks = r##"
+  - name: callback-widget
+    kind: browser
+    channel: callback
+    retries: 0
+    timeout: 60s
+    step_timeout: 15s
+    steps:
+      - open: "$SHOP/widget"
+      - click: "#callback-button"
+      - frame: "iframe#widget"
+      - wait_for: { selector: "#phone", state: visible }
+      - fill: { selector: "#phone", text: "+7 900 000-00-00" }
+      - fill: { selector: "#comment", text: "Automated test {{token}}, please ignore" }
+      - click: "#send"
+      - expect_text: { selector: ".result", pattern: "Мы перезвоним" }
+      - frame: parent
+      - expect_text: { selector: "h1", pattern: "^Магазин$" }
+"##;
+    let report = run(checks, &shop, dir.path()).await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    assert_eq!(
+        shop.callbacks(),
+        [serde_json::json!({
+            "phone": "+7 900 000-00-00",
+            "comment": format!("Automated test {}, please ignore", report.token),
+        })]
+    );
+}
+
+const WIDGET: &str = r##"
+  - name: callback-widget
+    kind: browser
+    channel: callback
+    retries: 0
+    timeout: 60s
+    step_timeout: 15s
+    steps:
+      - open: "$SHOP/widget"
+      - click: "#callback-button"
+      - frame: "iframe#widget"
+      - fill: { selector: "#phone", text: "+7 900 000-00-00" }
+      - fill: { selector: "#comment", text: "Automated test {{token}}, please ignore" }
+      - click: "#send"
+      - expect_text: { selector: ".result", pattern: "Мы перезвоним" }
+"##;
+
+#[tokio::test]
+async fn deliver_proves_the_widget_request_reached_the_mailbox() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maildir = dir.path().join("support");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+    }
+    shop.deliver_to(maildir.clone());
+    let checks = format!(
+        "{WIDGET}    deliver: {{ mailbox: support, within: 10s }}\nmailboxes:\n  support: {{ maildir: \"{}\", poll_interval: 100ms }}\n",
+        maildir.display()
+    );
+    let report = run(&checks, &shop, &dir.path().join("artifacts")).await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    assert_eq!(phases(&report).last(), Some(&"deliver"));
+    let latency = report.observations.iter().find_map(|o| match o {
+        Observation::DeliveryLatency(d) => Some(*d),
+        _ => None,
+    });
+    // Counted from the start of the last click, so it includes that click's round trip.
+    assert!(
+        latency.is_some_and(|d| d.as_secs_f64() < 10.0),
+        "{:?}",
+        report.observations
+    );
+    assert!(
+        report.details.iter().any(|d| d == "test message deleted"),
+        "{:?}",
+        report.details
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_times_out_names_the_step_it_hung_in() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checks = r##"
+  - name: hangs
+    kind: browser
+    retries: 0
+    timeout: 4s
+    steps:
+      - open: "$SHOP/never"
+      - wait_for: { selector: "#chat-widget", timeout: 30s }
+"##;
+    let report = run(checks, &shop, dir.path()).await;
+    assert_eq!(report.result, RunResult::Timeout);
+    assert_eq!(
+        report.failure.map(|f| f.message).as_deref(),
+        Some("timed out after 4s during 2_wait_for")
+    );
+}
+
+#[tokio::test]
+async fn a_page_that_does_not_load_fails_its_open_step_as_connect() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::closed_port();
+    let checks = format!(
+        "  - name: refused\n    kind: browser\n    retries: 0\n    timeout: 60s\n    steps:\n      - open: \"http://127.0.0.1:{port}/\"\n      - click: \"#send\"\n"
+    );
+    let report = run(&checks, &shop, dir.path()).await;
+    let failure = report.failure.clone().expect("must fail");
+    assert_eq!(
+        failure.message,
+        format!(
+            "step 1 (open http://127.0.0.1:{port}/): the page did not load: net::ERR_CONNECTION_REFUSED"
+        )
+    );
+    assert_eq!(failure.kind, FailureKind::Connect);
+}
+
+#[tokio::test]
+async fn a_page_whose_script_hangs_fails_the_step_and_the_run_still_ends() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checks = r##"
+  - name: stuck
+    kind: browser
+    retries: 0
+    timeout: 60s
+    steps:
+      - open: "$SHOP/stuck"
+      - sleep: 500ms
+      - wait_for: { selector: "#chat", timeout: 2s }
+"##;
+    let report = run(checks, &shop, dir.path()).await;
+    assert_eq!(report.result, RunResult::Failure, "{:?}", report.failure);
+    assert_eq!(
+        report.failure.map(|f| f.message).as_deref(),
+        Some(
+            "step 3 (wait_for \"#chat\"): the browser did not answer within 7s (a script on the page may be stuck)"
+        )
+    );
+    assert_eq!(
+        report.details,
+        ["no evidence saved: the page did not answer"]
+    );
+}
+
+/// PNG signature, then the IHDR chunk: length, type, width, height (big-endian).
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(bytes.len() > 24, "{} bytes", bytes.len());
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (be(&bytes[16..20]), be(&bytes[20..24]))
+}
+
+#[tokio::test]
+async fn a_selector_that_never_appears_fails_its_step_after_the_timeout_with_evidence() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checks = r##"
+  - name: chat-never
+    kind: browser
+    channel: chat
+    retries: 0
+    timeout: 60s
+    steps:
+      - open: "$SHOP/never"
+      - expect_text: { selector: "h1", pattern: "Чат" }
+      - wait_for: { selector: "#chat-widget", state: visible, timeout: 2s }
+      - click: "#chat-widget"
+"##;
+    let started = Instant::now();
+    let report = run(checks, &shop, dir.path()).await;
+    let elapsed = started.elapsed();
+    let failure = report.failure.clone().expect("must fail");
+    assert_eq!(
+        failure.message,
+        "step 3 (wait_for \"#chat-widget\" visible): not on the page after 2s"
+    );
+    assert_eq!(failure.kind, FailureKind::Expectation);
+    assert_eq!(report.result, RunResult::Failure);
+    assert!(
+        elapsed.as_secs_f64() >= 2.0,
+        "waited the step's 2s: {elapsed:?}"
+    );
+    assert_eq!(
+        phases(&report),
+        [
+            "session",
+            "1_open",
+            "2_expect_text",
+            "3_wait_for",
+            "artifacts"
+        ]
+    );
+    let step = &report.phases[3];
+    let waited = step.duration.expect("closed").as_secs_f64();
+    assert!((2.0..4.0).contains(&waited), "3_wait_for took {waited}s");
+
+    // The evidence: under <dir>/<check>/<token>/, a real PNG of the window and the page's HTML.
+    let run_dir = dir.path().join("chat-never").join(&report.token);
+    let screenshot = detail_path(&report, "screenshot: ");
+    let page = detail_path(&report, "page: ");
+    assert_eq!(screenshot, run_dir.join("screenshot.png"));
+    assert_eq!(page, run_dir.join("page.html"));
+    let png = std::fs::read(&screenshot).expect("screenshot exists");
+    let (width, height) = png_size(&png);
+    assert_eq!(width, 1366, "the configured window width");
+    assert!((400..=768).contains(&height), "height {height}");
+    let html = std::fs::read_to_string(&page).expect("page.html exists");
+    assert!(html.contains("never-page-marker"), "{html}");
+}
+
+const BROKEN_JS: &str = r##"
+  - name: broken-js
+    kind: browser
+    retries: 0
+    timeout: 60s
+    steps:
+      - open: "$SHOP/broken-js"
+      - expect_text: { selector: "#title", pattern: "Каталог" }
+"##;
+
+#[tokio::test]
+async fn javascript_errors_are_listed_and_fail_the_run_only_when_asked() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = run(BROKEN_JS, &shop, dir.path()).await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    let errors: Vec<&str> = report
+        .details
+        .iter()
+        .filter_map(|d| d.strip_prefix("console error: "))
+        .collect();
+    assert_eq!(errors.len(), 2, "{:#?}", report.details);
+    assert!(
+        errors[0].contains("cart widget failed to load"),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("checkout is not defined"), "{errors:?}");
+
+    let strict = BROKEN_JS.replace(
+        "timeout: 60s",
+        "timeout: 60s\n    fail_on_console_error: true",
+    );
+    let report = run(&strict, &shop, dir.path()).await;
+    let failure = report.failure.clone().expect("must fail");
+    assert_eq!(failure.kind, FailureKind::Expectation);
+    assert!(
+        failure
+            .message
+            .starts_with("JavaScript error on the page: "),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("cart widget failed to load"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.ends_with(" (+1 more)"),
+        "{}",
+        failure.message
+    );
+    assert!(detail_path(&report, "screenshot: ").is_file());
+}
+
+#[tokio::test]
+async fn a_form_via_browser_runs_its_steps_after_opening_the_url() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let checks = r##"
+  - name: js-contact
+    kind: form
+    via: browser
+    channel: feedback_form
+    retries: 0
+    timeout: 60s
+    url: "$SHOP/feedback"
+    steps:
+      - fill: { selector: "#message", text: "Automated test {{token}}, please ignore" }
+      - click: "#send"
+    expect: { body: "(?i)спасибо" }
+"##;
+    let report = run(checks, &shop, dir.path()).await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    assert_eq!(
+        phases(&report),
+        ["session", "1_open", "2_fill", "3_click", "4_expect_text"]
+    );
+    let received = shop.feedback();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        received[0]["message"],
+        format!("Automated test {}, please ignore", report.token)
+    );
+}
+
+/// Loads `yaml` as `test.yaml`; it must fail with exactly `expected`.
+fn config_error(yaml: &str) -> String {
+    match supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())]) {
+        Ok(_) => panic!("config must be refused:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_steps_are_refused_at_load_with_their_number_and_what_is_allowed() {
+    let yaml = r##"checks:
+  - name: typo
+    kind: browser
+    steps:
+      - open: "https://shop.example/"
+      - clik: "#send"
+  - name: bad-selector
+    kind: browser
+    steps:
+      - open: "https://shop.example/"
+      - fill: { selector: "#phone[", text: "x" }
+  - name: no-open
+    kind: browser
+    steps:
+      - click: "#send"
+  - name: no-token
+    kind: browser
+    deliver: { mailbox: support }
+    steps:
+      - open: "https://shop.example/"
+      - fill: { selector: "#message", text: "hello" }
+  - name: form-mixed
+    kind: form
+    via: browser
+    url: "https://shop.example/"
+    fields: { message: "x" }
+    steps:
+      - click: "#send"
+  - name: form-no-steps
+    kind: form
+    via: browser
+    url: "https://shop.example/"
+mailboxes:
+  support: { maildir: /tmp/supportwatch-test-maildir }
+"##;
+    assert_eq!(
+        config_error(yaml),
+        "test.yaml:2:5: check \"typo\": step 2: unknown action `clik` (did you mean `click`?); a step is one of `open`, `click`, `fill`, `select`, `check`, `scroll_to`, `wait_for`, `frame`, `expect_text`, `sleep`\n\
+         test.yaml:7:5: check \"bad-selector\": step 2 (fill): invalid CSS selector `#phone[`: Unexpected EOL\n\
+         test.yaml:12:5: check \"no-open\": steps must start with `open` (step 1 is `click`): add `- open: URL` first\n\
+         test.yaml:16:5: check \"no-token\": deliver needs the run's token in what the steps type: put {{token}} in a fill step, e.g. fill: { selector: \"#message\", text: \"Automated test {{token}}, please ignore\" }\n\
+         test.yaml:22:5: check \"form-mixed\": `fields` is for via: http; with via: browser, type into the page with `fill` steps\n\
+         test.yaml:29:5: check \"form-no-steps\": via: browser needs `steps`, e.g. steps: [ { fill: { selector: \"#message\", text: \"Automated test {{token}}, please ignore\" } }, { click: \"#send\" } ]\n\
+         6 problems in the config"
+    );
+}
+
+#[test]
+fn a_typo_inside_a_browser_check_is_refused() {
+    let err = config_error(
+        "checks:\n  - name: b\n    kind: browser\n    step_timout: 5s\n    steps: [ { open: \"https://shop.example/\" } ]\n",
+    );
+    assert!(
+        err.contains("unknown field `step_timout`")
+            && err.contains("(did you mean `step_timeout`?)"),
+        "{err}"
+    );
+}
