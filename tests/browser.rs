@@ -476,3 +476,100 @@ fn a_typo_inside_a_browser_check_is_refused() {
         "{err}"
     );
 }
+
+/// chromedriver (and its chromium) killed while a run is on a page: that run fails saying the
+/// browser died, and the next run of the same check gets a restarted driver and passes.
+#[tokio::test]
+async fn a_driver_killed_mid_run_fails_that_run_and_the_next_run_passes() {
+    use axum::routing::get;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A wrapper records chromedriver's pid, which is also its process group (the pool starts it
+    // in a group of its own), so the test kills exactly this test's driver and browsers.
+    let pid_file = dir.path().join("driver.pid");
+    let wrapper = dir.path().join("chromedriver-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho $$ > '{}'\nexec chromedriver \"$@\"\n",
+            pid_file.display()
+        ),
+    )
+    .expect("write wrapper");
+    let mut perms = std::fs::metadata(&wrapper).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&wrapper, perms).expect("chmod");
+
+    // The page tells the test when the browser asks for it.
+    let (visited_tx, mut visited) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let app = axum::Router::new().route(
+        "/page",
+        get(move || {
+            let _ = visited_tx.send(());
+            async { axum::response::Html("<!doctype html><title>p</title><div id=\"x\">ok</div>") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let yaml = format!(
+        r##"
+browser:
+  chromedriver: "{wrapper}"
+  artifacts: {{ dir: "{artifacts}" }}
+checks:
+  - name: survives-a-driver-crash
+    kind: browser
+    retries: 0
+    timeout: 60s
+    steps:
+      - open: "http://{addr}/page"
+      - sleep: 2s
+      - wait_for: "#x"
+"##,
+        wrapper = wrapper.display(),
+        artifacts = dir.path().join("artifacts").display(),
+    );
+    let prepared = common::prepare(&yaml);
+    let check = prepared.checks[0].clone();
+    let first = tokio::spawn(async move { runner::execute(&check, 1, None).await });
+    tokio::time::timeout(std::time::Duration::from_secs(60), visited.recv())
+        .await
+        .expect("the browser opened the page")
+        .expect("channel");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert!(
+        pid > 1 && comm.trim() == "chromedriver",
+        "pid {pid} is {comm:?}"
+    );
+    let group = rustix::process::Pid::from_raw(pid).expect("a positive pid");
+    rustix::process::kill_process_group(group, rustix::process::Signal::KILL)
+        .expect("killed the driver's process group");
+    let first = first.await.expect("run task");
+    assert_eq!(first.result, RunResult::Failure, "{first:#?}");
+    let failure = first.failure.expect("failed");
+    assert_eq!(failure.kind, FailureKind::Internal, "{}", failure.message);
+    assert!(
+        failure.message.contains("the browser died during the run"),
+        "{}",
+        failure.message
+    );
+
+    let second = runner::execute(&prepared.checks[0], 2, None).await;
+    assert_eq!(second.result, RunResult::Success, "{second:#?}");
+    let new_pid = std::fs::read_to_string(&pid_file).expect("pid file");
+    assert_ne!(
+        new_pid.trim(),
+        pid.to_string(),
+        "a fresh chromedriver was started"
+    );
+}
