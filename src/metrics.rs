@@ -131,6 +131,11 @@ pub const CHECK_METRICS: &[(&str, &str, MetricType)] = &[
         MetricType::HISTOGRAM,
     ),
     (
+        "chat_first_response_seconds",
+        "Time from sending a chat check's first message until the bot's first reply.",
+        MetricType::HISTOGRAM,
+    ),
+    (
         "dns_spf_lookups",
         "DNS lookups the domain's SPF record needs (the limit is 10).",
         MetricType::GAUGE,
@@ -199,6 +204,7 @@ struct CheckSeries {
     deliveries_late: u64,
     deliveries_lost: u64,
     auto_reply_latency: Hist,
+    chat_first_response: Hist,
 }
 
 /// All of supportwatch's metrics.
@@ -399,6 +405,10 @@ impl Metrics {
                     s.auto_reply_latency
                         .observe(DELIVERY_BUCKETS, d.as_secs_f64());
                 }
+                Observation::ChatFirstResponse(d) => {
+                    s.chat_first_response
+                        .observe(DURATION_BUCKETS, d.as_secs_f64());
+                }
                 Observation::MailboxQuota { mailbox, ratio } => {
                     self.mailbox_quota
                         .with_label_values(&[mailbox.as_str()])
@@ -581,6 +591,13 @@ impl Metrics {
                         Value::Histogram(s.auto_reply_latency.to_proto(DELIVERY_BUCKETS)),
                     );
                 }
+            }
+            if s.chat_first_response.count > 0 {
+                push(
+                    "chat_first_response_seconds",
+                    &[],
+                    Value::Histogram(s.chat_first_response.to_proto(DURATION_BUCKETS)),
+                );
             }
             for (domain, n) in &s.spf {
                 push(

@@ -119,6 +119,8 @@ pub enum CheckSpec {
     Tls(TlsSpec),
     /// DNS records, SPF and DMARC.
     Dns(DnsSpec),
+    /// Talk to a chat bot and time its reply.
+    Chat(std::sync::Arc<crate::probe::chat::ChatSpec>),
 }
 
 impl CheckSpec {
@@ -131,6 +133,7 @@ impl CheckSpec {
             CheckSpec::Browser(_) => Kind::Browser,
             CheckSpec::Tls(_) => Kind::Tls,
             CheckSpec::Dns(_) => Kind::Dns,
+            CheckSpec::Chat(_) => Kind::Chat,
         }
     }
 
@@ -140,7 +143,9 @@ impl CheckSpec {
             CheckSpec::Form(s) => (s.deliver.as_ref(), None),
             CheckSpec::Mail(s) => (s.deliver.as_ref(), s.auto_reply.as_ref()),
             CheckSpec::Browser(s) => (s.deliver.as_ref(), None),
-            CheckSpec::Http(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) => (None, None),
+            CheckSpec::Http(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) | CheckSpec::Chat(_) => {
+                (None, None)
+            }
         }
     }
 }
@@ -161,6 +166,8 @@ pub enum Kind {
     Mail,
     /// `browser`
     Browser,
+    /// `chat`
+    Chat,
 }
 
 impl Kind {
@@ -173,6 +180,7 @@ impl Kind {
             Kind::Form => "form",
             Kind::Mail => "mail",
             Kind::Browser => "browser",
+            Kind::Chat => "chat",
         }
     }
 }

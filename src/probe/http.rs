@@ -301,9 +301,9 @@ impl JsonTemplate {
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
-struct ClientKey {
-    max_redirects: usize,
-    ca_file: Option<PathBuf>,
+pub(crate) struct ClientKey {
+    pub(crate) max_redirects: usize,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// HTTP clients shared by checks with the same transport options, so that 10,000 checks do not
@@ -312,7 +312,7 @@ struct ClientKey {
 pub struct ClientCache(Mutex<HashMap<ClientKey, reqwest::Client>>);
 
 impl ClientCache {
-    fn get(&self, key: ClientKey) -> Result<reqwest::Client, String> {
+    pub(crate) fn get(&self, key: ClientKey) -> Result<reqwest::Client, String> {
         let mut clients = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());

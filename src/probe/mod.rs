@@ -5,6 +5,7 @@
 //! and runner, which know nothing of any probe's details.
 
 pub mod browser;
+pub mod chat;
 pub mod dns;
 pub mod form;
 pub mod http;
@@ -34,6 +35,7 @@ pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Arc<dyn Probe>, String
         CheckSpec::Browser(s) => browser::BrowserProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Tls(s) => tls::TlsProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Dns(s) => dns::DnsProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Chat(s) => chat::ChatProbe::build(s, shared).map(|p| Arc::new(p) as _),
     }
 }
 
@@ -46,6 +48,7 @@ pub fn validate(spec: &CheckSpec) -> Result<(), String> {
         CheckSpec::Browser(s) => browser::validate(s),
         CheckSpec::Tls(s) => tls::validate(s),
         CheckSpec::Dns(s) => dns::validate(s),
+        CheckSpec::Chat(s) => chat::validate(s),
     }
 }
 
@@ -63,6 +66,7 @@ pub fn summary(spec: &CheckSpec) -> String {
             .collect::<Vec<_>>()
             .join(", "),
         CheckSpec::Dns(s) => dns::summary(s),
+        CheckSpec::Chat(s) => chat::summary(s),
     }
 }
 
@@ -323,11 +327,13 @@ pub enum FailureKind {
     Smtp,
     /// The automatic acknowledgement did not arrive or did not say what it should.
     AutoReply,
+    /// The chat bot did not answer within `within`.
+    NoReply,
 }
 
 impl FailureKind {
     /// Every kind, for metrics that must expose all label values.
-    pub const ALL: [FailureKind; 16] = [
+    pub const ALL: [FailureKind; 17] = [
         FailureKind::Timeout,
         FailureKind::Connect,
         FailureKind::Tls,
@@ -344,6 +350,7 @@ impl FailureKind {
         FailureKind::Mailbox,
         FailureKind::Smtp,
         FailureKind::AutoReply,
+        FailureKind::NoReply,
     ];
 
     /// The label value.
@@ -365,6 +372,7 @@ impl FailureKind {
             FailureKind::Mailbox => "mailbox",
             FailureKind::Smtp => "smtp",
             FailureKind::AutoReply => "auto_reply",
+            FailureKind::NoReply => "no_reply",
         }
     }
 }
@@ -382,6 +390,8 @@ pub enum Observation {
     DeliveryLatency(Duration),
     /// The automatic acknowledgement arrived this long after the submit.
     AutoReplyLatency(Duration),
+    /// A chat bot's first reply came this long after the first message was sent.
+    ChatFirstResponse(Duration),
     /// A mailbox's storage quota usage.
     MailboxQuota {
         /// The mailbox's name under `mailboxes:`.
