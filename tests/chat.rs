@@ -1,0 +1,378 @@
+//! `chat` checks against real bots on loopback: an HTTP JSON bot (synchronous and polled) and a
+//! WebSocket bot, each also made silent, slow and wrong; active hours with an injected clock.
+
+mod common;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
+use supportwatch::config::CheckSpec;
+use supportwatch::probe::{FailureKind, Observation, RunContext};
+use supportwatch::runner::{RunReport, RunResult};
+
+#[derive(Clone, Default)]
+struct Bot {
+    polls: Arc<AtomicU32>,
+}
+
+/// A shop's support bot: greets with the token, knows order statuses, and has misbehaving twins.
+async fn start_bot() -> SocketAddr {
+    let app = Router::new()
+        .route("/bot", post(bot))
+        .route("/silent", post(silent))
+        .route("/slow", post(slow))
+        .route("/wrong", post(wrong))
+        .route("/async", post(accepted))
+        .route("/poll", get(poll))
+        .route("/ws", any(ws))
+        .route("/ws-silent", any(ws_silent))
+        .with_state(Bot::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind bot");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+fn text_of(body: &serde_json::Value) -> String {
+    body.get("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// What the bot says to `message` within conversation `session`.
+fn answer(message: &str, session: &str) -> String {
+    if message.contains("статус заказа") {
+        "Назовите, пожалуйста, номер заказа".into()
+    } else if message.chars().all(|c| c.is_ascii_digit()) && !message.is_empty() {
+        if session == "s-42" {
+            format!("Заказ {message}: передан в службу доставки")
+        } else {
+            format!("Не знаю такого разговора: {session:?}")
+        }
+    } else if SystemTime::now() > SystemTime::UNIX_EPOCH && message.contains("ночью") {
+        "Операторы работают с 9 до 21, мы ответим утром".into()
+    } else {
+        format!("Здравствуйте! Я бот поддержки. Вы написали: {message}")
+    }
+}
+
+async fn bot(Json(body): Json<serde_json::Value>) -> Json<serde_json::Value> {
+    let session = body.get("session").and_then(|s| s.as_str()).unwrap_or("");
+    let session = if session.is_empty() { "s-42" } else { session };
+    Json(serde_json::json!({
+        "session": session,
+        "reply": answer(&text_of(&body), session),
+    }))
+}
+
+async fn silent() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    "too late"
+}
+
+async fn slow(Json(body): Json<serde_json::Value>) -> Json<serde_json::Value> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Json(serde_json::json!({ "reply": answer(&text_of(&body), "") }))
+}
+
+async fn wrong() -> Json<serde_json::Value> {
+    let long = "Сервис временно недоступен. ".repeat(20);
+    Json(serde_json::json!({ "reply": long }))
+}
+
+async fn accepted(State(bot): State<Bot>) -> Json<serde_json::Value> {
+    bot.polls.store(0, Ordering::SeqCst);
+    Json(serde_json::json!({ "conversation": { "id": "c-7" }, "reply": null }))
+}
+
+/// The reply appears on the third poll, and only for the right conversation.
+async fn poll(
+    State(bot): State<Bot>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<serde_json::Value> {
+    let n = bot.polls.fetch_add(1, Ordering::SeqCst);
+    let ready = n >= 2 && q.get("conversation").map(String::as_str) == Some("c-7");
+    Json(serde_json::json!({
+        "messages": if ready { vec![serde_json::json!({"text": "Оператор Анна на связи"})] } else { vec![] }
+    }))
+}
+
+async fn ws(upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(|mut socket: WebSocket| async move {
+        while let Some(Ok(Message::Text(text))) = socket.recv().await {
+            // A typing indicator first, as real widgets do: it has no text and is not the reply.
+            let _ = socket
+                .send(Message::text(r#"{"type":"typing"}"#.to_string()))
+                .await;
+            let reply = serde_json::json!({"type": "message", "session": "s-42", "text": answer(text.as_str(), "s-42")});
+            let _ = socket.send(Message::text(reply.to_string())).await;
+        }
+    })
+}
+
+async fn ws_silent(upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(|mut socket: WebSocket| async move {
+        while let Some(Ok(_)) = socket.recv().await {}
+    })
+}
+
+async fn run(yaml: &str) -> RunReport {
+    let report = common::run_once(yaml).await;
+    for o in &report.observations {
+        if let Observation::ChatFirstResponse(d) = o {
+            println!(
+                "first response time of {}: {} ms",
+                report.check,
+                d.as_millis()
+            );
+        }
+    }
+    report
+}
+
+fn check(addr: SocketAddr, via: &str, path: &str, rest: &str) -> String {
+    let scheme = if via == "websocket" { "ws" } else { "http" };
+    format!(
+        "checks:\n  - name: chat\n    kind: chat\n    channel: chat\n    retries: 0\n    timeout: 10s\n    via: {via}\n    url: \"{scheme}://{addr}{path}\"\n{rest}"
+    )
+}
+
+#[tokio::test]
+async fn an_http_bot_that_answers_in_time_passes_and_its_first_response_is_measured() {
+    let addr = start_bot().await;
+    let report = run(&check(
+        addr,
+        "http",
+        "/bot",
+        "    reply_at: /reply\n    expect: { reply: \"(?i)здравствуйте.*sw-chat-\", within: 2s }\n",
+    ))
+    .await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    assert!(
+        report
+            .observations
+            .iter()
+            .any(|o| matches!(o, Observation::ChatFirstResponse(d) if *d < Duration::from_secs(2)))
+    );
+}
+
+#[tokio::test]
+async fn a_websocket_bot_that_answers_in_time_passes() {
+    let addr = start_bot().await;
+    let report = run(&check(
+        addr,
+        "websocket",
+        "/ws",
+        "    reply_at: /text\n    expect: { reply: \"Я бот поддержки.*Automated test sw-chat-\", within: 2s }\n",
+    ))
+    .await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    let phases: Vec<&str> = report.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(phases, ["connect", "send", "reply"]);
+}
+
+#[tokio::test]
+async fn a_bot_that_stops_answering_fails_with_no_reply() {
+    let addr = start_bot().await;
+    for (via, path) in [("http", "/silent"), ("websocket", "/ws-silent")] {
+        let started = std::time::Instant::now();
+        let report = run(&check(
+            addr,
+            via,
+            path,
+            "    reply_at: /reply\n    expect: { within: 1s }\n",
+        ))
+        .await;
+        let failure = report.failure.expect("a silent bot fails");
+        assert_eq!(
+            failure.kind,
+            FailureKind::NoReply,
+            "{via}: {}",
+            failure.message
+        );
+        assert_eq!(failure.message, "no reply within 1s", "{via}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{via}: waited past within"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_slow_bot_fails_its_deadline() {
+    let addr = start_bot().await;
+    let report = run(&check(
+        addr,
+        "http",
+        "/slow",
+        "    reply_at: /reply\n    expect: { within: 1s }\n",
+    ))
+    .await;
+    let failure = report.failure.expect("2 s is over 1 s");
+    assert_eq!(failure.kind, FailureKind::NoReply);
+    assert_eq!(failure.message, "no reply within 1s");
+    // Given the time, the same bot passes.
+    let report = run(&check(
+        addr,
+        "http",
+        "/slow",
+        "    reply_at: /reply\n    expect: { within: 4s }\n",
+    ))
+    .await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+}
+
+#[tokio::test]
+async fn a_wrong_reply_fails_quoting_what_came() {
+    let addr = start_bot().await;
+    let report = run(&check(
+        addr,
+        "http",
+        "/wrong",
+        "    reply_at: /reply\n    expect: { reply: \"(?i)здравствуйте\", within: 2s }\n",
+    ))
+    .await;
+    let failure = report.failure.expect("wrong reply");
+    assert_eq!(failure.kind, FailureKind::Expectation);
+    let quoted: String = "Сервис временно недоступен. "
+        .repeat(20)
+        .chars()
+        .take(200)
+        .collect();
+    assert_eq!(
+        failure.message,
+        format!("reply does not match /(?i)здравствуйте/: \"{quoted}…\"")
+    );
+}
+
+#[tokio::test]
+async fn a_multi_turn_script_carries_the_session() {
+    let addr = start_bot().await;
+    let script = "    reply_at: /reply\n    session_at: /session\n    expect: { within: 2s }\n    script:\n      - { send: \"Автоматическая проверка {{token}}: статус заказа\", expect: \"номер заказа\" }\n      - { send: \"12345\", expect: \"Заказ 12345: передан\" }\n";
+    for (via, path, reply_at) in [("http", "/bot", "/reply"), ("websocket", "/ws", "/text")] {
+        let yaml = check(addr, via, path, &script.replace("/reply", reply_at));
+        let report = run(&yaml).await;
+        assert_eq!(
+            report.result,
+            RunResult::Success,
+            "{via}: {:?}",
+            report.failure
+        );
+        assert!(
+            report
+                .details
+                .iter()
+                .any(|d| d.contains("turn 2: reply: \"Заказ 12345")),
+            "{via}: {:?}",
+            report.details
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reply_that_comes_later_is_found_by_polling() {
+    let addr = start_bot().await;
+    let report = run(&check(
+        addr,
+        "http",
+        "/async",
+        &format!(
+            "    session_at: /conversation/id\n    reply_at: /messages\n    poll: {{ url: \"http://{addr}/poll?conversation={{{{session}}}}\", interval: 100ms }}\n    expect: {{ reply: Анна, within: 3s }}\n"
+        ),
+    ))
+    .await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+}
+
+const HOURS: &str = "    reply_at: /reply\n    message: \"Автоматическая проверка {{token}}, пишу ночью\"\n    active_hours: \"Mon-Fri 09:00-21:00 Europe/Moscow\"\n    expect: { reply: \"(?i)бот поддержки\", within: 2s }\n    outside_hours: { reply: \"(?i)ответим утром\", within: 2s }\n";
+
+fn at(rfc3339: &str) -> SystemTime {
+    let secs: i64 = match rfc3339 {
+        // 2026-11-23 is a Monday; Moscow is UTC+3.
+        "monday 12:00 msk" => 1_795_424_400,
+        "monday 23:00 msk" => 1_795_464_000,
+        _ => panic!("unknown time"),
+    };
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64)
+}
+
+#[tokio::test]
+async fn active_hours_switch_the_expectations_with_an_injected_clock() {
+    let addr = start_bot().await;
+    let prepared = common::prepare(&check(addr, "http", "/bot", HOURS));
+    let CheckSpec::Chat(spec) = &prepared.checks[0].check.spec else {
+        panic!("a chat check");
+    };
+    let day = spec.plan(at("monday 12:00 msk"));
+    assert!(!day.outside_hours);
+    assert_eq!(
+        day.turns[0].1.map(|p| p.as_str()),
+        Some("(?i)бот поддержки")
+    );
+    let night = spec.plan(at("monday 23:00 msk"));
+    assert!(night.outside_hours);
+    assert_eq!(
+        night.turns[0].1.map(|p| p.as_str()),
+        Some("(?i)ответим утром")
+    );
+
+    // The bot auto-replies to night messages: at night that passes, by day it is wrong.
+    let probe = &prepared.checks[0].probe;
+    let mut ctx = RunContext::new(Arc::from("chat"), "sw-chat-1-x".into());
+    ctx.started_at = at("monday 23:00 msk");
+    let outcome = probe.run(&ctx).await;
+    assert!(outcome.passed(), "{:?}", outcome.failure);
+    assert_eq!(
+        outcome.details[0],
+        "outside active hours: expecting the auto-reply"
+    );
+    ctx.started_at = at("monday 12:00 msk");
+    let outcome = probe.run(&ctx).await;
+    let failure = outcome.failure.expect("the auto-reply is wrong by day");
+    assert!(
+        failure
+            .message
+            .starts_with("reply does not match /(?i)бот поддержки/"),
+        "{}",
+        failure.message
+    );
+}
+
+#[test]
+fn bad_active_hours_are_located_and_precise() {
+    let yaml = "checks:\n  - name: chat\n    kind: chat\n    channel: chat\n    via: http\n    url: http://127.0.0.1:1/bot\n    active_hours: \"Mon-Fri 09:00-21:00 Europe/Moskva\"\n    outside_hours: { reply: x }\n";
+    let errors = supportwatch::config::load_sources(&[(
+        std::path::PathBuf::from("chat.yaml"),
+        yaml.to_string(),
+    )])
+    .expect_err("unknown zone");
+    let text = errors.to_string();
+    assert!(
+        // Errors inside a kind-specific block are located at the check (see config/load.rs).
+        text.contains("chat.yaml:2:5: check \"chat\": active_hours `Mon-Fri 09:00-21:00 Europe/Moskva`: unknown time zone `Europe/Moskva`; use an IANA name like Europe/Moscow"),
+        "{text}"
+    );
+    let yaml = yaml
+        .replace("Europe/Moskva", "Europe/Moscow")
+        .replace("    outside_hours: { reply: x }\n", "");
+    let text = supportwatch::config::load_sources(&[(std::path::PathBuf::from("chat.yaml"), yaml)])
+        .expect_err("outside_hours missing")
+        .to_string();
+    assert!(
+        text.contains("check \"chat\": `active_hours` needs `outside_hours`"),
+        "{text}"
+    );
+}
