@@ -58,6 +58,7 @@ async fn every_demo_check_passes_against_the_demo_shop() {
         r#"supportwatch_auto_reply_latency_seconds_count{channel="email",check="demo-support-mail",kind="mail",shop="demo"} "#,
         r#"supportwatch_delivery_latency_seconds_count{channel="email",check="demo-support-mail",kind="mail",shop="demo"} "#,
         r#"supportwatch_delivery_latency_seconds_count{channel="feedback_form",check="demo-feedback-form",kind="form",shop="demo"} "#,
+        r#"supportwatch_chat_first_response_seconds_count{channel="chat",check="demo-chat",kind="chat",shop="demo"} "#,
     ] {
         let count = metrics
             .lines()
@@ -89,5 +90,18 @@ async fn break_makes_only_the_broken_channel_fail() {
         );
     }
     assert_eq!(results["demo-support-mail"], RunResult::Success);
+    assert_eq!(results["demo-home"], RunResult::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_chat_makes_the_bot_fall_silent() {
+    let (results, metrics) = first_results(BTreeSet::from([Channel::Chat])).await;
+    for check in ["demo-chat", "demo-chat-api"] {
+        assert_eq!(results[check], RunResult::Failure, "{check}");
+        assert!(
+            metrics.contains(&format!(r#"supportwatch_check_failures_total{{channel="chat",check="{check}",kind="chat",reason="no_reply",shop="demo"}}"#)),
+            "{metrics}"
+        );
+    }
     assert_eq!(results["demo-home"], RunResult::Success);
 }

@@ -9,6 +9,7 @@
 //! [`DemoShop::skipped`] with the install command, so the rest of the demo still runs.
 
 mod browser;
+mod chat;
 pub mod pki;
 pub mod shop;
 pub mod smtp;
@@ -155,6 +156,10 @@ impl DemoShop {
         HashMap::from([
             ("DEMO_SHOP_URL".to_string(), self.http_url.clone()),
             ("DEMO_SHOP_HTTPS_URL".to_string(), self.https_url.clone()),
+            (
+                "DEMO_SHOP_WS_URL".to_string(),
+                self.http_url.replacen("http://", "ws://", 1),
+            ),
             ("DEMO_SHOP_TLS".to_string(), self.tls_target.clone()),
             (
                 "DEMO_CA_FILE".to_string(),

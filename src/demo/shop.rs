@@ -42,6 +42,7 @@ pub fn router(state: ShopState) -> Router {
         .route("/api/feedback", post(feedback))
         .route("/contacts", get(contacts_page).post(contacts_submit))
         .merge(super::widgets::routes())
+        .merge(super::chat::routes())
         .with_state(state)
 }
 
