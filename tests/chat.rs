@@ -256,6 +256,24 @@ async fn a_wrong_reply_fails_quoting_what_came() {
         failure.message,
         format!("reply does not match /(?i)здравствуйте/: \"{quoted}…\"")
     );
+    // Over a WebSocket the bot may still be typing: the check listens until `within`, then
+    // quotes the last reply it heard.
+    let report = run(&check(
+        addr,
+        "websocket",
+        "/ws",
+        "    reply_at: /text\n    message: \"{{token}}\"\n    expect: { reply: \"номер заказа\", within: 1s }\n",
+    ))
+    .await;
+    let failure = report.failure.expect("wrong reply");
+    assert_eq!(failure.kind, FailureKind::Expectation);
+    assert!(
+        failure.message.starts_with(
+            "reply does not match /номер заказа/: \"Здравствуйте! Я бот поддержки. Вы написали: sw-chat-"
+        ),
+        "{}",
+        failure.message
+    );
 }
 
 #[tokio::test]

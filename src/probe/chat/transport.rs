@@ -230,7 +230,7 @@ async fn http_turn(
         heard.why_none = Some(" (the bot's answer held no reply and no `poll` is set)".into());
         return Ok(heard);
     };
-    ctx.begin("poll");
+    // Each poll is its own `poll` phase (recorded by `send`).
     loop {
         let url = poll.url.render(vars, message, session);
         let request = client
@@ -254,7 +254,6 @@ async fn http_turn(
         }
         tokio::time::sleep(poll.interval.get()).await;
     }
-    ctx.end();
     Ok(heard)
 }
 
