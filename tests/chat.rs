@@ -34,6 +34,7 @@ async fn start_bot() -> SocketAddr {
         .route("/poll", get(poll))
         .route("/ws", any(ws))
         .route("/ws-silent", any(ws_silent))
+        .route("/widget", get(|| async { axum::response::Html(WIDGET) }))
         .with_state(Bot::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -128,6 +129,19 @@ async fn ws_silent(upgrade: WebSocketUpgrade) -> Response {
         while let Some(Ok(_)) = socket.recv().await {}
     })
 }
+
+/// A chat widget whose script answers 300 ms after a message is sent, unless `?silent`.
+const WIDGET: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>Чат</title></head><body>
+<input id="msg"><button id="send">Отправить</button><div class="reply"></div>
+<script>
+document.getElementById('send').addEventListener('click', function () {
+  var text = document.getElementById('msg').value;
+  if (location.search.indexOf('silent') >= 0) { return; }
+  setTimeout(function () {
+    document.querySelector('.reply').textContent = 'Здравствуйте! Я бот поддержки. Вы написали: ' + text;
+  }, 300);
+});
+</script></body></html>"#;
 
 async fn run(yaml: &str) -> RunReport {
     let report = common::run_once(yaml).await;
@@ -393,4 +407,24 @@ fn bad_active_hours_are_located_and_precise() {
         text.contains("check \"chat\": `active_hours` needs `outside_hours`"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_chat_widget_in_a_browser_answers_or_fails_at_its_step() {
+    let addr = start_bot().await;
+    let steps = "    reply_in: \".reply\"\n    steps:\n      - fill: { selector: \"#msg\", text: \"Automated test {{token}}, please ignore\" }\n      - click: \"#send\"\n    expect: { reply: \"бот поддержки.*sw-chat-\", within: 3s }\n";
+    let report = run(&check(addr, "browser", "/widget", steps)).await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    let first = report.observations.iter().find_map(|o| match o {
+        Observation::ChatFirstResponse(d) => Some(*d),
+        _ => None,
+    });
+    assert!(
+        first.is_some_and(|d| d >= Duration::from_millis(250) && d < Duration::from_secs(3)),
+        "{first:?}"
+    );
+    let report = run(&check(addr, "browser", "/widget?silent=1", steps)).await;
+    let failure = report.failure.expect("a silent widget fails");
+    assert_eq!(failure.kind, FailureKind::NoReply, "{}", failure.message);
+    assert_eq!(failure.message, "no reply within 3s");
 }

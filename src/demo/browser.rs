@@ -87,6 +87,7 @@ fn needs_browser(spec: &CheckSpec) -> bool {
     match spec {
         CheckSpec::Browser(_) => true,
         CheckSpec::Form(f) => f.via == Via::Browser,
+        CheckSpec::Chat(c) => c.via == crate::probe::chat::Via::Browser,
         _ => false,
     }
 }

@@ -15,6 +15,7 @@
 //! and per WebSocket message) so a misbehaving bot costs neither memory nor time.
 
 mod transport;
+mod via_browser;
 
 use super::http::{ByteSize, parse_url, validate_headers};
 use super::{FailureKind, Observation, Outcome, Probe, RunContext, Shared};
@@ -74,6 +75,13 @@ pub struct ChatSpec {
     pub outside_hours: Option<ChatExpect>,
     /// PEM file with the CA(s) to trust instead of the system roots.
     pub ca_file: Option<Text>,
+    /// `via: browser`: steps that type and send the message in the page's chat widget, after
+    /// `url` is opened (the browser kind's step language).
+    pub steps: Option<crate::probe::browser::steps::Steps>,
+    /// `via: browser`: CSS selector of the element the bot's reply appears in.
+    pub reply_in: Option<String>,
+    /// `via: browser`: timeout of a step that sets none (default 10s).
+    pub step_timeout: Option<Dur>,
 }
 
 /// The chat transport.
@@ -84,6 +92,8 @@ pub enum Via {
     Http,
     /// A WebSocket chat.
     Websocket,
+    /// A chat widget in a real browser, driven by `steps`.
+    Browser,
 }
 
 /// One turn of a `script`.
@@ -320,7 +330,7 @@ struct Compiled {
 
 fn compile(spec: &ChatSpec) -> Result<Compiled, String> {
     let url = match spec.via {
-        Via::Http => parse_url(&spec.url)?,
+        Via::Http | Via::Browser => parse_url(&spec.url)?,
         Via::Websocket => {
             let url = url::Url::parse(spec.url.expose())
                 .map_err(|e| format!("invalid url `{}`: {e}", spec.url))?;
@@ -334,6 +344,11 @@ fn compile(spec: &ChatSpec) -> Result<Compiled, String> {
         }
     };
     validate_headers(&spec.headers)?;
+    if spec.via == Via::Browser {
+        via_browser::check(spec)?;
+    } else if spec.steps.is_some() || spec.reply_in.is_some() || spec.step_timeout.is_some() {
+        return Err("`steps`, `reply_in` and `step_timeout` are for `via: browser`".into());
+    }
     if spec.via == Via::Websocket && spec.poll.is_some() {
         return Err(
             "`poll` is for `via: http`; a WebSocket bot's reply arrives on the socket".into(),
@@ -376,7 +391,7 @@ fn compile(spec: &ChatSpec) -> Result<Compiled, String> {
             "message": "{{message}}",
             "session": "{{session}}",
         }))?),
-        (None, Via::Websocket) => None,
+        (None, Via::Websocket | Via::Browser) => None,
     };
     Ok(Compiled { url, request })
 }
@@ -386,6 +401,7 @@ pub fn summary(spec: &ChatSpec) -> String {
     let via = match spec.via {
         Via::Http => "http",
         Via::Websocket => "websocket",
+        Via::Browser => "browser",
     };
     format!("chat via {via} {}", spec.url)
 }
@@ -400,6 +416,8 @@ pub struct ChatProbe {
     client: Option<reqwest::Client>,
     /// For `wss://`.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// For `via: browser`: the pool, and the plans within and outside active hours.
+    browser: Option<via_browser::Browsing>,
 }
 
 impl ChatProbe {
@@ -423,7 +441,11 @@ impl ChatProbe {
                 let roots = crate::tlsconf::roots(ca_file.as_deref())?;
                 (None, Some(Arc::new(crate::tlsconf::client_config(roots))))
             }
-            Via::Websocket => (None, None),
+            Via::Websocket | Via::Browser => (None, None),
+        };
+        let browser = match spec.via {
+            Via::Browser => Some(via_browser::Browsing::build(spec, shared)?),
+            _ => None,
         };
         Ok(ChatProbe {
             spec: spec.clone(),
@@ -432,6 +454,7 @@ impl ChatProbe {
             host,
             client,
             tls,
+            browser,
         })
     }
 
@@ -446,6 +469,11 @@ impl ChatProbe {
             outcome
                 .details
                 .push("within active hours: expecting the normal reply".into());
+        }
+        if let Some(browsing) = &self.browser {
+            let mut driven = browsing.run(ctx, plan.outside_hours).await;
+            driven.details.splice(0..0, outcome.details);
+            return driven;
         }
         let now = ctx.now_rfc3339();
         let vars = TemplateVars {

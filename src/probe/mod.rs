@@ -166,6 +166,15 @@ impl RunContext {
         out
     }
 
+    /// How long the last phase called `name` took, if it has ended.
+    pub fn phase_duration(&self, name: &str) -> Option<Duration> {
+        self.lock()
+            .iter()
+            .rev()
+            .find(|p| p.name == name)
+            .and_then(|p| p.duration)
+    }
+
     /// The phase still open (where a timed-out attempt was stuck), if any.
     pub fn open_phase(&self) -> Option<String> {
         self.lock()

@@ -1,0 +1,171 @@
+//! `chat` checks with `via: browser`: the chat widget is used in a real browser. The user's
+//! `steps` type and send the message; a last step, added here, waits up to `within` for the
+//! element `reply_in` to show text matching the reply regex. Running the steps is the `browser`
+//! kind's code.
+//!
+//! The first response time is that last step's duration: it starts as soon as the sending step
+//! has finished and ends when the reply is on the page.
+
+use super::{ChatExpect, ChatSpec};
+use crate::config::{Pattern, Template};
+use crate::probe::browser::steps::{Action, Css, Step};
+use crate::probe::browser::{self, Plan};
+use crate::probe::{Observation, Outcome, RunContext, Shared};
+use std::sync::Arc;
+
+/// Refuses the fields that mean nothing in a browser, and requires what it needs.
+pub(super) fn check(spec: &ChatSpec) -> Result<(), String> {
+    let http_only = [
+        (
+            "message",
+            spec.message.is_some(),
+            "type it with a `fill` step",
+        ),
+        (
+            "script",
+            !spec.script.is_empty(),
+            "write the turns as steps",
+        ),
+        (
+            "request",
+            spec.request.is_some(),
+            "the page sends what it sends",
+        ),
+        (
+            "session_at",
+            spec.session_at.is_some(),
+            "the page keeps its session",
+        ),
+        (
+            "reply_at",
+            spec.reply_at.is_some(),
+            "name the reply's element with `reply_in`",
+        ),
+        (
+            "poll",
+            spec.poll.is_some(),
+            "the page shows the reply itself",
+        ),
+        (
+            "headers",
+            !spec.headers.is_empty(),
+            "the browser sends its own headers",
+        ),
+        (
+            "subprotocol",
+            spec.subprotocol.is_some(),
+            "the page opens its own sockets",
+        ),
+        (
+            "handshake",
+            !spec.handshake.is_empty(),
+            "the page opens its own sockets",
+        ),
+        (
+            "ca_file",
+            spec.ca_file.is_some(),
+            "chromium trusts the system's CA store",
+        ),
+    ];
+    if let Some((field, _, hint)) = http_only.iter().find(|(_, set, _)| *set) {
+        return Err(format!("`{field}` is not for via: browser; {hint}"));
+    }
+    plan(spec, &spec.expect).map(|_| ())
+}
+
+fn plan(spec: &ChatSpec, expect: &ChatExpect) -> Result<Plan, String> {
+    let Some(written) = &spec.steps else {
+        return Err("via: browser needs `steps` that type and send the message, e.g. [ { fill: { selector: \"#chat-input\", text: \"Automated test {{token}}, please ignore\" } }, { click: \"#chat-send\" } ]".into());
+    };
+    let Some(reply_in) = &spec.reply_in else {
+        return Err(
+            "via: browser needs `reply_in`: the CSS selector where the bot's reply appears".into(),
+        );
+    };
+    let mut steps = Vec::with_capacity(written.0.len() + 2);
+    if !matches!(written.0.first().map(|s| &s.action), Some(Action::Open(_))) {
+        steps.push(Step {
+            action: Action::Open(Template::parse(spec.url.clone())?),
+            timeout: None,
+        });
+    }
+    steps.extend(written.0.iter().cloned());
+    let any_text = || {
+        regex::Regex::new(r"\S")
+            .map(Pattern)
+            .map_err(|e| e.to_string())
+    };
+    steps.push(Step {
+        action: Action::ExpectText {
+            selector: Css::parse(reply_in)?,
+            pattern: expect.reply.clone().map_or_else(any_text, Ok)?,
+        },
+        timeout: Some(expect.within),
+    });
+    browser::check_steps(&steps, false, "steps")?;
+    let step_timeout = spec
+        .step_timeout
+        .unwrap_or_else(browser::default_step_timeout);
+    browser::check_step_timeout(step_timeout)?;
+    Ok(Plan {
+        steps,
+        step_timeout: step_timeout.get(),
+        fail_on_console_error: false,
+    })
+}
+
+/// The browser pool and both plans, made once at build.
+pub(super) struct Browsing {
+    browser: Arc<crate::browser::Browser>,
+    within: Plan,
+    outside: Option<Plan>,
+}
+
+impl Browsing {
+    pub(super) fn build(spec: &ChatSpec, shared: &Shared) -> Result<Self, String> {
+        Ok(Browsing {
+            browser: shared.browser.clone().ok_or("no browser configured")?,
+            within: plan(spec, &spec.expect)?,
+            outside: spec
+                .outside_hours
+                .as_ref()
+                .map(|o| plan(spec, o))
+                .transpose()?,
+        })
+    }
+
+    pub(super) async fn run(&self, ctx: &RunContext, outside_hours: bool) -> Outcome {
+        let plan = match (&self.outside, outside_hours) {
+            (Some(outside), true) => outside,
+            _ => &self.within,
+        };
+        let driven = browser::drive(&self.browser, ctx, plan).await;
+        let mut outcome = driven.outcome;
+        let last = format!("{}_expect_text", plan.steps.len());
+        // The reply step read nothing at all: the bot is silent, the same `no_reply` as over
+        // HTTP and WebSocket. (A wrong text keeps the step's message, which quotes it.)
+        let silent = format!("step {} (expect_text", plan.steps.len());
+        if let Some(failure) = &mut outcome.failure
+            && failure.message.starts_with(&silent)
+            && failure.message.ends_with("it read \"\"")
+            && let Some(Step {
+                timeout: Some(within),
+                ..
+            }) = plan.steps.last()
+        {
+            failure.kind = crate::probe::FailureKind::NoReply;
+            failure.message = format!("no reply within {within}");
+        }
+        if outcome.passed()
+            && let Some(first) = ctx.phase_duration(&last)
+        {
+            outcome
+                .observations
+                .push(Observation::ChatFirstResponse(first));
+            outcome
+                .details
+                .push(format!("first reply after {} ms", first.as_millis()));
+        }
+        outcome
+    }
+}
