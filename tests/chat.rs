@@ -428,3 +428,25 @@ async fn a_chat_widget_in_a_browser_answers_or_fails_at_its_step() {
     assert_eq!(failure.kind, FailureKind::NoReply, "{}", failure.message);
     assert_eq!(failure.message, "no reply within 3s");
 }
+
+#[tokio::test]
+async fn a_refused_websocket_is_a_connect_failure_that_hides_the_url_secret() {
+    // A port nothing listens on: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let yaml = format!(
+        "checks:\n  - name: chat\n    kind: chat\n    channel: chat\n    retries: 0\n    via: websocket\n    url: \"ws://127.0.0.1:{port}/ws?key=${{CHAT_KEY}}\"\n"
+    );
+    let prepared = common::prepare_with(&yaml, &[("CHAT_KEY", "hunter2-secret")]);
+    let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
+    let failure = report.failure.expect("nothing listens");
+    assert_eq!(failure.kind, FailureKind::Connect, "{}", failure.message);
+    assert!(!failure.message.contains("hunter2"), "{}", failure.message);
+    assert!(
+        failure.message.contains("${CHAT_KEY}"),
+        "{}",
+        failure.message
+    );
+}

@@ -324,6 +324,10 @@ fn classify(e: &tungstenite::Error, url: &str) -> Outcome {
         ),
         Error::Io(io) => (FailureKind::Connect, io.to_string()),
         Error::Tls(tls) => (FailureKind::Tls, tls.to_string()),
+        // Its text quotes the URL as used, which may hold a `${SECRET}`; `url` is the template.
+        Error::Url(tungstenite::error::UrlError::UnableToConnect(_)) => {
+            (FailureKind::Connect, "unable to connect".to_string())
+        }
         Error::Capacity(c) => (
             FailureKind::Protocol,
             format!("{c} (messages are read up to 1 MiB)"),
