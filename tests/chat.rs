@@ -171,7 +171,7 @@ async fn an_http_bot_that_answers_in_time_passes_and_its_first_response_is_measu
         addr,
         "http",
         "/bot",
-        "    reply_at: /reply\n    expect: { reply: \"(?i)здравствуйте.*sw-chat-\", within: 2s }\n",
+        "    reply_at: /reply\n    expect: { reply: \"(?i)здравствуйте.*{{token}}\", within: 2s }\n",
     ))
     .await;
     assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);

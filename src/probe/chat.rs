@@ -103,7 +103,7 @@ pub struct Turn {
     /// What to say.
     pub send: ChatText,
     /// Regex the reply must match; any reply passes without it.
-    pub expect: Option<Pattern>,
+    pub expect: Option<ReplyPattern>,
 }
 
 /// Expectations on the bot's reply.
@@ -111,7 +111,7 @@ pub struct Turn {
 #[serde(deny_unknown_fields)]
 pub struct ChatExpect {
     /// Regex the reply must match (to the single message; a script's turns have their own).
-    pub reply: Option<Pattern>,
+    pub reply: Option<ReplyPattern>,
     /// How long each reply may take.
     #[serde(default = "default_within")]
     pub within: Dur,
@@ -149,7 +149,7 @@ fn default_poll_interval() -> Dur {
 #[derive(Debug)]
 pub struct Plan<'a> {
     /// What to send, each with the regex its reply must match.
-    pub turns: Vec<(&'a ChatText, Option<&'a Pattern>)>,
+    pub turns: Vec<(&'a ChatText, Option<&'a ReplyPattern>)>,
     /// Bound on each reply.
     pub within: Dur,
     /// Whether the run falls outside `active_hours`.
@@ -486,10 +486,22 @@ impl ChatProbe {
                 Ok(c) => c,
                 Err(failed) => return failed,
             };
-        for (i, (text, pattern)) in plan.turns.iter().enumerate() {
+        for (i, (text, wanted)) in plan.turns.iter().enumerate() {
             let message = text.render(&vars, "", conversation.session());
+            let pattern = match wanted.map(|w| w.for_token(&ctx.token)).transpose() {
+                Ok(p) => p,
+                // It compiled at load with a sample token; an escaped token cannot break it.
+                Err(e) => return Outcome::fail(FailureKind::Internal, e),
+            };
             let heard = match conversation
-                .turn(self, ctx, &vars, &message, *pattern, plan.within.get())
+                .turn(
+                    self,
+                    ctx,
+                    &vars,
+                    &message,
+                    pattern.as_ref(),
+                    plan.within.get(),
+                )
                 .await
             {
                 Ok(heard) => heard,
@@ -518,7 +530,7 @@ impl ChatProbe {
                     .details
                     .push(format!("{turn}reply: \"{}\"", quote(&reply))),
                 (None, Some(wrong)) => {
-                    let wanted = pattern.map(Pattern::as_str).unwrap_or_default();
+                    let wanted = wanted.map(ReplyPattern::as_str).unwrap_or_default();
                     outcome.fail_with(
                         FailureKind::Expectation,
                         format!(
@@ -540,6 +552,82 @@ impl ChatProbe {
         }
         conversation.close().await;
         outcome
+    }
+}
+
+/// A reply regex that may say `{{token}}`: the run's token, matched literally, so a check can
+/// demand that the bot's answer carries the message's token back (proof it read *this* message).
+#[derive(Clone)]
+pub struct ReplyPattern {
+    source: String,
+    /// Compiled at load when there is no `{{token}}`; else compiled per run.
+    fixed: Option<Pattern>,
+}
+
+const TOKEN_PLACEHOLDER: &str = "{{token}}";
+
+impl ReplyPattern {
+    /// Parses and compiles (with a sample token), so a bad regex is a load-time error.
+    pub fn parse(source: &str) -> Result<Self, String> {
+        let sample = source.replace(TOKEN_PLACEHOLDER, "sw-check-0-sample");
+        let pattern = compile_regex(&sample)?;
+        Ok(ReplyPattern {
+            source: source.to_string(),
+            fixed: (!source.contains(TOKEN_PLACEHOLDER)).then_some(pattern),
+        })
+    }
+
+    /// The regex for a run with `token` (escaped: it is matched literally).
+    pub fn for_token(&self, token: &str) -> Result<Pattern, String> {
+        match &self.fixed {
+            Some(p) => Ok(p.clone()),
+            None => compile_regex(
+                &self
+                    .source
+                    .replace(TOKEN_PLACEHOLDER, &regex::escape(token)),
+            ),
+        }
+    }
+
+    /// The regex as written (with `{{token}}`, never the token).
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The compiled regex, when it does not depend on the run.
+    pub fn fixed(&self) -> Option<&Pattern> {
+        self.fixed.as_ref()
+    }
+}
+
+fn compile_regex(source: &str) -> Result<Pattern, String> {
+    regex::RegexBuilder::new(source)
+        // Bounded so a pathological pattern cannot eat the daemon's memory.
+        .size_limit(1 << 20)
+        .build()
+        .map(Pattern)
+        .map_err(|e| {
+            let text = e.to_string();
+            let cause = text
+                .lines()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix("error: "))
+                .unwrap_or(text.trim())
+                .to_string();
+            format!("invalid regex `{source}`: {cause}")
+        })
+}
+
+impl fmt::Debug for ReplyPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/", self.source)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReplyPattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        ReplyPattern::parse(&source).map_err(serde::de::Error::custom)
     }
 }
 
@@ -653,6 +741,18 @@ mod tests {
         };
         assert_eq!(t.render(&vars, "hi", "s1"), "hi [s1] sw-1");
         assert!(ChatText::parse("{{sesion}}").is_err());
+    }
+
+    #[test]
+    fn a_reply_regex_may_demand_the_runs_token() {
+        let p = ReplyPattern::parse("(?i)hello.*{{token}}").unwrap();
+        assert!(p.fixed().is_none());
+        let run = p.for_token("sw-a.b-1-x").unwrap();
+        assert!(run.is_match("Hello! You wrote: sw-a.b-1-x"));
+        // The token is matched literally: its `.` is not "any character".
+        assert!(!run.is_match("Hello! You wrote: sw-aXb-1-x"));
+        assert_eq!(p.as_str(), "(?i)hello.*{{token}}");
+        assert!(ReplyPattern::parse("(unclosed").is_err());
     }
 
     #[test]

@@ -95,10 +95,19 @@ fn plan(spec: &ChatSpec, expect: &ChatExpect) -> Result<Plan, String> {
             .map(Pattern)
             .map_err(|e| e.to_string())
     };
+    let pattern = match &expect.reply {
+        None => any_text()?,
+        Some(r) => r.fixed().cloned().ok_or_else(|| {
+            format!(
+                "`{{{{token}}}}` in the reply regex is not supported with via: browser (`{}`)",
+                r.as_str()
+            )
+        })?,
+    };
     steps.push(Step {
         action: Action::ExpectText {
             selector: Css::parse(reply_in)?,
-            pattern: expect.reply.clone().map_or_else(any_text, Ok)?,
+            pattern,
         },
         timeout: Some(expect.within),
     });
