@@ -450,3 +450,17 @@ async fn a_refused_websocket_is_a_connect_failure_that_hides_the_url_secret() {
         failure.message
     );
 }
+
+#[tokio::test]
+async fn a_run_timeout_shorter_than_within_is_the_runners_timeout_naming_the_phase() {
+    let addr = start_bot().await;
+    let yaml = check(addr, "websocket", "/ws-silent", "    reply_at: /text\n")
+        .replace("timeout: 10s", "timeout: 1s");
+    let started = std::time::Instant::now();
+    let report = run(&yaml).await;
+    let failure = report.failure.expect("the run times out");
+    println!("hang: {}", failure.message);
+    assert_eq!(failure.kind, FailureKind::Timeout, "{}", failure.message);
+    assert!(failure.message.contains("reply"), "{}", failure.message);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
