@@ -364,3 +364,53 @@ async fn deliver_names_exactly_one_known_target() {
         "{none}"
     );
 }
+
+/// The demo's callback form: its CRM posts to the daemon's receiver, and `--break callback`
+/// makes it drop the request silently.
+async fn demo_callback_result(
+    broken: std::collections::BTreeSet<supportwatch::config::Channel>,
+) -> Arc<RunReport> {
+    supportwatch::tlsconf::install_crypto_provider();
+    let (shop, daemon) = supportwatch::demo::start("127.0.0.1:0".parse().expect("addr"), broken)
+        .await
+        .expect("demo starts");
+    let mut reports = daemon.scheduler.subscribe();
+    let wait = async {
+        loop {
+            match reports.recv().await {
+                Ok(r) if &*r.check == "demo-callback" => return r,
+                Ok(_) => continue,
+                Err(e) => panic!("report stream ended: {e}"),
+            }
+        }
+    };
+    let report = tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("demo-callback ran within 30 s");
+    daemon.stop().await;
+    drop(shop);
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_callback_passes_and_break_callback_makes_it_fail() {
+    use supportwatch::config::Channel;
+    let passing = demo_callback_result(Default::default()).await;
+    assert!(
+        passing.failure.is_none(),
+        "{:?} {:?}",
+        passing.failure,
+        passing.details
+    );
+    let latency = latency(&passing).expect("delivery latency recorded");
+    println!("measured demo webhook delivery latency: {latency:?}");
+    let broken = demo_callback_result([Channel::Callback].into()).await;
+    let failure = broken
+        .failure
+        .clone()
+        .expect("must fail with --break callback");
+    assert_eq!(
+        failure.message,
+        "not delivered within 8s (webhook demo-crm)"
+    );
+}
