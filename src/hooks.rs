@@ -17,6 +17,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
@@ -90,6 +91,8 @@ pub enum Receipt {
 #[derive(Default)]
 pub struct Hooks {
     state: Mutex<State>,
+    /// Whether a web server feeds this registry (`supportwatch check` runs without one).
+    served: AtomicBool,
 }
 
 #[derive(Default)]
@@ -233,6 +236,16 @@ impl Hooks {
             self.lock().waiters.retain(|w| !w.reply.is_closed());
         }
         found
+    }
+
+    /// Marks the registry as fed by a web server.
+    pub fn mark_served(&self) {
+        self.served.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a web server feeds the registry; without one no webhook can ever arrive.
+    pub fn is_served(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// Names of the declared hooks, sorted.

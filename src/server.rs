@@ -28,6 +28,7 @@ pub struct AppState {
 
 /// The router with every endpoint.
 pub fn router(state: AppState) -> Router {
+    state.hooks.mark_served();
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

@@ -414,3 +414,37 @@ async fn the_demo_callback_passes_and_break_callback_makes_it_fail() {
         "not delivered within 8s (webhook demo-crm)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_poll_that_never_lists_the_token_fails_and_says_what_it_saw() {
+    let (receiver, hooks, _stop) = start_receiver().await;
+    let (shop, _) = start_shop(Backend::Drop, format!("http://{receiver}/hooks/crm")).await;
+    let deliver = format!(
+        "{{ http_poll: {{ url: \"http://{shop}/api/callbacks?key=k\", interval: 100ms, match: \"never-there\" }}, within: 400ms, late_window: 100ms }}"
+    );
+    let report = run(&yaml(shop, &deliver), &hooks).await;
+    let failure = report.failure.expect("must fail");
+    assert_eq!(failure.kind, FailureKind::NotDelivered);
+    assert_eq!(
+        failure.message,
+        format!(
+            "not delivered within 400ms (http_poll http://{shop}/api/callbacks?…; last look: token not listed)"
+        )
+    );
+}
+
+#[test]
+fn hook_secrets_never_show_in_config_output() {
+    let vars = HashMap::from([("CRM_HOOK_SECRET".to_string(), SECRET.to_string())]);
+    let shop: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let config = supportwatch::config::with_overlay(&vars, || {
+        supportwatch::config::load_sources(&[(
+            PathBuf::from("test.yaml"),
+            yaml(shop, "{ webhook: crm }"),
+        )])
+    })
+    .expect("config loads");
+    let shown = format!("{config:?}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("${CRM_HOOK_SECRET}"));
+}

@@ -101,9 +101,18 @@ pub(super) async fn webhook_stage(
             ));
         }
         None => {
+            // Say so when nothing could have received it, rather than blame the shop.
+            let hint = if hooks.is_served() {
+                ""
+            } else {
+                "; nothing receives webhooks here: `supportwatch check` has no web server, run the daemon (`supportwatch run`) to prove webhook delivery"
+            };
             outcome.fail_with(
                 FailureKind::NotDelivered,
-                format!("not delivered within {} (webhook {name})", spec.within),
+                format!(
+                    "not delivered within {} (webhook {name}){hint}",
+                    spec.within
+                ),
             );
             let window = spec.late_window.unwrap_or(spec.within).get();
             late = Some(
@@ -164,13 +173,10 @@ pub(super) async fn poll_stage(
             ));
         }
         Err(last) => {
-            let why = last
-                .map(|l| format!("; last look: {l}"))
-                .unwrap_or_default();
             outcome.fail_with(
                 FailureKind::NotDelivered,
                 format!(
-                    "not delivered within {} (http_poll {shown}{why})",
+                    "not delivered within {} (http_poll {shown}; last look: {last})",
                     spec.within
                 ),
             );
@@ -230,7 +236,7 @@ impl Poller {
 
     /// Looks until the token is listed (returns when it was seen) or `deadline` passes (returns
     /// what the last look found, for the failure message).
-    async fn until(&self, deadline: Instant) -> Result<SystemTime, Option<String>> {
+    async fn until(&self, deadline: Instant) -> Result<SystemTime, String> {
         loop {
             let last = match self.look().await {
                 Ok(true) => return Ok(SystemTime::now()),
@@ -239,7 +245,7 @@ impl Poller {
             };
             let now = Instant::now();
             if now >= deadline {
-                return Err(Some(last));
+                return Err(last);
             }
             let pause = self.spec.interval.get().min(deadline - now);
             tokio::time::sleep(pause).await;
