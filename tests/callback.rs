@@ -448,3 +448,46 @@ fn hook_secrets_never_show_in_config_output() {
     assert!(!shown.contains(SECRET), "{shown}");
     assert!(shown.contains("${CRM_HOOK_SECRET}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_hooks_and_a_reload_swaps_their_secrets() {
+    use supportwatch::daemon::{ConfigSource, Daemon};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |secret: &str| {
+        std::fs::write(
+            dir.path().join("hooks.yaml"),
+            format!(
+                "hooks: {{ crm: {{ secret: \"{secret}\", signature: header }} }}\nchecks: [ {{ name: x, kind: http, url: \"http://127.0.0.1:9/\", interval: 1h }} ]\n"
+            ),
+        )
+        .expect("write config");
+    };
+    write("first-secret");
+    let daemon = Daemon::start(
+        ConfigSource::Dir(dir.path().to_path_buf()),
+        Some("127.0.0.1:0".parse().expect("addr")),
+    )
+    .await
+    .expect("daemon starts");
+    let url = format!("http://{}/hooks/crm", daemon.addr);
+    let post = |key: &'static str| {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("x-signature", key)
+                .body("sw-x-1795430400-0a1b2c3d")
+                .send()
+                .await
+                .expect("answer")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post("first-secret").await, 200);
+    write("second-secret");
+    daemon.reload().await.expect("reload accepted");
+    assert_eq!(post("first-secret").await, 401);
+    assert_eq!(post("second-secret").await, 200);
+    daemon.stop().await;
+}
