@@ -232,9 +232,10 @@ async fn demo(listen: SocketAddr, breaks: Vec<String>) -> anyhow::Result<ExitCod
             "website" => Channel::Website,
             "feedback_form" => Channel::FeedbackForm,
             "email" => Channel::Email,
+            "callback" => Channel::Callback,
             other => {
                 anyhow::bail!(
-                    "--break {other}: the demo can break `website`, `feedback_form` or `email`"
+                    "--break {other}: the demo can break `website`, `feedback_form`, `email` or `callback`"
                 )
             }
         };
