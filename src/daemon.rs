@@ -6,6 +6,7 @@
 //! logged, and the old config keeps running.
 
 use crate::config::{self, ConfigErrors};
+use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::runner::{self, Prepared};
 use crate::schedule::Scheduler;
@@ -37,13 +38,18 @@ pub enum ConfigSource {
 impl ConfigSource {
     /// Loads, validates and prepares the config.
     pub fn load(&self) -> Result<Prepared, ConfigErrors> {
+        self.load_with(Arc::new(Hooks::default()))
+    }
+
+    /// [`Self::load`], with webhook deliveries waiting on `hooks`.
+    pub fn load_with(&self, hooks: Arc<Hooks>) -> Result<Prepared, ConfigErrors> {
         let config = match self {
             ConfigSource::Dir(dir) => config::load_dir(dir)?,
             ConfigSource::Inline { path, text, vars } => config::with_overlay(vars, || {
                 config::load_sources(&[(path.clone(), text.clone())])
             })?,
         };
-        runner::prepare(config)
+        runner::prepare_with(config, hooks)
     }
 }
 
@@ -71,6 +77,8 @@ pub struct Daemon {
     pub scheduler: Scheduler,
     /// All metrics.
     pub metrics: Arc<Metrics>,
+    /// The webhook registry (`POST /hooks/NAME`), shared by the web server and the checks.
+    pub hooks: Arc<Hooks>,
     reload_tx: mpsc::Sender<ReloadRequest>,
     server_stop: CancellationToken,
     grace: Duration,
@@ -83,7 +91,11 @@ impl Daemon {
         source: ConfigSource,
         listen: Option<SocketAddr>,
     ) -> Result<Self, DaemonError> {
-        let prepared = load_blocking(source.clone()).await?;
+        // One registry for the process: reloads swap its declarations, never the registry, so
+        // runs waiting on a hook across a reload are still answered.
+        let hooks = Arc::new(Hooks::default());
+        let prepared = load_blocking(source.clone(), hooks.clone()).await?;
+        hooks.configure(&prepared.config.hooks);
         let metrics = Arc::new(Metrics::new());
         let scheduler = Scheduler::new(metrics.clone());
         let addr = listen.unwrap_or(prepared.config.server.listen);
@@ -101,6 +113,7 @@ impl Daemon {
         let state = AppState {
             metrics: metrics.clone(),
             reload: reload_tx.clone(),
+            hooks: hooks.clone(),
         };
         let stop = server_stop.clone();
         let server_task = tokio::spawn(async move {
@@ -115,12 +128,14 @@ impl Daemon {
             reload_rx,
             scheduler.clone(),
             metrics.clone(),
+            hooks.clone(),
             configured_listen,
         ));
         Ok(Daemon {
             addr,
             scheduler,
             metrics,
+            hooks,
             reload_tx,
             server_stop,
             grace,
@@ -183,9 +198,9 @@ impl Daemon {
     }
 }
 
-async fn load_blocking(source: ConfigSource) -> Result<Prepared, ConfigErrors> {
+async fn load_blocking(source: ConfigSource, hooks: Arc<Hooks>) -> Result<Prepared, ConfigErrors> {
     // Reading files and trust stores blocks; keep it off the runtime's worker threads.
-    match tokio::task::spawn_blocking(move || source.load()).await {
+    match tokio::task::spawn_blocking(move || source.load_with(hooks)).await {
         Ok(result) => result,
         Err(e) => Err(ConfigErrors(vec![config::ConfigError {
             file: None,
@@ -201,11 +216,14 @@ async fn reload_loop(
     mut requests: mpsc::Receiver<ReloadRequest>,
     scheduler: Scheduler,
     metrics: Arc<Metrics>,
+    hooks: Arc<Hooks>,
     configured_listen: Option<SocketAddr>,
 ) {
     while let Some(reply) = requests.recv().await {
-        let answer = match load_blocking(source.clone()).await {
+        let answer = match load_blocking(source.clone(), hooks.clone()).await {
             Ok(prepared) => {
+                // Only an accepted config changes which hooks exist and their secrets.
+                hooks.configure(&prepared.config.hooks);
                 if let Some(listening_on) = configured_listen
                     && prepared.config.server.listen != listening_on
                 {

@@ -17,12 +17,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// `deliver:` — where the submitted token must show up, and by when.
+mod targets;
+pub use targets::HttpPollSpec;
+
+/// `deliver:` — where the submitted token must show up, and by when. Exactly one target of
+/// `mailbox`, `webhook` and `http_poll` is set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverSpec {
     /// A mailbox declared under `mailboxes:`.
-    pub mailbox: String,
+    pub mailbox: Option<String>,
+    /// A hook declared under `hooks:`: the shop's system posts the token to `/hooks/NAME`.
+    pub webhook: Option<String>,
+    /// An API queried until it lists the token.
+    pub http_poll: Option<HttpPollSpec>,
     /// Deadline, counted from the submit (default 5m).
     #[serde(default = "default_within")]
     pub within: Dur,
@@ -65,6 +73,7 @@ pub fn validate(
     deliver: Option<&DeliverSpec>,
     auto_reply: Option<&AutoReplySpec>,
     mailboxes: &BTreeMap<String, MailboxSpec>,
+    hooks: &BTreeMap<String, crate::hooks::HookSpec>,
 ) -> Result<(), String> {
     let known = || {
         if mailboxes.is_empty() {
@@ -77,12 +86,29 @@ pub fn validate(
         }
     };
     if let Some(d) = deliver {
-        if !mailboxes.contains_key(&d.mailbox) {
-            return Err(format!(
-                "deliver: unknown mailbox `{}` ({})",
-                d.mailbox,
-                known()
-            ));
+        match d.target() {
+            Err(e) => return Err(e),
+            Ok(Target::Mailbox(name)) if !mailboxes.contains_key(name) => {
+                return Err(format!("deliver: unknown mailbox `{name}` ({})", known()));
+            }
+            Ok(Target::Webhook(name)) if !hooks.contains_key(name) => {
+                let declared = if hooks.is_empty() {
+                    "none are declared under `hooks:`".to_string()
+                } else {
+                    format!(
+                        "declared: {}",
+                        hooks.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                };
+                return Err(format!("deliver: unknown webhook `{name}` ({declared})"));
+            }
+            Ok(Target::HttpPoll(poll)) => poll.validate()?,
+            Ok(_) => {}
+        }
+        if d.mailbox.is_none() && d.pattern.is_some() {
+            return Err(
+                "deliver: match applies to mailboxes; for http_poll use http_poll.match".into(),
+            );
         }
         if d.within.get().is_zero() {
             return Err("deliver: within must be longer than 0s".into());
@@ -103,10 +129,37 @@ pub fn validate(
     Ok(())
 }
 
-/// Every declared mailbox with its watcher, built once per loaded config.
+/// The one target a `deliver` block names.
+pub enum Target<'a> {
+    /// `mailbox: NAME`
+    Mailbox(&'a str),
+    /// `webhook: NAME`
+    Webhook(&'a str),
+    /// `http_poll: {…}`
+    HttpPoll(&'a HttpPollSpec),
+}
+
+impl DeliverSpec {
+    /// The target, or why there is not exactly one.
+    pub fn target(&self) -> Result<Target<'_>, String> {
+        match (&self.mailbox, &self.webhook, &self.http_poll) {
+            (Some(m), None, None) => Ok(Target::Mailbox(m)),
+            (None, Some(w), None) => Ok(Target::Webhook(w)),
+            (None, None, Some(p)) => Ok(Target::HttpPoll(p)),
+            (None, None, None) => Err(
+                "deliver: name where the token must arrive: mailbox: NAME, webhook: NAME or http_poll: { url: … }".into(),
+            ),
+            _ => Err("deliver: set only one of mailbox, webhook and http_poll".into()),
+        }
+    }
+}
+
+/// Every declared delivery target, built once per loaded config: mailboxes with their watchers,
+/// and the process-wide webhook registry.
 #[derive(Clone, Default)]
 pub struct Mailboxes {
     watchers: HashMap<String, (Watcher, Option<f64>)>,
+    hooks: Arc<crate::hooks::Hooks>,
 }
 
 impl Mailboxes {
@@ -126,10 +179,19 @@ impl Mailboxes {
             }
         }
         if errors.is_empty() {
-            Ok(Mailboxes { watchers })
+            Ok(Mailboxes {
+                watchers,
+                hooks: Arc::default(),
+            })
         } else {
             Err(errors)
         }
+    }
+
+    /// Uses `hooks` for `deliver: { webhook: … }`: the registry the web server feeds.
+    pub fn with_hooks(mut self, hooks: Arc<crate::hooks::Hooks>) -> Self {
+        self.hooks = hooks;
+        self
     }
 
     fn get(&self, name: &str) -> Result<&(Watcher, Option<f64>), String> {
@@ -144,8 +206,10 @@ impl Mailboxes {
         deliver: Option<&DeliverSpec>,
         auto_reply: Option<&AutoReplySpec>,
     ) -> Result<(), String> {
-        if let Some(d) = deliver {
-            self.get(&d.mailbox)?;
+        if let Some(d) = deliver
+            && let Target::Mailbox(name) = d.target()?
+        {
+            self.get(name)?;
         }
         if let Some(a) = auto_reply {
             self.get(&a.mailbox)?;
@@ -168,8 +232,16 @@ pub fn follow_up(
     let token = ctx.token.clone();
     let ctx = ctx.clone();
     let main = deliver.and_then(|d| {
-        let (watcher, quota_max) = mailboxes.get(&d.mailbox).ok()?.clone();
-        Some((d.clone(), watcher, quota_max))
+        Some(match d.target().ok()? {
+            Target::Mailbox(name) => {
+                let (watcher, quota_max) = mailboxes.get(name).ok()?.clone();
+                MainWait::Mailbox(d.clone(), watcher, quota_max)
+            }
+            Target::Webhook(name) => {
+                MainWait::Webhook(d.clone(), mailboxes.hooks.clone(), name.to_string())
+            }
+            Target::HttpPoll(_) => MainWait::HttpPoll(d.clone()),
+        })
     });
     let reply = auto_reply.and_then(|a| {
         let (watcher, _) = mailboxes.get(&a.mailbox).ok()?.clone();
@@ -185,17 +257,22 @@ pub fn follow_up(
     let stage = async move {
         let started = Instant::now();
         let main_wait = async {
-            let (spec, watcher, quota_max) = main?;
-            let request = WaitRequest {
-                token: token.clone(),
-                since: submitted_at,
-                pattern: spec.pattern.clone(),
-                cleanup: spec.cleanup,
+            let deadline = |spec: &DeliverSpec| started + spec.within.get();
+            let result = match main? {
+                MainWait::Mailbox(spec, watcher, quota_max) => {
+                    mailbox_stage(spec, watcher, quota_max, &token, submitted_at, started).await
+                }
+                MainWait::Webhook(spec, hooks, name) => {
+                    let until = deadline(&spec);
+                    targets::webhook_stage(spec, hooks, name, token.clone(), submitted_at, until)
+                        .await
+                }
+                MainWait::HttpPoll(spec) => {
+                    let until = deadline(&spec);
+                    targets::poll_stage(spec, &ctx, submitted_at, until).await
+                }
             };
-            let result = watcher
-                .wait(request.clone(), started + spec.within.get())
-                .await;
-            Some((spec, watcher, quota_max, request, result))
+            Some(result)
         };
         let reply_wait = async {
             let (spec, watcher) = reply?;
@@ -217,58 +294,10 @@ pub fn follow_up(
         );
         let mut outcome = Outcome::default();
         let mut late = None;
-        if let (Some((spec, watcher, quota_max, request, result)), took) = main_result {
+        if let (Some(main), took) = main_result {
             ctx.record("deliver", took);
-            match result {
-                Ok(found) => {
-                    judge_delivery(&mut outcome, &watcher, quota_max, &found, submitted_at)
-                }
-                Err(WaitError::NotFound) => {
-                    // A full mailbox is the likely cause; say so rather than only "not delivered".
-                    let full = watcher
-                        .last_quota()
-                        .map(|q| q.ratio())
-                        .filter(|r| quota_max.is_some_and(|max| *r > max));
-                    match full {
-                        Some(ratio) => outcome.fail_with(
-                            FailureKind::Quota,
-                            format!(
-                                "not delivered within {}: mailbox {} is {:.1}% full (quota_max {:.0}%)",
-                                spec.within,
-                                watcher.name(),
-                                ratio * 100.0,
-                                quota_max.unwrap_or_default() * 100.0
-                            ),
-                        ),
-                        None => outcome.fail_with(
-                            FailureKind::NotDelivered,
-                            format!(
-                                "not delivered within {} (mailbox {})",
-                                spec.within,
-                                watcher.name()
-                            ),
-                        ),
-                    }
-                    let window = spec.late_window.unwrap_or(spec.within).get();
-                    late = Some(
-                        async move {
-                            match watcher.wait(request, Instant::now() + window).await {
-                                Ok(found) => LateDelivery::Arrived(
-                                    found
-                                        .observed_at
-                                        .duration_since(submitted_at)
-                                        .unwrap_or_default(),
-                                ),
-                                Err(_) => LateDelivery::Lost,
-                            }
-                        }
-                        .boxed(),
-                    );
-                }
-                Err(WaitError::Mailbox(e)) => {
-                    outcome.fail_with(e.failure_kind(), e.to_string());
-                }
-            }
+            outcome = main.outcome;
+            late = main.late;
         }
         if let Some((spec, watcher, result, took)) = reply_result {
             ctx.record("auto_reply", took);
@@ -314,6 +343,83 @@ pub fn follow_up(
         limit,
         stage: stage.boxed(),
     })
+}
+
+/// The `deliver` wait, resolved to its target when the stage is made.
+enum MainWait {
+    Mailbox(DeliverSpec, Watcher, Option<f64>),
+    Webhook(DeliverSpec, Arc<crate::hooks::Hooks>, String),
+    HttpPoll(DeliverSpec),
+}
+
+async fn mailbox_stage(
+    spec: DeliverSpec,
+    watcher: Watcher,
+    quota_max: Option<f64>,
+    token: &str,
+    submitted_at: SystemTime,
+    started: Instant,
+) -> FollowUpResult {
+    let request = WaitRequest {
+        token: token.to_string(),
+        since: submitted_at,
+        pattern: spec.pattern.clone(),
+        cleanup: spec.cleanup,
+    };
+    let result = watcher
+        .wait(request.clone(), started + spec.within.get())
+        .await;
+    let mut outcome = Outcome::default();
+    let mut late = None;
+    match result {
+        Ok(found) => judge_delivery(&mut outcome, &watcher, quota_max, &found, submitted_at),
+        Err(WaitError::NotFound) => {
+            // A full mailbox is the likely cause; say so rather than only "not delivered".
+            let full = watcher
+                .last_quota()
+                .map(|q| q.ratio())
+                .filter(|r| quota_max.is_some_and(|max| *r > max));
+            match full {
+                Some(ratio) => outcome.fail_with(
+                    FailureKind::Quota,
+                    format!(
+                        "not delivered within {}: mailbox {} is {:.1}% full (quota_max {:.0}%)",
+                        spec.within,
+                        watcher.name(),
+                        ratio * 100.0,
+                        quota_max.unwrap_or_default() * 100.0
+                    ),
+                ),
+                None => outcome.fail_with(
+                    FailureKind::NotDelivered,
+                    format!(
+                        "not delivered within {} (mailbox {})",
+                        spec.within,
+                        watcher.name()
+                    ),
+                ),
+            }
+            let window = spec.late_window.unwrap_or(spec.within).get();
+            late = Some(
+                async move {
+                    match watcher.wait(request, Instant::now() + window).await {
+                        Ok(found) => LateDelivery::Arrived(
+                            found
+                                .observed_at
+                                .duration_since(submitted_at)
+                                .unwrap_or_default(),
+                        ),
+                        Err(_) => LateDelivery::Lost,
+                    }
+                }
+                .boxed(),
+            );
+        }
+        Err(WaitError::Mailbox(e)) => {
+            outcome.fail_with(e.failure_kind(), e.to_string());
+        }
+    }
+    FollowUpResult { outcome, late }
 }
 
 fn judge_delivery(

@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod demo;
+pub mod hooks;
 pub mod hours;
 pub mod mailbox;
 pub mod metrics;

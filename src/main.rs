@@ -232,10 +232,11 @@ async fn demo(listen: SocketAddr, breaks: Vec<String>) -> anyhow::Result<ExitCod
             "website" => Channel::Website,
             "feedback_form" => Channel::FeedbackForm,
             "email" => Channel::Email,
+            "callback" => Channel::Callback,
             "chat" => Channel::Chat,
             other => {
                 anyhow::bail!(
-                    "--break {other}: the demo can break `website`, `feedback_form`, `email` or `chat`"
+                    "--break {other}: the demo can break `website`, `feedback_form`, `email`, `callback` or `chat`"
                 )
             }
         };

@@ -55,11 +55,23 @@ pub struct Prepared {
 /// Builds every probe; problems (an unreadable `ca_file`, ...) are collected with their location.
 ///
 /// The checks move from `config.checks` into [`Prepared::checks`], so each is held once.
-pub fn prepare(mut config: Config) -> Result<Prepared, ConfigErrors> {
+pub fn prepare(config: Config) -> Result<Prepared, ConfigErrors> {
+    let hooks = Arc::new(crate::hooks::Hooks::default());
+    hooks.configure(&config.hooks);
+    prepare_with(config, hooks)
+}
+
+/// [`prepare`], with `deliver: { webhook: … }` waiting on `hooks`: the registry the daemon's web
+/// server feeds. (Plain `prepare` gives the checks a private registry nothing feeds, which is
+/// right for `validate` and `list`.)
+pub fn prepare_with(
+    mut config: Config,
+    hooks: Arc<crate::hooks::Hooks>,
+) -> Result<Prepared, ConfigErrors> {
     crate::tlsconf::install_crypto_provider();
     let mut errors = Vec::new();
-    let mailboxes =
-        crate::deliver::Mailboxes::build(&config.mailboxes).unwrap_or_else(|messages| {
+    let mailboxes = crate::deliver::Mailboxes::build(&config.mailboxes)
+        .unwrap_or_else(|messages| {
             errors.extend(messages.into_iter().map(|message| ConfigError {
                 file: None,
                 position: None,
@@ -67,7 +79,8 @@ pub fn prepare(mut config: Config) -> Result<Prepared, ConfigErrors> {
                 message,
             }));
             crate::deliver::Mailboxes::default()
-        });
+        })
+        .with_hooks(hooks);
     let shared = probe::Shared {
         mailboxes,
         browser: Some(Arc::new(crate::browser::Browser::new(

@@ -1,7 +1,9 @@
-//! The built-in web server: `/metrics`, `/healthz`, `POST /-/reload`.
+//! The built-in web server: `/metrics`, `/healthz`, `POST /-/reload`, and the webhook receiver
+//! `POST /hooks/NAME` (see [`crate::hooks`]).
 
+use crate::hooks::{Hooks, Receipt};
 use crate::metrics::Metrics;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,14 +22,22 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Where reload requests go (the daemon's main loop).
     pub reload: mpsc::Sender<ReloadRequest>,
+    /// The webhook registry that `deliver: { webhook: … }` waits on.
+    pub hooks: Arc<Hooks>,
 }
 
 /// The router with every endpoint.
 pub fn router(state: AppState) -> Router {
+    state.hooks.mark_served();
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/-/reload", post(reload))
+        .route(
+            "/hooks/{name}",
+            // Larger bodies are refused with 413 before they are read into memory.
+            post(hook).layer(DefaultBodyLimit::max(crate::hooks::MAX_BODY)),
+        )
         .with_state(state)
 }
 
@@ -77,5 +87,29 @@ async fn reload(State(state): State<AppState>) -> Response {
         )
             .into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}
+
+async fn hook(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    // Logged without the body or the signature: either may carry a secret or personal data.
+    match state.hooks.receive(&name, &headers, &body) {
+        Receipt::Unknown => (StatusCode::NOT_FOUND, "no such hook\n").into_response(),
+        Receipt::RateLimited => {
+            tracing::warn!(hook = %name, "webhook rate limit exceeded");
+            (StatusCode::TOO_MANY_REQUESTS, "slow down\n").into_response()
+        }
+        Receipt::BadSignature => {
+            tracing::warn!(hook = %name, "webhook refused: missing or wrong signature");
+            (StatusCode::UNAUTHORIZED, "bad signature\n").into_response()
+        }
+        Receipt::Accepted(tokens) => {
+            tracing::debug!(hook = %name, tokens, "webhook received");
+            (StatusCode::OK, "ok\n").into_response()
+        }
     }
 }

@@ -88,6 +88,8 @@ struct FileDoc {
     checks: Vec<Spanned<CheckDoc>>,
     #[serde(default)]
     mailboxes: BTreeMap<String, Spanned<MailboxSpec>>,
+    #[serde(default)]
+    hooks: BTreeMap<String, Spanned<crate::hooks::HookSpec>>,
     browser: Option<crate::browser::BrowserConfig>,
     server: Option<ServerConfig>,
     scheduler: Option<SchedulerConfig>,
@@ -101,6 +103,7 @@ struct SectionsDoc {
     defaults: Option<Defaults>,
     checks: Option<IgnoredAny>,
     mailboxes: Option<BTreeMap<String, MailboxSpec>>,
+    hooks: Option<BTreeMap<String, crate::hooks::HookSpec>>,
     browser: Option<crate::browser::BrowserConfig>,
     server: Option<ServerConfig>,
     scheduler: Option<SchedulerConfig>,
@@ -231,6 +234,7 @@ fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigError>> {
             defaults: None,
             checks: Vec::new(),
             mailboxes: BTreeMap::new(),
+            hooks: BTreeMap::new(),
             browser: None,
             server: None,
             scheduler: None,
@@ -460,8 +464,37 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
     let mut raw_checks = Vec::new();
     let mut mailboxes: BTreeMap<String, MailboxSpec> = BTreeMap::new();
     let mut mailbox_origins: HashMap<String, Origin> = HashMap::new();
+    let mut hooks: BTreeMap<String, crate::hooks::HookSpec> = BTreeMap::new();
+    let mut hook_origins: HashMap<String, Origin> = HashMap::new();
     let files = docs.iter().map(|(p, _)| p.clone()).collect();
     for (path, doc) in docs {
+        for (name, spanned) in doc.hooks {
+            let origin = Origin {
+                file: path.clone(),
+                line: spanned.referenced.line(),
+                column: spanned.referenced.column(),
+            };
+            let mut problem = |message: String| {
+                errors.push(ConfigError {
+                    file: Some(origin.file.clone()),
+                    position: Some((origin.line, origin.column)),
+                    check: None,
+                    message: format!("hook `{name}`: {message}"),
+                })
+            };
+            if let Some(first) = hook_origins.get(&name) {
+                problem(format!("declared twice (first at {first})"));
+                continue;
+            }
+            if let Err(m) = validate_name(&name) {
+                problem(m);
+            }
+            if let Err(m) = crate::hooks::validate(&spanned.value) {
+                problem(m);
+            }
+            hook_origins.insert(name.clone(), origin);
+            hooks.insert(name, spanned.value);
+        }
         for (name, spanned) in doc.mailboxes {
             let origin = Origin {
                 file: path.clone(),
@@ -607,10 +640,13 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
             problem(m);
         }
         let (deliver, auto_reply) = doc.spec.deliveries();
-        if let Err(m) = crate::deliver::validate(deliver, auto_reply, &mailboxes) {
+        if let Err(m) = crate::deliver::validate(deliver, auto_reply, &mailboxes, &hooks) {
             problem(m);
         }
-        let channel = doc.channel.unwrap_or(Channel::Website);
+        let channel = doc.channel.unwrap_or(match doc.spec.kind() {
+            Kind::Callback => Channel::Callback,
+            _ => Channel::Website,
+        });
         checks.push(Check {
             name: doc.name,
             channel,
@@ -626,6 +662,7 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
     Config {
         checks,
         mailboxes,
+        hooks,
         browser,
         server: server.map(|(_, s)| s).unwrap_or_default(),
         scheduler,

@@ -29,6 +29,8 @@ pub struct Config {
     pub checks: Vec<Check>,
     /// Mailboxes deliveries are proven in, by name.
     pub mailboxes: BTreeMap<String, crate::mailbox::MailboxSpec>,
+    /// Webhook receivers (`POST /hooks/NAME`) deliveries can be proven at, by name.
+    pub hooks: BTreeMap<String, crate::hooks::HookSpec>,
     /// The browser used by `browser` checks and `form` checks with `via: browser`.
     pub browser: crate::browser::BrowserConfig,
     /// The built-in web server.
@@ -111,6 +113,9 @@ pub enum CheckSpec {
     Http(std::sync::Arc<HttpSpec>),
     /// Fill in and submit an HTML form; optionally prove delivery.
     Form(std::sync::Arc<FormSpec>),
+    /// Submit a callback-request form (as `form` does); prove the request reached its
+    /// destination.
+    Callback(std::sync::Arc<FormSpec>),
     /// Send a mail over SMTP; prove delivery and the auto-reply.
     Mail(std::sync::Arc<MailSpec>),
     /// Drive a real browser through steps.
@@ -129,6 +134,7 @@ impl CheckSpec {
         match self {
             CheckSpec::Http(_) => Kind::Http,
             CheckSpec::Form(_) => Kind::Form,
+            CheckSpec::Callback(_) => Kind::Callback,
             CheckSpec::Mail(_) => Kind::Mail,
             CheckSpec::Browser(_) => Kind::Browser,
             CheckSpec::Tls(_) => Kind::Tls,
@@ -140,7 +146,7 @@ impl CheckSpec {
     /// The check's `deliver` and `auto_reply` blocks, for kinds that have them.
     pub fn deliveries(&self) -> (Option<&DeliverSpec>, Option<&AutoReplySpec>) {
         match self {
-            CheckSpec::Form(s) => (s.deliver.as_ref(), None),
+            CheckSpec::Form(s) | CheckSpec::Callback(s) => (s.deliver.as_ref(), None),
             CheckSpec::Mail(s) => (s.deliver.as_ref(), s.auto_reply.as_ref()),
             CheckSpec::Browser(s) => (s.deliver.as_ref(), None),
             CheckSpec::Http(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) | CheckSpec::Chat(_) => {
@@ -166,6 +172,8 @@ pub enum Kind {
     Mail,
     /// `browser`
     Browser,
+    /// `callback`
+    Callback,
     /// `chat`
     Chat,
 }
@@ -180,6 +188,7 @@ impl Kind {
             Kind::Form => "form",
             Kind::Mail => "mail",
             Kind::Browser => "browser",
+            Kind::Callback => "callback",
             Kind::Chat => "chat",
         }
     }

@@ -9,6 +9,7 @@
 //! [`DemoShop::skipped`] with the install command, so the rest of the demo still runs.
 
 mod browser;
+pub mod callback_backend;
 mod chat;
 pub mod pki;
 pub mod shop;
@@ -67,6 +68,9 @@ pub struct DemoShop {
     pub artifacts_dir: PathBuf,
     /// Checks left out because they need a browser that is not installed.
     pub skipped: Vec<Skipped>,
+    /// Secret the demo CRM authenticates its webhook with (made fresh at every start).
+    hook_secret: String,
+    hook: callback_backend::HookTarget,
     _dir: tempfile::TempDir,
     stop: CancellationToken,
 }
@@ -114,9 +118,11 @@ impl DemoShop {
             drop_all: broken.contains(&Channel::Email),
         };
         tokio::spawn(mail_server.serve(smtp_listener, stop.clone()));
+        let hook = callback_backend::HookTarget::default();
         let state = shop::ShopState {
             broken: Arc::new(broken),
             smtp: Some(smtp),
+            hook: hook.clone(),
         };
         let http = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -146,6 +152,8 @@ impl DemoShop {
             monitor_maildir,
             artifacts_dir,
             skipped: Vec::new(),
+            hook_secret: random_secret(),
+            hook,
             _dir: dir,
             stop,
         })
@@ -178,8 +186,26 @@ impl DemoShop {
                 "DEMO_ARTIFACTS_DIR".to_string(),
                 self.artifacts_dir.display().to_string(),
             ),
+            ("DEMO_HOOK_SECRET".to_string(), self.hook_secret.clone()),
         ])
     }
+
+    /// Points the demo CRM at the daemon listening on `addr`.
+    pub fn connect_hook(&self, addr: SocketAddr) {
+        self.hook.set(
+            format!("http://{addr}/hooks/demo-crm"),
+            self.hook_secret.clone(),
+        );
+    }
+}
+
+/// A fresh random secret, so a demo left running is not an open door with a known key.
+fn random_secret() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
 }
 
 impl Drop for DemoShop {
@@ -203,5 +229,7 @@ pub async fn start(
     shop.skipped = skipped;
     let source = ConfigSource::Inline { path, text, vars };
     let daemon = Daemon::start(source, Some(listen)).await?;
+    // The daemon's port is known only now (it may be :0); the CRM waits for it.
+    shop.connect_hook(daemon.addr);
     Ok((shop, daemon))
 }

@@ -26,6 +26,8 @@ pub struct ShopState {
     pub broken: Arc<BTreeSet<Channel>>,
     /// The shop's SMTP server, where the contact form sends its mail.
     pub smtp: Option<std::net::SocketAddr>,
+    /// Where the callback form's CRM posts its webhook.
+    pub hook: super::callback_backend::HookTarget,
 }
 
 /// The address the contact form mails to.
@@ -42,6 +44,7 @@ pub fn router(state: ShopState) -> Router {
         .route("/api/feedback", post(feedback))
         .route("/contacts", get(contacts_page).post(contacts_submit))
         .merge(super::widgets::routes())
+        .merge(super::callback_backend::routes())
         .merge(super::chat::routes())
         .with_state(state)
 }

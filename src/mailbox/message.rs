@@ -25,6 +25,18 @@ static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
         .expect("token regex compiles")
 });
 
+/// Every distinct correlation token in `text`, sorted. Shared by mail, webhooks and HTTP polls so
+/// that all delivery targets recognise exactly the same token shape.
+pub fn find_tokens(text: &str) -> Vec<String> {
+    let mut tokens: Vec<String> = TOKEN
+        .find_iter(text)
+        .map(|m| m.as_str().to_string())
+        .collect();
+    tokens.sort();
+    tokens.dedup();
+    tokens
+}
+
 /// Decodes `raw` and collects its tokens. Never fails: unparsable input yields its raw text.
 pub fn decode(raw: &[u8]) -> Decoded {
     let mut text = String::new();
@@ -60,12 +72,7 @@ pub fn decode(raw: &[u8]) -> Decoded {
         }
         None => text.push_str(&String::from_utf8_lossy(raw)),
     }
-    let mut tokens: Vec<String> = TOKEN
-        .find_iter(&text)
-        .map(|m| m.as_str().to_string())
-        .collect();
-    tokens.sort();
-    tokens.dedup();
+    let tokens = find_tokens(&text);
     Decoded {
         subject,
         text,

@@ -5,6 +5,7 @@
 //! and runner, which know nothing of any probe's details.
 
 pub mod browser;
+pub mod callback;
 pub mod chat;
 pub mod dns;
 pub mod form;
@@ -31,6 +32,7 @@ pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Arc<dyn Probe>, String
     match spec {
         CheckSpec::Http(s) => http::HttpProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Form(s) => form::FormProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Callback(s) => callback::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Mail(s) => mail::MailProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Browser(s) => browser::BrowserProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Tls(s) => tls::TlsProbe::build(s, shared).map(|p| Arc::new(p) as _),
@@ -44,6 +46,7 @@ pub fn validate(spec: &CheckSpec) -> Result<(), String> {
     match spec {
         CheckSpec::Http(s) => http::validate(s),
         CheckSpec::Form(s) => form::validate(s),
+        CheckSpec::Callback(s) => callback::validate(s),
         CheckSpec::Mail(s) => mail::validate(s),
         CheckSpec::Browser(s) => browser::validate(s),
         CheckSpec::Tls(s) => tls::validate(s),
@@ -57,6 +60,7 @@ pub fn summary(spec: &CheckSpec) -> String {
     match spec {
         CheckSpec::Http(s) => format!("{} {}", s.method.to_ascii_uppercase(), s.url),
         CheckSpec::Form(s) => form::summary(s),
+        CheckSpec::Callback(s) => callback::summary(s),
         CheckSpec::Mail(s) => mail::summary(s),
         CheckSpec::Browser(s) => browser::summary(s),
         CheckSpec::Tls(s) => s

@@ -1,0 +1,493 @@
+//! `callback` checks end to end on loopback: a test shop whose callback backend posts a signed
+//! webhook to supportwatch's real receiver (the axum server), or drops the request, or signs it
+//! wrongly; the receiver's bounds (413, 404, 401); and the `http_poll` target.
+
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::response::Html;
+use axum::routing::get;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use supportwatch::hooks::Hooks;
+use supportwatch::probe::{FailureKind, Observation};
+use supportwatch::runner::{self, RunReport};
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "test-hook-secret";
+
+/// What the shop's backend does with a callback request.
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    /// Posts the request to the hook, correctly signed.
+    Deliver,
+    /// Accepts the form and forgets the request.
+    Drop,
+    /// Posts it with a wrong signature.
+    WrongSignature,
+}
+
+#[derive(Clone)]
+struct Shop {
+    backend: Backend,
+    hook_url: String,
+    /// Comments of the requests received, listed by `GET /api/callbacks` (for http_poll).
+    queue: Arc<Mutex<Vec<String>>>,
+    /// Status codes the hook answered.
+    hook_answers: Arc<Mutex<Vec<u16>>>,
+}
+
+async fn page() -> Html<&'static str> {
+    Html(
+        r#"<html><body><form id="callback" method="post" action="/callback">
+<input type="hidden" name="csrf" value="abc123">
+<input name="phone" required><input name="comment">
+<button type="submit">Call me back</button></form></body></html>"#,
+    )
+}
+
+async fn submit(State(shop): State<Shop>, Form(form): Form<HashMap<String, String>>) -> String {
+    if form.get("csrf").map(String::as_str) != Some("abc123") {
+        return "csrf mismatch".into();
+    }
+    let phone = form.get("phone").cloned().unwrap_or_default();
+    let comment = form.get("comment").cloned().unwrap_or_default();
+    shop.queue
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(comment.clone());
+    if shop.backend != Backend::Drop {
+        // The CRM calls back a little later, as a real one would.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let body = serde_json::json!({ "phone": phone, "comment": comment }).to_string();
+            let signature = match shop.backend {
+                Backend::WrongSignature => {
+                    supportwatch::hooks::sign("not-the-secret", body.as_bytes())
+                }
+                _ => supportwatch::hooks::sign(SECRET, body.as_bytes()),
+            };
+            let answer = reqwest::Client::new()
+                .post(&shop.hook_url)
+                .header("content-type", "application/json")
+                .header("x-signature", format!("sha256={signature}"))
+                .body(body)
+                .send()
+                .await;
+            if let Ok(a) = answer {
+                shop.hook_answers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(a.status().as_u16());
+            }
+        });
+    }
+    "Thank you! We will call you back tomorrow at 9:00.".into()
+}
+
+async fn api(State(shop): State<Shop>) -> axum::Json<serde_json::Value> {
+    let items = shop.queue.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    axum::Json(
+        serde_json::json!({ "items": items.iter().map(|c| serde_json::json!({"comment": c})).collect::<Vec<_>>() }),
+    )
+}
+
+async fn start_shop(backend: Backend, hook_url: String) -> (SocketAddr, Shop) {
+    let shop = Shop {
+        backend,
+        hook_url,
+        queue: Arc::default(),
+        hook_answers: Arc::default(),
+    };
+    let app = Router::new()
+        .route("/callback", get(page).post(submit))
+        .route("/api/callbacks", get(api))
+        .with_state(shop.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind shop");
+    let addr = listener.local_addr().expect("shop addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, shop)
+}
+
+/// supportwatch's own web server with a fresh hook registry.
+async fn start_receiver() -> (SocketAddr, Arc<Hooks>, CancellationToken) {
+    let hooks = Arc::new(Hooks::default());
+    let (reload, _rx) = tokio::sync::mpsc::channel(1);
+    let state = supportwatch::server::AppState {
+        metrics: Arc::new(supportwatch::metrics::Metrics::new()),
+        reload,
+        hooks: hooks.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("receiver addr");
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let _ = supportwatch::server::serve(listener, state, s).await;
+    });
+    (addr, hooks, stop)
+}
+
+fn yaml(shop: SocketAddr, deliver: &str) -> String {
+    format!(
+        r#"
+hooks:
+  crm: {{ secret: "${{CRM_HOOK_SECRET}}", signature: hmac-sha256, header: X-Signature }}
+checks:
+  - name: callback
+    kind: callback
+    url: "http://{shop}/callback"
+    form: "form#callback"
+    fields: {{ phone: "+7 900 000-00-00", comment: "Automated test {{{{token}}}}, please do not call" }}
+    expect: {{ status: 200, body: "(?i)call you back (today|tomorrow at 9:00)" }}
+    deliver: {deliver}
+    timeout: 5s
+    retries: 0
+"#
+    )
+}
+
+async fn run(yaml: &str, hooks: &Arc<Hooks>) -> RunReport {
+    supportwatch::tlsconf::install_crypto_provider();
+    let vars = HashMap::from([("CRM_HOOK_SECRET".to_string(), SECRET.to_string())]);
+    let config = supportwatch::config::with_overlay(&vars, || {
+        supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())])
+    })
+    .unwrap_or_else(|e| panic!("config should load:\n{e}"));
+    hooks.configure(&config.hooks);
+    let prepared = runner::prepare_with(config, hooks.clone())
+        .unwrap_or_else(|e| panic!("config should prepare:\n{e}"));
+    runner::execute(&prepared.checks[0], 1, None).await
+}
+
+/// The hook's answers to the backend, once it has read them (the run may finish first).
+async fn hook_answers(shop: &Shop) -> Vec<u16> {
+    for _ in 0..100 {
+        let answers = shop
+            .hook_answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !answers.is_empty() {
+            return answers;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Vec::new()
+}
+
+fn latency(report: &RunReport) -> Option<Duration> {
+    report.observations.iter().find_map(|o| match o {
+        Observation::DeliveryLatency(d) => Some(*d),
+        _ => None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_webhook_from_the_backend_proves_delivery() {
+    let (receiver, hooks, _stop) = start_receiver().await;
+    let (shop, state) = start_shop(Backend::Deliver, format!("http://{receiver}/hooks/crm")).await;
+    let report = run(&yaml(shop, "{ webhook: crm, within: 5s }"), &hooks).await;
+    assert!(
+        report.failure.is_none(),
+        "{:?} {:?}",
+        report.failure,
+        report.details
+    );
+    assert_eq!(report.channel, "callback");
+    assert_eq!(report.kind, "callback");
+    let latency = latency(&report).expect("delivery latency recorded");
+    println!("measured webhook delivery latency: {latency:?}");
+    assert!(latency < Duration::from_secs(5));
+    assert_eq!(hook_answers(&state).await, vec![200]);
+    assert!(report.phases.iter().any(|p| p.name == "deliver"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_request_fails_as_not_delivered() {
+    let (receiver, hooks, _stop) = start_receiver().await;
+    let (shop, _) = start_shop(Backend::Drop, format!("http://{receiver}/hooks/crm")).await;
+    let report = run(
+        &yaml(shop, "{ webhook: crm, within: 500ms, late_window: 100ms }"),
+        &hooks,
+    )
+    .await;
+    let failure = report.failure.expect("must fail");
+    assert_eq!(failure.kind, FailureKind::NotDelivered);
+    assert_eq!(failure.message, "not delivered within 500ms (webhook crm)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrongly_signed_webhook_is_refused_and_does_not_count() {
+    let (receiver, hooks, _stop) = start_receiver().await;
+    let (shop, state) = start_shop(
+        Backend::WrongSignature,
+        format!("http://{receiver}/hooks/crm"),
+    )
+    .await;
+    let report = run(
+        &yaml(shop, "{ webhook: crm, within: 800ms, late_window: 100ms }"),
+        &hooks,
+    )
+    .await;
+    assert_eq!(hook_answers(&state).await, vec![401]);
+    let failure = report.failure.expect("a forged hook must not count");
+    assert_eq!(failure.kind, FailureKind::NotDelivered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiver_refuses_oversized_unknown_and_unsigned_requests() {
+    let (receiver, hooks, _stop) = start_receiver().await;
+    hooks.configure(
+        &supportwatch::config::with_overlay(
+            &HashMap::from([("S".to_string(), SECRET.to_string())]),
+            || {
+                supportwatch::config::load_sources(&[(
+                    PathBuf::from("t.yaml"),
+                    "hooks: { crm: { secret: \"${S}\", signature: header, header: X-Hook-Key } }\nchecks: [ { name: x, kind: http, url: \"http://127.0.0.1:1/\" } ]\n".into(),
+                )])
+            },
+        )
+        .expect("config loads")
+        .hooks,
+    );
+    let client = reqwest::Client::new();
+    let url = format!("http://{receiver}/hooks/crm");
+    let status = |r: reqwest::Result<reqwest::Response>| r.expect("answer").status().as_u16();
+    let big = vec![b'a'; 64 * 1024 + 1];
+    assert_eq!(
+        status(
+            client
+                .post(&url)
+                .header("x-hook-key", SECRET)
+                .body(big)
+                .send()
+                .await
+        ),
+        413
+    );
+    assert_eq!(
+        status(
+            client
+                .post(format!("http://{receiver}/hooks/nope"))
+                .header("x-hook-key", SECRET)
+                .body("x")
+                .send()
+                .await
+        ),
+        404
+    );
+    assert_eq!(status(client.post(&url).body("x").send().await), 401);
+    assert_eq!(
+        status(
+            client
+                .post(&url)
+                .header("x-hook-key", "guess")
+                .body("x")
+                .send()
+                .await
+        ),
+        401
+    );
+    assert_eq!(
+        status(
+            client
+                .post(&url)
+                .header("x-hook-key", SECRET)
+                .body("sw-x-1795430400-0a1b2c3d")
+                .send()
+                .await
+        ),
+        200
+    );
+    // A flood is cut off by the per-hook rate limit (burst 50) before any signature is checked.
+    let mut limited = 0;
+    for _ in 0..60 {
+        if status(client.post(&url).body("x").send().await) == 429 {
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "60 requests at once must hit the rate limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_poll_passes_when_the_api_lists_the_token() {
+    let (receiver, hooks, _stop) = start_receiver().await;
+    let (shop, _) = start_shop(Backend::Drop, format!("http://{receiver}/hooks/crm")).await;
+    let deliver = format!(
+        "{{ http_poll: {{ url: \"http://{shop}/api/callbacks?q={{{{token}}}}\", interval: 100ms, json_pointer: /items/0/comment }}, within: 3s }}"
+    );
+    let report = run(&yaml(shop, &deliver), &hooks).await;
+    assert!(
+        report.failure.is_none(),
+        "{:?} {:?}",
+        report.failure,
+        report.details
+    );
+    let latency = latency(&report).expect("delivery latency recorded");
+    println!("measured http_poll delivery latency: {latency:?}");
+}
+
+#[tokio::test]
+async fn deliver_names_exactly_one_known_target() {
+    let vars = HashMap::from([("CRM_HOOK_SECRET".to_string(), SECRET.to_string())]);
+    let shop: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let load = |y: String| {
+        supportwatch::config::with_overlay(&vars, || {
+            supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), y)])
+        })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    let unknown = load(yaml(shop, "{ webhook: crn }"));
+    assert!(
+        unknown.contains("deliver: unknown webhook `crn` (declared: crm)"),
+        "{unknown}"
+    );
+    let both = load(yaml(shop, "{ webhook: crm, mailbox: support }"));
+    assert!(
+        both.contains("deliver: set only one of mailbox, webhook and http_poll"),
+        "{both}"
+    );
+    let none = load(yaml(shop, "{ within: 1m }"));
+    assert!(
+        none.contains("deliver: name where the token must arrive"),
+        "{none}"
+    );
+}
+
+/// The demo's callback form: its CRM posts to the daemon's receiver, and `--break callback`
+/// makes it drop the request silently.
+async fn demo_callback_result(
+    broken: std::collections::BTreeSet<supportwatch::config::Channel>,
+) -> Arc<RunReport> {
+    supportwatch::tlsconf::install_crypto_provider();
+    let (shop, daemon) = supportwatch::demo::start("127.0.0.1:0".parse().expect("addr"), broken)
+        .await
+        .expect("demo starts");
+    let mut reports = daemon.scheduler.subscribe();
+    let wait = async {
+        loop {
+            match reports.recv().await {
+                Ok(r) if &*r.check == "demo-callback" => return r,
+                Ok(_) => continue,
+                Err(e) => panic!("report stream ended: {e}"),
+            }
+        }
+    };
+    let report = tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("demo-callback ran within 30 s");
+    daemon.stop().await;
+    drop(shop);
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_callback_passes_and_break_callback_makes_it_fail() {
+    use supportwatch::config::Channel;
+    let passing = demo_callback_result(Default::default()).await;
+    assert!(
+        passing.failure.is_none(),
+        "{:?} {:?}",
+        passing.failure,
+        passing.details
+    );
+    let latency = latency(&passing).expect("delivery latency recorded");
+    println!("measured demo webhook delivery latency: {latency:?}");
+    let broken = demo_callback_result([Channel::Callback].into()).await;
+    let failure = broken
+        .failure
+        .clone()
+        .expect("must fail with --break callback");
+    assert_eq!(
+        failure.message,
+        "not delivered within 8s (webhook demo-crm)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_poll_that_never_lists_the_token_fails_and_says_what_it_saw() {
+    let (receiver, hooks, _stop) = start_receiver().await;
+    let (shop, _) = start_shop(Backend::Drop, format!("http://{receiver}/hooks/crm")).await;
+    let deliver = format!(
+        "{{ http_poll: {{ url: \"http://{shop}/api/callbacks?key=k\", interval: 100ms, match: \"never-there\" }}, within: 400ms, late_window: 100ms }}"
+    );
+    let report = run(&yaml(shop, &deliver), &hooks).await;
+    let failure = report.failure.expect("must fail");
+    assert_eq!(failure.kind, FailureKind::NotDelivered);
+    assert_eq!(
+        failure.message,
+        format!(
+            "not delivered within 400ms (http_poll http://{shop}/api/callbacks?…; last look: token not listed)"
+        )
+    );
+}
+
+#[test]
+fn hook_secrets_never_show_in_config_output() {
+    let vars = HashMap::from([("CRM_HOOK_SECRET".to_string(), SECRET.to_string())]);
+    let shop: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let config = supportwatch::config::with_overlay(&vars, || {
+        supportwatch::config::load_sources(&[(
+            PathBuf::from("test.yaml"),
+            yaml(shop, "{ webhook: crm }"),
+        )])
+    })
+    .expect("config loads");
+    let shown = format!("{config:?}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("${CRM_HOOK_SECRET}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_hooks_and_a_reload_swaps_their_secrets() {
+    use supportwatch::daemon::{ConfigSource, Daemon};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |secret: &str| {
+        std::fs::write(
+            dir.path().join("hooks.yaml"),
+            format!(
+                "hooks: {{ crm: {{ secret: \"{secret}\", signature: header }} }}\nchecks: [ {{ name: x, kind: http, url: \"http://127.0.0.1:9/\", interval: 1h }} ]\n"
+            ),
+        )
+        .expect("write config");
+    };
+    write("first-secret");
+    let daemon = Daemon::start(
+        ConfigSource::Dir(dir.path().to_path_buf()),
+        Some("127.0.0.1:0".parse().expect("addr")),
+    )
+    .await
+    .expect("daemon starts");
+    let url = format!("http://{}/hooks/crm", daemon.addr);
+    let post = |key: &'static str| {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("x-signature", key)
+                .body("sw-x-1795430400-0a1b2c3d")
+                .send()
+                .await
+                .expect("answer")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post("first-secret").await, 200);
+    write("second-secret");
+    daemon.reload().await.expect("reload accepted");
+    assert_eq!(post("first-secret").await, 401);
+    assert_eq!(post("second-secret").await, 200);
+    daemon.stop().await;
+}
