@@ -135,11 +135,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
+            let plural = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
             println!(
-                "{}: {} checks in {} files, all valid",
+                "{}: {} in {}, all valid",
                 config.display(),
-                prepared.checks.len(),
-                prepared.config.files.len()
+                plural(prepared.checks.len(), "check", "checks"),
+                plural(prepared.config.files.len(), "file", "files")
             );
             Ok(ExitCode::SUCCESS)
         }
