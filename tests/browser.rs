@@ -195,16 +195,16 @@ async fn a_run_that_times_out_names_the_step_it_hung_in() {
   - name: hangs
     kind: browser
     retries: 0
-    timeout: 4s
+    timeout: 15s
     steps:
       - open: "$SHOP/never"
-      - wait_for: { selector: "#chat-widget", timeout: 30s }
+      - wait_for: { selector: "#chat-widget", timeout: 60s }
 "##;
     let report = run(checks, &shop, dir.path()).await;
     assert_eq!(report.result, RunResult::Timeout);
     assert_eq!(
         report.failure.map(|f| f.message).as_deref(),
-        Some("timed out after 4s during 2_wait_for")
+        Some("timed out after 15s during 2_wait_for")
     );
 }
 
@@ -571,5 +571,51 @@ checks:
         new_pid.trim(),
         pid.to_string(),
         "a fresh chromedriver was started"
+    );
+}
+
+/// A `callback` check with `via: browser`: the widget's request proven in the support mailbox.
+#[tokio::test]
+async fn a_callback_check_via_browser_proves_the_request_arrived() {
+    let shop = start_browser_shop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maildir = dir.path().join("support");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+    }
+    shop.deliver_to(maildir.clone());
+    let checks = format!(
+        r##"
+  - name: callback-request
+    kind: callback
+    via: browser
+    retries: 0
+    timeout: 60s
+    step_timeout: 15s
+    url: "$SHOP/widget"
+    steps:
+      - click: "#callback-button"
+      - frame: "iframe#widget"
+      - fill: {{ selector: "#phone", text: "+7 900 000-00-00" }}
+      - fill: {{ selector: "#comment", text: "Automated test {{{{token}}}}, please ignore" }}
+      - click: "#send"
+      - expect_text: {{ selector: ".result", pattern: "Мы перезвоним" }}
+    deliver: {{ mailbox: support, within: 10s }}
+mailboxes:
+  support: {{ maildir: "{}", poll_interval: 100ms }}
+"##,
+        maildir.display()
+    );
+    let report = run(&checks, &shop, &dir.path().join("artifacts")).await;
+    assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
+    assert_eq!(report.channel, "callback");
+    assert_eq!(phases(&report).last(), Some(&"deliver"));
+    assert!(
+        report
+            .observations
+            .iter()
+            .any(|o| matches!(o, Observation::DeliveryLatency(_))),
+        "{:?}",
+        report.observations
     );
 }

@@ -491,3 +491,88 @@ async fn the_daemon_serves_hooks_and_a_reload_swaps_their_secrets() {
     assert_eq!(post("second-secret").await, 200);
     daemon.stop().await;
 }
+
+/// `HH:MM` in UTC, `offset` seconds from now.
+fn utc_hhmm(offset: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let day = (now + offset).rem_euclid(86_400);
+    format!("{:02}:{:02}", day / 3600, (day % 3600) / 60)
+}
+
+fn off_hours_yaml(shop: SocketAddr, active_hours: &str) -> String {
+    format!(
+        r#"
+hooks:
+  crm: {{ secret: "${{CRM_HOOK_SECRET}}" }}
+checks:
+  - name: callback
+    kind: callback
+    url: "http://{shop}/callback"
+    form: "form#callback"
+    fields: {{ phone: "+7 900 000-00-00", comment: "Automated test {{{{token}}}}, please do not call" }}
+    expect: {{ status: 200, body: "(?i)call you back within 15 minutes" }}
+    active_hours: "{active_hours}"
+    outside_hours: {{ status: 200, body: "(?i)call you back tomorrow at \\d{{1,2}}:\\d{{2}}" }}
+    deliver: {{ webhook: crm, within: 5s }}
+    timeout: 5s
+    retries: 0
+"#
+    )
+}
+
+/// The shop answers "we will call you back tomorrow at 9:00". Outside the active hours that is
+/// the acknowledgement expected; inside them it is a failure (the request was silently deferred).
+/// The hours are placed around the real clock, so the test never depends on the time of day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_active_hours_the_acknowledgement_must_propose_a_time() {
+    let (receiver, hooks, _stop) = start_receiver().await;
+    let (shop, _) = start_shop(Backend::Deliver, format!("http://{receiver}/hooks/crm")).await;
+
+    let closed_now = format!("daily {}-{} UTC", utc_hhmm(6 * 3600), utc_hhmm(7 * 3600));
+    let report = run(&off_hours_yaml(shop, &closed_now), &hooks).await;
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d == "outside active hours: expecting the off-hours acknowledgement"),
+        "{:?}",
+        report.details
+    );
+
+    let open_now = format!("daily {}-{} UTC", utc_hhmm(-3600), utc_hhmm(3600));
+    let report = run(&off_hours_yaml(shop, &open_now), &hooks).await;
+    let failure = report
+        .failure
+        .expect("in hours, 'tomorrow' is not an answer");
+    assert_eq!(
+        failure.kind,
+        FailureKind::Expectation,
+        "{}",
+        failure.message
+    );
+    assert!(
+        !report
+            .details
+            .iter()
+            .any(|d| d.starts_with("outside active hours")),
+        "{:?}",
+        report.details
+    );
+}
+
+#[test]
+fn active_hours_without_outside_hours_is_refused() {
+    let yaml = "checks:\n  - name: cb\n    kind: callback\n    url: \"http://127.0.0.1:1/\"\n    fields: { c: \"{{token}}\" }\n    active_hours: \"Mon-Fri 09:00-21:00 Europe/Moscow\"\n    deliver: { http_poll: { url: \"http://127.0.0.1:1/{{token}}\" } }\n";
+    let errors =
+        supportwatch::config::load_sources(&[(PathBuf::from("cb.yaml"), yaml.to_string())])
+            .expect_err("refused")
+            .to_string();
+    assert!(
+        errors.contains("`active_hours` needs `outside_hours`"),
+        "{errors}"
+    );
+}

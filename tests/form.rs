@@ -595,7 +595,7 @@ fn config_problems_are_reported_at_load_with_their_location() {
         ),
         (
             "    feilds: { a: b }\n",
-            "t.yaml:5:5: check \"f\": unknown field `feilds`, expected one of url, form, fields, files, submit, action, headers, expect, max_redirects, max_body, ca_file, deliver, via, steps, step_timeout, fail_on_console_error (did you mean `fields`?)",
+            "t.yaml:5:5: check \"f\": unknown field `feilds`, expected one of url, form, fields, files, submit, action, headers, expect, active_hours, outside_hours, max_redirects, max_body, ca_file, deliver, via, steps, step_timeout, fail_on_console_error (did you mean `fields`?)",
         ),
         (
             "    files: { cv: { name: a.txt, content: x, content_type: \"not a type\" } }\n",

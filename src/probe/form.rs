@@ -61,6 +61,11 @@ pub struct FormSpec {
     /// What the answer to the submit must look like (as for `http`).
     #[serde(default)]
     pub expect: HttpExpect,
+    /// When the channel is staffed; outside these hours `outside_hours` replaces `expect`.
+    pub active_hours: Option<crate::hours::ActiveHours>,
+    /// The acknowledgement expected outside `active_hours`, e.g. a proposed call-back time
+    /// rather than "we will call you in 15 minutes".
+    pub outside_hours: Option<HttpExpect>,
     /// Redirects followed at most, per request.
     #[serde(default = "http::default_max_redirects")]
     pub max_redirects: usize,
@@ -142,6 +147,19 @@ fn compile(spec: &FormSpec) -> Result<Compiled, String> {
     }
     http::validate_headers(&spec.headers)?;
     spec.expect.validate()?;
+    match (&spec.active_hours, &spec.outside_hours) {
+        (Some(_), None) => {
+            return Err(
+                "`active_hours` needs `outside_hours`: the acknowledgement expected outside them"
+                    .into(),
+            );
+        }
+        (None, Some(_)) => {
+            return Err("`outside_hours` needs `active_hours`".into());
+        }
+        (_, Some(outside)) => outside.validate()?,
+        (None, None) => {}
+    }
     for (name, file) in &spec.files {
         if let Some(ct) = &file.content_type
             && reqwest::multipart::Part::text("").mime_str(ct).is_err()
@@ -447,7 +465,13 @@ impl FormProbe {
                 .push(format!("answer from {}", shown(&answer.url)));
         }
         answer.note(&mut outcome);
-        spec.expect.check(&mut outcome, &answer);
+        let (expect, outside) = expect_for(spec, ctx.started_at);
+        if outside {
+            outcome
+                .details
+                .push("outside active hours: expecting the off-hours acknowledgement".into());
+        }
+        expect.check(&mut outcome, &answer);
         if outcome.passed() {
             outcome.follow_up = crate::deliver::follow_up(
                 ctx,
@@ -573,5 +597,14 @@ pub fn summary(spec: &FormSpec) -> String {
             format!("form at {} via browser, {} steps", spec.url, steps.0.len())
         }
         _ => format!("form \"{}\" at {}", spec.form, spec.url),
+    }
+}
+
+/// The expectations that apply to a run started at `now`: `outside_hours` when `now` is outside
+/// `active_hours`, `expect` otherwise. The flag says which.
+pub(crate) fn expect_for(spec: &FormSpec, now: std::time::SystemTime) -> (&HttpExpect, bool) {
+    match (&spec.active_hours, &spec.outside_hours) {
+        (Some(hours), Some(outside)) if !hours.contains(now) => (outside, true),
+        _ => (&spec.expect, false),
     }
 }

@@ -47,7 +47,7 @@ pub(super) fn plan(spec: &FormSpec) -> Result<Plan, String> {
         ))
     };
     let expect = &spec.expect;
-    let checks: [(&str, bool, &str); 14] = [
+    let checks: [(&str, bool, &str); 15] = [
         (
             "form",
             spec.form != super::default_form(),
@@ -102,6 +102,11 @@ pub(super) fn plan(spec: &FormSpec) -> Result<Plan, String> {
             "expect.max_latency",
             expect.max_latency.is_some(),
             "bound each step with its `timeout`",
+        ),
+        (
+            "active_hours",
+            spec.active_hours.is_some() || spec.outside_hours.is_some(),
+            "accept both acknowledgements in one `expect_text` pattern",
         ),
         (
             "ca_file",
