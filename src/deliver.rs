@@ -502,6 +502,3 @@ fn note_cleanup(outcome: &mut Outcome, found: &Delivered) {
         None => {}
     }
 }
-
-/// Shared handle type so probes can hold the registry cheaply.
-pub type SharedMailboxes = Arc<Mailboxes>;

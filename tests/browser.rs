@@ -12,6 +12,11 @@ use std::time::Instant;
 use supportwatch::probe::{FailureKind, Observation};
 use supportwatch::runner::{self, RunReport, RunResult};
 
+/// Browser runs at once across this binary's tests. Each run starts a chromium; a dozen at once
+/// on a two-core machine make page loads outlast their step timeouts, which would test the
+/// machine rather than the checks.
+static BROWSER_RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Runs the first check of `checks` (YAML under `checks:`, `$SHOP` replaced by the shop's URL)
 /// once, with failure evidence kept in `artifacts`.
 async fn run(checks: &str, shop: &BrowserShop, artifacts: &Path) -> RunReport {
@@ -21,6 +26,7 @@ async fn run(checks: &str, shop: &BrowserShop, artifacts: &Path) -> RunReport {
         checks.replace("$SHOP", &shop.url(""))
     );
     let prepared = common::prepare(&yaml);
+    let _turn = BROWSER_RUNS.acquire().await.expect("never closed");
     let started = Instant::now();
     let report = runner::execute(&prepared.checks[0], 1, None).await;
     eprintln!(
@@ -535,6 +541,7 @@ checks:
         artifacts = dir.path().join("artifacts").display(),
     );
     let prepared = common::prepare(&yaml);
+    let _turn = BROWSER_RUNS.acquire().await.expect("never closed");
     let check = prepared.checks[0].clone();
     let first = tokio::spawn(async move { runner::execute(&check, 1, None).await });
     tokio::time::timeout(std::time::Duration::from_secs(60), visited.recv())

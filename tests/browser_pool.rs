@@ -17,7 +17,7 @@ use supportwatch::browser::{Browser, BrowserConfig, BrowserError, pool_stats};
 fn config(yaml: &str) -> BrowserConfig {
     let config: BrowserConfig = serde_saphyr::from_str(yaml)
         .unwrap_or_else(|e| panic!("browser config should parse: {e}\n{yaml}"));
-    supportwatch::browser::validate(&config).unwrap_or_else(|e| panic!("invalid config: {e}"));
+    supportwatch::browser::validate(&config).unwrap_or_else(|e| panic!("invalid config: {e:?}"));
     config
 }
 

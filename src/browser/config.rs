@@ -101,9 +101,9 @@ impl Default for BrowserConfig {
 /// layout no customer sees; above 10000 px chromium's screenshot buffer gets absurd.
 const WINDOW_EDGE: std::ops::RangeInclusive<u32> = 200..=10_000;
 
-/// Checks what serde cannot check about the `browser:` section. Every problem is reported,
-/// joined by `; `, each starting with `browser: ` and naming its field.
-pub fn validate(config: &BrowserConfig) -> Result<(), String> {
+/// Checks what serde cannot check about the `browser:` section. Every problem is reported, one
+/// message each, starting with `browser: ` and naming its field.
+pub fn validate(config: &BrowserConfig) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     if config.max_sessions == 0 {
         problems.push("browser: max_sessions must be at least 1".to_string());
@@ -145,7 +145,7 @@ pub fn validate(config: &BrowserConfig) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(problems)
     }
 }
 
@@ -219,7 +219,8 @@ mod tests {
         let Err(e) = validate(&config) else {
             panic!("accepted a bad config")
         };
-        assert_eq!(e.matches("browser: ").count(), 3, "{e}");
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e.iter().all(|m| m.starts_with("browser: ")), "{e:?}");
         assert!(validate(&BrowserConfig::default()).is_ok());
     }
 }

@@ -425,13 +425,14 @@ fn with_suggestion(message: &str, extra: &[&str]) -> String {
     first_line.to_string()
 }
 
-fn closest<'a>(wrong: &str, candidates: &'a [String]) -> Option<&'a str> {
+/// The candidate within a few edits of `wrong`, for "did you mean" hints.
+pub fn closest<'a, S: AsRef<str>>(wrong: &str, candidates: &'a [S]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (edit_distance(wrong, c), c))
+        .map(|c| (edit_distance(wrong, c.as_ref()), c.as_ref()))
         .filter(|(d, c)| *d <= (c.len() / 3).max(2) && *d > 0)
         .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.as_str())
+        .map(|(_, c)| c)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -468,60 +469,24 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
     let mut hook_origins: HashMap<String, Origin> = HashMap::new();
     let files = docs.iter().map(|(p, _)| p.clone()).collect();
     for (path, doc) in docs {
-        for (name, spanned) in doc.hooks {
-            let origin = Origin {
-                file: path.clone(),
-                line: spanned.referenced.line(),
-                column: spanned.referenced.column(),
-            };
-            let mut problem = |message: String| {
-                errors.push(ConfigError {
-                    file: Some(origin.file.clone()),
-                    position: Some((origin.line, origin.column)),
-                    check: None,
-                    message: format!("hook `{name}`: {message}"),
-                })
-            };
-            if let Some(first) = hook_origins.get(&name) {
-                problem(format!("declared twice (first at {first})"));
-                continue;
-            }
-            if let Err(m) = validate_name(&name) {
-                problem(m);
-            }
-            if let Err(m) = crate::hooks::validate(&spanned.value) {
-                problem(m);
-            }
-            hook_origins.insert(name.clone(), origin);
-            hooks.insert(name, spanned.value);
-        }
-        for (name, spanned) in doc.mailboxes {
-            let origin = Origin {
-                file: path.clone(),
-                line: spanned.referenced.line(),
-                column: spanned.referenced.column(),
-            };
-            let mut problem = |message: String| {
-                errors.push(ConfigError {
-                    file: Some(origin.file.clone()),
-                    position: Some((origin.line, origin.column)),
-                    check: None,
-                    message: format!("mailbox `{name}`: {message}"),
-                })
-            };
-            if let Some(first) = mailbox_origins.get(&name) {
-                problem(format!("declared twice (first at {first})"));
-                continue;
-            }
-            if let Err(m) = validate_name(&name) {
-                problem(m);
-            }
-            if let Err(m) = crate::mailbox::validate(&spanned.value) {
-                problem(m);
-            }
-            mailbox_origins.insert(name.clone(), origin);
-            mailboxes.insert(name, spanned.value);
-        }
+        merge_named(
+            "hook",
+            &path,
+            doc.hooks,
+            crate::hooks::validate,
+            &mut hooks,
+            &mut hook_origins,
+            errors,
+        );
+        merge_named(
+            "mailbox",
+            &path,
+            doc.mailboxes,
+            crate::mailbox::validate,
+            &mut mailboxes,
+            &mut mailbox_origins,
+            errors,
+        );
         set_once(&mut defaults, "defaults", &path, doc.defaults, errors);
         set_once(&mut server, "server", &path, doc.server, errors);
         set_once(&mut scheduler, "scheduler", &path, doc.scheduler, errors);
@@ -536,19 +501,13 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
         Some((file, b)) => (Some(file), b),
         None => (None, crate::browser::BrowserConfig::default()),
     };
-    if let Err(message) = crate::browser::validate(&browser) {
-        for line in message.split("; browser: ") {
-            errors.push(ConfigError {
-                file: browser_file.clone(),
-                position: None,
-                check: None,
-                message: if line.starts_with("browser: ") {
-                    line.to_string()
-                } else {
-                    format!("browser: {line}")
-                },
-            });
-        }
+    if let Err(problems) = crate::browser::validate(&browser) {
+        errors.extend(problems.into_iter().map(|message| ConfigError {
+            file: browser_file.clone(),
+            position: None,
+            check: None,
+            message,
+        }));
     }
     // Browser runs beyond the pool would only wait for a session inside their timeout; let them
     // wait in the scheduler instead.
@@ -667,6 +626,46 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
         server: server.map(|(_, s)| s).unwrap_or_default(),
         scheduler,
         files,
+    }
+}
+
+/// Adds one file's declarations of a named section (`mailboxes:`, `hooks:`): each name declared
+/// once across all files, valid as a name, and valid by `validate`; problems are located.
+fn merge_named<T>(
+    what: &str,
+    path: &Path,
+    declared: BTreeMap<String, Spanned<T>>,
+    validate: impl Fn(&T) -> Result<(), String>,
+    merged: &mut BTreeMap<String, T>,
+    origins: &mut HashMap<String, Origin>,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (name, spanned) in declared {
+        let origin = Origin {
+            file: path.to_path_buf(),
+            line: spanned.referenced.line(),
+            column: spanned.referenced.column(),
+        };
+        let mut problem = |message: String| {
+            errors.push(ConfigError {
+                file: Some(origin.file.clone()),
+                position: Some((origin.line, origin.column)),
+                check: None,
+                message: format!("{what} `{name}`: {message}"),
+            })
+        };
+        if let Some(first) = origins.get(&name) {
+            problem(format!("declared twice (first at {first})"));
+            continue;
+        }
+        if let Err(m) = validate_name(&name) {
+            problem(m);
+        }
+        if let Err(m) = validate(&spanned.value) {
+            problem(m);
+        }
+        origins.insert(name.clone(), origin);
+        merged.insert(name, spanned.value);
     }
 }
 

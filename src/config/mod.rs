@@ -12,7 +12,7 @@ mod pattern;
 
 pub use duration::{Dur, parse_duration};
 pub use interp::{Secret, Text, with_overlay};
-pub use load::{ConfigError, ConfigErrors, load_dir, load_sources};
+pub use load::{ConfigError, ConfigErrors, closest, load_dir, load_sources};
 pub use pattern::{Pattern, Template, TemplateVars};
 
 use crate::deliver::{AutoReplySpec, DeliverSpec};

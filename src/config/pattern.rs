@@ -12,6 +12,25 @@ use std::fmt;
 pub struct Pattern(pub regex::Regex);
 
 impl Pattern {
+    /// Compiles `source`; the error names the pattern and the cause, without regex's multi-line
+    /// caret diagram.
+    pub fn compile(source: &str) -> Result<Self, String> {
+        regex::RegexBuilder::new(source)
+            // Bounded so a pathological pattern cannot eat the daemon's memory at load.
+            .size_limit(1 << 20)
+            .build()
+            .map(Pattern)
+            .map_err(|e| {
+                let text = e.to_string();
+                let cause = text
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.trim().strip_prefix("error: "))
+                    .unwrap_or(text.trim());
+                format!("invalid regex `{source}`: {cause}")
+            })
+    }
+
     /// Whether the pattern matches somewhere in `haystack`.
     pub fn is_match(&self, haystack: &str) -> bool {
         self.0.is_match(haystack)
@@ -31,21 +50,7 @@ impl fmt::Debug for Pattern {
 impl<'de> Deserialize<'de> for Pattern {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let source = String::deserialize(deserializer)?;
-        regex::RegexBuilder::new(&source)
-            // Bounded so a pathological pattern cannot eat the daemon's memory at load.
-            .size_limit(1 << 20)
-            .build()
-            .map(Pattern)
-            .map_err(|e| {
-                // regex's syntax errors draw a caret diagram over several lines; keep the cause.
-                let text = e.to_string();
-                let cause = text
-                    .lines()
-                    .rev()
-                    .find_map(|l| l.trim().strip_prefix("error: "))
-                    .unwrap_or(text.trim());
-                serde::de::Error::custom(format!("invalid regex `{source}`: {cause}"))
-            })
+        Pattern::compile(&source).map_err(serde::de::Error::custom)
     }
 }
 

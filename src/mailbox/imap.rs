@@ -16,7 +16,7 @@
 mod connect;
 mod folders;
 mod session;
-mod wire;
+pub(crate) mod wire;
 
 use super::{ImapAuth, MailSession, MailStore, MailboxError, MailboxSpec};
 use crate::config::Secret;

@@ -85,6 +85,45 @@ pub(crate) fn check_steps(steps: &[Step], deliver: bool, what: &str) -> Result<(
     Ok(())
 }
 
+/// The plan of a kind that opens a page and then runs the user's steps (`form` and `chat` with
+/// `via: browser`): an `open` of `url` first unless the steps start with one, the steps, then the
+/// kind's own closing steps (`last`: the acknowledgement or reply to wait for), all checked.
+pub(crate) fn plan_after_url(
+    url: &crate::config::Text,
+    written: &[Step],
+    last: Vec<Step>,
+    deliver: bool,
+    step_timeout: Option<Dur>,
+    fail_on_console_error: bool,
+) -> Result<Plan, String> {
+    let mut steps = Vec::with_capacity(written.len() + 1 + last.len());
+    if !matches!(written.first().map(|s| &s.action), Some(Action::Open(_))) {
+        steps.push(Step {
+            action: Action::Open(crate::config::Template::parse(url.clone())?),
+            timeout: None,
+        });
+    }
+    steps.extend(written.iter().cloned());
+    steps.extend(last);
+    check_steps(&steps, deliver, "steps")?;
+    let step_timeout = step_timeout.unwrap_or_else(default_step_timeout);
+    check_step_timeout(step_timeout)?;
+    Ok(Plan {
+        steps,
+        step_timeout: step_timeout.get(),
+        fail_on_console_error,
+    })
+}
+
+/// The first field of `fields` (name, is set, what to do instead) that is set: the fields a
+/// `via: browser` check refuses because they mean nothing in a browser.
+pub(crate) fn first_set<'a>(fields: &[(&'a str, bool, &'a str)]) -> Option<(&'a str, &'a str)> {
+    fields
+        .iter()
+        .find(|(_, set, _)| *set)
+        .map(|(field, _, hint)| (*field, *hint))
+}
+
 /// What `list` shows.
 pub fn summary(spec: &BrowserSpec) -> String {
     let first = match spec.steps.0.first().map(|s| &s.action) {

@@ -152,7 +152,7 @@ impl ReplyPattern {
     /// Parses and compiles (with a sample token), so a bad regex is a load-time error.
     pub fn parse(source: &str) -> Result<Self, String> {
         let sample = source.replace(TOKEN_PLACEHOLDER, "sw-check-0-sample");
-        let pattern = compile_regex(&sample)?;
+        let pattern = Pattern::compile(&sample)?;
         Ok(ReplyPattern {
             source: source.to_string(),
             fixed: (!source.contains(TOKEN_PLACEHOLDER)).then_some(pattern),
@@ -163,7 +163,7 @@ impl ReplyPattern {
     pub fn for_token(&self, token: &str) -> Result<Pattern, String> {
         match &self.fixed {
             Some(p) => Ok(p.clone()),
-            None => compile_regex(
+            None => Pattern::compile(
                 &self
                     .source
                     .replace(TOKEN_PLACEHOLDER, &regex::escape(token)),
@@ -180,24 +180,6 @@ impl ReplyPattern {
     pub fn fixed(&self) -> Option<&Pattern> {
         self.fixed.as_ref()
     }
-}
-
-fn compile_regex(source: &str) -> Result<Pattern, String> {
-    regex::RegexBuilder::new(source)
-        // Bounded so a pathological pattern cannot eat the daemon's memory.
-        .size_limit(1 << 20)
-        .build()
-        .map(Pattern)
-        .map_err(|e| {
-            let text = e.to_string();
-            let cause = text
-                .lines()
-                .rev()
-                .find_map(|l| l.trim().strip_prefix("error: "))
-                .unwrap_or(text.trim())
-                .to_string();
-            format!("invalid regex `{source}`: {cause}")
-        })
 }
 
 impl fmt::Debug for ReplyPattern {

@@ -7,7 +7,7 @@
 //! has finished and ends when the reply is on the page.
 
 use super::{ChatExpect, ChatSpec};
-use crate::config::{Pattern, Template};
+use crate::config::Pattern;
 use crate::probe::browser::steps::{Action, Css, Step};
 use crate::probe::browser::{self, Plan};
 use crate::probe::{Observation, Outcome, RunContext, Shared};
@@ -67,7 +67,7 @@ pub(super) fn check(spec: &ChatSpec) -> Result<(), String> {
             "chromium trusts the system's CA store",
         ),
     ];
-    if let Some((field, _, hint)) = http_only.iter().find(|(_, set, _)| *set) {
+    if let Some((field, hint)) = browser::first_set(&http_only) {
         return Err(format!("`{field}` is not for via: browser; {hint}"));
     }
     plan(spec, &spec.expect).map(|_| ())
@@ -82,21 +82,8 @@ fn plan(spec: &ChatSpec, expect: &ChatExpect) -> Result<Plan, String> {
             "via: browser needs `reply_in`: the CSS selector where the bot's reply appears".into(),
         );
     };
-    let mut steps = Vec::with_capacity(written.0.len() + 2);
-    if !matches!(written.0.first().map(|s| &s.action), Some(Action::Open(_))) {
-        steps.push(Step {
-            action: Action::Open(Template::parse(spec.url.clone())?),
-            timeout: None,
-        });
-    }
-    steps.extend(written.0.iter().cloned());
-    let any_text = || {
-        regex::Regex::new(r"\S")
-            .map(Pattern)
-            .map_err(|e| e.to_string())
-    };
     let pattern = match &expect.reply {
-        None => any_text()?,
+        None => Pattern::compile(r"\S")?,
         Some(r) => r.fixed().cloned().ok_or_else(|| {
             format!(
                 "`{{{{token}}}}` in the reply regex is not supported with via: browser (`{}`)",
@@ -104,23 +91,21 @@ fn plan(spec: &ChatSpec, expect: &ChatExpect) -> Result<Plan, String> {
             )
         })?,
     };
-    steps.push(Step {
+    let reply = Step {
         action: Action::ExpectText {
             selector: Css::parse(reply_in)?,
             pattern,
         },
         timeout: Some(expect.within),
-    });
-    browser::check_steps(&steps, false, "steps")?;
-    let step_timeout = spec
-        .step_timeout
-        .unwrap_or_else(browser::default_step_timeout);
-    browser::check_step_timeout(step_timeout)?;
-    Ok(Plan {
-        steps,
-        step_timeout: step_timeout.get(),
-        fail_on_console_error: false,
-    })
+    };
+    browser::plan_after_url(
+        &spec.url,
+        &written.0,
+        vec![reply],
+        false,
+        spec.step_timeout,
+        false,
+    )
 }
 
 /// The browser pool and both plans, made once at build.

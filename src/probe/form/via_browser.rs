@@ -7,7 +7,6 @@
 //! page's text matches, so an acknowledgement a script writes a moment later still counts.
 
 use super::{FormSpec, http};
-use crate::config::Template;
 use crate::probe::browser::steps::{Action, Css, Step};
 use crate::probe::browser::{self, Plan};
 use serde::Deserialize;
@@ -124,7 +123,7 @@ pub(super) fn plan(spec: &FormSpec) -> Result<Plan, String> {
             "the browser reads whole pages itself",
         ),
     ];
-    if let Some((field, _, why)) = checks.iter().find(|(_, set, _)| *set) {
+    if let Some((field, why)) = browser::first_set(&checks) {
         return hint(field, why);
     }
     http::parse_url(&spec.url)?;
@@ -133,31 +132,22 @@ pub(super) fn plan(spec: &FormSpec) -> Result<Plan, String> {
             "via: browser needs `steps`, e.g. steps: [ { fill: { selector: \"#message\", text: \"Automated test {{token}}, please ignore\" } }, { click: \"#send\" } ]".into(),
         );
     };
-    let mut steps: Vec<Step> = Vec::with_capacity(written.0.len() + 2);
-    if !matches!(written.0.first().map(|s| &s.action), Some(Action::Open(_))) {
-        steps.push(Step {
-            action: Action::Open(Template::parse(spec.url.clone())?),
-            timeout: None,
-        });
-    }
-    steps.extend(written.0.iter().cloned());
-    if let Some(body) = &expect.body {
-        steps.push(Step {
+    let last = match &expect.body {
+        Some(body) => vec![Step {
             action: Action::ExpectText {
                 selector: Css::parse("body")?,
                 pattern: body.clone(),
             },
             timeout: None,
-        });
-    }
-    browser::check_steps(&steps, spec.deliver.is_some(), "steps")?;
-    let step_timeout = spec
-        .step_timeout
-        .unwrap_or_else(browser::default_step_timeout);
-    browser::check_step_timeout(step_timeout)?;
-    Ok(Plan {
-        steps,
-        step_timeout: step_timeout.get(),
-        fail_on_console_error: spec.fail_on_console_error.unwrap_or(false),
-    })
+        }],
+        None => Vec::new(),
+    };
+    browser::plan_after_url(
+        &spec.url,
+        &written.0,
+        last,
+        spec.deliver.is_some(),
+        spec.step_timeout,
+        spec.fail_on_console_error.unwrap_or(false),
+    )
 }
