@@ -399,21 +399,11 @@ async fn mailbox_stage(
                     ),
                 ),
             }
-            let window = spec.late_window.unwrap_or(spec.within).get();
-            late = Some(
-                async move {
-                    match watcher.wait(request, Instant::now() + window).await {
-                        Ok(found) => LateDelivery::Arrived(
-                            found
-                                .observed_at
-                                .duration_since(submitted_at)
-                                .unwrap_or_default(),
-                        ),
-                        Err(_) => LateDelivery::Lost,
-                    }
-                }
-                .boxed(),
-            );
+            let window = late_window(&spec);
+            late = Some(late_watch(submitted_at, async move {
+                let found = watcher.wait(request, Instant::now() + window).await;
+                found.ok().map(|f| f.observed_at)
+            }));
         }
         Err(WaitError::Mailbox(e)) => {
             outcome.fail_with(e.failure_kind(), e.to_string());
@@ -501,4 +491,24 @@ fn note_cleanup(outcome: &mut Outcome, found: &Delivered) {
             .push(format!("could not delete the test message: {e}")),
         None => {}
     }
+}
+
+/// How long a missed delivery is still watched for: `late_window`, or as long as `within`.
+pub(crate) fn late_window(spec: &DeliverSpec) -> Duration {
+    spec.late_window.unwrap_or(spec.within).get()
+}
+
+/// The late watch of a missed delivery: `arrival` resolves to when the token was seen, or `None`
+/// when the late window passed without it.
+pub(crate) fn late_watch(
+    submitted_at: SystemTime,
+    arrival: impl Future<Output = Option<SystemTime>> + Send + 'static,
+) -> futures::future::BoxFuture<'static, LateDelivery> {
+    async move {
+        match arrival.await {
+            Some(at) => LateDelivery::Arrived(at.duration_since(submitted_at).unwrap_or_default()),
+            None => LateDelivery::Lost,
+        }
+    }
+    .boxed()
 }

@@ -7,8 +7,7 @@
 use crate::config::{Dur, Pattern, Template, TemplateVars, Text};
 use crate::hooks::Hooks;
 use crate::probe::http;
-use crate::probe::{FailureKind, FollowUpResult, LateDelivery, Observation, Outcome, RunContext};
-use futures::FutureExt;
+use crate::probe::{FailureKind, FollowUpResult, Observation, Outcome, RunContext};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -114,21 +113,12 @@ pub(super) async fn webhook_stage(
                     spec.within
                 ),
             );
-            let window = spec.late_window.unwrap_or(spec.within).get();
-            late = Some(
-                async move {
-                    match hooks
-                        .wait(&name, &token, submitted_at, Instant::now() + window)
-                        .await
-                    {
-                        Some(at) => LateDelivery::Arrived(
-                            at.duration_since(submitted_at).unwrap_or_default(),
-                        ),
-                        None => LateDelivery::Lost,
-                    }
-                }
-                .boxed(),
-            );
+            let window = super::late_window(&spec);
+            late = Some(super::late_watch(submitted_at, async move {
+                hooks
+                    .wait(&name, &token, submitted_at, Instant::now() + window)
+                    .await
+            }));
         }
     }
     FollowUpResult { outcome, late }
@@ -180,18 +170,10 @@ pub(super) async fn poll_stage(
                     spec.within
                 ),
             );
-            let window = spec.late_window.unwrap_or(spec.within).get();
-            late = Some(
-                async move {
-                    match poller.until(Instant::now() + window).await {
-                        Ok(at) => LateDelivery::Arrived(
-                            at.duration_since(submitted_at).unwrap_or_default(),
-                        ),
-                        Err(_) => LateDelivery::Lost,
-                    }
-                }
-                .boxed(),
-            );
+            let window = super::late_window(&spec);
+            late = Some(super::late_watch(submitted_at, async move {
+                poller.until(Instant::now() + window).await.ok()
+            }));
         }
     }
     FollowUpResult { outcome, late }
