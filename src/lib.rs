@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod hours;
 pub mod mailbox;
 pub mod metrics;
+pub mod notify;
 pub mod probe;
 pub mod report;
 pub mod runner;

@@ -10,7 +10,8 @@ use crate::probe::{CertReport, FailureKind, LateDelivery, Observation};
 use crate::runner::{RunReport, RunResult};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -136,6 +137,11 @@ pub const CHECK_METRICS: &[(&str, &str, MetricType)] = &[
         MetricType::HISTOGRAM,
     ),
     (
+        "alert_firing",
+        "1 while the check's alert is firing (failure threshold reached, not yet resolved).",
+        MetricType::GAUGE,
+    ),
+    (
         "dns_spf_lookups",
         "DNS lookups the domain's SPF record needs (the limit is 10).",
         MetricType::GAUGE,
@@ -205,6 +211,8 @@ struct CheckSeries {
     deliveries_lost: u64,
     auto_reply_latency: Hist,
     chat_first_response: Hist,
+    /// Whether the check's alert fires; `None` until the alert engine has said.
+    alert_firing: Option<bool>,
 }
 
 /// All of supportwatch's metrics.
@@ -225,6 +233,12 @@ pub struct Metrics {
     pub last_reload_success_time: Gauge,
     /// Storage quota usage per mailbox.
     pub mailbox_quota: GaugeVec,
+    /// Notifications by notifier and result (sent, error, dropped).
+    pub notifications: IntCounterVec,
+    /// 1 while a notifier's last attempt succeeded, 0 while it fails.
+    pub notifier_up: IntGaugeVec,
+    /// Notifications decided but not yet sent (grouping, retries, waiting for a fallback).
+    pub notifications_queued: IntGauge,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -292,6 +306,28 @@ impl Metrics {
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
         }
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                n("notifications_total"),
+                "Alert notifications by notifier and result: sent, error (an attempt failed and is \
+                 retried or handed to the fallback), dropped (given up).",
+            ),
+            &["notifier", "result"],
+        )
+        .expect("static metric definition");
+        let notifier_up = IntGaugeVec::new(
+            Opts::new(
+                n("notifier_up"),
+                "1 if the notifier's last send succeeded (or it has not sent yet), 0 if it failed.",
+            ),
+            &["notifier"],
+        )
+        .expect("static metric definition");
+        let notifications_queued = IntGauge::new(
+            n("notifications_queued"),
+            "Alert notifications decided but not yet sent.",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(scheduler_lag.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(running.clone()),
@@ -301,6 +337,9 @@ impl Metrics {
             Box::new(last_reload_success_time.clone()),
             Box::new(build_info),
             Box::new(mailbox_quota.clone()),
+            Box::new(notifications.clone()),
+            Box::new(notifier_up.clone()),
+            Box::new(notifications_queued.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -314,6 +353,28 @@ impl Metrics {
             last_reload_successful,
             last_reload_success_time,
             mailbox_quota,
+            notifications,
+            notifier_up,
+            notifications_queued,
+        }
+    }
+
+    /// Starts the series of these notifiers (counters at zero, up at 1) and drops the health of
+    /// removed ones; counters of removed notifiers stay until restart, as counters should.
+    pub fn sync_notifiers<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        self.notifier_up.reset();
+        for name in names {
+            self.notifier_up.with_label_values(&[name]).set(1);
+            for result in ["sent", "error", "dropped"] {
+                self.notifications.with_label_values(&[name, result]);
+            }
+        }
+    }
+
+    /// Records whether `check`'s alert fires.
+    pub fn set_alert_firing(&self, check: &str, firing: bool) {
+        if let Some(s) = self.series(check) {
+            lock(&s).alert_firing = Some(firing);
         }
     }
 
@@ -495,6 +556,13 @@ impl Metrics {
             }
             if let Some(t) = s.last_run {
                 push("check_last_run_timestamp_seconds", &[], Value::Gauge(t));
+            }
+            if let Some(firing) = s.alert_firing {
+                push(
+                    "alert_firing",
+                    &[],
+                    Value::Gauge(f64::from(u8::from(firing))),
+                );
             }
             for (i, result) in RunResult::ALL.iter().enumerate() {
                 push(

@@ -157,7 +157,9 @@ impl CheckSpec {
 }
 
 /// Check kinds, the `kind` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// `http`
@@ -201,7 +203,9 @@ impl fmt::Display for Kind {
 }
 
 /// Support channels, the closed set of `channel` label values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// Feedback / contact form.
