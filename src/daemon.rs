@@ -5,6 +5,8 @@
 //! (every probe built) before it replaces the running one; if anything is wrong it is refused,
 //! logged, and the old config keeps running.
 
+use crate::alert::service::{AlertCommands, AlertService, Clock, Setup};
+use crate::alert::store::Store;
 use crate::config::{self, ConfigErrors};
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
@@ -15,7 +17,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +61,9 @@ pub enum DaemonError {
     /// The config has problems.
     #[error("{0}")]
     Config(#[from] ConfigErrors),
+    /// The alert database cannot be opened.
+    #[error("{0}")]
+    Storage(#[from] crate::alert::store::StoreError),
     /// The metrics address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -79,6 +84,9 @@ pub struct Daemon {
     pub metrics: Arc<Metrics>,
     /// The webhook registry (`POST /hooks/NAME`), shared by the web server and the checks.
     pub hooks: Arc<Hooks>,
+    /// Notifier and storage health.
+    pub alert_health: Arc<crate::alert::service::Health>,
+    alerts: AlertService,
     reload_tx: mpsc::Sender<ReloadRequest>,
     server_stop: CancellationToken,
     grace: Duration,
@@ -90,6 +98,15 @@ impl Daemon {
     pub async fn start(
         source: ConfigSource,
         listen: Option<SocketAddr>,
+    ) -> Result<Self, DaemonError> {
+        Self::start_with_clock(source, listen, Arc::new(SystemTime::now)).await
+    }
+
+    /// [`Self::start`] with alerting on `clock`'s time.
+    pub async fn start_with_clock(
+        source: ConfigSource,
+        listen: Option<SocketAddr>,
+        clock: Clock,
     ) -> Result<Self, DaemonError> {
         // One registry for the process: reloads swap its declarations, never the registry, so
         // runs waiting on a hook across a reload are still answered.
@@ -104,6 +121,21 @@ impl Daemon {
             .map_err(|source| DaemonError::Bind { addr, source })?;
         let addr = listener.local_addr().unwrap_or(addr);
         let grace = prepared.config.scheduler.shutdown_grace.get();
+        for warning in &prepared.warnings {
+            tracing::warn!("{warning}");
+        }
+        // Alerting subscribes before the first run can finish, so it misses none.
+        let storage_path = prepared.config.storage.path.clone();
+        // Opened once at start, before anything runs: a short blocking call is fine here.
+        let store = Store::open(&storage_path)?;
+        let alerts = AlertService::start(
+            Arc::new(store),
+            Setup::new(&prepared),
+            scheduler.subscribe(),
+            metrics.clone(),
+            clock,
+        )?;
+        let alert_health = alerts.health.clone();
         scheduler.apply(&prepared);
         metrics.record_reload(true);
         tracing::info!(%addr, checks = prepared.checks.len(), "supportwatch running");
@@ -114,6 +146,7 @@ impl Daemon {
             metrics: metrics.clone(),
             reload: reload_tx.clone(),
             hooks: hooks.clone(),
+            alert_health: Some(alert_health.clone()),
         };
         let stop = server_stop.clone();
         let server_task = tokio::spawn(async move {
@@ -130,12 +163,15 @@ impl Daemon {
             metrics.clone(),
             hooks.clone(),
             configured_listen,
+            (alerts.commands(), storage_path),
         ));
         Ok(Daemon {
             addr,
             scheduler,
             metrics,
             hooks,
+            alert_health,
+            alerts,
             reload_tx,
             server_stop,
             grace,
@@ -158,6 +194,8 @@ impl Daemon {
     /// Returns whether every run finished in time.
     pub async fn stop(self) -> bool {
         let drained = self.scheduler.shutdown(self.grace).await;
+        // After the runs: their results still reach alerting and the database.
+        self.alerts.stop().await;
         self.server_stop.cancel();
         drop(self.reload_tx);
         for task in self.tasks {
@@ -218,6 +256,7 @@ async fn reload_loop(
     metrics: Arc<Metrics>,
     hooks: Arc<Hooks>,
     configured_listen: Option<SocketAddr>,
+    (alerts, storage_path): (AlertCommands, PathBuf),
 ) {
     while let Some(reply) = requests.recv().await {
         let answer = match load_blocking(source.clone(), hooks.clone()).await {
@@ -233,6 +272,17 @@ async fn reload_loop(
                         "server.listen changed; restart supportwatch to apply it"
                     );
                 }
+                if prepared.config.storage.path != storage_path {
+                    tracing::warn!(
+                        configured = %prepared.config.storage.path.display(),
+                        in_use = %storage_path.display(),
+                        "storage.path changed; restart supportwatch to apply it"
+                    );
+                }
+                for warning in &prepared.warnings {
+                    tracing::warn!("{warning}");
+                }
+                alerts.apply(Setup::new(&prepared)).await;
                 scheduler.apply(&prepared);
                 metrics.record_reload(true);
                 let summary = format!("config reloaded: {} checks", prepared.checks.len());

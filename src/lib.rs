@@ -4,6 +4,7 @@
 //! once) → [`runner`] (timeout, retries) → a [`probe`] (the network work of one attempt) →
 //! [`metrics`] and the report stream. See `ARCHITECTURE.md`.
 
+pub mod alert;
 pub mod browser;
 pub mod config;
 pub mod daemon;

@@ -50,6 +50,10 @@ pub struct Prepared {
     pub config: Config,
     /// One entry per check, in config order.
     pub checks: Vec<Arc<PreparedCheck>>,
+    /// Every notifier, built.
+    pub notifiers: std::collections::BTreeMap<String, crate::alert::service::NotifierEntry>,
+    /// Things that work but probably are not what the user wants (`validate` prints them).
+    pub warnings: Vec<String>,
 }
 
 /// Builds every probe; problems (an unreadable `ca_file`, ...) are collected with their location.
@@ -88,6 +92,16 @@ pub fn prepare_with(
         ))),
         ..probe::Shared::default()
     };
+    let warnings = crate::alert::routes::warnings(&config);
+    let notifiers = crate::alert::service::build_notifiers(&config).unwrap_or_else(|messages| {
+        errors.extend(messages.into_iter().map(|message| ConfigError {
+            file: None,
+            position: None,
+            check: None,
+            message,
+        }));
+        Default::default()
+    });
     let mut checks = Vec::with_capacity(config.checks.len());
     for check in std::mem::take(&mut config.checks) {
         match probe::build(&check.spec, &shared) {
@@ -101,7 +115,12 @@ pub fn prepare_with(
         }
     }
     if errors.is_empty() {
-        Ok(Prepared { config, checks })
+        Ok(Prepared {
+            config,
+            checks,
+            notifiers,
+            warnings,
+        })
     } else {
         Err(ConfigErrors(errors))
     }

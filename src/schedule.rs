@@ -377,7 +377,12 @@ mod tests {
             .zip(probes)
             .map(|(check, (_, probe))| Arc::new(PreparedCheck::new(check, probe)))
             .collect();
-        Prepared { config, checks }
+        Prepared {
+            config,
+            checks,
+            notifiers: Default::default(),
+            warnings: Vec::new(),
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,8 @@ pub struct AppState {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// The webhook registry that `deliver: { webhook: … }` waits on.
     pub hooks: Arc<Hooks>,
+    /// Notifier and storage health, when alerting runs.
+    pub alert_health: Option<Arc<crate::alert::service::Health>>,
 }
 
 /// The router with every endpoint.
@@ -65,11 +67,34 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn healthz(State(state): State<AppState>) -> Response {
     let reload_ok = state.metrics.last_reload_successful.get() == 1;
+    let (failing, all_failing, storage) = match &state.alert_health {
+        Some(h) => (
+            h.failing_notifiers(),
+            h.all_notifiers_failing(),
+            h.storage_error(),
+        ),
+        None => (Vec::new(), false, None),
+    };
+    // Still 200: supportwatch itself runs; restarting it would not fix a notifier. The status
+    // says what needs a human.
+    let status = if all_failing || storage.is_some() {
+        "failing"
+    } else if !failing.is_empty() || !reload_ok {
+        "degraded"
+    } else {
+        "ok"
+    };
+    let failing: serde_json::Map<String, serde_json::Value> = failing
+        .into_iter()
+        .map(|(name, error)| (name, serde_json::Value::String(error)))
+        .collect();
     Json(serde_json::json!({
-        "status": "ok",
+        "status": status,
         "checks": state.metrics.configured.get(),
         "running": state.metrics.running.get(),
         "last_reload_successful": reload_ok,
+        "notifiers_failing": failing,
+        "storage_error": storage,
     }))
     .into_response()
 }

@@ -457,7 +457,8 @@ async fn the_daemon_serves_hooks_and_a_reload_swaps_their_secrets() {
         std::fs::write(
             dir.path().join("hooks.yaml"),
             format!(
-                "hooks: {{ crm: {{ secret: \"{secret}\", signature: header }} }}\nchecks: [ {{ name: x, kind: http, url: \"http://127.0.0.1:9/\", interval: 1h }} ]\n"
+                "hooks: {{ crm: {{ secret: \"{secret}\", signature: header }} }}\nchecks: [ {{ name: x, kind: http, url: \"http://127.0.0.1:9/\", interval: 1h }} ]\nstorage: {{ path: \"{}\" }}\n",
+                dir.path().join("sw.db").display()
             ),
         )
         .expect("write config");

@@ -131,6 +131,8 @@ fn run_exits_0_on_sigterm_without_logging_secrets() {
     let mut child = Command::new(BIN)
         .args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(dir.path())
+        // The alert database (storage.path, default ./supportwatch.db) goes there too.
+        .current_dir(dir.path())
         .env("SW_SHOP_KEY", SECRET)
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
@@ -169,6 +171,8 @@ fn sighup_reloads_and_a_bad_config_is_refused_with_its_location() {
     let child = Command::new(BIN)
         .args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(dir.path())
+        // The alert database (storage.path, default ./supportwatch.db) goes there too.
+        .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -10,6 +10,12 @@ use supportwatch::daemon::{ConfigSource, Daemon};
 
 fn write_config(dir: &Path, yaml: &str) {
     std::fs::write(dir.join("shop.yaml"), yaml).expect("write config");
+    // Each test its own alert database, never one in the working directory.
+    std::fs::write(
+        dir.join("storage.yaml"),
+        format!("storage: {{ path: \"{}\" }}\n", dir.join("sw.db").display()),
+    )
+    .expect("write storage config");
 }
 
 async fn next_report_of(daemon: &Daemon, check: &str) {

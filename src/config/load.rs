@@ -93,6 +93,10 @@ struct FileDoc {
     browser: Option<crate::browser::BrowserConfig>,
     server: Option<ServerConfig>,
     scheduler: Option<SchedulerConfig>,
+    #[serde(default)]
+    notifiers: BTreeMap<String, Spanned<crate::notify::NotifierSpec>>,
+    alerting: Option<crate::alert::AlertingConfig>,
+    storage: Option<crate::alert::StorageConfig>,
 }
 
 /// Top-level sections other than `checks`, parsed alone when a file has errors.
@@ -107,6 +111,9 @@ struct SectionsDoc {
     browser: Option<crate::browser::BrowserConfig>,
     server: Option<ServerConfig>,
     scheduler: Option<SchedulerConfig>,
+    notifiers: Option<BTreeMap<String, crate::notify::NotifierSpec>>,
+    alerting: Option<crate::alert::AlertingConfig>,
+    storage: Option<crate::alert::StorageConfig>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +138,7 @@ const COMMON_FIELDS: &[&str] = &[
     "retries",
     "retry_delay",
     "labels",
+    "alert",
 ];
 
 #[derive(Deserialize)]
@@ -144,6 +152,7 @@ struct CheckDoc {
     retry_delay: Option<Dur>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    alert: Option<crate::alert::CheckAlert>,
     #[serde(flatten)]
     spec: CheckSpec,
 }
@@ -238,6 +247,9 @@ fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigError>> {
             browser: None,
             server: None,
             scheduler: None,
+            notifiers: BTreeMap::new(),
+            alerting: None,
+            storage: None,
         });
     }
     let first = match serde_saphyr::from_str_with_options::<FileDoc>(text, options(false)) {
@@ -467,6 +479,10 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
     let mut mailbox_origins: HashMap<String, Origin> = HashMap::new();
     let mut hooks: BTreeMap<String, crate::hooks::HookSpec> = BTreeMap::new();
     let mut hook_origins: HashMap<String, Origin> = HashMap::new();
+    let mut notifiers: BTreeMap<String, crate::notify::NotifierSpec> = BTreeMap::new();
+    let mut notifier_origins: HashMap<String, Origin> = HashMap::new();
+    let mut alerting: Option<(PathBuf, crate::alert::AlertingConfig)> = None;
+    let mut storage: Option<(PathBuf, crate::alert::StorageConfig)> = None;
     let files = docs.iter().map(|(p, _)| p.clone()).collect();
     for (path, doc) in docs {
         merge_named(
@@ -487,6 +503,17 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
             &mut mailbox_origins,
             errors,
         );
+        merge_named(
+            "notifier",
+            &path,
+            doc.notifiers,
+            crate::notify::validate,
+            &mut notifiers,
+            &mut notifier_origins,
+            errors,
+        );
+        set_once(&mut alerting, "alerting", &path, doc.alerting, errors);
+        set_once(&mut storage, "storage", &path, doc.storage, errors);
         set_once(&mut defaults, "defaults", &path, doc.defaults, errors);
         set_once(&mut server, "server", &path, doc.server, errors);
         set_once(&mut scheduler, "scheduler", &path, doc.scheduler, errors);
@@ -614,8 +641,28 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
             timeout,
             retries,
             retry_delay,
+            alert: doc.alert,
             spec: doc.spec,
             origin,
+        });
+    }
+    let (alerting_file, alerting) = match alerting {
+        Some((file, a)) => (Some(file), a),
+        None => (None, crate::alert::AlertingConfig::default()),
+    };
+    for (check, message) in crate::alert::validate(&alerting, &notifiers, &checks) {
+        let origin = check
+            .as_ref()
+            .and_then(|name| checks.iter().find(|c| &c.name == name))
+            .map(|c| c.origin.clone());
+        errors.push(ConfigError {
+            file: origin
+                .as_ref()
+                .map(|o| o.file.clone())
+                .or(alerting_file.clone()),
+            position: origin.map(|o| (o.line, o.column)),
+            check,
+            message,
         });
     }
     Config {
@@ -625,6 +672,9 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
         browser,
         server: server.map(|(_, s)| s).unwrap_or_default(),
         scheduler,
+        notifiers,
+        alerting,
+        storage: storage.map(|(_, s)| s).unwrap_or_default(),
         files,
     }
 }

@@ -37,6 +37,12 @@ pub struct Config {
     pub server: ServerConfig,
     /// Concurrency limits and shutdown behaviour.
     pub scheduler: SchedulerConfig,
+    /// Where alerts go, by name.
+    pub notifiers: BTreeMap<String, crate::notify::NotifierSpec>,
+    /// When alerts fire and who hears of them.
+    pub alerting: crate::alert::AlertingConfig,
+    /// The SQLite database with alert state and run history.
+    pub storage: crate::alert::StorageConfig,
     /// The files the config was read from.
     pub files: Vec<PathBuf>,
 }
@@ -65,6 +71,8 @@ pub struct Check {
     pub retries: u32,
     /// Pause between attempts.
     pub retry_delay: Dur,
+    /// The check's own alerting rules.
+    pub alert: Option<crate::alert::CheckAlert>,
     /// What the check does.
     pub spec: CheckSpec,
     /// Where the check is defined.

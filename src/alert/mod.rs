@@ -1,0 +1,238 @@
+//! Alerting: from run results to messages people act on.
+//!
+//! Every finished run goes through a per-check state machine ([`engine`]) that decides when an
+//! alert fires, reminds and resolves. Its decisions are written, together with the new state, to
+//! SQLite in one transaction ([`store`]): a restart neither re-sends nor forgets an alert. The
+//! [`dispatch`]er then groups what is due per shop and notifier, sends it, retries with backoff,
+//! and hands it to the route's fallback when a notifier keeps failing. [`service`] ties these to
+//! the scheduler and to config reloads.
+
+pub mod dispatch;
+pub mod engine;
+pub mod maintenance;
+pub mod routes;
+pub mod service;
+pub mod store;
+
+use crate::config::{Dur, Text};
+use crate::notify::Language;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use maintenance::Maintenance;
+pub use routes::{Route, Target};
+
+/// The `alerting:` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingConfig {
+    /// Consecutive failed runs that fire an alert (default 2).
+    pub failure_threshold: Option<u32>,
+    /// Consecutive passed runs that resolve it (default 1).
+    pub success_threshold: Option<u32>,
+    /// Send a message when an alert resolves (default true).
+    pub send_on_resolved: Option<bool>,
+    /// Remind while an alert keeps firing, e.g. `4h` (default: never).
+    pub repeat: Option<Dur>,
+    /// Also fire when this many runs failed within a time window, passes in between or not.
+    pub window: Option<WindowRule>,
+    /// Times when results are recorded but nobody is notified.
+    #[serde(default)]
+    pub maintenance: Vec<Maintenance>,
+    /// How long the first alert of a shop waits for others to join its message (default 30s).
+    pub group_wait: Option<Dur>,
+    /// Default language of notifier texts (`en` or `ru`).
+    pub language: Option<Language>,
+    /// Time zone of times in texts (IANA name, default the system's).
+    pub timezone: Option<String>,
+    /// Link put into every message (a status page or Grafana dashboard).
+    pub status_url: Option<Text>,
+    /// Attempts per notification before it is dropped or handed to the fallback (default 5).
+    pub attempts: Option<u32>,
+    /// Which notifiers hear about which checks.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// A check's own `alert:` block; unset fields inherit from `alerting:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckAlert {
+    /// See [`AlertingConfig::failure_threshold`].
+    pub failure_threshold: Option<u32>,
+    /// See [`AlertingConfig::success_threshold`].
+    pub success_threshold: Option<u32>,
+    /// See [`AlertingConfig::send_on_resolved`].
+    pub send_on_resolved: Option<bool>,
+    /// See [`AlertingConfig::repeat`].
+    pub repeat: Option<Dur>,
+    /// See [`AlertingConfig::window`].
+    pub window: Option<WindowRule>,
+    /// Maintenance windows of this check, in addition to the global ones.
+    #[serde(default)]
+    pub maintenance: Vec<Maintenance>,
+    /// Notifiers told about this check besides those the routes choose.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// Used when one of `notify` fails.
+    pub fallback: Option<String>,
+    /// `false` turns alerting off for this check (results are still recorded).
+    pub enabled: Option<bool>,
+}
+
+/// `failures: 3, in: 10m`: fire when that many runs failed within the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowRule {
+    /// Failed runs needed.
+    pub failures: u32,
+    /// The window.
+    #[serde(rename = "in")]
+    pub within: Dur,
+}
+
+/// The `storage:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// SQLite database file (default `./supportwatch.db`).
+    #[serde(default = "default_storage_path")]
+    pub path: PathBuf,
+    /// Runs kept per check (default 1000).
+    #[serde(default = "default_keep_runs")]
+    pub keep_runs: u32,
+}
+
+fn default_storage_path() -> PathBuf {
+    PathBuf::from("supportwatch.db")
+}
+fn default_keep_runs() -> u32 {
+    1000
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: default_storage_path(),
+            keep_runs: default_keep_runs(),
+        }
+    }
+}
+
+/// A check's alerting rules, defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Alerting on at all.
+    pub enabled: bool,
+    /// Consecutive failures to fire.
+    pub failure_threshold: u32,
+    /// Consecutive passes to resolve.
+    pub success_threshold: u32,
+    /// Send resolves.
+    pub send_on_resolved: bool,
+    /// Reminder interval.
+    pub repeat: Option<std::time::Duration>,
+    /// Window rule.
+    pub window: Option<WindowRule>,
+}
+
+/// Built-in `failure_threshold`.
+pub const DEFAULT_FAILURE_THRESHOLD: u32 = 2;
+/// Built-in `success_threshold`.
+pub const DEFAULT_SUCCESS_THRESHOLD: u32 = 1;
+/// Built-in `group_wait`.
+pub const DEFAULT_GROUP_WAIT: Dur = Dur::secs(30);
+/// Built-in `attempts`.
+pub const DEFAULT_ATTEMPTS: u32 = 5;
+
+impl Policy {
+    /// The policy of a check with `own` under `global`.
+    pub fn resolve(global: &AlertingConfig, own: Option<&CheckAlert>) -> Policy {
+        let own = own.cloned().unwrap_or_default();
+        Policy {
+            enabled: own.enabled.unwrap_or(true),
+            failure_threshold: own
+                .failure_threshold
+                .or(global.failure_threshold)
+                .unwrap_or(DEFAULT_FAILURE_THRESHOLD)
+                .max(1),
+            success_threshold: own
+                .success_threshold
+                .or(global.success_threshold)
+                .unwrap_or(DEFAULT_SUCCESS_THRESHOLD)
+                .max(1),
+            send_on_resolved: own
+                .send_on_resolved
+                .or(global.send_on_resolved)
+                .unwrap_or(true),
+            repeat: own.repeat.or(global.repeat).map(|d| d.get()),
+            window: own.window.or(global.window),
+        }
+    }
+}
+
+/// Checks the `alerting:` section and the checks' `alert:` blocks against the declared notifiers.
+pub fn validate(
+    alerting: &AlertingConfig,
+    notifiers: &BTreeMap<String, crate::notify::NotifierSpec>,
+    checks: &[crate::config::Check],
+) -> Vec<(Option<String>, String)> {
+    let mut problems = Vec::new();
+    let known: Vec<&str> = notifiers.keys().map(String::as_str).collect();
+    let mut name_ok = |name: &str, place: &str, check: Option<&str>| {
+        if !notifiers.contains_key(name) {
+            let hint = crate::config::closest(name, &known)
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_else(|| {
+                    if known.is_empty() {
+                        " (declare it under `notifiers:`)".to_string()
+                    } else {
+                        format!(" (declared: {})", known.join(", "))
+                    }
+                });
+            problems.push((
+                check.map(str::to_string),
+                format!("{place}: unknown notifier `{name}`{hint}"),
+            ));
+        }
+    };
+    for (i, route) in alerting.routes.iter().enumerate() {
+        let place = format!("alerting.routes[{i}]");
+        for name in route.notify.iter().chain(route.fallback.iter()) {
+            name_ok(name, &place, None);
+        }
+    }
+    for check in checks {
+        if let Some(own) = &check.alert {
+            for name in own.notify.iter().chain(own.fallback.iter()) {
+                name_ok(name, "alert", Some(&check.name));
+            }
+        }
+    }
+    for (i, route) in alerting.routes.iter().enumerate() {
+        if route.notify.is_empty() {
+            problems.push((
+                None,
+                format!("alerting.routes[{i}]: `notify` lists no notifier"),
+            ));
+        }
+    }
+    if let Some(w) = alerting.window
+        && w.failures == 0
+    {
+        problems.push((
+            None,
+            "alerting.window: `failures` must be at least 1".into(),
+        ));
+    }
+    if let Some(tz) = &alerting.timezone
+        && jiff::tz::TimeZone::get(tz).is_err()
+    {
+        problems.push((
+            None,
+            format!("alerting.timezone: unknown time zone `{tz}` (write e.g. `Europe/Moscow`)"),
+        ));
+    }
+    problems
+}

@@ -1,0 +1,667 @@
+//! The alerting task: run reports in, notifications out.
+//!
+//! One task owns the alert states, so reports, ticks, config changes and send results are handled
+//! one at a time and never race. Sends run in their own tasks (a slow notifier must not delay the
+//! others) and report back. SQLite work runs on the blocking pool.
+
+use super::dispatch::{self, AfterFailure, Batch};
+use super::engine::{self, AlertState, Event};
+use super::store::{Queued, RunRecord, Store};
+use super::{Maintenance, Policy, Target};
+use crate::config::{Channel, Kind};
+use crate::metrics::Metrics;
+use crate::notify::{AlertNotice, Audience, Language, Notification, Notifier, NotifyError};
+use crate::runner::{Prepared, RunReport};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Where the time comes from (tests inject their own).
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// How often time-driven work (grouping, retries, reminders, maintenance ends) is looked at.
+const TICK: Duration = Duration::from_millis(500);
+
+/// A notifier ready to send, with how it speaks.
+#[derive(Clone)]
+pub struct NotifierEntry {
+    /// The notifier.
+    pub notifier: Arc<dyn Notifier>,
+    /// Its language.
+    pub language: Language,
+    /// Its readers.
+    pub audience: Audience,
+    /// Its service (`telegram`, ...), for logs.
+    pub kind: &'static str,
+}
+
+/// What the alerting task knows about one check.
+#[derive(Clone, Debug)]
+struct CheckEntry {
+    channel: Channel,
+    kind: Kind,
+    labels: BTreeMap<String, String>,
+    shop: String,
+    policy: Policy,
+    targets: Vec<Target>,
+    maintenance: Vec<Maintenance>,
+}
+
+/// Everything the alerting task needs from a config.
+#[derive(Clone)]
+pub struct Setup {
+    checks: HashMap<String, CheckEntry>,
+    notifiers: BTreeMap<String, NotifierEntry>,
+    group_wait: Duration,
+    attempts: u32,
+    keep_runs: u32,
+    status_url: Option<String>,
+    timezone: Option<String>,
+}
+
+/// Builds every notifier of a config; errors are config problems.
+pub fn build_notifiers(
+    config: &crate::config::Config,
+) -> Result<BTreeMap<String, NotifierEntry>, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    let language = config.alerting.language.unwrap_or_default();
+    for (name, spec) in &config.notifiers {
+        match crate::notify::build(name, spec) {
+            Ok(notifier) => {
+                out.insert(
+                    name.clone(),
+                    NotifierEntry {
+                        notifier,
+                        language: spec.language.unwrap_or(language),
+                        audience: spec.audience(),
+                        kind: spec.service.kind(),
+                    },
+                );
+            }
+            Err(e) => errors.push(format!("notifier `{name}`: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+impl Setup {
+    /// The alerting part of a prepared config.
+    pub fn new(prepared: &Prepared) -> Setup {
+        let config = &prepared.config;
+        let global = &config.alerting;
+        let checks = prepared
+            .checks
+            .iter()
+            .map(|p| {
+                let check = &p.check;
+                let own = check.alert.as_ref();
+                let mut maintenance = global.maintenance.clone();
+                maintenance.extend(own.map(|a| a.maintenance.clone()).unwrap_or_default());
+                (
+                    check.name.clone(),
+                    CheckEntry {
+                        channel: check.channel,
+                        kind: check.kind(),
+                        labels: check.labels.clone(),
+                        shop: check.shop().to_string(),
+                        policy: Policy::resolve(global, own),
+                        targets: super::routes::targets(check, &global.routes),
+                        maintenance,
+                    },
+                )
+            })
+            .collect();
+        Setup {
+            checks,
+            notifiers: prepared.notifiers.clone(),
+            group_wait: global.group_wait.unwrap_or(super::DEFAULT_GROUP_WAIT).get(),
+            attempts: global.attempts.unwrap_or(super::DEFAULT_ATTEMPTS).max(1),
+            keep_runs: config.storage.keep_runs.max(1),
+            status_url: global.status_url.as_ref().map(|t| t.expose().to_string()),
+            timezone: global.timezone.clone(),
+        }
+    }
+
+    /// A notification for `notifier` carrying `alerts`.
+    pub fn notification(
+        &self,
+        entry: &NotifierEntry,
+        shop: &str,
+        alerts: Vec<AlertNotice>,
+        test: bool,
+    ) -> Notification {
+        Notification {
+            shop: shop.to_string(),
+            language: entry.language,
+            audience: entry.audience,
+            alerts,
+            test,
+            status_url: self.status_url.clone(),
+            timezone: self.timezone.clone(),
+        }
+    }
+
+    /// The notifier named `name`.
+    pub fn notifier(&self, name: &str) -> Option<&NotifierEntry> {
+        self.notifiers.get(name)
+    }
+}
+
+/// Notifier and storage health, for `/healthz`.
+#[derive(Default)]
+pub struct Health {
+    inner: Mutex<HealthInner>,
+}
+
+#[derive(Default)]
+struct HealthInner {
+    /// Notifier → (failed attempts in a row, last error).
+    notifiers: BTreeMap<String, (u32, Option<String>)>,
+    storage_error: Option<String>,
+}
+
+impl Health {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notifiers whose last attempt failed, with the error.
+    pub fn failing_notifiers(&self) -> Vec<(String, String)> {
+        self.lock()
+            .notifiers
+            .iter()
+            .filter(|(_, (n, _))| *n > 0)
+            .map(|(name, (_, e))| (name.clone(), e.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    /// Whether every configured notifier is failing.
+    pub fn all_notifiers_failing(&self) -> bool {
+        let inner = self.lock();
+        !inner.notifiers.is_empty() && inner.notifiers.values().all(|(n, _)| *n > 0)
+    }
+
+    /// The last storage error, while storage fails.
+    pub fn storage_error(&self) -> Option<String> {
+        self.lock().storage_error.clone()
+    }
+
+    fn sync(&self, names: impl Iterator<Item = String>) {
+        let mut inner = self.lock();
+        let old = std::mem::take(&mut inner.notifiers);
+        inner.notifiers = names
+            .map(|n| {
+                let h = old.get(&n).cloned().unwrap_or((0, None));
+                (n, h)
+            })
+            .collect();
+    }
+
+    fn record(&self, notifier: &str, error: Option<String>) {
+        let mut inner = self.lock();
+        if let Some(h) = inner.notifiers.get_mut(notifier) {
+            match error {
+                Some(e) => *h = (h.0.saturating_add(1), Some(e)),
+                None => *h = (0, None),
+            }
+        }
+    }
+
+    fn storage(&self, error: Option<String>) {
+        self.lock().storage_error = error;
+    }
+}
+
+/// A request to the alerting task.
+pub enum Command {
+    /// Switch config.
+    Apply(Box<Setup>),
+}
+
+/// The running alerting task.
+pub struct AlertService {
+    commands: mpsc::Sender<Command>,
+    /// Notifier and storage health.
+    pub health: Arc<Health>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AlertService {
+    /// Starts alerting on `reports` with the states saved in `store`.
+    pub fn start(
+        store: Arc<Store>,
+        setup: Setup,
+        reports: broadcast::Receiver<Arc<RunReport>>,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+    ) -> Result<AlertService, super::store::StoreError> {
+        let states = store.load_states()?;
+        let (commands, command_rx) = mpsc::channel(8);
+        let health = Arc::new(Health::default());
+        let stop = CancellationToken::new();
+        let (results_tx, results_rx) = mpsc::channel(64);
+        let worker = Worker {
+            store,
+            setup: Setup {
+                checks: HashMap::new(),
+                ..setup.clone()
+            },
+            states,
+            metrics,
+            clock,
+            health: health.clone(),
+            in_flight: BTreeSet::new(),
+            results: results_tx,
+        };
+        let task = tokio::spawn(worker.run(setup, reports, command_rx, results_rx, stop.clone()));
+        Ok(AlertService {
+            commands,
+            health,
+            stop,
+            task,
+        })
+    }
+
+    /// A handle that switches the task to a new config.
+    pub fn commands(&self) -> AlertCommands {
+        AlertCommands(self.commands.clone())
+    }
+
+    /// Stops the task. State is already on disk; queued notifications go out at the next start.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Sends config changes to the alerting task.
+#[derive(Clone)]
+pub struct AlertCommands(mpsc::Sender<Command>);
+
+impl AlertCommands {
+    /// Switches to a new config's checks, routes and notifiers. Alert states of checks that
+    /// stay are kept.
+    pub async fn apply(&self, setup: Setup) {
+        let _ = self.0.send(Command::Apply(Box::new(setup))).await;
+    }
+}
+
+struct SendResult {
+    batch: Batch,
+    result: Result<(), NotifyError>,
+}
+
+struct Worker {
+    store: Arc<Store>,
+    setup: Setup,
+    states: HashMap<String, AlertState>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    health: Arc<Health>,
+    in_flight: BTreeSet<(String, String)>,
+    results: mpsc::Sender<SendResult>,
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        first: Setup,
+        mut reports: broadcast::Receiver<Arc<RunReport>>,
+        mut commands: mpsc::Receiver<Command>,
+        mut results: mpsc::Receiver<SendResult>,
+        stop: CancellationToken,
+    ) {
+        self.apply(first).await;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                report = reports.recv() => match report {
+                    Ok(report) => self.observe(&report).await,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::error!(missed = n, "alerting fell behind and missed run reports");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                Some(Command::Apply(setup)) = commands.recv() => self.apply(*setup).await,
+                Some(done) = results.recv() => self.sent(done).await,
+                _ = tick.tick() => self.tick().await,
+            }
+        }
+    }
+
+    fn now(&self) -> SystemTime {
+        (self.clock)()
+    }
+
+    /// Runs a store operation on the blocking pool; failures are logged and shown in `/healthz`.
+    async fn with_store<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        op: impl FnOnce(&Store) -> Result<T, super::store::StoreError> + Send + 'static,
+    ) -> Option<T> {
+        let store = self.store.clone();
+        let result = tokio::task::spawn_blocking(move || op(&store)).await;
+        match result {
+            Ok(Ok(v)) => {
+                self.health.storage(None);
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "{what} failed");
+                self.health.storage(Some(e.to_string()));
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "{what} panicked");
+                self.health.storage(Some(format!("{what} panicked")));
+                None
+            }
+        }
+    }
+
+    async fn apply(&mut self, setup: Setup) {
+        let now = self.now();
+        // Checks that left the config (or stopped alerting) resolve what they announced, through
+        // the routes they had.
+        let gone: Vec<String> = self
+            .states
+            .keys()
+            .filter(|name| setup.checks.get(*name).is_none_or(|c| !c.policy.enabled))
+            .cloned()
+            .collect();
+        for name in gone {
+            let Some(mut state) = self.states.remove(&name) else {
+                continue;
+            };
+            let events = state.retire(now);
+            let queued = match self.setup.checks.get(&name) {
+                Some(entry) => self.queue(&name, entry, &events, now),
+                None => Vec::new(),
+            };
+            let keep = self.setup.keep_runs;
+            self.with_store("forgetting a removed check's alert", move |s| {
+                s.commit(None, keep, &name, None, &queued, engine::secs(now))
+            })
+            .await;
+        }
+        self.health.sync(setup.notifiers.keys().cloned());
+        self.metrics
+            .sync_notifiers(setup.notifiers.keys().map(String::as_str));
+        for (name, entry) in &setup.checks {
+            if entry.policy.enabled {
+                let firing = self.states.get(name).is_some_and(|s| s.firing);
+                self.metrics.set_alert_firing(name, firing);
+            }
+        }
+        self.setup = setup;
+    }
+
+    fn queue(
+        &self,
+        check: &str,
+        entry: &CheckEntry,
+        events: &[Event],
+        now: SystemTime,
+    ) -> Vec<Queued> {
+        let due = engine::secs(now) + self.setup.group_wait.as_secs_f64();
+        let mut out = Vec::new();
+        for event in events {
+            let notice = AlertNotice {
+                fingerprint: format!("{check}@{}", engine::secs(event.since) as u64),
+                check: check.to_string(),
+                channel: entry.channel,
+                kind: entry.kind,
+                labels: entry.labels.clone(),
+                status: event.status,
+                since: event.since,
+                resolved_at: event.resolved_at,
+                consecutive_failures: event.consecutive_failures,
+                reason_kind: event.reason_kind.clone(),
+                reason: event.reason.clone(),
+                link: self.setup.status_url.clone(),
+            };
+            tracing::info!(
+                check,
+                shop = %entry.shop,
+                status = event.status.as_str(),
+                reason = %event.reason_kind,
+                notifiers = entry.targets.len(),
+                "alert {}",
+                event.status.as_str()
+            );
+            for target in &entry.targets {
+                out.push(Queued {
+                    notifier: target.notifier.clone(),
+                    shop: entry.shop.clone(),
+                    fallback: target.fallback.clone(),
+                    is_fallback: false,
+                    due_at: due,
+                    notice: notice.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    async fn observe(&mut self, report: &RunReport) {
+        let Some(entry) = self.setup.checks.get(report.check.as_ref()).cloned() else {
+            return;
+        };
+        let now = self.now();
+        let failure = report.failure.as_ref();
+        let record = RunRecord {
+            check: report.check.to_string(),
+            started_at: engine::secs(report.started_at),
+            duration: report.duration.as_secs_f64(),
+            result: report.result.as_str().to_string(),
+            reason_kind: failure.map(|f| f.kind.as_str().to_string()),
+            reason: failure.map(|f| f.message.clone()),
+        };
+        let name = report.check.to_string();
+        let (state, queued) = if entry.policy.enabled {
+            let run = engine::RunResult {
+                started_at: report.started_at,
+                passed: report.result.passed(),
+                reason_kind: failure
+                    .map(|f| f.kind.as_str().to_string())
+                    .unwrap_or_else(|| report.result.as_str().to_string()),
+                reason: failure.map(|f| f.message.clone()).unwrap_or_default(),
+            };
+            let quiet = super::maintenance::any_contains(&entry.maintenance, now);
+            let state = self.states.entry(name.clone()).or_default();
+            let events = state.observe(&run, &entry.policy, now, quiet);
+            let firing = state.firing;
+            let state = state.clone();
+            self.metrics.set_alert_firing(&name, firing);
+            let queued = self.queue(&name, &entry, &events, now);
+            (Some(state), queued)
+        } else {
+            (None, Vec::new())
+        };
+        let keep = self.setup.keep_runs;
+        let queued_any = !queued.is_empty();
+        self.with_store("recording a run", move |s| {
+            s.commit(
+                Some(&record),
+                keep,
+                &name,
+                state.as_ref(),
+                &queued,
+                engine::secs(now),
+            )
+        })
+        .await;
+        if queued_any && self.setup.group_wait.is_zero() {
+            self.pump().await;
+        }
+    }
+
+    async fn tick(&mut self) {
+        let now = self.now();
+        let names: Vec<String> = self.states.keys().cloned().collect();
+        for name in names {
+            let Some(entry) = self.setup.checks.get(&name).cloned() else {
+                continue;
+            };
+            if !entry.policy.enabled {
+                continue;
+            }
+            let quiet = super::maintenance::any_contains(&entry.maintenance, now);
+            let Some(state) = self.states.get_mut(&name) else {
+                continue;
+            };
+            let before = state.clone();
+            let events = state.tick(&entry.policy, now, quiet);
+            if *state == before {
+                continue;
+            }
+            let state = state.clone();
+            let queued = self.queue(&name, &entry, &events, now);
+            let keep = self.setup.keep_runs;
+            self.with_store("saving alert state", move |s| {
+                s.commit(None, keep, &name, Some(&state), &queued, engine::secs(now))
+            })
+            .await;
+        }
+        self.pump().await;
+    }
+
+    /// Sends what is due.
+    async fn pump(&mut self) {
+        let Some(rows) = self
+            .with_store("reading queued notifications", |s| s.outbox())
+            .await
+        else {
+            return;
+        };
+        self.metrics
+            .notifications_queued
+            .set(i64::try_from(rows.len()).unwrap_or(i64::MAX));
+        let now = engine::secs(self.now());
+        for batch in dispatch::ready(rows, now, &self.in_flight) {
+            let Some(entry) = self.setup.notifier(&batch.notifier).cloned() else {
+                tracing::warn!(
+                    notifier = %batch.notifier,
+                    "notifier no longer configured; its queued notifications are dropped"
+                );
+                let ids: Vec<i64> = batch.rows.iter().map(|r| r.id).collect();
+                self.with_store("dropping notifications", move |s| s.remove(&ids))
+                    .await;
+                continue;
+            };
+            self.in_flight
+                .insert((batch.notifier.clone(), batch.shop.clone()));
+            let notification =
+                self.setup
+                    .notification(&entry, &batch.shop, batch.notices.clone(), false);
+            let results = self.results.clone();
+            tokio::spawn(async move {
+                let result = entry.notifier.send(&notification).await;
+                let _ = results.send(SendResult { batch, result }).await;
+            });
+        }
+    }
+
+    async fn sent(&mut self, done: SendResult) {
+        let SendResult { batch, result } = done;
+        self.in_flight
+            .remove(&(batch.notifier.clone(), batch.shop.clone()));
+        let ids: Vec<i64> = batch.rows.iter().map(|r| r.id).collect();
+        let counter = |result: &str| {
+            self.metrics
+                .notifications
+                .with_label_values(&[batch.notifier.as_str(), result])
+                .inc();
+        };
+        match result {
+            Ok(()) => {
+                counter("sent");
+                self.health.record(&batch.notifier, None);
+                self.metrics
+                    .notifier_up
+                    .with_label_values(&[batch.notifier.as_str()])
+                    .set(1);
+                tracing::info!(
+                    notifier = %batch.notifier,
+                    shop = %batch.shop,
+                    alerts = batch.notices.len(),
+                    "notification sent"
+                );
+                self.with_store("removing sent notifications", move |s| s.remove(&ids))
+                    .await;
+            }
+            Err(error) => {
+                counter("error");
+                self.health.record(&batch.notifier, Some(error.to_string()));
+                self.metrics
+                    .notifier_up
+                    .with_label_values(&[batch.notifier.as_str()])
+                    .set(0);
+                let now = engine::secs(self.now());
+                let jitter = rand::random::<f64>();
+                match dispatch::after_failure(&batch, &error, self.setup.attempts, now, jitter) {
+                    AfterFailure::Retry { attempts, at } => {
+                        tracing::warn!(
+                            notifier = %batch.notifier,
+                            shop = %batch.shop,
+                            attempt = attempts,
+                            retry_in_seconds = (at - now).max(0.0),
+                            error = %error,
+                            "notification failed; will retry"
+                        );
+                        self.with_store("scheduling a retry", move |s| {
+                            s.retry_later(&ids, attempts, at)
+                        })
+                        .await;
+                    }
+                    AfterFailure::Drop { fallbacks } => {
+                        counter("dropped");
+                        tracing::error!(
+                            notifier = %batch.notifier,
+                            shop = %batch.shop,
+                            error = %error,
+                            fallback = fallbacks.first().map(|f| f.notifier.as_str()).unwrap_or("none"),
+                            "notification given up"
+                        );
+                        self.with_store("handing over to the fallback", move |s| {
+                            s.enqueue(&fallbacks)?;
+                            s.remove(&ids)
+                        })
+                        .await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends a test message through one notifier (`supportwatch notify-test`).
+pub async fn send_test(setup: &Setup, name: &str, shop: &str) -> Result<(), String> {
+    let Some(entry) = setup.notifier(name) else {
+        let known: Vec<&str> = setup.notifiers.keys().map(String::as_str).collect();
+        return Err(format!(
+            "no notifier `{name}` (declared: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    };
+    let notification = setup.notification(entry, shop, Vec::new(), true);
+    entry
+        .notifier
+        .send(&notification)
+        .await
+        .map_err(|e| format!("notifier `{name}` ({}): {e}", entry.kind))
+}

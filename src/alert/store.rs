@@ -1,0 +1,519 @@
+//! SQLite storage: alert state, run history and the notification outbox.
+//!
+//! A run's record, its check's new alert state and the notifications it caused are written in one
+//! transaction, so after a crash either all of them are there or none. Notifications are deleted
+//! only after they were sent: one decided before a restart is sent after it, and an announced
+//! incident is remembered as announced, so it is neither re-sent nor forgotten.
+//!
+//! The schema is versioned with `PRAGMA user_version`; each entry of [`MIGRATIONS`] moves it one
+//! version up and is applied once, in order, in a transaction.
+
+use super::engine::AlertState;
+use crate::notify::AlertNotice;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Schema migrations, oldest first. Never edit one that has shipped; add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: alert state, run history, outbox.
+    "CREATE TABLE alert_state (
+         check_name TEXT PRIMARY KEY,
+         state      TEXT NOT NULL,
+         updated_at REAL NOT NULL
+     );
+     CREATE TABLE runs (
+         id          INTEGER PRIMARY KEY,
+         check_name  TEXT NOT NULL,
+         started_at  REAL NOT NULL,
+         duration    REAL NOT NULL,
+         result      TEXT NOT NULL,
+         reason_kind TEXT,
+         reason      TEXT
+     );
+     CREATE INDEX runs_by_check ON runs (check_name, id);
+     CREATE TABLE outbox (
+         id              INTEGER PRIMARY KEY,
+         notifier        TEXT NOT NULL,
+         shop            TEXT NOT NULL,
+         fallback        TEXT,
+         is_fallback     INTEGER NOT NULL DEFAULT 0,
+         due_at          REAL NOT NULL,
+         next_attempt_at REAL NOT NULL,
+         attempts        INTEGER NOT NULL DEFAULT 0,
+         notice          TEXT NOT NULL
+     );",
+];
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("storage {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer supportwatch.
+    #[error(
+        "storage {path}: schema version {found} is newer than this supportwatch knows ({known}); \
+         upgrade supportwatch or point storage.path elsewhere"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: i64,
+    },
+}
+
+/// A finished run, as kept in the history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// Check name.
+    pub check: String,
+    /// Start, unix seconds.
+    pub started_at: f64,
+    /// Duration, seconds.
+    pub duration: f64,
+    /// `success`, `retried_success`, `failure`, `timeout`.
+    pub result: String,
+    /// Bounded failure reason.
+    pub reason_kind: Option<String>,
+    /// Failure message.
+    pub reason: Option<String>,
+}
+
+/// A notification to queue: one alert for one notifier.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    /// Notifier name.
+    pub notifier: String,
+    /// Shop, the grouping key.
+    pub shop: String,
+    /// Notifier told instead if this one fails for good.
+    pub fallback: Option<String>,
+    /// This is itself a fallback delivery (it gets no further fallback).
+    pub is_fallback: bool,
+    /// Earliest send, unix seconds (now + group_wait).
+    pub due_at: f64,
+    /// The alert.
+    pub notice: AlertNotice,
+}
+
+/// A queued notification with its delivery progress.
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    /// Row id.
+    pub id: i64,
+    /// What is queued.
+    pub queued: Queued,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Earliest next attempt, unix seconds.
+    pub next_attempt_at: f64,
+}
+
+/// The database.
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // A missing directory is reported by SQLite below, with the path.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut conn = Connection::open(path).map_err(err)?;
+        // WAL: readers never block the writer; NORMAL sync is durable across process crashes,
+        // which is what alert state needs, and costs no fsync per run.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        let known = MIGRATIONS.len() as i64;
+        if found > known {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = conn.transaction().map_err(err)?;
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+            tracing::info!(path = %path.display(), version = i + 1, "storage schema migrated");
+        }
+        Ok(Store {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The schema version.
+    pub fn version(&self) -> Result<i64, StoreError> {
+        self.conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every check's saved alert state. A state that does not parse (written by a bug) is
+    /// dropped with a warning rather than stopping alerting for every check.
+    pub fn load_states(&self) -> Result<HashMap<String, AlertState>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT check_name, state FROM alert_state")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (check, json) = row.map_err(|e| self.err(e))?;
+            match serde_json::from_str(&json) {
+                Ok(state) => {
+                    out.insert(check, state);
+                }
+                Err(e) => tracing::warn!(%check, error = %e, "unreadable alert state dropped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a run (keeping the newest `keep_runs` of its check), the check's new alert state
+    /// and the notifications it caused, all or nothing.
+    pub fn commit(
+        &self,
+        run: Option<&RunRecord>,
+        keep_runs: u32,
+        check: &str,
+        state: Option<&AlertState>,
+        queued: &[Queued],
+        now: f64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        if let Some(run) = run {
+            tx.execute(
+                "INSERT INTO runs (check_name, started_at, duration, result, reason_kind, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    run.check,
+                    run.started_at,
+                    run.duration,
+                    run.result,
+                    run.reason_kind,
+                    run.reason
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+            tx.execute(
+                "DELETE FROM runs WHERE check_name = ?1 AND id <= (
+                     SELECT id FROM runs WHERE check_name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                params![run.check, keep_runs],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        match state {
+            Some(state) => {
+                let json = serde_json::to_string(state).unwrap_or_default();
+                tx.execute(
+                    "INSERT INTO alert_state (check_name, state, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (check_name) DO UPDATE SET state = ?2, updated_at = ?3",
+                    params![check, json, now],
+                )
+                .map_err(|e| self.err(e))?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM alert_state WHERE check_name = ?1",
+                    params![check],
+                )
+                .map_err(|e| self.err(e))?;
+            }
+        }
+        insert_queued(&tx, queued).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Queues notifications (fallback deliveries).
+    pub fn enqueue(&self, queued: &[Queued]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        insert_queued(&tx, queued).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Everything queued.
+    pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, notifier, shop, fallback, is_fallback, due_at, next_attempt_at,
+                        attempts, notice
+                 FROM outbox ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, bool>(4)?,
+                    r.get::<_, f64>(5)?,
+                    r.get::<_, f64>(6)?,
+                    r.get::<_, u32>(7)?,
+                    r.get::<_, String>(8)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, notifier, shop, fallback, is_fallback, due_at, next, attempts, json) =
+                row.map_err(|e| self.err(e))?;
+            match serde_json::from_str::<AlertNotice>(&json) {
+                Ok(notice) => out.push(OutboxRow {
+                    id,
+                    queued: Queued {
+                        notifier,
+                        shop,
+                        fallback,
+                        is_fallback,
+                        due_at,
+                        notice,
+                    },
+                    attempts,
+                    next_attempt_at: next,
+                }),
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "unreadable queued notification dropped");
+                    conn.execute("DELETE FROM outbox WHERE id = ?1", params![id])
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes sent (or dropped) notifications.
+    pub fn remove(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for id in ids {
+            tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Records a failed attempt.
+    pub fn retry_later(&self, ids: &[i64], attempts: u32, next_at: f64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for id in ids {
+            tx.execute(
+                "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3 WHERE id = ?1",
+                params![id, attempts, next_at],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The newest `limit` runs of `check`, newest first.
+    pub fn recent_runs(&self, check: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT check_name, started_at, duration, result, reason_kind, reason FROM runs
+                 WHERE check_name = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![check, limit], |r| {
+                Ok(RunRecord {
+                    check: r.get(0)?,
+                    started_at: r.get(1)?,
+                    duration: r.get(2)?,
+                    result: r.get(3)?,
+                    reason_kind: r.get(4)?,
+                    reason: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Runs kept for `check`.
+    pub fn run_count(&self, check: &str) -> Result<i64, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM runs WHERE check_name = ?1",
+                params![check],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(|n| n.unwrap_or(0))
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn insert_queued(tx: &rusqlite::Transaction<'_>, queued: &[Queued]) -> rusqlite::Result<()> {
+    for q in queued {
+        let json = serde_json::to_string(&q.notice).unwrap_or_default();
+        tx.execute(
+            "INSERT INTO outbox (notifier, shop, fallback, is_fallback, due_at, next_attempt_at,
+                                 attempts, notice)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6)",
+            params![
+                q.notifier,
+                q.shop,
+                q.fallback,
+                q.is_fallback,
+                q.due_at,
+                json
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(check: &str, i: u32) -> RunRecord {
+        RunRecord {
+            check: check.into(),
+            started_at: f64::from(i),
+            duration: 0.5,
+            result: "failure".into(),
+            reason_kind: Some("timeout".into()),
+            reason: Some("no answer".into()),
+        }
+    }
+
+    #[test]
+    fn migrates_once_and_keeps_bounded_history() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub").join("sw.db");
+        {
+            let store = Store::open(&path).expect("open");
+            assert_eq!(store.version().expect("version"), MIGRATIONS.len() as i64);
+            for i in 0..30 {
+                store
+                    .commit(Some(&run("a", i)), 10, "a", None, &[], 0.0)
+                    .expect("commit");
+            }
+            store
+                .commit(Some(&run("b", 1)), 10, "b", None, &[], 0.0)
+                .expect("commit");
+            assert_eq!(store.run_count("a").expect("count"), 10);
+            let recent = store.recent_runs("a", 3).expect("recent");
+            assert_eq!(recent[0].started_at, 29.0);
+            assert_eq!(store.run_count("b").expect("count"), 1);
+        }
+        // Reopening does not migrate again and keeps the data.
+        let store = Store::open(&path).expect("reopen");
+        assert_eq!(store.run_count("a").expect("count"), 10);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_with_a_hint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sw.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.pragma_update(None, "user_version", 99)
+                .expect("set version");
+        }
+        let Err(e) = Store::open(&path) else {
+            panic!("a newer schema must be refused")
+        };
+        assert!(
+            e.to_string().contains("newer than this supportwatch"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn state_and_outbox_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("sw.db")).expect("open");
+        let state = AlertState {
+            firing: true,
+            announced: true,
+            consecutive_failures: 3,
+            ..AlertState::default()
+        };
+        let notice = AlertNotice {
+            fingerprint: "a@1".into(),
+            check: "a".into(),
+            channel: crate::config::Channel::Chat,
+            kind: crate::config::Kind::Chat,
+            labels: Default::default(),
+            status: crate::notify::AlertStatus::Firing,
+            since: std::time::UNIX_EPOCH,
+            resolved_at: None,
+            consecutive_failures: 3,
+            reason_kind: "no_reply".into(),
+            reason: "no reply within 30s".into(),
+            link: None,
+        };
+        let queued = Queued {
+            notifier: "tg".into(),
+            shop: "demo".into(),
+            fallback: Some("mail".into()),
+            is_fallback: false,
+            due_at: 10.0,
+            notice,
+        };
+        store
+            .commit(None, 10, "a", Some(&state), &[queued], 5.0)
+            .expect("commit");
+        assert_eq!(store.load_states().expect("states")["a"], state);
+        let rows = store.outbox().expect("outbox");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].queued.fallback.as_deref(), Some("mail"));
+        store.retry_later(&[rows[0].id], 2, 20.0).expect("retry");
+        let rows = store.outbox().expect("outbox");
+        assert_eq!((rows[0].attempts, rows[0].next_attempt_at), (2, 20.0));
+        store.remove(&[rows[0].id]).expect("remove");
+        assert!(store.outbox().expect("outbox").is_empty());
+        store.commit(None, 10, "a", None, &[], 6.0).expect("forget");
+        assert!(store.load_states().expect("states").is_empty());
+    }
+}
