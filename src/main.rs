@@ -63,6 +63,17 @@ enum Command {
         #[arg(long, short, default_value = "checks")]
         config: PathBuf,
     },
+    /// Send a test message through a notifier, to confirm the wiring.
+    NotifyTest {
+        /// The notifier's name under `notifiers:`.
+        notifier: String,
+        /// The shop named in the message (default: the first check's).
+        #[arg(long)]
+        shop: Option<String>,
+        /// Directory with the *.yaml config files.
+        #[arg(long, short, default_value = "checks")]
+        config: PathBuf,
+    },
     /// List the configured checks.
     List {
         /// Directory with the *.yaml config files.
@@ -74,9 +85,13 @@ enum Command {
         /// Listen address for /metrics.
         #[arg(long, default_value = "127.0.0.1:9750")]
         listen: SocketAddr,
-        /// Make a channel fail on purpose (website, feedback_form).
+        /// Make a channel fail on purpose (website, feedback_form, email, callback, chat).
         #[arg(long = "break", value_name = "CHANNEL")]
         breaks: Vec<String>,
+        /// Repair the broken channels after this long, so the alert is seen to resolve
+        /// (`never` keeps them broken).
+        #[arg(long, value_name = "DURATION", default_value = "60s")]
+        heal_after: String,
     },
 }
 
@@ -138,11 +153,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let plural = |n: usize, one: &str, many: &str| {
                 format!("{n} {}", if n == 1 { one } else { many })
             };
+            for warning in &prepared.warnings {
+                println!("warning: {warning}");
+            }
             println!(
-                "{}: {} in {}, all valid",
+                "{}: {} and {} in {}, all valid{}",
                 config.display(),
                 plural(prepared.checks.len(), "check", "checks"),
-                plural(prepared.config.files.len(), "file", "files")
+                plural(prepared.notifiers.len(), "notifier", "notifiers"),
+                plural(prepared.config.files.len(), "file", "files"),
+                if prepared.warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", plural(prepared.warnings.len(), "warning", "warnings"))
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -168,7 +192,36 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             json,
             config,
         } => check(config, names, all, json).await,
-        Command::Demo { listen, breaks } => demo(listen, breaks).await,
+        Command::Demo {
+            listen,
+            breaks,
+            heal_after,
+        } => demo(listen, breaks, heal_after).await,
+        Command::NotifyTest {
+            notifier,
+            shop,
+            config,
+        } => {
+            let prepared = ConfigSource::Dir(config).load()?;
+            let shop = shop.unwrap_or_else(|| {
+                prepared
+                    .checks
+                    .first()
+                    .map(|c| c.check.shop().to_string())
+                    .unwrap_or_else(|| supportwatch::config::DEFAULT_SHOP.to_string())
+            });
+            let setup = supportwatch::alert::service::Setup::new(&prepared);
+            match supportwatch::alert::service::send_test(&setup, &notifier, &shop).await {
+                Ok(()) => {
+                    println!("sent a test message through `{notifier}` for shop `{shop}`");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
     }
 }
 
@@ -228,7 +281,18 @@ async fn check(
     })
 }
 
-async fn demo(listen: SocketAddr, breaks: Vec<String>) -> anyhow::Result<ExitCode> {
+async fn demo(
+    listen: SocketAddr,
+    breaks: Vec<String>,
+    heal_after: String,
+) -> anyhow::Result<ExitCode> {
+    let heal_after = match heal_after.as_str() {
+        "never" => None,
+        text => Some(
+            supportwatch::config::parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("--heal-after {text}: {e}"))?,
+        ),
+    };
     let mut broken = BTreeSet::new();
     for b in &breaks {
         let channel = match b.as_str() {
@@ -261,7 +325,28 @@ async fn demo(listen: SocketAddr, breaks: Vec<String>) -> anyhow::Result<ExitCod
     for s in &shop.skipped {
         println!("  skipped       {}: {}", s.check, s.reason);
     }
+    if !broken_names(&shop).is_empty() {
+        match heal_after {
+            Some(after) => println!(
+                "  broken        {} (repaired after {}; watch the owner's Telegram below)",
+                broken_names(&shop),
+                humantime::format_duration(after)
+            ),
+            None => println!("  broken        {}", broken_names(&shop)),
+        }
+    }
     println!("  stop with Ctrl-C\n");
+    if let Some(after) = heal_after {
+        let breaks = shop.breaks.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let healed = breaks.heal();
+            if !healed.is_empty() {
+                let names: Vec<&str> = healed.iter().map(|c| c.as_str()).collect();
+                println!("\n  demo: {} repaired; the alert resolves after the next passing run\n", names.join(", "));
+            }
+        });
+    }
     let mut reports = daemon.scheduler.subscribe();
     let printer = tokio::spawn(async move {
         loop {
@@ -276,4 +361,19 @@ async fn demo(listen: SocketAddr, breaks: Vec<String>) -> anyhow::Result<ExitCod
     printer.abort();
     drop(shop);
     Ok(ExitCode::SUCCESS)
+}
+
+fn broken_names(shop: &supportwatch::demo::DemoShop) -> String {
+    [
+        Channel::Website,
+        Channel::FeedbackForm,
+        Channel::Email,
+        Channel::Callback,
+        Channel::Chat,
+    ]
+    .iter()
+    .filter(|c| shop.breaks.contains(c))
+    .map(|c| c.as_str())
+    .collect::<Vec<_>>()
+    .join(", ")
 }

@@ -14,6 +14,7 @@ mod chat;
 pub mod pki;
 pub mod shop;
 pub mod smtp;
+mod owner_phone;
 mod widgets;
 
 pub use browser::Skipped;
@@ -68,6 +69,8 @@ pub struct DemoShop {
     pub artifacts_dir: PathBuf,
     /// Checks left out because they need a browser that is not installed.
     pub skipped: Vec<Skipped>,
+    /// The channels that fail on purpose (`--break`); healing them shows an alert resolve.
+    pub breaks: Arc<shop::Breaks>,
     /// Secret the demo CRM authenticates its webhook with (made fresh at every start).
     hook_secret: String,
     hook: callback_backend::HookTarget,
@@ -97,6 +100,7 @@ impl DemoShop {
             .map_err(|e| DemoError::Pki(e.to_string()))?;
 
         let stop = CancellationToken::new();
+        let breaks = Arc::new(shop::Breaks::new(broken));
         let support_maildir = dir.path().join("mail").join("support");
         let monitor_maildir = dir.path().join("mail").join("monitor");
         for maildir in [&support_maildir, &monitor_maildir] {
@@ -115,12 +119,12 @@ impl DemoShop {
                 (shop::MONITOR_ADDRESS.to_string(), monitor_maildir.clone()),
             ])),
             auto_reply_from: Some(shop::SUPPORT_ADDRESS.to_string()),
-            drop_all: broken.contains(&Channel::Email),
+            broken: breaks.clone(),
         };
         tokio::spawn(mail_server.serve(smtp_listener, stop.clone()));
         let hook = callback_backend::HookTarget::default();
         let state = shop::ShopState {
-            broken: Arc::new(broken),
+            broken: breaks.clone(),
             smtp: Some(smtp),
             hook: hook.clone(),
         };
@@ -153,6 +157,7 @@ impl DemoShop {
             artifacts_dir,
             skipped: Vec::new(),
             hook_secret: random_secret(),
+            breaks,
             hook,
             _dir: dir,
             stop,
@@ -187,6 +192,14 @@ impl DemoShop {
                 self.artifacts_dir.display().to_string(),
             ),
             ("DEMO_HOOK_SECRET".to_string(), self.hook_secret.clone()),
+            (
+                "DEMO_TELEGRAM_API".to_string(),
+                format!("{}/telegram", self.http_url),
+            ),
+            (
+                "DEMO_STATE_DIR".to_string(),
+                self._dir.path().display().to_string(),
+            ),
         ])
     }
 

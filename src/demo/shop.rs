@@ -19,11 +19,33 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Channels that fail on purpose; the demo can heal them while it runs.
+#[derive(Default, Debug)]
+pub struct Breaks(std::sync::Mutex<BTreeSet<Channel>>);
+
+impl Breaks {
+    /// These channels broken.
+    pub fn new(channels: BTreeSet<Channel>) -> Self {
+        Breaks(std::sync::Mutex::new(channels))
+    }
+    /// Whether `channel` fails on purpose.
+    pub fn contains(&self, channel: &Channel) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(channel)
+    }
+    /// Makes every channel work again; returns those that were broken.
+    pub fn heal(&self) -> BTreeSet<Channel> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// What the shop's handlers share.
 #[derive(Clone, Default)]
 pub struct ShopState {
     /// Channels that fail on purpose.
-    pub broken: Arc<BTreeSet<Channel>>,
+    pub broken: Arc<Breaks>,
     /// The shop's SMTP server, where the contact form sends its mail.
     pub smtp: Option<std::net::SocketAddr>,
     /// Where the callback form's CRM posts its webhook.
@@ -46,6 +68,7 @@ pub fn router(state: ShopState) -> Router {
         .merge(super::widgets::routes())
         .merge(super::callback_backend::routes())
         .merge(super::chat::routes())
+        .merge(super::owner_phone::routes())
         .with_state(state)
 }
 

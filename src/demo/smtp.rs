@@ -29,7 +29,7 @@ pub struct MailServer {
     /// Local address whose mail is answered with an automatic acknowledgement.
     pub auto_reply_from: Option<String>,
     /// When set, mail is accepted and then silently dropped (a broken relay).
-    pub drop_all: bool,
+    pub broken: std::sync::Arc<super::shop::Breaks>,
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -118,7 +118,7 @@ impl MailServer {
     }
 
     fn deliver(&self, from: &str, recipients: &[String], message: &[u8]) {
-        if self.drop_all {
+        if self.broken.contains(&crate::config::Channel::Email) {
             return;
         }
         for to in recipients {
