@@ -789,3 +789,52 @@ fn unix_seconds(t: SystemTime) -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+/// Every metric family supportwatch can export, full name to type, whether or not it has series
+/// yet: a label vector shows in [`Metrics::gather`] only once one of its label values is used, and
+/// per-check families only once a check has run. Dashboards and alert rules are tested against it.
+pub fn exported_names() -> BTreeMap<String, MetricType> {
+    let metrics = Metrics::new();
+    // No `..`: a new field of `Metrics` does not compile until it is listed here.
+    let Metrics {
+        registry,
+        checks: _,
+        scheduler_lag,
+        running,
+        configured,
+        reloads,
+        last_reload_successful,
+        last_reload_success_time,
+        mailbox_quota,
+        notifications,
+        notifier_up,
+        notifications_queued,
+    } = &metrics;
+    let collectors: [&dyn prometheus::core::Collector; 10] = [
+        scheduler_lag,
+        running,
+        configured,
+        reloads,
+        last_reload_successful,
+        last_reload_success_time,
+        mailbox_quota,
+        notifications,
+        notifier_up,
+        notifications_queued,
+    ];
+    // `collect()` yields a vector's family even while it has no series; `gather()` adds the
+    // registered metrics that are not fields (build_info).
+    let mut names: BTreeMap<String, MetricType> = registry
+        .gather()
+        .into_iter()
+        .chain(collectors.iter().flat_map(|c| c.collect()))
+        .map(|family| (family.name().to_string(), family.get_field_type()))
+        .collect();
+    names.extend(
+        CHECK_METRICS
+            .iter()
+            .chain(BROWSER_METRICS)
+            .map(|(name, _, kind)| (format!("{PREFIX}{name}"), *kind)),
+    );
+    names
+}
