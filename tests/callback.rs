@@ -123,6 +123,7 @@ async fn start_receiver() -> (SocketAddr, Arc<Hooks>, CancellationToken) {
         metrics: Arc::new(supportwatch::metrics::Metrics::new()),
         reload,
         hooks: hooks.clone(),
+        alert_health: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
