@@ -165,7 +165,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 if prepared.warnings.is_empty() {
                     String::new()
                 } else {
-                    format!(", {}", plural(prepared.warnings.len(), "warning", "warnings"))
+                    format!(
+                        ", {}",
+                        plural(prepared.warnings.len(), "warning", "warnings")
+                    )
                 }
             );
             Ok(ExitCode::SUCCESS)
@@ -343,7 +346,10 @@ async fn demo(
             let healed = breaks.heal();
             if !healed.is_empty() {
                 let names: Vec<&str> = healed.iter().map(|c| c.as_str()).collect();
-                println!("\n  demo: {} repaired; the alert resolves after the next passing run\n", names.join(", "));
+                println!(
+                    "\n  demo: {} repaired; the alert resolves after the next passing run\n",
+                    names.join(", ")
+                );
             }
         });
     }

@@ -85,10 +85,7 @@ impl Receiver {
         self.got.lock().expect("lock").clone()
     }
     fn then_answer(&self, status: u16, body: serde_json::Value) {
-        self.script
-            .lock()
-            .expect("lock")
-            .push_back((status, body));
+        self.script.lock().expect("lock").push_back((status, body));
     }
     fn always_answer(&self, status: u16) {
         *self.always.lock().expect("lock") = Some(status);
@@ -114,13 +111,14 @@ async fn start_receiver(receiver: Receiver) -> SocketAddr {
                 serde_json::json!({"ok": true, "result": {}}),
             )
         });
-        (
-            StatusCode::from_u16(status).expect("status"),
-            Json(body),
-        )
-            .into_response()
+        (StatusCode::from_u16(status).expect("status"), Json(body)).into_response()
     }
-    serve(Router::new().route("/{*path}", any(record)).with_state(receiver)).await
+    serve(
+        Router::new()
+            .route("/{*path}", any(record))
+            .with_state(receiver),
+    )
+    .await
 }
 
 /// `(check, status)` of every alert in every webhook payload received.
@@ -376,12 +374,16 @@ async fn telegram_429_and_500_are_retried_and_a_dead_notifier_hands_over_to_the_
     .await;
     let got = telegram.got();
     assert!(
-        got.iter().all(|r| r.path == "/bot4242:not-in-logs/sendMessage"),
+        got.iter()
+            .all(|r| r.path == "/bot4242:not-in-logs/sendMessage"),
         "{got:?}"
     );
     assert_eq!(got[2].body["chat_id"], "1001");
     assert!(
-        got[2].body["text"].as_str().unwrap_or_default().contains("chat"),
+        got[2].body["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("chat"),
         "{got:?}"
     );
     wait_for("the fallback to get what ops could not", || {

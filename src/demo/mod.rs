@@ -11,10 +11,10 @@
 mod browser;
 pub mod callback_backend;
 mod chat;
+mod owner_phone;
 pub mod pki;
 pub mod shop;
 pub mod smtp;
-mod owner_phone;
 mod widgets;
 
 pub use browser::Skipped;

@@ -23,7 +23,10 @@ async fn send_message(Path(bot): Path<String>, body: axum::body::Bytes) -> Respo
         )
             .into_response();
     }
-    let chat = message["chat_id"].as_str().map(str::to_string).unwrap_or_else(|| message["chat_id"].to_string());
+    let chat = message["chat_id"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| message["chat_id"].to_string());
     let text = message["text"].as_str().unwrap_or_default();
     let mut out = format!("\n  ┌─ Telegram message to the shop owner (chat {chat})\n");
     for line in text.lines() {
