@@ -95,7 +95,7 @@ struct FileDoc {
     scheduler: Option<SchedulerConfig>,
     #[serde(default)]
     notifiers: BTreeMap<String, Spanned<crate::notify::NotifierSpec>>,
-    alerting: Option<crate::alert::AlertingConfig>,
+    alerting: Option<Spanned<crate::alert::AlertingConfig>>,
     storage: Option<crate::alert::StorageConfig>,
 }
 
@@ -481,7 +481,7 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
     let mut hook_origins: HashMap<String, Origin> = HashMap::new();
     let mut notifiers: BTreeMap<String, crate::notify::NotifierSpec> = BTreeMap::new();
     let mut notifier_origins: HashMap<String, Origin> = HashMap::new();
-    let mut alerting: Option<(PathBuf, crate::alert::AlertingConfig)> = None;
+    let mut alerting: Option<(PathBuf, Spanned<crate::alert::AlertingConfig>)> = None;
     let mut storage: Option<(PathBuf, crate::alert::StorageConfig)> = None;
     let files = docs.iter().map(|(p, _)| p.clone()).collect();
     for (path, doc) in docs {
@@ -646,20 +646,25 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
             origin,
         });
     }
-    let (alerting_file, alerting) = match alerting {
-        Some((file, a)) => (Some(file), a),
+    let (alerting_origin, alerting) = match alerting {
+        Some((file, a)) => (
+            Some(Origin {
+                file,
+                line: a.referenced.line(),
+                column: a.referenced.column(),
+            }),
+            a.value,
+        ),
         None => (None, crate::alert::AlertingConfig::default()),
     };
     for (check, message) in crate::alert::validate(&alerting, &notifiers, &checks) {
         let origin = check
             .as_ref()
             .and_then(|name| checks.iter().find(|c| &c.name == name))
-            .map(|c| c.origin.clone());
+            .map(|c| c.origin.clone())
+            .or(alerting_origin.clone());
         errors.push(ConfigError {
-            file: origin
-                .as_ref()
-                .map(|o| o.file.clone())
-                .or(alerting_file.clone()),
+            file: origin.as_ref().map(|o| o.file.clone()),
             position: origin.map(|o| (o.line, o.column)),
             check,
             message,
