@@ -105,3 +105,40 @@ async fn break_chat_makes_the_bot_fall_silent() {
     }
     assert_eq!(results["demo-home"], RunResult::Success);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_chat_fires_an_alert_to_the_owner_and_healing_resolves_it() {
+    supportwatch::tlsconf::install_crypto_provider();
+    let (shop, daemon) = supportwatch::demo::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        BTreeSet::from([Channel::Chat]),
+    )
+    .await
+    .expect("demo starts");
+    let wait_for = |count: usize| {
+        let inbox = shop.owner_inbox.clone();
+        async move {
+            // Demo checks run every 10 s and fire after two failures, plus 5 s of grouping.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            while inbox.messages().len() < count {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the owner got {:?}",
+                    inbox.messages()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait_for(1).await;
+    let fired = shop.owner_inbox.messages().remove(0);
+    assert!(fired.contains("Chat"), "{fired}");
+    assert!(!fired.to_lowercase().contains("again"), "{fired}");
+    shop.breaks.heal();
+    wait_for(2).await;
+    let messages = shop.owner_inbox.messages();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[1].contains("Chat"), "{messages:?}");
+    assert!(messages[1].to_lowercase().contains("again"), "{messages:?}");
+    assert!(daemon.stop().await);
+}

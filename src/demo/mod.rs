@@ -11,7 +11,7 @@
 mod browser;
 pub mod callback_backend;
 mod chat;
-mod owner_phone;
+pub mod owner_phone;
 pub mod pki;
 pub mod shop;
 pub mod smtp;
@@ -71,6 +71,8 @@ pub struct DemoShop {
     pub skipped: Vec<Skipped>,
     /// The channels that fail on purpose (`--break`); healing them shows an alert resolve.
     pub breaks: Arc<shop::Breaks>,
+    /// The messages the shop owner received through the demo's Telegram stand-in.
+    pub owner_inbox: owner_phone::Inbox,
     /// Secret the demo CRM authenticates its webhook with (made fresh at every start).
     hook_secret: String,
     hook: callback_backend::HookTarget,
@@ -123,10 +125,12 @@ impl DemoShop {
         };
         tokio::spawn(mail_server.serve(smtp_listener, stop.clone()));
         let hook = callback_backend::HookTarget::default();
+        let owner_inbox = owner_phone::Inbox::default();
         let state = shop::ShopState {
             broken: breaks.clone(),
             smtp: Some(smtp),
             hook: hook.clone(),
+            owner_inbox: owner_inbox.clone(),
         };
         let http = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -158,6 +162,7 @@ impl DemoShop {
             skipped: Vec::new(),
             hook_secret: random_secret(),
             breaks,
+            owner_inbox,
             hook,
             _dir: dir,
             stop,

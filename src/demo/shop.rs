@@ -50,6 +50,8 @@ pub struct ShopState {
     pub smtp: Option<std::net::SocketAddr>,
     /// Where the callback form's CRM posts its webhook.
     pub hook: super::callback_backend::HookTarget,
+    /// Every message the owner's (stand-in) Telegram received.
+    pub owner_inbox: super::owner_phone::Inbox,
 }
 
 /// The address the contact form mails to.
