@@ -77,6 +77,13 @@ pub fn render_at(n: &Notification, now: SystemTime) -> Rendered {
     r
 }
 
+/// The owner's one-line sentence for one alert of `n` ("Чат не отвечает с 14:05"), for
+/// services that show a summary per alert (Alertmanager).
+pub(crate) fn owner_line(n: &Notification, a: &AlertNotice, now: SystemTime) -> String {
+    let clock = Clock::new(n.timezone.as_deref(), now);
+    owner_sentence(n.language, a, &clock)
+}
+
 fn rank(status: AlertStatus) -> u8 {
     match status {
         AlertStatus::Firing => 0,
