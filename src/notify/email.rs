@@ -144,7 +144,7 @@ impl EmailNotifier {
                     "{}: smtp server {} did not finish within {}",
                     self.label,
                     c.target.addr(),
-                    crate::report::short_duration(self.timeout)
+                    crate::config::Dur(self.timeout)
                 )));
             }
         };

@@ -163,7 +163,7 @@ impl HttpSender {
         NotifyError::transient(format!(
             "{}: no answer within {}",
             self.label,
-            crate::report::short_duration(self.timeout)
+            crate::config::Dur(self.timeout)
         ))
     }
 
