@@ -261,7 +261,7 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     let at = jiff::fmt::rfc2822::DateTimeParser::new()
         .parse_timestamp(value)
         .ok()?;
-    let at = SystemTime::try_from(at).ok()?;
+    let at = SystemTime::from(at);
     Some(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
