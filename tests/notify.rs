@@ -114,6 +114,28 @@ fn permanent(err: &NotifyError) -> &str {
     }
 }
 
+#[test]
+fn a_typo_inside_a_notifier_is_rejected() {
+    for (spec, field) in [
+        (
+            serde_json::json!({"kind": "telegram", "bot_token": TOKEN, "chat_idd": "1"}),
+            "chat_idd",
+        ),
+        (
+            serde_json::json!({"kind": "slack", "url": "https://hooks.example/x", "chanel": "#a"}),
+            "chanel",
+        ),
+        (
+            serde_json::json!({"kind": "alertmanager", "url": "http://am:9093", "ends_afer": "1h"}),
+            "ends_afer",
+        ),
+    ] {
+        let err = serde_json::from_value::<NotifierSpec>(spec).unwrap_err();
+        assert!(err.to_string().contains(field), "{err}");
+        assert!(!err.to_string().contains("AAHsecretTOKEN"), "{err}");
+    }
+}
+
 // ---------------------------------------------------------------- recording HTTP server
 
 /// One request the server saw.

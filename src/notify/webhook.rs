@@ -155,6 +155,7 @@ impl WebhookNotifier {
         secrets.extend(spec.secret.as_ref().map(|s| s.expose().to_string()));
         // A webhook URL may carry a key in its path or query; treat it like a secret.
         secrets.push(url.to_string());
+        secrets.extend(url.query().map(str::to_string));
         let ca_file = spec.ca_file.as_ref().map(|t| PathBuf::from(t.expose()));
         let http = HttpSender::new("webhook", name, timeout, ca_file.as_deref(), secrets)?;
         Ok(WebhookNotifier {
