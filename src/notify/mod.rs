@@ -10,6 +10,7 @@
 
 pub mod alertmanager;
 pub mod email;
+mod http;
 pub mod render;
 pub mod slack;
 pub mod telegram;

@@ -12,8 +12,9 @@
 mod account;
 mod classify;
 mod message;
-mod smtp;
-mod target;
+// The e-mail notifier sends alerts through the same SMTP dialogue and URL rules.
+pub(crate) mod smtp;
+pub(crate) mod target;
 
 pub use message::TOKEN_HEADER;
 
@@ -83,29 +84,12 @@ pub fn validate(spec: &MailSpec) -> Result<(), String> {
 }
 
 fn compile(spec: &MailSpec) -> Result<Compiled, String> {
-    let target = Target::parse(&spec.smtp)?;
-    let credentials = match (&spec.user, &spec.password) {
-        (Some(user), Some(password)) => Some((user.expose().to_string(), password.clone())),
-        (None, None) => None,
-        _ => return Err("set both `user` and `password` for SMTP AUTH, or neither".into()),
-    };
-    if target.security == Security::Plain {
-        if credentials.is_some() && !target.is_loopback() {
-            return Err(format!(
-                "`user`/`password` over plain `{}` would send the password unencrypted; use \
-                 smtp+starttls://{host}:587 or smtps://{host}:465 (plain AUTH is allowed to a \
-                 loopback relay only)",
-                spec.smtp,
-                host = target.url_host()
-            ));
-        }
-        if spec.ca_file.is_some() {
-            return Err(format!(
-                "`ca_file` needs TLS, but `{}` is plain SMTP; use smtp+starttls:// or smtps://",
-                spec.smtp
-            ));
-        }
-    }
+    let (target, credentials) = transport(
+        &spec.smtp,
+        spec.user.as_ref(),
+        spec.password.as_ref(),
+        spec.ca_file.is_some(),
+    )?;
     let from = parse_mailbox("from", &spec.from)?;
     let to = parse_mailbox("to", &spec.to)?;
     let hello = match &spec.helo {
@@ -140,7 +124,39 @@ fn compile(spec: &MailSpec) -> Result<Compiled, String> {
     })
 }
 
-fn parse_mailbox(field: &str, text: &Text) -> Result<Mailbox, String> {
+/// The `smtp` URL with its login and `ca_file`, checked together: AUTH only over TLS (or to a
+/// loopback relay), `ca_file` only with TLS.
+pub(crate) fn transport(
+    smtp: &Text,
+    user: Option<&Text>,
+    password: Option<&Secret>,
+    has_ca_file: bool,
+) -> Result<(Target, Option<(String, Secret)>), String> {
+    let target = Target::parse(smtp)?;
+    let credentials = match (user, password) {
+        (Some(user), Some(password)) => Some((user.expose().to_string(), password.clone())),
+        (None, None) => None,
+        _ => return Err("set both `user` and `password` for SMTP AUTH, or neither".into()),
+    };
+    if target.security == Security::Plain {
+        if credentials.is_some() && !target.is_loopback() {
+            return Err(format!(
+                "`user`/`password` over plain `{smtp}` would send the password unencrypted; use \
+                 smtp+starttls://{host}:587 or smtps://{host}:465 (plain AUTH is allowed to a \
+                 loopback relay only)",
+                host = target.url_host()
+            ));
+        }
+        if has_ca_file {
+            return Err(format!(
+                "`ca_file` needs TLS, but `{smtp}` is plain SMTP; use smtp+starttls:// or smtps://"
+            ));
+        }
+    }
+    Ok((target, credentials))
+}
+
+pub(crate) fn parse_mailbox(field: &str, text: &Text) -> Result<Mailbox, String> {
     text.expose().parse::<Mailbox>().map_err(|e| {
         format!(
             "invalid `{field}` address `{text}` ({}): write `user@domain` or \
