@@ -125,7 +125,7 @@ impl Daemon {
             tracing::warn!("{warning}");
         }
         // Alerting subscribes before the first run can finish, so it misses none.
-        let storage_path = prepared.config.storage.path.clone();
+        let storage_path = prepared.config.storage.path();
         // Opened once at start, before anything runs: a short blocking call is fine here.
         let store = Store::open(&storage_path)?;
         let alerts = AlertService::start(
@@ -272,9 +272,9 @@ async fn reload_loop(
                         "server.listen changed; restart supportwatch to apply it"
                     );
                 }
-                if prepared.config.storage.path != storage_path {
+                if prepared.config.storage.path() != storage_path {
                     tracing::warn!(
-                        configured = %prepared.config.storage.path.display(),
+                        configured = %prepared.config.storage.path().display(),
                         in_use = %storage_path.display(),
                         "storage.path changed; restart supportwatch to apply it"
                     );

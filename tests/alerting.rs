@@ -378,7 +378,8 @@ async fn telegram_429_and_500_are_retried_and_a_dead_notifier_hands_over_to_the_
             .all(|r| r.path == "/bot4242:not-in-logs/sendMessage"),
         "{got:?}"
     );
-    assert_eq!(got[2].body["chat_id"], "1001");
+    // Numeric chat ids go out as numbers, as the Bot API documents them.
+    assert_eq!(got[2].body["chat_id"], 1001);
     assert!(
         got[2].body["text"]
             .as_str()
@@ -487,4 +488,21 @@ fn the_bot_token_never_reaches_the_log() {
     assert!(log.contains("notification given up"), "{log}");
     assert!(log.contains("Unauthorized"), "{log}");
     assert!(!log.contains("secret-bot-token"), "{log}");
+}
+
+#[test]
+fn validate_warns_when_a_mail_check_could_only_be_reported_by_the_mail_it_checks() {
+    let config = |extra_route: &str| {
+        format!(
+            "notifiers:\n  owner-mail: {{ kind: email, smtp: \"smtp+starttls://mail.shop.example:587\", user: alerts@shop.example, password: x, from: alerts@shop.example, to: [owner@shop.example] }}\n  owner-telegram: {{ kind: telegram, bot_token: \"1:x\", chat_id: \"42\" }}\nalerting:\n  routes:\n    - {{ notify: [owner-mail]{extra_route} }}\nchecks:\n  - {{ name: support-mail, kind: mail, channel: email, smtp: \"smtp+starttls://mail.shop.example:587\", user: monitor@shop.example, password: x, from: monitor@shop.example, to: support@shop.example }}\n  - {{ name: home, kind: http, url: \"https://shop.example/\" }}\n"
+        )
+    };
+    let warned = common::prepare(&config(""));
+    assert_eq!(warned.warnings.len(), 1, "{:?}", warned.warnings);
+    let w = &warned.warnings[0];
+    assert!(w.contains("check \"support-mail\""), "{w}");
+    assert!(w.contains("mail.shop.example"), "{w}");
+    // A fallback that does not go through that server settles it; the http check never warned.
+    let settled = common::prepare(&config(", fallback: owner-telegram"));
+    assert!(settled.warnings.is_empty(), "{:?}", settled.warnings);
 }

@@ -781,9 +781,10 @@ async fn alertmanager_receives_firing_and_resolved_alerts() {
         got["labels"],
         serde_json::json!({
             "alertname": "SupportChannelDown", "check": check, "channel": "feedback_form",
-            "kind": "form", "shop": "shop.example", "reason": "not_delivered", "team": "web"
+            "kind": "form", "shop": "shop.example", "team": "web"
         })
     );
+    assert_eq!(got["annotations"]["reason"], "not_delivered");
     assert_eq!(
         got["annotations"]["summary"],
         format!(

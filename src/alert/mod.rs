@@ -96,16 +96,23 @@ pub struct WindowRule {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// SQLite database file (default `./supportwatch.db`).
+    /// SQLite database file (default `./supportwatch.db`); `${ENV}` allowed.
     #[serde(default = "default_storage_path")]
-    pub path: PathBuf,
+    pub path: Text,
     /// Runs kept per check (default 1000).
     #[serde(default = "default_keep_runs")]
     pub keep_runs: u32,
 }
 
-fn default_storage_path() -> PathBuf {
-    PathBuf::from("supportwatch.db")
+fn default_storage_path() -> Text {
+    Text::literal("supportwatch.db")
+}
+
+impl StorageConfig {
+    /// The database file.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(self.path.expose())
+    }
 }
 fn default_keep_runs() -> u32 {
     1000

@@ -5,8 +5,9 @@
 //! ```json
 //! [{"labels": {"alertname": "SupportChannelDown", "check": "support-form",
 //!              "channel": "feedback_form", "kind": "form", "shop": "shop.example",
-//!              "reason": "not_delivered", "<static label>": "…"},
+//!              "<static label>": "…"},
 //!   "annotations": {"summary": "Feedback form is not delivering messages since 14:05",
+//!                   "reason": "not_delivered",
 //!                   "description": "<the check's technical reason>"},
 //!   "startsAt": "2026-03-12T14:05:00Z", "endsAt": "…", "generatorURL": "<status_url>"}]
 //! ```
@@ -17,9 +18,10 @@
 //! shorter than `ends_after`, since each reminder re-posts the alert and pushes `endsAt` on. A
 //! resolved alert is posted with `endsAt = resolved_at`, which resolves it at once.
 //!
-//! Alertmanager identifies an alert by its label set. `reason` is a label, so should an
-//! incident's reason kind change between firing and resolve, Alertmanager sees two alerts and
-//! the first one stays active until its `endsAt`.
+//! Alertmanager identifies an alert by its label set, so the labels are only what stays the same
+//! for the whole incident. The reason kind can change while a check keeps failing (a timeout,
+//! then a 500), so it is an annotation: as a label, the resolve would close only the alert of
+//! the last reason and leave the first active until its `endsAt`.
 //!
 //! A `test` notification posts a short-lived `SupportwatchTest` alert (5 minutes).
 
@@ -181,7 +183,6 @@ fn alert(
         ("channel", a.channel.as_str()),
         ("kind", a.kind.as_str()),
         ("shop", n.shop.as_str()),
-        ("reason", a.reason_kind.as_str()),
     ] {
         labels.insert(k.to_string(), v.to_string());
     }
@@ -191,6 +192,7 @@ fn alert(
     };
     let mut annotations = BTreeMap::new();
     annotations.insert("summary", super::render::owner_line(n, a, now));
+    annotations.insert("reason", a.reason_kind.clone());
     annotations.insert(
         "description",
         super::render::truncate(a.reason.trim(), MAX_DESCRIPTION),
@@ -327,9 +329,10 @@ mod tests {
             serde_json::json!({
                 "labels": {"alertname": "SupportChannelDown", "check": "support-form",
                            "channel": "feedback_form", "kind": "form", "shop": "shop.example",
-                           "reason": "timeout", "team": "web"},
+                           "team": "web"},
                 "annotations": {
                     "summary": "Feedback form works again (was down from 14:05 to 14:15)",
+                    "reason": "timeout",
                     "description": "no answer within 30s"},
                 "startsAt": "2026-03-12T14:05:00Z",
                 "endsAt": "2026-03-12T14:15:00Z",

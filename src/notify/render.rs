@@ -103,7 +103,18 @@ fn status_line(lang: Language, url: &str) -> String {
 fn owner(n: &Notification, alerts: &[&AlertNotice], clock: &Clock) -> Rendered {
     let lang = n.language;
     let mut body = String::new();
-    let title = match alerts {
+    // An owner thinks in channels, not checks: two checks of the chat failing together are one
+    // broken chat, said once (by the first, which failed first).
+    let mut per_channel: Vec<&AlertNotice> = Vec::with_capacity(alerts.len());
+    for a in alerts {
+        if !per_channel
+            .iter()
+            .any(|p| p.channel == a.channel && p.status == a.status)
+        {
+            per_channel.push(a);
+        }
+    }
+    let title = match per_channel.as_slice() {
         [] => format!("{}: supportwatch", n.shop),
         [one] => {
             for line in owner_details(lang, one) {

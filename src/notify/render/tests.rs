@@ -249,3 +249,29 @@ fn unknown_zone_falls_back_and_russian_plurals() {
     assert_eq!(plural_ru(25, "a", "b", "c"), "c");
     assert_eq!(truncate("абв", 2), "аб…");
 }
+
+#[test]
+fn the_owner_hears_of_a_channel_once_however_many_checks_prove_it() {
+    let alerts = vec![
+        alert(
+            "chat-widget",
+            Channel::Chat,
+            "no_reply",
+            AlertStatus::Firing,
+        ),
+        alert("chat-api", Channel::Chat, "no_reply", AlertStatus::Firing),
+    ];
+    let owner = render_at(
+        &notification(Language::En, Audience::Owner, alerts.clone()),
+        later(),
+    );
+    assert_eq!(owner.title.matches("Chat").count(), 1, "{owner:?}");
+    assert!(!owner.body.contains("Chat"), "{owner:?}");
+    // Ops still see both checks.
+    let ops = render_at(&notification(Language::En, Audience::Ops, alerts), later());
+    let text = format!("{}\n{}", ops.title, ops.body);
+    assert!(
+        text.contains("chat-widget") && text.contains("chat-api"),
+        "{text}"
+    );
+}
