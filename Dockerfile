@@ -26,7 +26,12 @@ COPY --from=build /out/supportwatch /usr/local/bin/supportwatch
 # holds the demo's checks and examples, not yours).
 # Secrets come from the environment or mounted files (${ENV}, ${file:/run/secrets/...}), never from
 # the image. The demo needs no config: `docker run --rm -p 9750:9750 supportwatch demo --listen 0.0.0.0:9750`.
-RUN mkdir -p /etc/supportwatch
+# Alert state and run history (storage.path, default ./supportwatch.db) live in the working
+# directory; keep it on a volume so a new container neither re-sends nor forgets an alert.
+RUN mkdir -p /etc/supportwatch /var/lib/supportwatch \
+ && chown supportwatch:supportwatch /var/lib/supportwatch
+WORKDIR /var/lib/supportwatch
+VOLUME /var/lib/supportwatch
 USER supportwatch
 EXPOSE 9750
 # Assumes the default listen port below; change both together.
