@@ -384,7 +384,7 @@ async fn telegram_429_and_500_are_retried_and_a_dead_notifier_hands_over_to_the_
         got[2].body["text"]
             .as_str()
             .unwrap_or_default()
-            .contains("chat"),
+            .contains("Chat"),
         "{got:?}"
     );
     wait_for("the fallback to get what ops could not", || {
@@ -505,4 +505,43 @@ fn validate_warns_when_a_mail_check_could_only_be_reported_by_the_mail_it_checks
     // A fallback that does not go through that server settles it; the http check never warned.
     let settled = common::prepare(&config(", fallback: owner-telegram"));
     assert!(settled.warnings.is_empty(), "{:?}", settled.warnings);
+}
+
+#[test]
+fn notify_test_sends_a_test_message_and_names_an_unknown_notifier() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let hook = Receiver::default();
+    let hook_addr = runtime.block_on(start_receiver(hook.clone()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        &format!(
+            "defaults: {{ labels: {{ shop: vesna }} }}\nnotifiers:\n  ops: {{ kind: webhook, url: \"http://{hook_addr}/alerts\" }}\nchecks:\n  - {{ name: home, kind: http, url: \"http://127.0.0.1:9/\" }}\n"
+        ),
+    );
+    let run = |name: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_supportwatch"))
+            .args(["notify-test", name, "--config"])
+            .arg(dir.path())
+            .output()
+            .expect("run notify-test")
+    };
+    let out = run("ops");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("sent a test message through `ops` for shop `vesna`"),
+        "{text}"
+    );
+    let got = hook.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].body["test"], true);
+    assert_eq!(got[0].body["shop"], "vesna");
+
+    let out = run("opz");
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("no notifier `opz` (declared: ops)"), "{text}");
+    assert_eq!(hook.got().len(), 1);
 }
