@@ -7,7 +7,7 @@
 //! - store: `Store::commit` of one run with its check's new state, the per-run transaction the
 //!   daemon makes, on a temporary file (WAL, `synchronous = NORMAL`), with history pruning at 1000
 //!   runs per check;
-//! - dispatch: `dispatch::ready` over an outbox of 10,000 queued messages in 500 groups (a large
+//! - dispatch: `dispatch::ready` over an outbox of 10,000 queued messages for 100 shops (a large
 //!   outage), the work of one tick.
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
