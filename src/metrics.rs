@@ -218,6 +218,8 @@ struct CheckSeries {
 /// All of supportwatch's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// Name and type of every registered family, series or not (see [`exported_names`]).
+    families: BTreeMap<String, MetricType>,
     checks: RwLock<BTreeMap<Arc<str>, Arc<Mutex<CheckSeries>>>>,
     /// Delay between when a run was due and when its probe started, seconds.
     pub scheduler_lag: Histogram,
@@ -328,6 +330,7 @@ impl Metrics {
             "Alert notifications decided but not yet sent.",
         )
         .expect("static metric definition");
+        let mut families = BTreeMap::new();
         for c in [
             Box::new(scheduler_lag.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(running.clone()),
@@ -341,10 +344,15 @@ impl Metrics {
             Box::new(notifier_up.clone()),
             Box::new(notifications_queued.clone()),
         ] {
+            // `collect()` yields a label vector's family even before it has a series.
+            for family in c.collect() {
+                families.insert(family.name().to_string(), family.get_field_type());
+            }
             registry.register(c).expect("metric names are unique");
         }
         Metrics {
             registry,
+            families,
             checks: RwLock::new(BTreeMap::new()),
             scheduler_lag,
             running,
@@ -794,42 +802,7 @@ fn unix_seconds(t: SystemTime) -> f64 {
 /// yet: a label vector shows in [`Metrics::gather`] only once one of its label values is used, and
 /// per-check families only once a check has run. Dashboards and alert rules are tested against it.
 pub fn exported_names() -> BTreeMap<String, MetricType> {
-    let metrics = Metrics::new();
-    // No `..`: a new field of `Metrics` does not compile until it is listed here.
-    let Metrics {
-        registry,
-        checks: _,
-        scheduler_lag,
-        running,
-        configured,
-        reloads,
-        last_reload_successful,
-        last_reload_success_time,
-        mailbox_quota,
-        notifications,
-        notifier_up,
-        notifications_queued,
-    } = &metrics;
-    let collectors: [&dyn prometheus::core::Collector; 10] = [
-        scheduler_lag,
-        running,
-        configured,
-        reloads,
-        last_reload_successful,
-        last_reload_success_time,
-        mailbox_quota,
-        notifications,
-        notifier_up,
-        notifications_queued,
-    ];
-    // `collect()` yields a vector's family even while it has no series; `gather()` adds the
-    // registered metrics that are not fields (build_info).
-    let mut names: BTreeMap<String, MetricType> = registry
-        .gather()
-        .into_iter()
-        .chain(collectors.iter().flat_map(|c| c.collect()))
-        .map(|family| (family.name().to_string(), family.get_field_type()))
-        .collect();
+    let mut names = Metrics::new().families;
     names.extend(
         CHECK_METRICS
             .iter()
