@@ -134,25 +134,30 @@ pub fn after_failure(
             at: now + backoff(attempts, *after, jitter).as_secs_f64(),
         },
         _ => {
-            let mut seen = BTreeSet::new();
-            let fallbacks = batch
-                .rows
-                .iter()
-                .filter(|r| !r.queued.is_fallback)
-                .filter_map(|r| {
-                    let fallback = r.queued.fallback.clone()?;
-                    // One fallback delivery per incident state, even if it was queued twice.
-                    seen.insert((fallback.clone(), r.queued.notice.fingerprint.clone(), r.id))
-                        .then(|| Queued {
-                            notifier: fallback,
-                            shop: r.queued.shop.clone(),
-                            fallback: None,
-                            is_fallback: true,
-                            due_at: now,
-                            notice: r.queued.notice.clone(),
-                        })
-                })
-                .collect();
+            // What the message said, per incident (fired then resolved is one resolve), goes to
+            // each fallback its rows name, once.
+            let mut fallbacks: BTreeMap<(String, &str), Queued> = BTreeMap::new();
+            for row in batch.rows.iter().filter(|r| !r.queued.is_fallback) {
+                let Some(fallback) = &row.queued.fallback else {
+                    continue;
+                };
+                let fingerprint = row.queued.notice.fingerprint.as_str();
+                let Some(notice) = batch.notices.iter().find(|n| n.fingerprint == fingerprint)
+                else {
+                    continue;
+                };
+                fallbacks
+                    .entry((fallback.clone(), fingerprint))
+                    .or_insert_with(|| Queued {
+                        notifier: fallback.clone(),
+                        shop: row.queued.shop.clone(),
+                        fallback: None,
+                        is_fallback: true,
+                        due_at: now,
+                        notice: notice.clone(),
+                    });
+            }
+            let fallbacks = fallbacks.into_values().collect();
             AfterFailure::Drop { fallbacks }
         }
     }
@@ -258,6 +263,23 @@ mod tests {
         assert_eq!(fallbacks.len(), 1);
         assert_eq!(fallbacks[0].notifier, "backup");
         assert!(fallbacks[0].is_fallback);
+        // Fired, then resolved before anything got through: the fallback hears the resolve, once.
+        let both = ready(
+            vec![
+                row(1, "tg", "s", "chat", AlertStatus::Firing, 0.0),
+                row(2, "tg", "s", "chat", AlertStatus::Resolved, 0.0),
+            ],
+            0.0,
+            &BTreeSet::new(),
+        )
+        .remove(0);
+        let AfterFailure::Drop { fallbacks } =
+            after_failure(&both, &NotifyError::permanent("401"), 5, 100.0, 0.0)
+        else {
+            panic!("permanent errors are not retried")
+        };
+        assert_eq!(fallbacks.len(), 1);
+        assert_eq!(fallbacks[0].notice.status, AlertStatus::Resolved);
         let mut tired = batch.clone();
         tired.rows[0].attempts = 4;
         assert!(matches!(
