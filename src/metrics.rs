@@ -367,12 +367,15 @@ impl Metrics {
         }
     }
 
-    /// Starts the series of these notifiers (counters at zero, up at 1) and drops the health of
-    /// removed ones; counters of removed notifiers stay until restart, as counters should.
-    pub fn sync_notifiers<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+    /// Makes the notifier series those of `notifiers` (name, up): counters start at zero, the
+    /// health of removed ones goes; counters of removed notifiers stay until restart, as counters
+    /// should.
+    pub fn sync_notifiers<'a>(&self, notifiers: impl IntoIterator<Item = (&'a str, bool)>) {
         self.notifier_up.reset();
-        for name in names {
-            self.notifier_up.with_label_values(&[name]).set(1);
+        for (name, up) in notifiers {
+            self.notifier_up
+                .with_label_values(&[name])
+                .set(i64::from(up));
             for result in ["sent", "error", "dropped"] {
                 self.notifications.with_label_values(&[name, result]);
             }

@@ -51,18 +51,7 @@ async fn start_shop(shop: Shop) -> SocketAddr {
     let app = Router::new()
         .route("/svc/{channel}", get(answer))
         .with_state(shop);
-    serve(app).await
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
+    common::serve(app).await
 }
 
 /// One request a receiver got.
@@ -113,7 +102,7 @@ async fn start_receiver(receiver: Receiver) -> SocketAddr {
         });
         (StatusCode::from_u16(status).expect("status"), Json(body)).into_response()
     }
-    serve(
+    common::serve(
         Router::new()
             .route("/{*path}", any(record))
             .with_state(receiver),
@@ -138,6 +127,15 @@ fn alerts(got: &[Received]) -> Vec<(String, String)> {
                 })
         })
         .collect()
+}
+
+async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body")
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -235,12 +233,7 @@ async fn three_channels_failing_together_make_one_message_and_each_resolves_once
         .filter(|(_, s)| s == "resolved")
         .collect();
     assert_eq!(resolved.len(), 3, "each check resolves once: {resolved:?}");
-    let metrics = reqwest::get(format!("http://{}/metrics", daemon.addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = get_text(&format!("http://{}/metrics", daemon.addr)).await;
     assert!(
         metrics.contains(r#"supportwatch_notifications_total{notifier="ops",result="sent"} 2"#),
         "{metrics}"
@@ -325,12 +318,7 @@ async fn reminders_repeat_while_firing_and_maintenance_keeps_quiet() {
         "callback is in maintenance: {all:?}"
     );
     // Its results are still recorded, and its alert fires for dashboards.
-    let metrics = reqwest::get(format!("http://{}/metrics", daemon.addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = get_text(&format!("http://{}/metrics", daemon.addr)).await;
     assert!(
         metrics.contains(r#"supportwatch_alert_firing{channel="callback",check="callback",kind="http",shop="default"} 1"#),
         "{metrics}"
@@ -397,21 +385,11 @@ async fn telegram_429_and_500_are_retried_and_a_dead_notifier_hands_over_to_the_
         vec![("chat".into(), "firing".into())]
     );
     let base = format!("http://{}", daemon.addr);
-    let health = reqwest::get(format!("{base}/healthz"))
-        .await
-        .expect("healthz")
-        .text()
-        .await
-        .expect("text");
+    let health = get_text(&format!("{base}/healthz")).await;
     let health: serde_json::Value = serde_json::from_str(&health).expect("json");
     assert_eq!(health["status"], "degraded", "{health}");
     assert!(health["notifiers_failing"]["ops"].is_string(), "{health}");
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = get_text(&format!("{base}/metrics")).await;
     for line in [
         r#"supportwatch_notifications_total{notifier="owner",result="error"} 2"#,
         r#"supportwatch_notifications_total{notifier="owner",result="sent"} 1"#,
@@ -422,6 +400,13 @@ async fn telegram_429_and_500_are_retried_and_a_dead_notifier_hands_over_to_the_
     ] {
         assert!(metrics.contains(line), "missing {line}:\n{metrics}");
     }
+    // A reload does not make a failing notifier look healthy.
+    daemon.reload().await.expect("reload");
+    let metrics = get_text(&format!("{base}/metrics")).await;
+    assert!(
+        metrics.contains(r#"supportwatch_notifier_up{notifier="ops"} 0"#),
+        "{metrics}"
+    );
     assert!(daemon.stop().await);
 }
 

@@ -514,13 +514,7 @@ async fn a_driver_killed_mid_run_fails_that_run_and_the_next_run_passes() {
             async { axum::response::Html("<!doctype html><title>p</title><div id=\"x\">ok</div>") }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = common::serve(app).await;
 
     let yaml = format!(
         r##"

@@ -2,6 +2,8 @@
 //! failure evidence, a driver killed mid-run, missing or broken binaries, and no chromium left
 //! behind by a dropped session. Pages come from a small axum server on 127.0.0.1.
 
+mod common;
+
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::response::Html;
@@ -70,13 +72,7 @@ async fn page_server() -> (String, Arc<Seen>) {
                 Html("too late")
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind page server");
-    let addr: SocketAddr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr: SocketAddr = common::serve(app).await;
     (format!("http://{addr}"), seen)
 }
 

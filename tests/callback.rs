@@ -2,6 +2,8 @@
 //! webhook to supportwatch's real receiver (the axum server), or drops the request, or signs it
 //! wrongly; the receiver's bounds (413, 404, 401); and the `http_poll` target.
 
+mod common;
+
 use axum::Router;
 use axum::extract::{Form, State};
 use axum::response::Html;
@@ -105,13 +107,7 @@ async fn start_shop(backend: Backend, hook_url: String) -> (SocketAddr, Shop) {
         .route("/callback", get(page).post(submit))
         .route("/api/callbacks", get(api))
         .with_state(shop.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind shop");
-    let addr = listener.local_addr().expect("shop addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = common::serve(app).await;
     (addr, shop)
 }
 

@@ -36,14 +36,7 @@ async fn start_bot() -> SocketAddr {
         .route("/ws-silent", any(ws_silent))
         .route("/widget", get(|| async { axum::response::Html(WIDGET) }))
         .with_state(Bot::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind bot");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
+    common::serve(app).await
 }
 
 fn text_of(body: &serde_json::Value) -> String {

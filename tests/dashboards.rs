@@ -265,7 +265,7 @@ fn exported_names_cover_everything_gathered() {
         assert_eq!(exported.get(name), Some(&kind), "{name}");
     }
     let metrics = Metrics::new();
-    metrics.sync_notifiers(["telegram"]);
+    metrics.sync_notifiers([("telegram", true)]);
     metrics
         .mailbox_quota
         .with_label_values(&["support"])

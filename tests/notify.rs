@@ -179,13 +179,7 @@ impl Recorder {
     async fn start() -> Self {
         let state = Recording::default();
         let app = Router::new().fallback(record).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind recorder");
-        let addr = listener.local_addr().expect("recorder addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = common::serve(app).await;
         Recorder { addr, state }
     }
 

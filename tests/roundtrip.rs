@@ -95,14 +95,7 @@ async fn start_shop(handler: Handler) -> SocketAddr {
     let app = axum::Router::new()
         .route("/contact", get(page).post(submit))
         .with_state((shop, handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
+    common::serve(app).await
 }
 
 fn config(shop: SocketAddr, mailbox_user: &str, within: &str, extra: &str) -> String {

@@ -154,20 +154,29 @@ impl Setup {
     }
 }
 
-/// Notifier and storage health, for `/healthz`.
-#[derive(Default)]
+/// Notifier and storage health, for `/healthz`. The one record of whether a notifier works:
+/// `supportwatch_notifier_up` is written from it, so the two never disagree (not even across a
+/// reload).
 pub struct Health {
+    metrics: Arc<Metrics>,
     inner: Mutex<HealthInner>,
 }
 
 #[derive(Default)]
 struct HealthInner {
-    /// Notifier → (failed attempts in a row, last error).
-    notifiers: BTreeMap<String, (u32, Option<String>)>,
+    /// Notifier → the error of its last attempt, `None` while it works.
+    notifiers: BTreeMap<String, Option<String>>,
     storage_error: Option<String>,
 }
 
 impl Health {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        Health {
+            metrics,
+            inner: Mutex::default(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -177,15 +186,14 @@ impl Health {
         self.lock()
             .notifiers
             .iter()
-            .filter(|(_, (n, _))| *n > 0)
-            .map(|(name, (_, e))| (name.clone(), e.clone().unwrap_or_default()))
+            .filter_map(|(name, e)| Some((name.clone(), e.clone()?)))
             .collect()
     }
 
     /// Whether every configured notifier is failing.
     pub fn all_notifiers_failing(&self) -> bool {
         let inner = self.lock();
-        !inner.notifiers.is_empty() && inner.notifiers.values().all(|(n, _)| *n > 0)
+        !inner.notifiers.is_empty() && inner.notifiers.values().all(Option::is_some)
     }
 
     /// The last storage error, while storage fails.
@@ -193,24 +201,32 @@ impl Health {
         self.lock().storage_error.clone()
     }
 
+    /// Keeps what is known of the notifiers that stay, forgets removed ones.
     fn sync(&self, names: impl Iterator<Item = String>) {
         let mut inner = self.lock();
-        let old = std::mem::take(&mut inner.notifiers);
+        let mut old = std::mem::take(&mut inner.notifiers);
         inner.notifiers = names
             .map(|n| {
-                let h = old.get(&n).cloned().unwrap_or((0, None));
-                (n, h)
+                let last = old.remove(&n).flatten();
+                (n, last)
             })
             .collect();
+        self.metrics.sync_notifiers(
+            inner
+                .notifiers
+                .iter()
+                .map(|(name, error)| (name.as_str(), error.is_none())),
+        );
     }
 
     fn record(&self, notifier: &str, error: Option<String>) {
         let mut inner = self.lock();
-        if let Some(h) = inner.notifiers.get_mut(notifier) {
-            match error {
-                Some(e) => *h = (h.0.saturating_add(1), Some(e)),
-                None => *h = (0, None),
-            }
+        if let Some(last) = inner.notifiers.get_mut(notifier) {
+            self.metrics
+                .notifier_up
+                .with_label_values(&[notifier])
+                .set(i64::from(error.is_none()));
+            *last = error;
         }
     }
 
@@ -245,7 +261,7 @@ impl AlertService {
     ) -> Result<AlertService, super::store::StoreError> {
         let states = store.load_states()?;
         let (commands, command_rx) = mpsc::channel(8);
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health::new(metrics.clone()));
         let stop = CancellationToken::new();
         let (results_tx, results_rx) = mpsc::channel(64);
         let worker = Worker {
@@ -395,8 +411,6 @@ impl Worker {
             .await;
         }
         self.health.sync(setup.notifiers.keys().cloned());
-        self.metrics
-            .sync_notifiers(setup.notifiers.keys().map(String::as_str));
         for (name, entry) in &setup.checks {
             if entry.policy.enabled {
                 let firing = self.states.get(name).is_some_and(|s| s.firing);
@@ -587,10 +601,6 @@ impl Worker {
             Ok(()) => {
                 counter("sent");
                 self.health.record(&batch.notifier, None);
-                self.metrics
-                    .notifier_up
-                    .with_label_values(&[batch.notifier.as_str()])
-                    .set(1);
                 tracing::info!(
                     notifier = %batch.notifier,
                     shop = %batch.shop,
@@ -603,10 +613,6 @@ impl Worker {
             Err(error) => {
                 counter("error");
                 self.health.record(&batch.notifier, Some(error.to_string()));
-                self.metrics
-                    .notifier_up
-                    .with_label_values(&[batch.notifier.as_str()])
-                    .set(0);
                 let now = engine::secs(self.now());
                 let jitter = rand::random::<f64>();
                 match dispatch::after_failure(&batch, &error, self.setup.attempts, now, jitter) {

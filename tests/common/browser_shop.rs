@@ -61,13 +61,7 @@ pub async fn start_browser_shop() -> BrowserShop {
         .route("/never", get(|| async { Html(NEVER_PAGE) }))
         .route("/stuck", get(|| async { Html(STUCK_PAGE) }))
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind browser shop");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = super::serve(app).await;
     BrowserShop { addr, state }
 }
 

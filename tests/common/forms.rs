@@ -112,13 +112,7 @@ pub async fn start_form_shop() -> FormShop {
         .route("/broken/500", post(broken_500))
         .route("/broken/wrong", post(broken_wrong))
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind form shop");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = super::serve(app).await;
     FormShop { addr, state }
 }
 

@@ -44,6 +44,23 @@ pub async fn run_once(yaml: &str) -> RunReport {
     runner::execute(&prepared.checks[0], 1, None).await
 }
 
+/// Serves `app` on a free port of 127.0.0.1 until the test process ends.
+pub async fn serve(app: Router) -> SocketAddr {
+    serve_on("127.0.0.1", app).await
+}
+
+/// Serves `app` on a free port of `ip` until the test process ends.
+pub async fn serve_on(ip: &str, app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
 /// Counters the test shop keeps about what it was asked.
 #[derive(Default)]
 pub struct ShopStats {
@@ -97,13 +114,7 @@ pub async fn start_shop(ip: &str) -> TestShop {
         .route("/flaky", get(flaky))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
-        .await
-        .expect("bind test shop");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = serve_on(ip, app).await;
     TestShop { addr, stats }
 }
 
