@@ -98,24 +98,19 @@ pub fn targets(check: &Check, routes: &[Route]) -> Vec<Target> {
 /// server of the mailbox its deliveries are proven in.
 fn mail_hosts(check: &Check, config: &Config) -> BTreeSet<String> {
     let mut hosts = BTreeSet::new();
-    let mut add_url = |text: &str| {
-        if let Some(h) = url::Url::parse(text)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-        {
-            hosts.insert(h);
-        }
-    };
-    if let crate::config::CheckSpec::Mail(spec) = &check.spec {
-        add_url(spec.smtp.expose());
+    if let crate::config::CheckSpec::Mail(spec) = &check.spec
+        && let Ok(target) = crate::probe::mail::target::Target::parse(&spec.smtp)
+    {
+        hosts.insert(target.host);
     }
     let (deliver, _) = check.spec.deliveries();
     if let Some(mailbox) = deliver
         .and_then(|d| d.mailbox.as_ref())
         .and_then(|m| config.mailboxes.get(m))
-        && let Some(imap) = &mailbox.imap
+        && mailbox.imap.is_some()
+        && let Ok(target) = crate::mailbox::imap::ImapTarget::parse(mailbox)
     {
-        add_url(imap.expose());
+        hosts.insert(target.host.to_ascii_lowercase());
     }
     hosts
 }

@@ -211,9 +211,9 @@ impl Notifier for EmailNotifier {
 
 /// Host of the `smtp` URL.
 pub fn server_host(spec: &EmailSpec) -> Option<String> {
-    url::Url::parse(spec.smtp.expose())
+    crate::probe::mail::target::Target::parse(&spec.smtp)
         .ok()
-        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .map(|t| t.host)
 }
 
 #[cfg(test)]
