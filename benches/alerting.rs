@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 use supportwatch::alert::dispatch;
-use supportwatch::alert::engine::{AlertState, RunResult};
+use supportwatch::alert::engine::{AlertState, FinishedRun};
 use supportwatch::alert::store::{Queued, RunRecord, Store};
 use supportwatch::alert::{Policy, WindowRule};
 use supportwatch::config::{Channel, Dur, Kind};
@@ -37,7 +37,7 @@ fn main() {
     let mut events = 0usize;
     for i in 0..n {
         let at = UNIX_EPOCH + Duration::from_secs(1_000_000 + i * 60 / 1000);
-        let run = RunResult {
+        let run = FinishedRun {
             started_at: at,
             passed: i % 3 == 0,
             reason_kind: "timeout".into(),

@@ -5,7 +5,7 @@
 //! (every probe built) before it replaces the running one; if anything is wrong it is refused,
 //! logged, and the old config keeps running.
 
-use crate::alert::service::{AlertCommands, AlertService, Clock, Setup};
+use crate::alert::service::{AlertCommands, AlertService, Setup};
 use crate::alert::store::Store;
 use crate::config::{self, ConfigErrors};
 use crate::hooks::Hooks;
@@ -99,15 +99,6 @@ impl Daemon {
         source: ConfigSource,
         listen: Option<SocketAddr>,
     ) -> Result<Self, DaemonError> {
-        Self::start_with_clock(source, listen, Arc::new(SystemTime::now)).await
-    }
-
-    /// [`Self::start`] with alerting on `clock`'s time.
-    pub async fn start_with_clock(
-        source: ConfigSource,
-        listen: Option<SocketAddr>,
-        clock: Clock,
-    ) -> Result<Self, DaemonError> {
         // One registry for the process: reloads swap its declarations, never the registry, so
         // runs waiting on a hook across a reload are still answered.
         let hooks = Arc::new(Hooks::default());
@@ -133,7 +124,7 @@ impl Daemon {
             Setup::new(&prepared),
             scheduler.subscribe(),
             metrics.clone(),
-            clock,
+            Arc::new(SystemTime::now),
         )?;
         let alert_health = alerts.health.clone();
         scheduler.apply(&prepared);

@@ -61,7 +61,7 @@ pub struct Event {
 
 /// What the engine needs to know about a finished run.
 #[derive(Clone, Debug)]
-pub struct RunResult {
+pub struct FinishedRun {
     /// When the run started.
     pub started_at: SystemTime,
     /// Whether it passed.
@@ -111,7 +111,7 @@ impl AlertState {
     /// Takes a finished run into account. `quiet` is true during maintenance.
     pub fn observe(
         &mut self,
-        run: &RunResult,
+        run: &FinishedRun,
         policy: &Policy,
         now: SystemTime,
         quiet: bool,
@@ -240,7 +240,7 @@ mod tests {
         let mut out = Vec::new();
         for (i, c) in pattern.chars().enumerate() {
             let t = UNIX_EPOCH + Duration::from_secs(start + 60 * i as u64);
-            let run = RunResult {
+            let run = FinishedRun {
                 started_at: t,
                 passed: c == 'P',
                 reason_kind: "timeout".into(),
@@ -272,7 +272,7 @@ mod tests {
         let p = policy();
         feed(&mut s, &p, "PF", 1000);
         let t = UNIX_EPOCH + Duration::from_secs(1200);
-        let run = RunResult {
+        let run = FinishedRun {
             started_at: t,
             passed: false,
             reason_kind: "not_delivered".into(),
@@ -321,7 +321,7 @@ mod tests {
         let p = policy();
         let mut s = AlertState::default();
         let t = |m: u64| UNIX_EPOCH + Duration::from_secs(1000 + 60 * m);
-        let fail = |m| RunResult {
+        let fail = |m| FinishedRun {
             started_at: t(m),
             passed: false,
             reason_kind: "connect".into(),
@@ -339,7 +339,7 @@ mod tests {
         assert!(s.tick(&p, t(4), false).is_empty(), "announced once");
 
         // Fired and announced; resolves during maintenance: the resolve comes after it.
-        let pass = RunResult {
+        let pass = FinishedRun {
             started_at: t(5),
             passed: true,
             reason_kind: String::new(),
@@ -359,7 +359,7 @@ mod tests {
         let mut s = AlertState::default();
         let t = |m: u64| UNIX_EPOCH + Duration::from_secs(1000 + 60 * m);
         for (m, passed) in [(0, false), (1, false), (2, true)] {
-            let run = RunResult {
+            let run = FinishedRun {
                 started_at: t(m),
                 passed,
                 reason_kind: "connect".into(),

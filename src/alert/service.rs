@@ -52,7 +52,8 @@ struct CheckEntry {
 /// Everything the alerting task needs from a config.
 #[derive(Clone)]
 pub struct Setup {
-    checks: HashMap<String, CheckEntry>,
+    /// Shared, so a report or a tick takes a check's entry without copying its labels.
+    checks: HashMap<String, Arc<CheckEntry>>,
     notifiers: BTreeMap<String, NotifierEntry>,
     group_wait: Duration,
     attempts: u32,
@@ -106,7 +107,7 @@ impl Setup {
                 maintenance.extend(own.map(|a| a.maintenance.clone()).unwrap_or_default());
                 (
                     check.name.clone(),
-                    CheckEntry {
+                    Arc::new(CheckEntry {
                         channel: check.channel,
                         kind: check.kind(),
                         labels: check.labels.clone(),
@@ -114,7 +115,7 @@ impl Setup {
                         policy: Policy::resolve(global, own),
                         targets: super::routes::targets(check, &global.routes),
                         maintenance,
-                    },
+                    }),
                 )
             })
             .collect();
@@ -483,7 +484,7 @@ impl Worker {
         };
         let name = report.check.to_string();
         let (state, queued) = if entry.policy.enabled {
-            let run = engine::RunResult {
+            let run = engine::FinishedRun {
                 started_at: report.started_at,
                 passed: report.result.passed(),
                 reason_kind: failure

@@ -10,7 +10,7 @@
 
 use super::engine::AlertState;
 use crate::notify::AlertNotice;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -385,8 +385,6 @@ impl Store {
                 params![check],
                 |r| r.get(0),
             )
-            .optional()
-            .map(|n| n.unwrap_or(0))
             .map_err(|e| self.err(e))
     }
 }
