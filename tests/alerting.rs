@@ -479,14 +479,18 @@ fn the_bot_token_never_reaches_the_log() {
 fn validate_warns_when_a_mail_check_could_only_be_reported_by_the_mail_it_checks() {
     let config = |extra_route: &str| {
         format!(
-            "notifiers:\n  owner-mail: {{ kind: email, smtp: \"smtp+starttls://mail.shop.example:587\", user: alerts@shop.example, password: x, from: alerts@shop.example, to: [owner@shop.example] }}\n  owner-telegram: {{ kind: telegram, bot_token: \"1:x\", chat_id: \"42\" }}\nalerting:\n  routes:\n    - {{ notify: [owner-mail]{extra_route} }}\nchecks:\n  - {{ name: support-mail, kind: mail, channel: email, smtp: \"smtp+starttls://mail.shop.example:587\", user: monitor@shop.example, password: x, from: monitor@shop.example, to: support@shop.example }}\n  - {{ name: home, kind: http, url: \"https://shop.example/\" }}\n"
+            "notifiers:\n  owner-mail: {{ kind: email, smtp: \"smtp+starttls://mail.shop.example:587\", user: alerts@shop.example, password: x, from: alerts@shop.example, to: [owner@shop.example] }}\n  owner-telegram: {{ kind: telegram, bot_token: \"1:x\", chat_id: \"42\" }}\nalerting:\n  routes:\n    - {{ notify: [owner-mail]{extra_route} }}\nmailboxes:\n  support: {{ imap: \"imaps://MAIL.shop.example\", user: support@shop.example, password: x }}\nchecks:\n  - {{ name: contact, kind: form, channel: feedback_form, url: \"https://shop.example/contact\", form: \"form\", fields: {{ message: \"Automated test {{{{token}}}}\" }}, deliver: {{ mailbox: support, within: 5m }} }}\n  - {{ name: support-mail, kind: mail, channel: email, smtp: \"smtp+starttls://mail.shop.example:587\", user: monitor@shop.example, password: x, from: monitor@shop.example, to: support@shop.example }}\n  - {{ name: home, kind: http, url: \"https://shop.example/\" }}\n"
         )
     };
     let warned = common::prepare(&config(""));
-    assert_eq!(warned.warnings.len(), 1, "{:?}", warned.warnings);
+    assert_eq!(warned.warnings.len(), 2, "{:?}", warned.warnings);
+    // The form's mail is proven over IMAP at the same host (case does not matter).
     let w = &warned.warnings[0];
+    assert!(w.contains("check \"contact\""), "{w}");
+    assert!(w.contains("(mail.shop.example)"), "{w}");
+    let w = &warned.warnings[1];
     assert!(w.contains("check \"support-mail\""), "{w}");
-    assert!(w.contains("mail.shop.example"), "{w}");
+    assert!(w.contains("(mail.shop.example)"), "{w}");
     // A fallback that does not go through that server settles it; the http check never warned.
     let settled = common::prepare(&config(", fallback: owner-telegram"));
     assert!(settled.warnings.is_empty(), "{:?}", settled.warnings);
@@ -529,4 +533,66 @@ fn notify_test_sends_a_test_message_and_names_an_unknown_notifier() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("no notifier `opz` (declared: ops)"), "{text}");
     assert_eq!(hook.got().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notifier_that_never_answers_does_not_hold_up_the_others() {
+    let shop = Shop::default();
+    let shop_addr = start_shop(shop.clone()).await;
+    let silent = common::start_silent("127.0.0.1").await;
+    let hook = Receiver::default();
+    let hook_addr = start_receiver(hook.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The silent notifier's timeout outlasts the test: the other could only be told if sends
+    // do not wait for each other.
+    write(
+        dir.path(),
+        &format!(
+            "{}notifiers:\n  stuck: {{ kind: webhook, url: \"http://{silent}/alerts\", timeout: 1h }}\n  ops: {{ kind: webhook, url: \"http://{hook_addr}/alerts\" }}\nalerting:\n  group_wait: 0s\n  routes: [ {{ notify: [stuck, ops] }} ]\n{}",
+            storage(dir.path()),
+            checks(shop_addr, &["chat", "callback"])
+        ),
+    );
+    shop.set("chat", true);
+    let daemon = start(dir.path()).await;
+    wait_for("ops to hear of chat", || !hook.got().is_empty()).await;
+    // A second incident while `stuck` still hangs on the first reaches ops too.
+    shop.set("callback", true);
+    wait_for("ops to hear of callback", || {
+        alerts(&hook.got()).iter().any(|(c, _)| c == "callback")
+    })
+    .await;
+    let queued = get_text(&format!("http://{}/metrics", daemon.addr)).await;
+    assert!(
+        queued.contains(r#"supportwatch_notifier_up{notifier="stuck"} 1"#),
+        "a send in flight is not a failure yet:\n{queued}"
+    );
+    let stopped = tokio::time::timeout(Duration::from_secs(60), daemon.stop()).await;
+    assert!(stopped.is_ok(), "stopping must not wait for the hung send");
+}
+
+#[tokio::test]
+async fn an_unusable_storage_path_stops_the_start_with_the_path_in_the_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").expect("write file");
+    let db = file.join("sw.db");
+    write(
+        dir.path(),
+        &format!(
+            "storage: {{ path: \"{}\" }}\nchecks: [ {{ name: x, kind: http, url: \"http://127.0.0.1:9/\", interval: 1h }} ]\n",
+            db.display()
+        ),
+    );
+    let Err(e) = Daemon::start(
+        ConfigSource::Dir(dir.path().to_path_buf()),
+        Some("127.0.0.1:0".parse().expect("addr")),
+    )
+    .await
+    else {
+        panic!("a database under a file cannot be opened")
+    };
+    let message = e.to_string();
+    assert!(message.starts_with("storage "), "{message}");
+    assert!(message.contains(&db.display().to_string()), "{message}");
 }
