@@ -89,16 +89,12 @@ pub(super) async fn webhook_stage(
     let mut outcome = Outcome::default();
     let mut late = None;
     match hooks.wait(&name, &token, submitted_at, deadline).await {
-        Some(at) => {
-            let latency = at.duration_since(submitted_at).unwrap_or_default();
-            outcome
-                .observations
-                .push(Observation::DeliveryLatency(latency));
-            outcome.details.push(format!(
-                "webhook {name} received the token after {}",
-                crate::report::short_duration(latency)
-            ));
-        }
+        Some(at) => proven(
+            &mut outcome,
+            submitted_at,
+            at,
+            &format!("webhook {name} received the token"),
+        ),
         None => {
             // Say so when nothing could have received it, rather than blame the shop.
             let hint = if hooks.is_served() {
@@ -152,16 +148,12 @@ pub(super) async fn poll_stage(
     let shown = poller.shown.clone();
     let mut late = None;
     match poller.until(deadline).await {
-        Ok(at) => {
-            let latency = at.duration_since(submitted_at).unwrap_or_default();
-            outcome
-                .observations
-                .push(Observation::DeliveryLatency(latency));
-            outcome.details.push(format!(
-                "{shown} listed the token after {}",
-                crate::report::short_duration(latency)
-            ));
-        }
+        Ok(at) => proven(
+            &mut outcome,
+            submitted_at,
+            at,
+            &format!("{shown} listed the token"),
+        ),
         Err(last) => {
             outcome.fail_with(
                 FailureKind::NotDelivered,
@@ -271,4 +263,16 @@ impl Poller {
         };
         Ok(listed && self.spec.pattern.as_ref().is_none_or(|p| p.is_match(&body)))
     }
+}
+
+/// Records a proven delivery: its latency, and `what` happened after how long.
+fn proven(outcome: &mut Outcome, submitted_at: SystemTime, at: SystemTime, what: &str) {
+    let latency = at.duration_since(submitted_at).unwrap_or_default();
+    outcome
+        .observations
+        .push(Observation::DeliveryLatency(latency));
+    outcome.details.push(format!(
+        "{what} after {}",
+        crate::report::short_duration(latency)
+    ));
 }
