@@ -240,14 +240,9 @@ impl Poller {
             return Err(format!("status {}", status.as_u16()));
         }
         // Read at most MAX_POLL_BODY: an API that answers with megabytes is cut, not buffered.
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| http::error_chain(&e))? {
-            let room = MAX_POLL_BODY.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if body.len() >= MAX_POLL_BODY {
-                break;
-            }
-        }
+        let (body, _) = http::read_body(&mut response, MAX_POLL_BODY)
+            .await
+            .map_err(|e| http::error_chain(&e))?;
         let body = String::from_utf8_lossy(&body);
         let listed = match &self.spec.json_pointer {
             Some(pointer) => {

@@ -137,21 +137,11 @@ impl HttpSender {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = MAX_BODY - body.len();
-                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    if body.len() >= MAX_BODY {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                // The status is what counts; a body cut short only loses detail.
-                Err(_) => break,
-            }
-        }
+        // The status is what counts; a body that breaks off only loses detail.
+        let body = crate::probe::http::read_body(&mut response, MAX_BODY)
+            .await
+            .map(|(body, _)| body)
+            .unwrap_or_default();
         Ok(Reply {
             status,
             retry_after,

@@ -456,6 +456,24 @@ impl Broken {
     }
 }
 
+/// Reads `response`'s body up to `limit` bytes; `true` when there was more. The rest is never
+/// read: a 2 GB answer costs `limit` bytes of memory, not 2 GB.
+pub(crate) async fn read_body(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body: Vec<u8> = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
 /// Sends `request`, timed as phase `phase`, and reads the body up to `max_body`: in phase
 /// `body_phase` when given, else still in `phase`.
 pub(crate) async fn send(
@@ -482,29 +500,16 @@ pub(crate) async fn send(
         ctx.begin(name);
     }
     let limit = usize::try_from(max_body.0).unwrap_or(usize::MAX);
-    let mut body: Vec<u8> = Vec::new();
-    let mut truncated = false;
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = limit - body.len();
-                if chunk.len() > room {
-                    body.extend_from_slice(&chunk[..room]);
-                    truncated = true;
-                    break;
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(error) => {
-                ctx.end();
-                return Err(Broken {
-                    error,
-                    status: Some(status),
-                });
-            }
+    let (body, truncated) = match read_body(&mut response, limit).await {
+        Ok(read) => read,
+        Err(error) => {
+            ctx.end();
+            return Err(Broken {
+                error,
+                status: Some(status),
+            });
         }
-    }
+    };
     ctx.end();
     let url = response.url().clone();
     let headers = std::mem::take(response.headers_mut());
