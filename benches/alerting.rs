@@ -42,6 +42,7 @@ fn main() {
             passed: i % 3 == 0,
             reason_kind: "timeout".into(),
             reason: "no answer within 30s".into(),
+            evidence: None,
         };
         events += states[(i % 1000) as usize]
             .observe(&run, &policy, at, false)

@@ -462,6 +462,8 @@ impl Metrics {
             match o {
                 Observation::HttpStatus(code) => s.http_status = Some(*code),
                 Observation::BodyTruncated => s.body_truncated += 1,
+                // A path per run: for alerts and people, never a label.
+                Observation::Evidence(_) => {}
                 Observation::Cert(c) => {
                     s.certs.insert(c.target.clone(), c.clone());
                 }

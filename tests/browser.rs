@@ -320,6 +320,15 @@ async fn a_selector_that_never_appears_fails_its_step_after_the_timeout_with_evi
     let page = detail_path(&report, "page: ");
     assert_eq!(screenshot, run_dir.join("screenshot.png"));
     assert_eq!(page, run_dir.join("page.html"));
+    // The directory is what alerts link to.
+    assert!(
+        report
+            .observations
+            .iter()
+            .any(|o| matches!(o, supportwatch::probe::Observation::Evidence(d) if *d == run_dir)),
+        "{:?}",
+        report.observations
+    );
     let png = std::fs::read(&screenshot).expect("screenshot exists");
     let (width, height) = png_size(&png);
     assert_eq!(width, 1366, "the configured window width");

@@ -34,6 +34,9 @@ pub struct AlertState {
     /// Technical reason of the last failed run.
     #[serde(default)]
     pub reason: String,
+    /// Where the last failed run's evidence was saved, if anywhere.
+    #[serde(default)]
+    pub evidence: Option<String>,
     /// People were told that this incident fires.
     pub announced: bool,
     /// When people were last told about this incident (unix seconds), for reminders.
@@ -57,6 +60,8 @@ pub struct Event {
     pub reason_kind: String,
     /// Technical reason.
     pub reason: String,
+    /// Evidence of the last failed run.
+    pub evidence: Option<String>,
 }
 
 /// What the engine needs to know about a finished run.
@@ -70,6 +75,8 @@ pub struct FinishedRun {
     pub reason_kind: String,
     /// Technical reason, when it failed.
     pub reason: String,
+    /// Where its evidence was saved, when it failed and left some.
+    pub evidence: Option<String>,
 }
 
 /// Seconds since the epoch.
@@ -105,6 +112,7 @@ impl AlertState {
             consecutive_failures: self.consecutive_failures,
             reason_kind: self.reason_kind.clone(),
             reason: self.reason.clone(),
+            evidence: self.evidence.clone(),
         }
     }
 
@@ -147,6 +155,7 @@ impl AlertState {
         self.failing_since.get_or_insert(secs(run.started_at));
         self.reason_kind.clone_from(&run.reason_kind);
         self.reason.clone_from(&run.reason);
+        self.evidence.clone_from(&run.evidence);
         if policy.window.is_some() {
             self.recent_failures.push_back(secs(run.started_at));
             // Bounded whatever the rule: a window never needs more than this many entries.
@@ -245,6 +254,7 @@ mod tests {
                 passed: c == 'P',
                 reason_kind: "timeout".into(),
                 reason: "no answer within 30s".into(),
+                evidence: None,
             };
             out.extend(
                 state
@@ -277,12 +287,14 @@ mod tests {
             passed: false,
             reason_kind: "not_delivered".into(),
             reason: "not delivered within 5m".into(),
+            evidence: Some("artifacts/form/sw-1".into()),
         };
         let events = s.observe(&run, &p, t, false);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].since, UNIX_EPOCH + Duration::from_secs(1060));
         assert_eq!(events[0].consecutive_failures, 2);
         assert_eq!(events[0].reason_kind, "not_delivered");
+        assert_eq!(events[0].evidence.as_deref(), Some("artifacts/form/sw-1"));
     }
 
     #[test]
@@ -326,6 +338,7 @@ mod tests {
             passed: false,
             reason_kind: "connect".into(),
             reason: "refused".into(),
+            evidence: None,
         };
         assert!(s.observe(&fail(0), &p, t(0), true).is_empty());
         assert!(s.observe(&fail(1), &p, t(1), true).is_empty());
@@ -344,6 +357,7 @@ mod tests {
             passed: true,
             reason_kind: String::new(),
             reason: String::new(),
+            evidence: None,
         };
         assert!(s.observe(&pass, &p, t(5), true).is_empty());
         let after = s.tick(&p, t(6), false);
@@ -364,6 +378,7 @@ mod tests {
                 passed,
                 reason_kind: "connect".into(),
                 reason: "refused".into(),
+                evidence: None,
             };
             assert!(s.observe(&run, &p, t(m), true).is_empty());
         }

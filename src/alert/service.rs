@@ -443,7 +443,7 @@ impl Worker {
                 consecutive_failures: event.consecutive_failures,
                 reason_kind: event.reason_kind.clone(),
                 reason: event.reason.clone(),
-                link: self.setup.status_url.clone(),
+                link: event.evidence.clone(),
             };
             tracing::info!(
                 check,
@@ -491,6 +491,10 @@ impl Worker {
                     .map(|f| f.kind.as_str().to_string())
                     .unwrap_or_else(|| report.result.as_str().to_string()),
                 reason: failure.map(|f| f.message.clone()).unwrap_or_default(),
+                evidence: report.observations.iter().find_map(|o| match o {
+                    crate::probe::Observation::Evidence(dir) => Some(dir.display().to_string()),
+                    _ => None,
+                }),
             };
             let quiet = super::maintenance::any_contains(&entry.maintenance, now);
             let state = self.states.entry(name.clone()).or_default();

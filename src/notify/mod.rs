@@ -93,7 +93,8 @@ pub struct AlertNotice {
     pub reason_kind: String,
     /// The technical reason of the last failed run, as the check reported it.
     pub reason: String,
-    /// Where evidence of the failure is (artifact directory or status page), when known.
+    /// Where the evidence of the last failed run was saved (a browser check's screenshot and page
+    /// directory), when there is any. The status page is [`Notification::status_url`].
     pub link: Option<String>,
 }
 

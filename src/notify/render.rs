@@ -305,12 +305,7 @@ fn owner_details(lang: Language, a: &AlertNotice) -> Vec<String> {
     if let Some(advice) = advice(lang, &a.reason_kind) {
         lines.push(advice.to_string());
     }
-    if let Some(link) = a.link.as_deref().filter(|l| l.starts_with("http")) {
-        lines.push(match lang {
-            Language::Ru => format!("Подробнее: {link}"),
-            Language::En => format!("Details: {link}"),
-        });
-    }
+    // The evidence (`link`) is a directory on the supportwatch host: for ops, not owners.
     lines
 }
 

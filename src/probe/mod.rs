@@ -412,6 +412,8 @@ pub enum Observation {
         /// Used / limit.
         ratio: f64,
     },
+    /// Where the evidence of a failed run (screenshot, page) was saved: a directory.
+    Evidence(std::path::PathBuf),
     /// Number of DNS lookups an SPF record needs (RFC 7208 allows 10).
     SpfLookups {
         /// The domain whose SPF record was evaluated.

@@ -176,6 +176,11 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
             ctx.end();
             match saved {
                 Ok(a) => {
+                    if a.screenshot.is_some() || a.page.is_some() {
+                        outcome
+                            .observations
+                            .push(crate::probe::Observation::Evidence(a.dir.clone()));
+                    }
                     if let Some(path) = a.screenshot {
                         outcome
                             .details
