@@ -15,8 +15,8 @@ use supportwatch::alert::dispatch;
 use supportwatch::alert::engine::{AlertState, FinishedRun};
 use supportwatch::alert::store::{Queued, RunRecord, Store};
 use supportwatch::alert::{Policy, WindowRule};
-use supportwatch::config::{Channel, Dur, Kind};
 use supportwatch::notify::{AlertNotice, AlertStatus};
+use supportwatch::value::{Channel, Dur, Kind};
 
 fn main() {
     let policy = Policy {

@@ -14,7 +14,7 @@
 //!   over HTTP and HTTPS on 127.0.0.2 … 127.0.0.33 (one port pair per address), with a throwaway CA
 //!   whose PEM it writes for the checks' `ca_file`;
 //! - `SUPPORTWATCH_BENCH_SCENARIO=http-10000`: loads N generated checks through
-//!   `config::load_sources` → `runner::prepare` → `Scheduler::apply`, exactly as the daemon does,
+//!   `config::load_sources` → `assemble::prepare` → `Scheduler::apply`, exactly as the daemon does,
 //!   spread round-robin over the 32 addresses (default per-host limit: one run at a time), waits a
 //!   warm-up, then measures over one window: runs finished, utime+stime from `/proc/self/stat`,
 //!   scheduler lag of every report (p50/p99/max), failures. RSS: `VmRSS` before loading, right after
@@ -390,7 +390,7 @@ fn scenario(name: &str) -> Res<()> {
     }
     let config = supportwatch::config::load_sources(&[(PathBuf::from("bench.yaml"), yaml)])
         .map_err(|e| e.to_string())?;
-    let prepared = supportwatch::runner::prepare(config).map_err(|e| e.to_string())?;
+    let prepared = supportwatch::assemble::prepare(config).map_err(|e| e.to_string())?;
 
     rt.block_on(async move {
         let metrics = Arc::new(supportwatch::metrics::Metrics::new());

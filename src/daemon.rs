@@ -5,12 +5,12 @@
 //! (every probe built) before it replaces the running one; if anything is wrong it is refused,
 //! logged, and the old config keeps running.
 
-use crate::alert::service::{AlertCommands, AlertService, Setup};
+use crate::alert::service::{AlertCommands, AlertService};
 use crate::alert::store::Store;
+use crate::assemble::Prepared;
 use crate::config::{self, ConfigErrors};
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
-use crate::runner::{self, Prepared};
 use crate::schedule::Scheduler;
 use crate::server::{self, AppState, ReloadRequest};
 use std::collections::HashMap;
@@ -47,11 +47,11 @@ impl ConfigSource {
     pub fn load_with(&self, hooks: Arc<Hooks>) -> Result<Prepared, ConfigErrors> {
         let config = match self {
             ConfigSource::Dir(dir) => config::load_dir(dir)?,
-            ConfigSource::Inline { path, text, vars } => config::with_overlay(vars, || {
+            ConfigSource::Inline { path, text, vars } => crate::value::with_overlay(vars, || {
                 config::load_sources(&[(path.clone(), text.clone())])
             })?,
         };
-        runner::prepare_with(config, hooks)
+        crate::assemble::prepare_with(config, hooks)
     }
 }
 
@@ -121,7 +121,7 @@ impl Daemon {
         let store = Store::open(&storage_path)?;
         let alerts = AlertService::start(
             Arc::new(store),
-            Setup::new(&prepared),
+            prepared.alert_setup(),
             scheduler.subscribe(),
             metrics.clone(),
             Arc::new(SystemTime::now),
@@ -273,7 +273,7 @@ async fn reload_loop(
                 for warning in &prepared.warnings {
                     tracing::warn!("{warning}");
                 }
-                alerts.apply(Setup::new(&prepared)).await;
+                alerts.apply(prepared.alert_setup()).await;
                 scheduler.apply(&prepared);
                 metrics.record_reload(true);
                 let summary = format!("config reloaded: {} checks", prepared.checks.len());

@@ -6,11 +6,11 @@
 //! deadline fails the run at once and is then watched for a while longer, so late and lost mail
 //! can be told apart in metrics.
 
-use crate::config::{Dur, Pattern};
 use crate::mailbox::{self, Delivered, MailboxSpec, WaitError, Watcher, watch::WaitRequest};
-use crate::probe::{
+use crate::outcome::{
     FailureKind, FollowUp, FollowUpResult, LateDelivery, Observation, Outcome, RunContext,
 };
+use crate::value::{Dur, Pattern};
 use futures::FutureExt;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -314,7 +314,7 @@ pub fn follow_up(
                         "auto-reply \"{}\" reached {} after {}",
                         found.subject,
                         watcher.name(),
-                        crate::report::short_duration(latency)
+                        crate::value::short_duration(latency)
                     ));
                     note_cleanup(&mut outcome, &found);
                 }
@@ -429,7 +429,7 @@ fn judge_delivery(
         .map(|d| {
             format!(
                 "; server stored it after {}",
-                crate::report::short_duration(d)
+                crate::value::short_duration(d)
             )
         })
         .unwrap_or_default();
@@ -440,7 +440,7 @@ fn judge_delivery(
                 "delivered to spam (folder {} of mailbox {}) after {}",
                 found.folder,
                 watcher.name(),
-                crate::report::short_duration(latency)
+                crate::value::short_duration(latency)
             ),
         );
     } else {
@@ -452,7 +452,7 @@ fn judge_delivery(
         "delivered to {}/{} after {}{server}",
         watcher.name(),
         found.folder,
-        crate::report::short_duration(latency)
+        crate::value::short_duration(latency)
     ));
     note_cleanup(outcome, found);
     if let Some(q) = found.quota {

@@ -12,7 +12,7 @@
 //! remembered (bounded in count and age), because a fast CRM may call back before the run that
 //! submitted the form has started waiting.
 
-use crate::config::Secret;
+use crate::value::Secret;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -179,7 +179,7 @@ impl Hooks {
         if !authentic(&hook.spec, presented, body) {
             return Receipt::BadSignature;
         }
-        let tokens = crate::mailbox::message::find_tokens(&String::from_utf8_lossy(body));
+        let tokens = crate::outcome::find_tokens(&String::from_utf8_lossy(body));
         let arrived = SystemTime::now();
         for token in &tokens {
             let key = (name.to_string(), token.clone());
@@ -335,7 +335,7 @@ mod tests {
 
     fn spec(signature: Signature) -> HookSpec {
         HookSpec {
-            secret: crate::config::with_overlay(
+            secret: crate::value::with_overlay(
                 &HashMap::from([("S".to_string(), "s3cret".to_string())]),
                 || serde_json::from_str::<Secret>("\"${S}\""),
             )

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use supportwatch::config::Channel;
 use supportwatch::daemon::{ConfigSource, Daemon};
+use supportwatch::value::Channel;
 use supportwatch::{report, runner, schedule};
 
 #[derive(Parser)]
@@ -184,7 +184,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     c.channel.as_str(),
                     c.interval.to_string(),
                     c.shop(),
-                    supportwatch::probe::summary(&c.spec)
+                    c.spec.summary()
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -213,7 +213,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     .map(|c| c.check.shop().to_string())
                     .unwrap_or_else(|| supportwatch::config::DEFAULT_SHOP.to_string())
             });
-            let setup = supportwatch::alert::service::Setup::new(&prepared);
+            let setup = prepared.alert_setup();
             match supportwatch::alert::service::send_test(&setup, &notifier, &shop).await {
                 Ok(()) => {
                     println!("sent a test message through `{notifier}` for shop `{shop}`");
@@ -292,7 +292,7 @@ async fn demo(
     let heal_after = match heal_after.as_str() {
         "never" => None,
         text => Some(
-            supportwatch::config::parse_duration(text)
+            supportwatch::value::parse_duration(text)
                 .map_err(|e| anyhow::anyhow!("--heal-after {text}: {e}"))?,
         ),
     };

@@ -5,9 +5,9 @@
 //! checks. Scheduler self-metrics use plain `prometheus` types. Labels are bounded: check names,
 //! closed enums and config values — never tokens, URLs or error texts.
 
-use crate::config::Check;
-use crate::probe::{CertReport, FailureKind, LateDelivery, Observation};
-use crate::runner::{RunReport, RunResult};
+use crate::outcome::{
+    CertReport, CheckIdentity, FailureKind, LateDelivery, Observation, RunReport, RunResult,
+};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -215,6 +215,16 @@ struct CheckSeries {
     alert_firing: Option<bool>,
 }
 
+/// What the metrics need of one configured check: its identity (the labels of its series) and
+/// whether its runs wait for a delivery (so delivery series are exported for it).
+#[derive(Clone, Copy, Debug)]
+pub struct ConfiguredCheck<'a> {
+    /// Name, kind, channel and static labels.
+    pub id: CheckIdentity<'a>,
+    /// Whether runs leave a delivery to wait for.
+    pub delivers: bool,
+}
+
 /// All of supportwatch's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -391,16 +401,12 @@ impl Metrics {
 
     /// Makes the per-check series match `checks`: keeps the series of unchanged checks (their
     /// counters go on), starts fresh ones for new or relabelled checks, drops removed ones.
-    pub fn sync_checks<'a>(&self, checks: impl IntoIterator<Item = &'a Check>) {
+    pub fn sync_checks<'a>(&self, checks: impl IntoIterator<Item = ConfiguredCheck<'a>>) {
         let mut map = self.checks.write().unwrap_or_else(|e| e.into_inner());
         let mut next = BTreeMap::new();
-        for check in checks {
-            let labels = base_labels(check);
-            let key: Arc<str> = Arc::from(check.name.as_str());
-            let delivers = {
-                let (deliver, auto_reply) = check.spec.deliveries();
-                deliver.is_some() || auto_reply.is_some()
-            };
+        for ConfiguredCheck { id, delivers } in checks {
+            let labels = base_labels(&id);
+            let key: Arc<str> = Arc::from(id.name);
             let series = match map.remove(&key) {
                 Some(existing) if lock(&existing).labels == labels => {
                     lock(&existing).delivers = delivers;
@@ -787,11 +793,11 @@ fn metric(base: &[(String, String)], extra: &[(&str, &str)], value: Value) -> pr
     m
 }
 
-fn base_labels(check: &Check) -> Vec<(String, String)> {
+fn base_labels(check: &CheckIdentity<'_>) -> Vec<(String, String)> {
     let mut labels = vec![
-        ("check".to_string(), check.name.clone()),
+        ("check".to_string(), check.name.to_string()),
         ("channel".to_string(), check.channel.as_str().to_string()),
-        ("kind".to_string(), check.kind().as_str().to_string()),
+        ("kind".to_string(), check.kind.as_str().to_string()),
     ];
     labels.extend(check.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     labels

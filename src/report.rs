@@ -1,7 +1,7 @@
 //! Turning run reports into text for people: log lines, demo lines, `check` output.
 
-use crate::probe::Observation;
-use crate::runner::RunReport;
+use crate::outcome::{Observation, RunReport};
+use crate::value::short_duration;
 use std::fmt::Write;
 
 /// Logs a finished run: failures at `warn`, passes at `debug` (at thousands of checks a minute,
@@ -30,8 +30,8 @@ pub fn log(report: &RunReport) {
 pub fn line(report: &RunReport) -> String {
     let time = humantime::format_rfc3339_seconds(report.started_at);
     let verdict = match report.result {
-        crate::runner::RunResult::Success => "ok",
-        crate::runner::RunResult::RetriedSuccess => "ok*",
+        crate::outcome::RunResult::Success => "ok",
+        crate::outcome::RunResult::RetriedSuccess => "ok*",
         _ => "FAIL",
     };
     let mut out = format!(
@@ -99,17 +99,4 @@ pub fn detail(report: &RunReport) -> String {
         }
     }
     out
-}
-
-/// A duration for people: `850ms`, `2.4s`, `3m05s`.
-pub fn short_duration(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        let s = d.as_secs();
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
 }

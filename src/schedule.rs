@@ -8,9 +8,12 @@
 //! its probe. A check whose server hangs therefore holds only its own host's permit and one global
 //! permit, never the other checks' timers.
 
-use crate::config::{Kind, SchedulerConfig};
-use crate::metrics::Metrics;
-use crate::runner::{self, Prepared, PreparedCheck, RunReport};
+use crate::assemble::{Prepared, PreparedCheck};
+use crate::config::SchedulerConfig;
+use crate::metrics::{ConfiguredCheck, Metrics};
+use crate::outcome::RunReport;
+use crate::runner;
+use crate::value::Kind;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -156,7 +159,10 @@ impl Scheduler {
         let inner = &self.inner;
         inner
             .metrics
-            .sync_checks(prepared.checks.iter().map(|c| &c.check));
+            .sync_checks(prepared.checks.iter().map(|c| ConfiguredCheck {
+                id: c.check.identity(),
+                delivers: c.check.delivers(),
+            }));
         let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         state.tickers.cancel();
         // Unchanged limits keep their semaphores, so runs in flight across a reload still count.
@@ -279,12 +285,12 @@ async fn run_one(
             async move {
                 let outcome = late.await;
                 match outcome {
-                    crate::probe::LateDelivery::Arrived(after) => tracing::warn!(
+                    crate::outcome::LateDelivery::Arrived(after) => tracing::warn!(
                         check = %name,
-                        after = %crate::report::short_duration(after),
+                        after = %crate::value::short_duration(after),
                         "delivery arrived after its deadline"
                     ),
-                    crate::probe::LateDelivery::Lost => {
+                    crate::outcome::LateDelivery::Lost => {
                         tracing::warn!(check = %name, "delivery lost: not arrived within the late window")
                     }
                 }
@@ -302,10 +308,11 @@ async fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{
-        FailureKind, FollowUp, FollowUpResult, LateDelivery, Outcome, Probe, RunContext,
+    use crate::assemble::PreparedCheck;
+    use crate::outcome::{
+        FailureKind, FollowUp, FollowUpResult, LateDelivery, Outcome, RunContext,
     };
-    use crate::runner::PreparedCheck;
+    use crate::probe::Probe;
     use futures::FutureExt;
     use futures::future::BoxFuture;
 

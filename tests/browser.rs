@@ -9,8 +9,9 @@ mod common;
 use common::browser_shop::{BrowserShop, start_browser_shop};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use supportwatch::probe::{FailureKind, Observation};
-use supportwatch::runner::{self, RunReport, RunResult};
+use supportwatch::outcome::{FailureKind, Observation};
+use supportwatch::outcome::{RunReport, RunResult};
+use supportwatch::runner;
 
 /// Browser runs at once across this binary's tests. Each run starts a chromium; a dozen at once
 /// on a two-core machine make page loads outlast their step timeouts, which would test the
@@ -325,7 +326,7 @@ async fn a_selector_that_never_appears_fails_its_step_after_the_timeout_with_evi
         report
             .observations
             .iter()
-            .any(|o| matches!(o, supportwatch::probe::Observation::Evidence(d) if *d == run_dir)),
+            .any(|o| matches!(o, supportwatch::outcome::Observation::Evidence(d) if *d == run_dir)),
         "{:?}",
         report.observations
     );

@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use supportwatch::hooks::Hooks;
-use supportwatch::probe::{FailureKind, Observation};
-use supportwatch::runner::{self, RunReport};
+use supportwatch::outcome::RunReport;
+use supportwatch::outcome::{FailureKind, Observation};
+use supportwatch::runner;
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "test-hook-secret";
@@ -155,12 +156,12 @@ checks:
 async fn run(yaml: &str, hooks: &Arc<Hooks>) -> RunReport {
     supportwatch::tlsconf::install_crypto_provider();
     let vars = HashMap::from([("CRM_HOOK_SECRET".to_string(), SECRET.to_string())]);
-    let config = supportwatch::config::with_overlay(&vars, || {
+    let config = supportwatch::value::with_overlay(&vars, || {
         supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())])
     })
     .unwrap_or_else(|e| panic!("config should load:\n{e}"));
     hooks.configure(&config.hooks);
-    let prepared = runner::prepare_with(config, hooks.clone())
+    let prepared = supportwatch::assemble::prepare_with(config, hooks.clone())
         .unwrap_or_else(|e| panic!("config should prepare:\n{e}"));
     runner::execute(&prepared.checks[0], 1, None).await
 }
@@ -244,7 +245,7 @@ async fn a_wrongly_signed_webhook_is_refused_and_does_not_count() {
 async fn the_receiver_refuses_oversized_unknown_and_unsigned_requests() {
     let (receiver, hooks, _stop) = start_receiver().await;
     hooks.configure(
-        &supportwatch::config::with_overlay(
+        &supportwatch::value::with_overlay(
             &HashMap::from([("S".to_string(), SECRET.to_string())]),
             || {
                 supportwatch::config::load_sources(&[(
@@ -338,7 +339,7 @@ async fn deliver_names_exactly_one_known_target() {
     let vars = HashMap::from([("CRM_HOOK_SECRET".to_string(), SECRET.to_string())]);
     let shop: SocketAddr = "127.0.0.1:9".parse().expect("addr");
     let load = |y: String| {
-        supportwatch::config::with_overlay(&vars, || {
+        supportwatch::value::with_overlay(&vars, || {
             supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), y)])
         })
         .err()
@@ -365,7 +366,7 @@ async fn deliver_names_exactly_one_known_target() {
 /// The demo's callback form: its CRM posts to the daemon's receiver, and `--break callback`
 /// makes it drop the request silently.
 async fn demo_callback_result(
-    broken: std::collections::BTreeSet<supportwatch::config::Channel>,
+    broken: std::collections::BTreeSet<supportwatch::value::Channel>,
 ) -> Arc<RunReport> {
     supportwatch::tlsconf::install_crypto_provider();
     let (shop, daemon) = supportwatch::demo::start("127.0.0.1:0".parse().expect("addr"), broken)
@@ -391,7 +392,7 @@ async fn demo_callback_result(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_callback_passes_and_break_callback_makes_it_fail() {
-    use supportwatch::config::Channel;
+    use supportwatch::value::Channel;
     let passing = demo_callback_result(Default::default()).await;
     assert!(
         passing.failure.is_none(),
@@ -434,7 +435,7 @@ async fn http_poll_that_never_lists_the_token_fails_and_says_what_it_saw() {
 fn hook_secrets_never_show_in_config_output() {
     let vars = HashMap::from([("CRM_HOOK_SECRET".to_string(), SECRET.to_string())]);
     let shop: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-    let config = supportwatch::config::with_overlay(&vars, || {
+    let config = supportwatch::value::with_overlay(&vars, || {
         supportwatch::config::load_sources(&[(
             PathBuf::from("test.yaml"),
             yaml(shop, "{ webhook: crm }"),

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 use supportwatch::config::CheckSpec;
-use supportwatch::probe::{FailureKind, Observation, RunContext};
-use supportwatch::runner::{RunReport, RunResult};
+use supportwatch::outcome::{FailureKind, Observation, RunContext};
+use supportwatch::outcome::{RunReport, RunResult};
 
 #[derive(Clone, Default)]
 struct Bot {

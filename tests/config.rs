@@ -2,7 +2,8 @@
 //! located message, defaults are inherited, secrets never print.
 
 use std::path::{Path, PathBuf};
-use supportwatch::config::{self, Channel, Dur, Kind};
+use supportwatch::config;
+use supportwatch::value::{Channel, Dur, Kind};
 
 fn load(name: &str, text: &str) -> Result<config::Config, config::ConfigErrors> {
     config::load_sources(&[(PathBuf::from(name), text.to_string())])
@@ -18,7 +19,8 @@ fn every_shipped_config_loads_and_prepares() {
         }
         let config = config::load_dir(&dir).unwrap_or_else(|e| panic!("{}:\n{e}", dir.display()));
         assert!(!config.checks.is_empty(), "{} has no checks", dir.display());
-        supportwatch::runner::prepare(config).unwrap_or_else(|e| panic!("{}:\n{e}", dir.display()));
+        supportwatch::assemble::prepare(config)
+            .unwrap_or_else(|e| panic!("{}:\n{e}", dir.display()));
     }
 }
 
@@ -41,7 +43,7 @@ fn every_invalid_fixture_fails_with_its_exact_message() {
         let expected = std::fs::read_to_string(path.with_extension("expected"))
             .unwrap_or_else(|_| panic!("{name} has no .expected file"));
         let shown = format!("tests/fixtures/invalid/{name}");
-        let errors = match load(&shown, &text).and_then(supportwatch::runner::prepare) {
+        let errors = match load(&shown, &text).and_then(supportwatch::assemble::prepare) {
             Ok(_) => panic!("{name} must be refused"),
             Err(e) => e,
         };
@@ -153,7 +155,7 @@ checks:
 "#,
         secret_file.display()
     );
-    let config = config::with_overlay(&vars, || load("s.yaml", &yaml)).expect("valid");
+    let config = supportwatch::value::with_overlay(&vars, || load("s.yaml", &yaml)).expect("valid");
     let check = config.check("api").expect("check");
     let supportwatch::config::CheckSpec::Http(spec) = &check.spec else {
         panic!("http check")
@@ -166,11 +168,7 @@ checks:
         spec.headers["authorization"].expose(),
         "Bearer file-secret-42"
     );
-    let shown = format!(
-        "{config:?} {} {}",
-        spec.url,
-        supportwatch::probe::summary(&check.spec)
-    );
+    let shown = format!("{config:?} {} {}", spec.url, check.spec.summary());
     assert!(!shown.contains("env-secret-17"), "{shown}");
     assert!(!shown.contains("file-secret-42"), "{shown}");
     assert!(shown.contains("${SW_TEST_API_KEY}"), "{shown}");

@@ -137,7 +137,7 @@ async fn an_extra_pattern_must_match_too() {
     write_maildir(dir.path(), &mail(T1, "Wrong subject")).expect("write");
     let mut req = request(T1);
     req.pattern = Some(
-        serde_saphyr::from_str::<supportwatch::config::Pattern>("\"Subject: Contact form\"")
+        serde_saphyr::from_str::<supportwatch::value::Pattern>("\"Subject: Contact form\"")
             .expect("pattern"),
     );
     let result = w
@@ -223,13 +223,13 @@ fn stage(
     token: &str,
     deliver_yaml: &str,
     mailbox_extra: &str,
-) -> supportwatch::probe::FollowUp {
+) -> supportwatch::outcome::FollowUp {
     let specs =
         std::collections::BTreeMap::from([("support".to_string(), spec(dir, mailbox_extra))]);
     let mailboxes = supportwatch::deliver::Mailboxes::build(&specs).expect("mailboxes build");
     let deliver: supportwatch::deliver::DeliverSpec =
         serde_saphyr::from_str(deliver_yaml).expect("deliver parses");
-    let ctx = supportwatch::probe::RunContext::new("feedback".into(), token.to_string());
+    let ctx = supportwatch::outcome::RunContext::new("feedback".into(), token.to_string());
     supportwatch::deliver::follow_up(&ctx, SystemTime::now(), Some(&deliver), None, &mailboxes)
         .expect("a deliver block makes a follow-up")
 }
@@ -245,7 +245,10 @@ async fn mail_after_the_deadline_fails_the_run_and_is_counted_late_and_cleaned_u
     );
     let result = follow_up.stage.await;
     let failure = result.outcome.failure.expect("missed its deadline");
-    assert_eq!(failure.kind, supportwatch::probe::FailureKind::NotDelivered);
+    assert_eq!(
+        failure.kind,
+        supportwatch::outcome::FailureKind::NotDelivered
+    );
     assert_eq!(
         failure.message,
         "not delivered within 500ms (mailbox support)"
@@ -253,7 +256,7 @@ async fn mail_after_the_deadline_fails_the_run_and_is_counted_late_and_cleaned_u
     write_maildir(dir.path(), &mail(T1, "late")).expect("write");
     let late = result.late.expect("a late watch").await;
     match late {
-        supportwatch::probe::LateDelivery::Arrived(after) => {
+        supportwatch::outcome::LateDelivery::Arrived(after) => {
             assert!(after >= Duration::from_millis(500), "{after:?}")
         }
         other => panic!("expected a late arrival, got {other:?}"),
@@ -277,7 +280,7 @@ async fn mail_that_never_comes_is_counted_lost_after_the_late_window() {
     .stage
     .await;
     let late = result.late.expect("a late watch").await;
-    assert_eq!(late, supportwatch::probe::LateDelivery::Lost);
+    assert_eq!(late, supportwatch::outcome::LateDelivery::Lost);
 }
 
 #[tokio::test]
@@ -293,7 +296,7 @@ async fn a_missed_delivery_into_a_mailbox_over_quota_max_names_the_full_mailbox(
     .stage
     .await;
     let failure = result.outcome.failure.expect("not delivered");
-    assert_eq!(failure.kind, supportwatch::probe::FailureKind::Quota);
+    assert_eq!(failure.kind, supportwatch::outcome::FailureKind::Quota);
     assert_eq!(
         failure.message,
         "not delivered within 800ms: mailbox support is 99.0% full (quota_max 90%)"

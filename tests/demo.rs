@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
-use supportwatch::config::Channel;
-use supportwatch::runner::RunResult;
+use supportwatch::outcome::RunResult;
+use supportwatch::value::Channel;
 
 async fn first_results(broken: BTreeSet<Channel>) -> (HashMap<String, RunResult>, String) {
     supportwatch::tlsconf::install_crypto_provider();

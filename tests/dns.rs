@@ -7,8 +7,8 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use supportwatch::probe::{FailureKind, Observation};
-use supportwatch::runner::{RunReport, RunResult};
+use supportwatch::outcome::{FailureKind, Observation};
+use supportwatch::outcome::{RunReport, RunResult};
 
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
@@ -146,7 +146,7 @@ async fn run(dns: &Dnsmasq, body: &str) -> RunReport {
     );
     let config = supportwatch::config::load_sources(&[(PathBuf::from("t.yaml"), yaml)])
         .unwrap_or_else(|e| panic!("config does not load: {e}"));
-    let prepared = supportwatch::runner::prepare(config)
+    let prepared = supportwatch::assemble::prepare(config)
         .unwrap_or_else(|e| panic!("check does not build: {e}"));
     supportwatch::runner::execute(&prepared.checks[0], 1, None).await
 }

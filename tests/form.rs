@@ -7,8 +7,8 @@ use common::forms::{FormShop, start_form_shop};
 use common::{closed_port, run_once, start_shop, start_silent};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use supportwatch::probe::{FailureKind, Observation};
-use supportwatch::runner::{self, RunReport, RunResult};
+use supportwatch::outcome::{FailureKind, Observation};
+use supportwatch::outcome::{RunReport, RunResult};
 
 /// The YAML with `$SHOP` replaced by the shop's base URL (keeps `{{token}}` readable).
 fn with_shop(yaml: &str, shop: &FormShop) -> String {
@@ -565,7 +565,7 @@ async fn a_message_that_never_arrives_fails_as_not_delivered() {
 /// Config problems, each reported at load with the check's location.
 fn load_error(yaml: &str) -> String {
     match supportwatch::config::load_sources(&[(PathBuf::from("t.yaml"), yaml.to_string())])
-        .and_then(runner::prepare)
+        .and_then(supportwatch::assemble::prepare)
     {
         Ok(_) => panic!("must be refused:\n{yaml}"),
         Err(e) => {
@@ -629,7 +629,7 @@ fn list_shows_the_form_and_page_templates_not_secrets() {
         "checks:\n  - name: f\n    kind: form\n    url: \"https://shop.example/contacts?key=${FORM_KEY}\"\n    form: \"#feedback\"\n",
         &[("FORM_KEY", "s3cr3t")],
     );
-    let summary = supportwatch::probe::summary(&prepared.checks[0].check.spec);
+    let summary = prepared.checks[0].check.spec.summary();
     assert_eq!(
         summary,
         "form \"#feedback\" at https://shop.example/contacts?key=${FORM_KEY}"

@@ -4,8 +4,8 @@ mod common;
 
 use common::{closed_port, run_once, start_shop};
 use std::sync::atomic::Ordering;
-use supportwatch::probe::{FailureKind, Observation};
-use supportwatch::runner::RunResult;
+use supportwatch::outcome::RunResult;
+use supportwatch::outcome::{FailureKind, Observation};
 
 #[tokio::test]
 async fn passes_when_status_body_json_and_headers_match() {

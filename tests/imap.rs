@@ -55,7 +55,7 @@ fn watcher(spec: &MailboxSpec) -> Watcher {
 }
 
 fn token() -> String {
-    supportwatch::runner::new_token("imap-test")
+    supportwatch::outcome::new_token("imap-test")
 }
 
 /// Waits for `token` with cleanup, at most [`WITHIN`].

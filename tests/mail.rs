@@ -15,8 +15,9 @@ mod scripted;
 use common::mailserver::{MailServer, mail_server};
 use common::{closed_port, prepare_with};
 use std::time::Duration;
-use supportwatch::probe::{FailureKind, Observation};
-use supportwatch::runner::{self, RunReport, RunResult};
+use supportwatch::outcome::{FailureKind, Observation};
+use supportwatch::outcome::{RunReport, RunResult};
+use supportwatch::runner;
 
 /// `mailboxes:` declaring each harness user as a Maildir, polled often so latencies are real.
 fn maildirs(server: &MailServer) -> String {

@@ -20,10 +20,10 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use supportwatch::config::{Channel, Kind};
 use supportwatch::notify::{
     AlertNotice, AlertStatus, Audience, Language, Notification, Notifier, NotifierSpec, NotifyError,
 };
+use supportwatch::value::{Channel, Kind};
 
 // ---------------------------------------------------------------- helpers
 

@@ -13,8 +13,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-use supportwatch::probe::{FailureKind, Observation};
-use supportwatch::runner::{self, RunReport, RunResult};
+use supportwatch::outcome::{FailureKind, Observation};
+use supportwatch::outcome::{RunReport, RunResult};
+use supportwatch::runner;
 
 /// How the shop's form handler behaves.
 #[derive(Clone, Copy)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use supportwatch::metrics::Metrics;
-use supportwatch::runner::RunResult;
+use supportwatch::outcome::RunResult;
 use supportwatch::schedule::{Limits, Scheduler};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

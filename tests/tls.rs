@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
-use supportwatch::config::with_overlay;
 use supportwatch::demo::pki::{self, Authority, Issued, Validity};
-use supportwatch::probe::{CertReport, FailureKind, Observation};
-use supportwatch::runner::{self, RunReport, RunResult};
+use supportwatch::outcome::{CertReport, FailureKind, Observation};
+use supportwatch::outcome::{RunReport, RunResult};
+use supportwatch::runner;
+use supportwatch::value::with_overlay;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -182,7 +183,7 @@ async fn run(targets: &[String], extra: &str) -> RunReport {
     );
     let config = supportwatch::config::load_sources(&[(PathBuf::from("t.yaml"), yaml)])
         .unwrap_or_else(|e| panic!("{e}"));
-    let prepared = runner::prepare(config).unwrap_or_else(|e| panic!("{e}"));
+    let prepared = supportwatch::assemble::prepare(config).unwrap_or_else(|e| panic!("{e}"));
     runner::execute(&prepared.checks[0], 1, None).await
 }
 
@@ -411,7 +412,7 @@ async fn messages_show_the_template_and_the_metric_label_the_target() {
         supportwatch::config::load_sources(&[(PathBuf::from("t.yaml"), yaml)])
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let prepared = runner::prepare(config).unwrap_or_else(|e| panic!("{e}"));
+    let prepared = supportwatch::assemble::prepare(config).unwrap_or_else(|e| panic!("{e}"));
     let report = runner::execute(&prepared.checks[0], 1, None).await;
     let (kind, message) = failure(&report);
     assert_eq!(kind, FailureKind::Tls);

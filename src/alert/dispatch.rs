@@ -166,7 +166,7 @@ pub fn after_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Channel, Kind};
+    use crate::value::{Channel, Kind};
 
     fn row(
         id: i64,

@@ -225,8 +225,8 @@ impl AlertState {
 mod tests {
     use super::*;
     use crate::alert::WindowRule;
-    use crate::config::Dur;
     use crate::notify::AlertStatus::{self, *};
+    use crate::value::Dur;
 
     fn policy() -> Policy {
         Policy {

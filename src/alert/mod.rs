@@ -14,8 +14,9 @@ pub mod routes;
 pub mod service;
 pub mod store;
 
-use crate::config::{Dur, Text};
 use crate::notify::Language;
+use crate::outcome::CheckIdentity;
+use crate::value::{Dur, Text};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -79,6 +80,15 @@ pub struct CheckAlert {
     pub fallback: Option<String>,
     /// `false` turns alerting off for this check (results are still recorded).
     pub enabled: Option<bool>,
+}
+
+/// What alerting needs of one check: who it is and its own `alert:` block.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckRules<'a> {
+    /// Name, kind, channel and labels.
+    pub id: CheckIdentity<'a>,
+    /// The check's `alert:` block, if it has one.
+    pub alert: Option<&'a CheckAlert>,
 }
 
 /// `failures: 3, in: 10m`: fire when that many runs failed within the window.
@@ -180,16 +190,16 @@ impl Policy {
 }
 
 /// Checks the `alerting:` section and the checks' `alert:` blocks against the declared notifiers.
-pub fn validate(
+pub fn validate<'a>(
     alerting: &AlertingConfig,
     notifiers: &BTreeMap<String, crate::notify::NotifierSpec>,
-    checks: &[crate::config::Check],
+    checks: impl IntoIterator<Item = CheckRules<'a>>,
 ) -> Vec<(Option<String>, String)> {
     let mut problems = Vec::new();
     let known: Vec<&str> = notifiers.keys().map(String::as_str).collect();
     let mut name_ok = |name: &str, place: &str, check: Option<&str>| {
         if !notifiers.contains_key(name) {
-            let hint = crate::config::closest(name, &known)
+            let hint = crate::value::closest(name, &known)
                 .map(|c| format!(" (did you mean `{c}`?)"))
                 .unwrap_or_else(|| {
                     if known.is_empty() {
@@ -211,9 +221,9 @@ pub fn validate(
         }
     }
     for check in checks {
-        if let Some(own) = &check.alert {
+        if let Some(own) = check.alert {
             for name in own.notify.iter().chain(own.fallback.iter()) {
-                name_ok(name, "alert", Some(&check.name));
+                name_ok(name, "alert", Some(check.id.name));
             }
         }
     }

@@ -7,11 +7,11 @@
 use super::dispatch::{self, AfterFailure, Batch};
 use super::engine::{self, AlertState, Event};
 use super::store::{Queued, RunRecord, Store};
-use super::{Maintenance, Policy, Target};
-use crate::config::{Channel, Kind};
+use super::{AlertingConfig, CheckRules, Maintenance, Policy, Target};
 use crate::metrics::Metrics;
-use crate::notify::{AlertNotice, Audience, Language, Notification, Notifier, NotifyError};
-use crate::runner::{Prepared, RunReport};
+use crate::notify::{AlertNotice, Notification, NotifierEntry, NotifyError};
+use crate::outcome::{Observation, RunReport};
+use crate::value::{Channel, Kind};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -23,19 +23,6 @@ pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// How often time-driven work (grouping, retries, reminders, maintenance ends) is looked at.
 const TICK: Duration = Duration::from_millis(500);
-
-/// A notifier ready to send, with how it speaks.
-#[derive(Clone)]
-pub struct NotifierEntry {
-    /// The notifier.
-    pub notifier: Arc<dyn Notifier>,
-    /// Its language.
-    pub language: Language,
-    /// Its readers.
-    pub audience: Audience,
-    /// Its service (`telegram`, ...), for logs.
-    pub kind: &'static str,
-}
 
 /// What the alerting task knows about one check.
 #[derive(Clone, Debug)]
@@ -62,58 +49,30 @@ pub struct Setup {
     timezone: Option<String>,
 }
 
-/// Builds every notifier of a config; errors are config problems.
-pub fn build_notifiers(
-    config: &crate::config::Config,
-) -> Result<BTreeMap<String, NotifierEntry>, Vec<String>> {
-    let mut out = BTreeMap::new();
-    let mut errors = Vec::new();
-    let language = config.alerting.language.unwrap_or_default();
-    for (name, spec) in &config.notifiers {
-        match crate::notify::build(name, spec) {
-            Ok(notifier) => {
-                out.insert(
-                    name.clone(),
-                    NotifierEntry {
-                        notifier,
-                        language: spec.language.unwrap_or(language),
-                        audience: spec.audience(),
-                        kind: spec.service.kind(),
-                    },
-                );
-            }
-            Err(e) => errors.push(format!("notifier `{name}`: {e}")),
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
-}
-
 impl Setup {
-    /// The alerting part of a prepared config.
-    pub fn new(prepared: &Prepared) -> Setup {
-        let config = &prepared.config;
-        let global = &config.alerting;
-        let checks = prepared
-            .checks
-            .iter()
-            .map(|p| {
-                let check = &p.check;
-                let own = check.alert.as_ref();
+    /// What the alerting task needs of a config: the `alerting:` section, `storage.keep_runs`,
+    /// every check's identity and `alert:` block, and the built notifiers.
+    pub fn new<'a>(
+        global: &AlertingConfig,
+        keep_runs: u32,
+        checks: impl IntoIterator<Item = CheckRules<'a>>,
+        notifiers: BTreeMap<String, NotifierEntry>,
+    ) -> Setup {
+        let checks = checks
+            .into_iter()
+            .map(|rules| {
+                let own = rules.alert;
                 let mut maintenance = global.maintenance.clone();
                 maintenance.extend(own.map(|a| a.maintenance.clone()).unwrap_or_default());
                 (
-                    check.name.clone(),
+                    rules.id.name.to_string(),
                     Arc::new(CheckEntry {
-                        channel: check.channel,
-                        kind: check.kind(),
-                        labels: check.labels.clone(),
-                        shop: check.shop().to_string(),
+                        channel: rules.id.channel,
+                        kind: rules.id.kind,
+                        labels: rules.id.labels.clone(),
+                        shop: rules.id.shop().to_string(),
                         policy: Policy::resolve(global, own),
-                        targets: super::routes::targets(check, &global.routes),
+                        targets: super::routes::targets(&rules, &global.routes),
                         maintenance,
                     }),
                 )
@@ -121,10 +80,10 @@ impl Setup {
             .collect();
         Setup {
             checks,
-            notifiers: prepared.notifiers.clone(),
+            notifiers,
             group_wait: global.group_wait.unwrap_or(super::DEFAULT_GROUP_WAIT).get(),
             attempts: global.attempts.unwrap_or(super::DEFAULT_ATTEMPTS).max(1),
-            keep_runs: config.storage.keep_runs.max(1),
+            keep_runs: keep_runs.max(1),
             status_url: global.status_url.as_ref().map(|t| t.expose().to_string()),
             timezone: global.timezone.clone(),
         }
@@ -492,7 +451,7 @@ impl Worker {
                     .unwrap_or_else(|| report.result.as_str().to_string()),
                 reason: failure.map(|f| f.message.clone()).unwrap_or_default(),
                 evidence: report.observations.iter().find_map(|o| match o {
-                    crate::probe::Observation::Evidence(dir) => Some(dir.display().to_string()),
+                    Observation::Evidence(dir) => Some(dir.display().to_string()),
                     _ => None,
                 }),
             };

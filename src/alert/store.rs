@@ -480,8 +480,8 @@ mod tests {
         let notice = AlertNotice {
             fingerprint: "a@1".into(),
             check: "a".into(),
-            channel: crate::config::Channel::Chat,
-            kind: crate::config::Kind::Chat,
+            channel: crate::value::Channel::Chat,
+            kind: crate::value::Kind::Chat,
             labels: Default::default(),
             status: crate::notify::AlertStatus::Firing,
             since: std::time::UNIX_EPOCH,

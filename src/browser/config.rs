@@ -3,7 +3,7 @@
 //! Everything a session needs from the config (window size, locale, user agent) is parsed here
 //! too, so a bad value is reported when the file loads and never when a run starts.
 
-use crate::config::{Dur, Text};
+use crate::value::{Dur, Text};
 use serde::Deserialize;
 use std::path::PathBuf;
 

@@ -6,10 +6,11 @@
 //! does not hide the next check's typo, and every message names its check.
 
 use super::{
-    Channel, Check, CheckSpec, Config, DEFAULT_INTERVAL, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY,
-    DEFAULT_SHOP, DEFAULT_TIMEOUT, Defaults, Dur, Kind, Origin, SchedulerConfig, ServerConfig,
+    Check, CheckSpec, Config, DEFAULT_INTERVAL, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, DEFAULT_SHOP,
+    DEFAULT_TIMEOUT, Defaults, Origin, SchedulerConfig, ServerConfig,
 };
 use crate::mailbox::MailboxSpec;
+use crate::value::{Channel, Dur, Kind, closest};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
@@ -283,7 +284,7 @@ fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigError>> {
             }
             // A check that parses can still be wrong in ways serde cannot see (URL syntax, ...).
             Ok(doc) => {
-                if let Err(message) = crate::probe::validate(&doc.spec) {
+                if let Err(message) = doc.spec.validate() {
                     errors.push(ConfigError {
                         file: Some(path.to_path_buf()),
                         position: Some((loc.line(), loc.column())),
@@ -435,31 +436,6 @@ fn with_suggestion(message: &str, extra: &[&str]) -> String {
         }
     }
     first_line.to_string()
-}
-
-/// The candidate within a few edits of `wrong`, for "did you mean" hints.
-pub fn closest<'a, S: AsRef<str>>(wrong: &str, candidates: &'a [S]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (edit_distance(wrong, c.as_ref()), c.as_ref()))
-        .filter(|(d, c)| *d <= (c.len() / 3).max(2) && *d > 0)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// Label names that supportwatch sets itself and a check may not override.
@@ -622,17 +598,14 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
         if retries > 10 {
             problem(format!("retries {retries} is more than 10"));
         }
-        if let Err(m) = crate::probe::validate(&doc.spec) {
+        if let Err(m) = doc.spec.validate() {
             problem(m);
         }
         let (deliver, auto_reply) = doc.spec.deliveries();
         if let Err(m) = crate::deliver::validate(deliver, auto_reply, &mailboxes, &hooks) {
             problem(m);
         }
-        let channel = doc.channel.unwrap_or(match doc.spec.kind() {
-            Kind::Callback => Channel::Callback,
-            _ => Channel::Website,
-        });
+        let channel = doc.channel.unwrap_or(doc.spec.kind().default_channel());
         checks.push(Check {
             name: doc.name,
             channel,
@@ -657,7 +630,9 @@ fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Config
         ),
         None => (None, crate::alert::AlertingConfig::default()),
     };
-    for (check, message) in crate::alert::validate(&alerting, &notifiers, &checks) {
+    for (check, message) in
+        crate::alert::validate(&alerting, &notifiers, checks.iter().map(Check::alert_rules))
+    {
         let origin = check
             .as_ref()
             .and_then(|name| checks.iter().find(|c| &c.name == name))
@@ -802,12 +777,5 @@ mod tests {
         assert!(m.ends_with("(did you mean `interval`?)"), "{m}");
         let m = with_suggestion("unknown field `zzz`, expected `url`", &[]);
         assert!(!m.contains("did you mean"));
-    }
-
-    #[test]
-    fn edit_distance_counts_edits() {
-        assert_eq!(edit_distance("feilds", "fields"), 2);
-        assert_eq!(edit_distance("url", "url"), 0);
-        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

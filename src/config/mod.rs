@@ -5,18 +5,20 @@
 //! names — is found here and reported together, each problem with `file:line:column` and the
 //! check it belongs to. Nothing here touches the network.
 
-mod duration;
-mod interp;
 mod load;
-mod pattern;
 
-pub use duration::{Dur, parse_duration};
-pub use interp::{Secret, Text, with_overlay};
-pub use load::{ConfigError, ConfigErrors, closest, load_dir, load_sources};
-pub use pattern::{Pattern, Template, TemplateVars};
+mod warnings;
+
+pub use load::{ConfigError, ConfigErrors, load_dir, load_sources};
+pub use warnings::warnings;
+
+use crate::outcome::CheckIdentity;
+use crate::value::{Channel, Dur, Kind};
 
 use crate::deliver::{AutoReplySpec, DeliverSpec};
-use crate::probe::{dns::DnsSpec, form::FormSpec, http::HttpSpec, mail::MailSpec, tls::TlsSpec};
+use crate::probe::{
+    self, dns::DnsSpec, form::FormSpec, http::HttpSpec, mail::MailSpec, tls::TlsSpec,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -86,15 +88,32 @@ impl Check {
     }
     /// The `shop` label.
     pub fn shop(&self) -> &str {
-        self.labels
-            .get("shop")
-            .map(String::as_str)
-            .unwrap_or(DEFAULT_SHOP)
+        self.identity().shop()
+    }
+    /// Who the check is, for metrics, routes and alert texts.
+    pub fn identity(&self) -> CheckIdentity<'_> {
+        CheckIdentity {
+            name: &self.name,
+            kind: self.kind(),
+            channel: self.channel,
+            labels: &self.labels,
+        }
+    }
+    /// The check's identity with its own `alert:` block, for alerting.
+    pub fn alert_rules(&self) -> crate::alert::CheckRules<'_> {
+        crate::alert::CheckRules {
+            id: self.identity(),
+            alert: self.alert.as_ref(),
+        }
+    }
+    /// Whether a run leaves a delivery (`deliver`, `auto_reply`) to wait for.
+    pub fn delivers(&self) -> bool {
+        let (deliver, auto_reply) = self.spec.deliveries();
+        deliver.is_some() || auto_reply.is_some()
     }
 }
 
-/// The shop label value for checks that name none.
-pub const DEFAULT_SHOP: &str = "default";
+pub use crate::outcome::DEFAULT_SHOP;
 
 /// Where something is defined in the config files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +170,39 @@ impl CheckSpec {
         }
     }
 
+    /// Checks what serde cannot check about a spec (exclusive fields, URL syntax, ...), at load time.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            CheckSpec::Http(s) => probe::http::validate(s),
+            CheckSpec::Form(s) => probe::form::validate(s),
+            CheckSpec::Callback(s) => probe::callback::validate(s),
+            CheckSpec::Mail(s) => probe::mail::validate(s),
+            CheckSpec::Browser(s) => probe::browser::validate(s),
+            CheckSpec::Tls(s) => probe::tls::validate(s),
+            CheckSpec::Dns(s) => probe::dns::validate(s),
+            CheckSpec::Chat(s) => probe::chat::validate(s),
+        }
+    }
+
+    /// A one-line description of what the check contacts, safe to print (templates, not secrets).
+    pub fn summary(&self) -> String {
+        match self {
+            CheckSpec::Http(s) => format!("{} {}", s.method.to_ascii_uppercase(), s.url),
+            CheckSpec::Form(s) => probe::form::summary(s),
+            CheckSpec::Callback(s) => probe::callback::summary(s),
+            CheckSpec::Mail(s) => probe::mail::summary(s),
+            CheckSpec::Browser(s) => probe::browser::summary(s),
+            CheckSpec::Tls(s) => s
+                .targets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            CheckSpec::Dns(s) => probe::dns::summary(s),
+            CheckSpec::Chat(s) => probe::chat::summary(s),
+        }
+    }
+
     /// The check's `deliver` and `auto_reply` blocks, for kinds that have them.
     pub fn deliveries(&self) -> (Option<&DeliverSpec>, Option<&AutoReplySpec>) {
         match self {
@@ -161,92 +213,6 @@ impl CheckSpec {
                 (None, None)
             }
         }
-    }
-}
-
-/// Check kinds, the `kind` label.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// `http`
-    Http,
-    /// `tls`
-    Tls,
-    /// `dns`
-    Dns,
-    /// `form`
-    Form,
-    /// `mail`
-    Mail,
-    /// `browser`
-    Browser,
-    /// `callback`
-    Callback,
-    /// `chat`
-    Chat,
-}
-
-impl Kind {
-    /// The label value and config name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Http => "http",
-            Kind::Tls => "tls",
-            Kind::Dns => "dns",
-            Kind::Form => "form",
-            Kind::Mail => "mail",
-            Kind::Browser => "browser",
-            Kind::Callback => "callback",
-            Kind::Chat => "chat",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Support channels, the closed set of `channel` label values.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    /// Feedback / contact form.
-    FeedbackForm,
-    /// Callback request.
-    Callback,
-    /// Chat widget or bot.
-    Chat,
-    /// Support mailbox.
-    Email,
-    /// Telephone line.
-    Phone,
-    /// The shop's web site itself.
-    Website,
-}
-
-impl Channel {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::FeedbackForm => "feedback_form",
-            Channel::Callback => "callback",
-            Channel::Chat => "chat",
-            Channel::Email => "email",
-            Channel::Phone => "phone",
-            Channel::Website => "website",
-        }
-    }
-}
-
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

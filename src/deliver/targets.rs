@@ -4,10 +4,9 @@
 //! Both report exactly as a mailbox does: the latency as [`Observation::DeliveryLatency`], a
 //! missed deadline as `not delivered within …`, and then a late watch that tells late from lost.
 
-use crate::config::{Dur, Pattern, Template, TemplateVars, Text};
 use crate::hooks::Hooks;
-use crate::probe::http;
-use crate::probe::{FailureKind, FollowUpResult, Observation, Outcome, RunContext};
+use crate::outcome::{FailureKind, FollowUpResult, Observation, Outcome, RunContext};
+use crate::value::{Dur, Pattern, Template, TemplateVars, Text};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,7 +72,7 @@ impl HttpPollSpec {
                 "deliver: http_poll.json_pointer `{p}` must start with `/` (e.g. /items/0/comment)"
             ));
         }
-        http::validate_headers(&self.headers).map_err(|e| format!("deliver: http_poll: {e}"))
+        crate::net::validate_headers(&self.headers).map_err(|e| format!("deliver: http_poll: {e}"))
     }
 }
 
@@ -195,12 +194,12 @@ impl Poller {
             .as_ref()
             .map(|t| std::path::PathBuf::from(t.expose()));
         let roots = crate::tlsconf::roots(ca_file.as_deref())?;
-        let client = http::client_builder(roots, 5)
+        let client = crate::net::client_builder(roots, 5)
             .timeout(POLL_REQUEST_TIMEOUT)
             .build()
-            .map_err(|e| format!("cannot build HTTP client: {}", http::error_chain(&e)))?;
+            .map_err(|e| format!("cannot build HTTP client: {}", crate::net::error_chain(&e)))?;
         Ok(Poller {
-            shown: crate::probe::form::shown(&url),
+            shown: crate::value::shown_url(&url),
             spec,
             client,
             url,
@@ -234,15 +233,18 @@ impl Poller {
         for (name, value) in &self.spec.headers {
             request = request.header(name.as_str(), value.expose());
         }
-        let mut response = request.send().await.map_err(|e| http::error_chain(&e))?;
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| crate::net::error_chain(&e))?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("status {}", status.as_u16()));
         }
         // Read at most MAX_POLL_BODY: an API that answers with megabytes is cut, not buffered.
-        let (body, _) = http::read_body(&mut response, MAX_POLL_BODY)
+        let (body, _) = crate::net::read_body(&mut response, MAX_POLL_BODY)
             .await
-            .map_err(|e| http::error_chain(&e))?;
+            .map_err(|e| crate::net::error_chain(&e))?;
         let body = String::from_utf8_lossy(&body);
         let listed = match &self.spec.json_pointer {
             Some(pointer) => {
@@ -254,7 +256,7 @@ impl Poller {
                     None => false,
                 }
             }
-            None => crate::mailbox::message::find_tokens(&body).contains(&self.token),
+            None => crate::outcome::find_tokens(&body).contains(&self.token),
         };
         Ok(listed && self.spec.pattern.as_ref().is_none_or(|p| p.is_match(&body)))
     }
@@ -268,6 +270,6 @@ fn proven(outcome: &mut Outcome, submitted_at: SystemTime, at: SystemTime, what:
         .push(Observation::DeliveryLatency(latency));
     outcome.details.push(format!(
         "{what} after {}",
-        crate::report::short_duration(latency)
+        crate::value::short_duration(latency)
     ));
 }

@@ -27,7 +27,7 @@ pub(super) fn skip_without_chromedriver(
     text: &str,
     vars: &HashMap<String, String>,
 ) -> (String, Vec<Skipped>) {
-    let loaded = crate::config::with_overlay(vars, || {
+    let loaded = crate::value::with_overlay(vars, || {
         crate::config::load_sources(&[(path.to_path_buf(), text.to_string())])
     });
     let Ok(config) = loaded else {
@@ -163,7 +163,7 @@ mod tests {
             chromedriver_missing(&config).as_deref(),
             Some("chromedriver (`no-such-chromedriver`) is not on PATH")
         );
-        config.webdriver_url = Some(crate::config::Text::literal("http://127.0.0.1:4444"));
+        config.webdriver_url = Some(crate::value::Text::literal("http://127.0.0.1:4444"));
         assert_eq!(chromedriver_missing(&config), None);
     }
 }

@@ -8,7 +8,7 @@
 //! request is silently dropped, which is exactly what the `callback` check exists to catch.
 
 use super::shop::ShopState;
-use crate::config::Channel;
+use crate::value::Channel;
 use axum::Router;
 use axum::extract::{Form, State};
 use axum::response::{Html, IntoResponse, Response};

@@ -7,7 +7,7 @@
 //! without switching on the auto-reply.
 
 use super::shop::ShopState;
-use crate::config::Channel;
+use crate::value::Channel;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;

@@ -19,8 +19,8 @@ mod widgets;
 
 pub use browser::Skipped;
 
-use crate::config::Channel;
 use crate::daemon::{ConfigSource, Daemon, DaemonError};
+use crate::value::Channel;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;

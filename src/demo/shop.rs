@@ -8,7 +8,7 @@
 //! server. Two more channels need a real browser: a contact form that a script
 //! builds and posts as JSON, and a callback widget inside an iframe (`widgets.rs`).
 
-use crate::config::Channel;
+use crate::value::Channel;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};

@@ -5,7 +5,7 @@
 //! page still says thank you.
 
 use super::shop::{FORM_SUBJECT, ShopState, send_mail};
-use crate::config::Channel;
+use crate::value::Channel;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};

@@ -19,7 +19,7 @@ mod session;
 pub(crate) mod wire;
 
 use super::{ImapAuth, MailSession, MailStore, MailboxError, MailboxSpec};
-use crate::config::Secret;
+use crate::value::Secret;
 use futures::future::BoxFuture;
 use rustls::pki_types::ServerName;
 use std::path::Path;

@@ -5,8 +5,7 @@
 //! form submitted: a Cyrillic message comes back as quoted-printable UTF-8 with soft line breaks
 //! that may split the token in the raw bytes.
 
-use regex::Regex;
-use std::sync::LazyLock;
+use crate::outcome::find_tokens;
 
 /// What a message says, decoded, as far as delivery checks care.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,24 +16,6 @@ pub struct Decoded {
     pub text: String,
     /// Correlation tokens found anywhere in `text`.
     pub tokens: Vec<String>,
-}
-
-/// The shape of every token supportwatch issues: `sw-<check>-<unix seconds>-<8 hex digits>`.
-static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"sw-[A-Za-z0-9_.-]{1,100}?-[0-9]{9,12}-[0-9a-f]{8}\b")
-        .expect("token regex compiles")
-});
-
-/// Every distinct correlation token in `text`, sorted. Shared by mail, webhooks and HTTP polls so
-/// that all delivery targets recognise exactly the same token shape.
-pub fn find_tokens(text: &str) -> Vec<String> {
-    let mut tokens: Vec<String> = TOKEN
-        .find_iter(text)
-        .map(|m| m.as_str().to_string())
-        .collect();
-    tokens.sort();
-    tokens.dedup();
-    tokens
 }
 
 /// Decodes `raw` and collects its tokens. Never fails: unparsable input yields its raw text.

@@ -10,7 +10,7 @@ pub mod maildir;
 pub mod message;
 pub mod watch;
 
-use crate::config::{Dur, Secret, Text};
+use crate::value::{Dur, Secret, Text};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -56,7 +56,7 @@ pub struct MailboxSpec {
     pub quota_max: Option<Ratio>,
     /// Largest message fetched when looking for a token; bigger ones are skipped.
     #[serde(default = "default_max_message")]
-    pub max_message: crate::probe::http::ByteSize,
+    pub max_message: crate::value::ByteSize,
 }
 
 fn default_folders() -> Vec<String> {
@@ -68,8 +68,8 @@ fn default_true() -> bool {
 fn default_poll_interval() -> Dur {
     Dur::secs(10)
 }
-fn default_max_message() -> crate::probe::http::ByteSize {
-    crate::probe::http::ByteSize(10 << 20)
+fn default_max_message() -> crate::value::ByteSize {
+    crate::value::ByteSize(10 << 20)
 }
 
 /// IMAP authentication mechanism.
@@ -298,8 +298,8 @@ pub enum MailboxError {
 
 impl MailboxError {
     /// The bounded failure class of a run that could not read its mailbox.
-    pub fn failure_kind(&self) -> crate::probe::FailureKind {
-        use crate::probe::FailureKind;
+    pub fn failure_kind(&self) -> crate::outcome::FailureKind {
+        use crate::outcome::FailureKind;
         match self {
             MailboxError::Connect { .. } => FailureKind::Connect,
             MailboxError::Tls { .. } => FailureKind::Tls,

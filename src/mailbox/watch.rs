@@ -9,7 +9,7 @@
 //! waiting (fast mail, slow form) is still found, because tokens are remembered per message.
 
 use super::{MailSession, MailStore, MailboxError, MailboxSpec, MessageRef, Quota, message};
-use crate::config::Pattern;
+use crate::value::Pattern;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};

@@ -27,7 +27,7 @@
 
 use super::http::{HttpSender, check_url, detail_of, is_loopback};
 use super::{AlertNotice, AlertStatus, Notification, Notifier, NotifyError};
-use crate::config::{Dur, Secret, Text};
+use crate::value::{Dur, Secret, Text};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -252,8 +252,8 @@ impl Notifier for AlertmanagerNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Channel, Kind};
     use crate::notify::{Audience, Language};
+    use crate::value::{Channel, Kind};
     use std::time::UNIX_EPOCH;
 
     fn spec(url: &str) -> AlertmanagerSpec {

@@ -13,9 +13,9 @@
 //! permanent.
 
 use super::{Notification, Notifier, NotifyError};
-use crate::config::{Secret, Text};
+use crate::outcome::{FailureKind, RunContext};
 use crate::probe::mail::{parse_mailbox, smtp, target};
-use crate::probe::{FailureKind, RunContext};
+use crate::value::{Secret, Text};
 use futures::future::BoxFuture;
 use lettre::Message;
 use lettre::message::Mailbox;
@@ -144,7 +144,7 @@ impl EmailNotifier {
                     "{}: smtp server {} did not finish within {}",
                     self.label,
                     c.target.addr(),
-                    crate::config::Dur(self.timeout)
+                    crate::value::Dur(self.timeout)
                 )));
             }
         };

@@ -11,7 +11,7 @@
 //! notifier's secrets in case a service quotes them back.
 
 use super::NotifyError;
-use crate::probe::http::{client_builder, error_chain};
+use crate::net::{client_builder, error_chain};
 use reqwest::StatusCode;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -138,7 +138,7 @@ impl HttpSender {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         // The status is what counts; a body that breaks off only loses detail.
-        let body = crate::probe::http::read_body(&mut response, MAX_BODY)
+        let body = crate::net::read_body(&mut response, MAX_BODY)
             .await
             .map(|(body, _)| body)
             .unwrap_or_default();
@@ -153,7 +153,7 @@ impl HttpSender {
         NotifyError::transient(format!(
             "{}: no answer within {}",
             self.label,
-            crate::config::Dur(self.timeout)
+            crate::value::Dur(self.timeout)
         ))
     }
 

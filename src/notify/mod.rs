@@ -16,7 +16,7 @@ pub mod slack;
 pub mod telegram;
 pub mod webhook;
 
-use crate::config::{Channel, Dur, Kind};
+use crate::value::{Channel, Dur, Kind};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -252,6 +252,50 @@ pub fn build(name: &str, spec: &NotifierSpec) -> Result<Arc<dyn Notifier>, Strin
         ServiceSpec::Alertmanager(s) => {
             alertmanager::AlertmanagerNotifier::build(name, s, timeout).map(|n| Arc::new(n) as _)
         }
+    }
+}
+
+/// A notifier ready to send, with how it speaks.
+#[derive(Clone)]
+pub struct NotifierEntry {
+    /// The notifier.
+    pub notifier: Arc<dyn Notifier>,
+    /// Its language.
+    pub language: Language,
+    /// Its readers.
+    pub audience: Audience,
+    /// Its service (`telegram`, ...), for logs.
+    pub kind: &'static str,
+}
+
+/// Builds every declared notifier; `language` is `alerting.language`, for notifiers that set
+/// none. Errors are config problems.
+pub fn build_notifiers(
+    specs: &BTreeMap<String, NotifierSpec>,
+    language: Language,
+) -> Result<BTreeMap<String, NotifierEntry>, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (name, spec) in specs {
+        match build(name, spec) {
+            Ok(notifier) => {
+                out.insert(
+                    name.clone(),
+                    NotifierEntry {
+                        notifier,
+                        language: spec.language.unwrap_or(language),
+                        audience: spec.audience(),
+                        kind: spec.service.kind(),
+                    },
+                );
+            }
+            Err(e) => errors.push(format!("notifier `{name}`: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
     }
 }
 

@@ -7,7 +7,7 @@
 //! here once and tested here.
 
 use super::{AlertNotice, AlertStatus, Audience, Language, Notification};
-use crate::config::Channel;
+use crate::value::Channel;
 use jiff::tz::TimeZone;
 use std::time::SystemTime;
 

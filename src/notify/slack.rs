@@ -7,7 +7,7 @@
 
 use super::http::{HttpSender, check_url, detail_of};
 use super::{Notification, Notifier, NotifyError};
-use crate::config::{Secret, Text};
+use crate::value::{Secret, Text};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::time::Duration;

@@ -11,7 +11,7 @@
 
 use super::http::{HttpSender, check_url};
 use super::{Notification, Notifier, NotifyError};
-use crate::config::{Secret, Text};
+use crate::value::{Secret, Text};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::time::Duration;

@@ -28,7 +28,7 @@
 
 use super::http::{HttpSender, check_url, detail_of};
 use super::{AlertNotice, AlertStatus, Notification, Notifier, NotifyError};
-use crate::config::{Secret, Text};
+use crate::value::{Secret, Text};
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};

@@ -21,10 +21,12 @@ mod via_browser;
 use text::{ChatJson, compile_json};
 pub use text::{ChatText, ReplyPattern};
 
-use super::http::{ByteSize, parse_url, validate_headers};
-use super::{FailureKind, Observation, Outcome, Probe, RunContext, Shared};
-use crate::config::{Dur, Pattern, TemplateVars, Text};
+use super::{Probe, Shared};
 use crate::hours::ActiveHours;
+use crate::net::{parse_url, validate_headers};
+use crate::outcome::{FailureKind, Observation, Outcome, RunContext};
+use crate::value::ByteSize;
+use crate::value::{Dur, Pattern, TemplateVars, Text};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -313,7 +315,7 @@ impl ChatProbe {
             .map(|t| std::path::PathBuf::from(t.expose()));
         let (client, tls) = match spec.via {
             Via::Http => (
-                Some(shared.http_clients.get(super::http::ClientKey {
+                Some(shared.http_clients.get(crate::net::ClientKey {
                     max_redirects: super::http::default_max_redirects(),
                     ca_file,
                 })?),

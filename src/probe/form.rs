@@ -20,10 +20,12 @@ mod via_browser;
 
 pub use via_browser::Via;
 
-use super::http::{self, ByteSize, HttpExpect};
-use super::{FailureKind, Outcome, Probe, RunContext, Shared};
-use crate::config::{Dur, Template, TemplateVars, Text};
+use super::http::{self, HttpExpect};
+use super::{Probe, Shared};
 use crate::deliver::{DeliverSpec, Mailboxes};
+use crate::outcome::{FailureKind, Outcome, RunContext};
+use crate::value::ByteSize;
+use crate::value::{Dur, Template, TemplateVars, Text};
 use error::FormError;
 use futures::future::BoxFuture;
 use page::{PageForm, Selectors, Upload};
@@ -123,7 +125,7 @@ struct Compiled {
 }
 
 fn compile(spec: &FormSpec) -> Result<Compiled, String> {
-    let url = http::parse_url(&spec.url)?;
+    let url = crate::net::parse_url(&spec.url)?;
     let selector = |field: &str, text: &str| {
         scraper::Selector::parse(text)
             .map_err(|e| format!("invalid CSS selector `{text}` in `{field}`: {}", why(&e)))
@@ -145,7 +147,7 @@ fn compile(spec: &FormSpec) -> Result<Compiled, String> {
             return Err(format!("action `{action}` must be an http(s) URL"));
         }
     }
-    http::validate_headers(&spec.headers)?;
+    crate::net::validate_headers(&spec.headers)?;
     spec.expect.validate()?;
     match (&spec.active_hours, &spec.outside_hours) {
         (Some(_), None) => {
@@ -287,7 +289,7 @@ impl FormProbe {
             .await;
         }
         let jar = Arc::new(reqwest::cookie::Jar::default());
-        let client = match http::client_builder(self.roots.clone(), spec.max_redirects)
+        let client = match crate::net::client_builder(self.roots.clone(), spec.max_redirects)
             .cookie_provider(jar.clone())
             .build()
         {
@@ -295,13 +297,13 @@ impl FormProbe {
             Err(e) => {
                 return Outcome::fail(
                     FailureKind::Internal,
-                    format!("cannot build HTTP client: {}", http::error_chain(&e)),
+                    format!("cannot build HTTP client: {}", crate::net::error_chain(&e)),
                 );
             }
         };
 
         let load = self.request(&client, reqwest::Method::GET, self.url.clone(), ctx);
-        let page = match http::send(ctx, load, "load", None, spec.max_body).await {
+        let page = match crate::net::send(ctx, load, "load", None, spec.max_body).await {
             Ok(page) => page,
             Err(broken) => {
                 return broken.into_outcome(&format!("GET {}", spec.url), spec.max_redirects);
@@ -327,7 +329,10 @@ impl FormProbe {
         }
         let mut details = vec![format!("page {}: status {}", spec.url, page.status)];
         if page.url != self.url {
-            details.push(format!("page redirected to {}", shown(&page.url)));
+            details.push(format!(
+                "page redirected to {}",
+                crate::value::shown_url(&page.url)
+            ));
         }
 
         // Parsing a large page takes milliseconds of CPU: off the async workers it goes.
@@ -394,7 +399,7 @@ impl FormProbe {
                 Err(e) => {
                     return Outcome::fail(
                         FailureKind::Internal,
-                        format!("cannot encode the form: {}", http::error_chain(&e)),
+                        format!("cannot encode the form: {}", crate::net::error_chain(&e)),
                     );
                 }
             }
@@ -415,7 +420,7 @@ impl FormProbe {
         };
         let shown_target = match &spec.action {
             Some(action) => format!("{action} (action:)"),
-            None => shown(&target),
+            None => crate::value::shown_url(&target),
         };
         details.push(format!(
             "form \"{}\"{matched}: {method} {shown_target}, {encoding}",
@@ -446,7 +451,7 @@ impl FormProbe {
         }
 
         let submitted_at = SystemTime::now();
-        let answer = match http::send(ctx, submit, "submit", None, spec.max_body).await {
+        let answer = match crate::net::send(ctx, submit, "submit", None, spec.max_body).await {
             Ok(answer) => answer,
             Err(broken) => {
                 let mut failed =
@@ -460,9 +465,10 @@ impl FormProbe {
             ..Outcome::pass()
         };
         if answer.url != target {
-            outcome
-                .details
-                .push(format!("answer from {}", shown(&answer.url)));
+            outcome.details.push(format!(
+                "answer from {}",
+                crate::value::shown_url(&answer.url)
+            ));
         }
         answer.note(&mut outcome);
         let (expect, outside) = expect_for(spec, ctx.started_at);
@@ -516,7 +522,7 @@ impl FormProbe {
         let (resolved, written) = match (&self.spec.action, &form.action) {
             (Some(action), _) => (page.join(action.expose()), action.to_string()),
             (None, Some(action)) => (base.join(action), action.clone()),
-            (None, None) => (Ok(page.clone()), shown(page)),
+            (None, None) => (Ok(page.clone()), crate::value::shown_url(page)),
         };
         match resolved {
             Ok(mut url) if matches!(url.scheme(), "http" | "https") => {
@@ -528,21 +534,6 @@ impl FormProbe {
                 action: written,
             }),
         }
-    }
-}
-
-/// A URL for people: no credentials, no query (it may hold a key), no fragment.
-pub(crate) fn shown(url: &url::Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.set_fragment(None);
-    let query = url.query().is_some_and(|q| !q.is_empty());
-    url.set_query(None);
-    if query {
-        format!("{url}?…")
-    } else {
-        url.to_string()
     }
 }
 

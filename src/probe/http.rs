@@ -4,16 +4,17 @@
 //! would after a while, so TLS and connect problems are seen. The body is read in chunks up to
 //! `max_body` and the connection is dropped there: a 2 GB answer costs neither memory nor time.
 
-use super::{FailureKind, Observation, Outcome, Probe, RunContext, Shared};
-use crate::config::{Dur, Pattern, Template, TemplateVars, Text};
+use super::{Probe, Shared};
+use crate::net::{Answer, ClientKey, parse_url, send, validate_headers};
+use crate::outcome::{FailureKind, Outcome, RunContext};
+use crate::value::{ByteSize, Dur, Pattern, Template, TemplateVars, Text};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 /// Config of an `http` check.
 #[derive(Debug, Clone, Deserialize)]
@@ -159,53 +160,6 @@ impl<'de> Deserialize<'de> for StatusExpect {
     }
 }
 
-/// A size in bytes: `1048576`, `512KiB`, `1MiB`, `10MB`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: u64 = s[..digits]
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`, expected e.g. `1MiB`"))?;
-    let mult = match s[digits..].trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1_000,
-        "KiB" => 1 << 10,
-        "MB" => 1_000_000,
-        "MiB" => 1 << 20,
-        "GB" => 1_000_000_000,
-        "GiB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit `{other}`, expected B, KiB, MiB or GiB"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size `{s}` is too large"))
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = ByteSize;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a size such as 1048576 or \"1MiB\"")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
-                Ok(ByteSize(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
-                parse_size(v).map(ByteSize).map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}
-
 /// Checks the parts of a spec serde cannot: one body at most, a usable URL and method.
 pub fn validate(spec: &HttpSpec) -> Result<(), String> {
     compile(spec).map(|_| ())
@@ -234,28 +188,6 @@ fn compile(spec: &HttpSpec) -> Result<Compiled, String> {
     spec.expect.validate()?;
     let json = spec.json.as_ref().map(compile_json).transpose()?;
     Ok(Compiled { url, method, json })
-}
-
-/// Parses a check's `url`, which must be `http://` or `https://` with a host.
-pub(crate) fn parse_url(text: &Text) -> Result<url::Url, String> {
-    let url = url::Url::parse(text.expose()).map_err(|e| format!("invalid url `{text}`: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "url `{text}` must be http:// or https:// with a host"
-        ));
-    }
-    Ok(url)
-}
-
-/// Checks that extra request headers are valid HTTP (names and `${ENV}`-expanded values).
-pub(crate) fn validate_headers(headers: &BTreeMap<String, Text>) -> Result<(), String> {
-    for (name, value) in headers {
-        reqwest::header::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name `{name}`"))?;
-        reqwest::header::HeaderValue::from_str(value.expose())
-            .map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
-    }
-    Ok(())
 }
 
 /// A JSON body whose strings are `${ENV}`-interpolated and `{{token}}`-templated.
@@ -298,50 +230,6 @@ impl JsonTemplate {
             JsonTemplate::Other(v) => v.clone(),
         }
     }
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct ClientKey {
-    pub(crate) max_redirects: usize,
-    pub(crate) ca_file: Option<PathBuf>,
-}
-
-/// HTTP clients shared by checks with the same transport options, so that 10,000 checks do not
-/// hold 10,000 copies of the root store.
-#[derive(Default)]
-pub struct ClientCache(Mutex<HashMap<ClientKey, reqwest::Client>>);
-
-impl ClientCache {
-    pub(crate) fn get(&self, key: ClientKey) -> Result<reqwest::Client, String> {
-        let mut clients = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = clients.get(&key) {
-            return Ok(client.clone());
-        }
-        let roots = crate::tlsconf::roots(key.ca_file.as_deref())?;
-        let client = client_builder(roots, key.max_redirects)
-            // A new connection per run: the probe must see connect and handshake problems.
-            .pool_max_idle_per_host(0)
-            .build()
-            .map_err(|e| format!("cannot build HTTP client: {}", error_chain(&e)))?;
-        clients.insert(key, client.clone());
-        Ok(client)
-    }
-}
-
-/// What every supportwatch HTTP client has: our TLS setup over `roots`, at most `max_redirects`
-/// redirects, and the User-Agent that says the request is an automated test.
-pub(crate) fn client_builder(
-    roots: Arc<rustls::RootCertStore>,
-    max_redirects: usize,
-) -> reqwest::ClientBuilder {
-    let policy = match max_redirects {
-        0 => reqwest::redirect::Policy::none(),
-        n => reqwest::redirect::Policy::limited(n),
-    };
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(crate::tlsconf::client_config(roots))
-        .redirect(policy)
-        .user_agent(crate::USER_AGENT)
 }
 
 /// A ready-to-run `http` check.
@@ -419,129 +307,6 @@ impl HttpProbe {
         answer.note(&mut outcome);
         self.spec.expect.check(&mut outcome, &answer);
         outcome
-    }
-}
-
-/// An HTTP answer with its body read up to `max_body`.
-pub(crate) struct Answer {
-    /// Final status code, after redirects.
-    pub(crate) status: u16,
-    /// Final URL, after redirects.
-    pub(crate) url: url::Url,
-    /// Headers of the final response.
-    pub(crate) headers: reqwest::header::HeaderMap,
-    /// The body, or its first `max_body` bytes.
-    pub(crate) body: Vec<u8>,
-    /// Whether the body was longer than `max_body` and cut there.
-    pub(crate) truncated: bool,
-    /// From sending the request to the end of the body.
-    pub(crate) elapsed: Duration,
-}
-
-/// An exchange that produced no whole answer: the request failed, or the body broke off.
-pub(crate) struct Broken {
-    error: reqwest::Error,
-    /// The status, when the failure came while reading the body.
-    status: Option<u16>,
-}
-
-impl Broken {
-    /// The failed outcome, naming `what` was requested (`POST https://…`; templates, not secrets).
-    pub(crate) fn into_outcome(self, what: &str, max_redirects: usize) -> Outcome {
-        let mut failed = classify(self.error, what, max_redirects);
-        failed
-            .observations
-            .extend(self.status.map(Observation::HttpStatus));
-        failed
-    }
-}
-
-/// Reads `response`'s body up to `limit` bytes; `true` when there was more. The rest is never
-/// read: a 2 GB answer costs `limit` bytes of memory, not 2 GB.
-pub(crate) async fn read_body(
-    response: &mut reqwest::Response,
-    limit: usize,
-) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut body: Vec<u8> = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = limit - body.len();
-        if chunk.len() > room {
-            body.extend_from_slice(&chunk[..room]);
-            return Ok((body, true));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((body, false))
-}
-
-/// Sends `request`, timed as phase `phase`, and reads the body up to `max_body`: in phase
-/// `body_phase` when given, else still in `phase`.
-pub(crate) async fn send(
-    ctx: &RunContext,
-    request: reqwest::RequestBuilder,
-    phase: &str,
-    body_phase: Option<&str>,
-    max_body: ByteSize,
-) -> Result<Answer, Broken> {
-    let started = Instant::now();
-    ctx.begin(phase);
-    let mut response = match request.send().await {
-        Ok(r) => r,
-        Err(error) => {
-            ctx.end();
-            return Err(Broken {
-                error,
-                status: None,
-            });
-        }
-    };
-    let status = response.status().as_u16();
-    if let Some(name) = body_phase {
-        ctx.begin(name);
-    }
-    let limit = usize::try_from(max_body.0).unwrap_or(usize::MAX);
-    let (body, truncated) = match read_body(&mut response, limit).await {
-        Ok(read) => read,
-        Err(error) => {
-            ctx.end();
-            return Err(Broken {
-                error,
-                status: Some(status),
-            });
-        }
-    };
-    ctx.end();
-    let url = response.url().clone();
-    let headers = std::mem::take(response.headers_mut());
-    // Dropping the response here closes the connection: the rest of a huge body is not read.
-    drop(response);
-    Ok(Answer {
-        status,
-        url,
-        headers,
-        body,
-        truncated,
-        elapsed: started.elapsed(),
-    })
-}
-
-impl Answer {
-    /// Records the status (observation and detail) and the body's size.
-    pub(crate) fn note(&self, outcome: &mut Outcome) {
-        outcome
-            .observations
-            .push(Observation::HttpStatus(self.status));
-        outcome.details.push(format!("status {}", self.status));
-        if self.truncated {
-            outcome.observations.push(Observation::BodyTruncated);
-            outcome
-                .details
-                .push(format!("body cut at {} bytes (max_body)", self.body.len()));
-        } else {
-            outcome
-                .details
-                .push(format!("body {} bytes", self.body.len()));
-        }
     }
 }
 
@@ -680,44 +445,6 @@ fn short_json(v: &serde_json::Value) -> String {
     }
 }
 
-/// The error and its causes, without the URL (which may hold a secret).
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
-}
-
-/// Classifies a failed exchange; `what` names the request without secrets (`GET <template>`).
-fn classify(e: reqwest::Error, what: &str, max_redirects: usize) -> Outcome {
-    let e = e.without_url();
-    let chain = error_chain(&e);
-    let lower = chain.to_lowercase();
-    if e.is_redirect() {
-        return Outcome::fail(
-            FailureKind::Expectation,
-            format!("more than {max_redirects} redirects (max_redirects)"),
-        );
-    }
-    let kind = if e.is_timeout() {
-        FailureKind::Timeout
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
-        FailureKind::Tls
-    } else if e.is_connect() {
-        FailureKind::Connect
-    } else {
-        FailureKind::Protocol
-    };
-    Outcome::fail(kind, format!("{what}: {chain}"))
-}
-
 impl Probe for HttpProbe {
     fn hosts(&self) -> Vec<String> {
         vec![self.host.clone()]
@@ -739,14 +466,6 @@ mod tests {
         assert!(parse_status("404").unwrap().accepts(404));
         assert!(parse_status("6xx").is_err());
         assert!(parse_status("abc").is_err());
-    }
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
-        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
-        assert_eq!(parse_size("10").unwrap(), 10);
-        assert!(parse_size("1TiB").is_err());
     }
 
     #[test]

@@ -13,8 +13,9 @@
 mod starttls;
 
 use self::starttls::{Protocol, starttls};
-use super::{CertReport, FailureKind, Observation, Outcome, Probe, RunContext, Shared};
-use crate::config::{Dur, Text};
+use super::{Probe, Shared};
+use crate::outcome::{CertReport, FailureKind, Observation, Outcome, RunContext};
+use crate::value::{Dur, Text};
 use futures::future::BoxFuture;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;

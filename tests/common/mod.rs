@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use supportwatch::runner::{self, Prepared, RunReport};
+use supportwatch::assemble::Prepared;
+use supportwatch::outcome::RunReport;
+use supportwatch::runner;
 
 /// Loads checks from one YAML text, with extra `${…}` variables.
 pub fn prepare(yaml: &str) -> Prepared {
@@ -31,11 +33,12 @@ pub fn prepare_with(yaml: &str, vars: &[(&str, &str)]) -> Prepared {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let config = supportwatch::config::with_overlay(&vars, || {
+    let config = supportwatch::value::with_overlay(&vars, || {
         supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())])
     })
     .unwrap_or_else(|e| panic!("config should load:\n{e}"));
-    runner::prepare(config).unwrap_or_else(|e| panic!("config should prepare:\n{e}"))
+    supportwatch::assemble::prepare(config)
+        .unwrap_or_else(|e| panic!("config should prepare:\n{e}"))
 }
 
 /// Runs the first check of `yaml` once.

@@ -71,15 +71,15 @@ fn the_shipped_example_has_a_mail_check() {
     let check = config
         .checks
         .iter()
-        .find(|c| c.kind() == supportwatch::config::Kind::Mail)
+        .find(|c| c.kind() == supportwatch::value::Kind::Mail)
         .expect("checks/examples has a mail check");
     let (deliver, auto_reply) = check.spec.deliveries();
     assert!(deliver.is_some() && auto_reply.is_some());
-    let listed = supportwatch::probe::summary(&check.spec);
+    let listed = check.spec.summary();
     assert_eq!(
         listed,
         "mail to support@example.ru via smtp+starttls://smtp.example.ru:587"
     );
     supportwatch::tlsconf::install_crypto_provider();
-    supportwatch::runner::prepare(config).unwrap_or_else(|e| panic!("{e}"));
+    supportwatch::assemble::prepare(config).unwrap_or_else(|e| panic!("{e}"));
 }

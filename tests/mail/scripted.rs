@@ -7,8 +7,9 @@ use crate::common::prepare_with;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use supportwatch::probe::FailureKind;
-use supportwatch::runner::{self, RunResult};
+use supportwatch::outcome::FailureKind;
+use supportwatch::outcome::RunResult;
+use supportwatch::runner;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// What the scripted responder answers; every other command gets 250.

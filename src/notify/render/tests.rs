@@ -1,7 +1,7 @@
 //! Tests of the alert texts: every audience, language and status, grouped and test messages.
 
 use super::*;
-use crate::config::Kind;
+use crate::value::Kind;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// 2026-03-12T14:05:00Z.

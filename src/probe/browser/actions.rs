@@ -9,8 +9,8 @@
 use super::drive::{QUOTE, quote};
 use super::steps::{Action, Css, ElementState, FrameTarget};
 use crate::browser::Session;
-use crate::config::{Dur, TemplateVars};
-use crate::probe::FailureKind;
+use crate::outcome::FailureKind;
+use crate::value::{Dur, TemplateVars};
 use fantoccini::Locator;
 use fantoccini::elements::Element;
 use fantoccini::error::{CmdError, ErrorStatus};

@@ -15,8 +15,8 @@
 use super::actions::{StepError, run_step};
 use super::steps::{Action, Step};
 use crate::browser::{Browser, Session};
-use crate::config::{Dur, TemplateVars};
-use crate::probe::{FailureKind, Outcome, RunContext};
+use crate::outcome::{FailureKind, Outcome, RunContext};
+use crate::value::{Dur, TemplateVars};
 use std::time::{Duration, SystemTime};
 
 /// Extra time a step's WebDriver commands get past its timeout before the step is abandoned:
@@ -132,7 +132,7 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
         if let Ok(Ok(url)) = tokio::time::timeout(GRACE, session.client.current_url()).await {
             outcome
                 .details
-                .push(format!("page {}", crate::probe::form::shown(&url)));
+                .push(format!("page {}", crate::value::shown_url(&url)));
         }
         let errors = tokio::time::timeout(GRACE, session.console_errors())
             .await
@@ -179,7 +179,7 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
                     if a.screenshot.is_some() || a.page.is_some() {
                         outcome
                             .observations
-                            .push(crate::probe::Observation::Evidence(a.dir.clone()));
+                            .push(crate::outcome::Observation::Evidence(a.dir.clone()));
                     }
                     if let Some(path) = a.screenshot {
                         outcome

@@ -16,9 +16,10 @@ pub mod steps;
 
 pub(crate) use drive::{Plan, drive};
 
-use super::{Outcome, Probe, RunContext, Shared};
-use crate::config::{Dur, TemplateVars};
+use super::{Probe, Shared};
 use crate::deliver::{DeliverSpec, Mailboxes};
+use crate::outcome::{Outcome, RunContext};
+use crate::value::{Dur, TemplateVars};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -89,7 +90,7 @@ pub(crate) fn check_steps(steps: &[Step], deliver: bool, what: &str) -> Result<(
 /// `via: browser`): an `open` of `url` first unless the steps start with one, the steps, then the
 /// kind's own closing steps (`last`: the acknowledgement or reply to wait for), all checked.
 pub(crate) fn plan_after_url(
-    url: &crate::config::Text,
+    url: &crate::value::Text,
     written: &[Step],
     last: Vec<Step>,
     deliver: bool,
@@ -99,7 +100,7 @@ pub(crate) fn plan_after_url(
     let mut steps = Vec::with_capacity(written.len() + 1 + last.len());
     if !matches!(written.first().map(|s| &s.action), Some(Action::Open(_))) {
         steps.push(Step {
-            action: Action::Open(crate::config::Template::parse(url.clone())?),
+            action: Action::Open(crate::value::Template::parse(url.clone())?),
             timeout: None,
         });
     }

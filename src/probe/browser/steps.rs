@@ -10,7 +10,7 @@
 //! a browser is checked here, at load: CSS syntax, regexes, templates, the `open` URLs (after
 //! `${ENV}`), durations.
 
-use crate::config::{Dur, Pattern, Template, TemplateVars, Text, closest, parse_duration};
+use crate::value::{Dur, Pattern, Template, TemplateVars, Text, closest, parse_duration};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use std::fmt;

@@ -2,7 +2,7 @@
 //! `{{session}}`), JSON request bodies made of them, and [`ReplyPattern`] (a reply regex that may
 //! demand the run's `{{token}}`). All are parsed and checked when the config loads.
 
-use crate::config::{Pattern, Template, TemplateVars, Text};
+use crate::value::{Pattern, Template, TemplateVars, Text};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 

@@ -5,9 +5,9 @@
 //! `within`, never a hung task.
 
 use super::{ChatProbe, Heard, MAX_MESSAGE, extract, max_body};
-use crate::config::{Pattern, TemplateVars};
-use crate::probe::http::send;
-use crate::probe::{FailureKind, Observation, Outcome, RunContext};
+use crate::net::send;
+use crate::outcome::{FailureKind, Observation, Outcome, RunContext};
+use crate::value::{Pattern, TemplateVars};
 use futures::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
@@ -32,7 +32,7 @@ impl Conversation {
         probe: &ChatProbe,
         ctx: &RunContext,
         vars: &TemplateVars<'_>,
-        within: crate::config::Dur,
+        within: crate::value::Dur,
     ) -> Result<Self, Outcome> {
         if probe.client.is_some() {
             return Ok(Conversation::Http {

@@ -7,10 +7,11 @@
 //! has finished and ends when the reply is on the page.
 
 use super::{ChatExpect, ChatSpec};
-use crate::config::Pattern;
+use crate::outcome::{Observation, Outcome, RunContext};
+use crate::probe::Shared;
 use crate::probe::browser::steps::{Action, Css, Step};
 use crate::probe::browser::{self, Plan};
-use crate::probe::{Observation, Outcome, RunContext, Shared};
+use crate::value::Pattern;
 use std::sync::Arc;
 
 /// Refuses the fields that mean nothing in a browser, and requires what it needs.
@@ -147,7 +148,7 @@ impl Browsing {
                 ..
             }) = plan.steps.last()
         {
-            failure.kind = crate::probe::FailureKind::NoReply;
+            failure.kind = crate::outcome::FailureKind::NoReply;
             failure.message = format!("no reply within {within}");
         }
         if outcome.passed()

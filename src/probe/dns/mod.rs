@@ -13,8 +13,9 @@ mod spf;
 
 pub use dmarc::Policy as DmarcPolicy;
 
-use super::{FailureKind, Observation, Outcome, Probe, RunContext, Shared};
-use crate::config::{Pattern, Text};
+use super::{Probe, Shared};
+use crate::outcome::{FailureKind, Observation, Outcome, RunContext};
+use crate::value::{Pattern, Text};
 use futures::future::BoxFuture;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};

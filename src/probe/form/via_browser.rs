@@ -126,7 +126,7 @@ pub(super) fn plan(spec: &FormSpec) -> Result<Plan, String> {
     if let Some((field, why)) = browser::first_set(&checks) {
         return hint(field, why);
     }
-    http::parse_url(&spec.url)?;
+    crate::net::parse_url(&spec.url)?;
     let Some(written) = &spec.steps else {
         return Err(
             "via: browser needs `steps`, e.g. steps: [ { fill: { selector: \"#message\", text: \"Automated test {{token}}, please ignore\" } }, { click: \"#send\" } ]".into(),

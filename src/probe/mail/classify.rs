@@ -2,7 +2,7 @@
 //! own words, the bounded kind, and whether the server asked us to back off.
 
 use super::target::{Security, Target};
-use crate::probe::FailureKind;
+use crate::outcome::FailureKind;
 use std::error::Error as _;
 use std::fmt;
 use std::io;
@@ -101,7 +101,7 @@ fn io_words(io: &io::Error) -> String {
         io::ErrorKind::ConnectionRefused => "connection refused".into(),
         io::ErrorKind::TimedOut => format!(
             "no answer within {}",
-            crate::report::short_duration(CONNECT_TIMEOUT)
+            crate::value::short_duration(CONNECT_TIMEOUT)
         ),
         io::ErrorKind::HostUnreachable => "host unreachable".into(),
         io::ErrorKind::NetworkUnreachable => "network unreachable".into(),
@@ -198,7 +198,7 @@ impl Failer<'_> {
             format!(
                 "smtp server {} did not answer within {} (at {})",
                 self.target.addr(),
-                crate::report::short_duration(STEP_TIMEOUT),
+                crate::value::short_duration(STEP_TIMEOUT),
                 step.name()
             ),
             None,
@@ -313,7 +313,7 @@ impl Failer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Text;
+    use crate::value::Text;
 
     #[test]
     fn answers_are_one_trimmed_line_and_mailbox_full_is_recognised() {

@@ -18,9 +18,10 @@ pub(crate) mod target;
 
 pub use message::TOKEN_HEADER;
 
-use super::{FailureKind, Outcome, Probe, RunContext, Shared};
-use crate::config::{Dur, Secret, Template, TemplateVars, Text};
+use super::{Probe, Shared};
 use crate::deliver::{AutoReplySpec, DeliverSpec, Mailboxes};
+use crate::outcome::{FailureKind, Outcome, RunContext};
+use crate::value::{Dur, Secret, Template, TemplateVars, Text};
 use account::Account;
 use futures::future::BoxFuture;
 use lettre::message::Mailbox;
@@ -268,7 +269,7 @@ impl MailProbe {
                     self.account.key,
                     Dur(backoff.period),
                     backoff.cause,
-                    crate::report::short_duration(left)
+                    crate::value::short_duration(left)
                 ),
             );
             outcome.details.push(server);
@@ -300,7 +301,7 @@ impl MailProbe {
                 if !wait.is_zero() {
                     outcome.details.push(format!(
                         "waited {} for min_interval {} of smtp account {}",
-                        crate::report::short_duration(wait),
+                        crate::value::short_duration(wait),
                         Dur(min_interval),
                         self.account.key
                     ));

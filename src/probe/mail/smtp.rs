@@ -9,8 +9,8 @@
 
 use super::classify::{CONNECT_TIMEOUT, Failer, STEP_TIMEOUT, SmtpFailure, Step, one_line};
 use super::target::{Security, Target};
-use crate::config::Secret;
-use crate::probe::{FailureKind, RunContext};
+use crate::outcome::{FailureKind, RunContext};
+use crate::value::Secret;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
@@ -95,7 +95,7 @@ pub async fn send(
                 format!(
                     "smtp server name {} did not resolve within {}",
                     target.host,
-                    crate::report::short_duration(STEP_TIMEOUT)
+                    crate::value::short_duration(STEP_TIMEOUT)
                 ),
                 None,
             ));

@@ -1,7 +1,7 @@
 //! The `smtp:` URL of a `mail` check and the TLS parameters that go with it.
 
 use super::account::AccountKey;
-use crate::config::Text;
+use crate::value::Text;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, TlsParameters};
 use std::collections::HashMap;
 use std::fmt;

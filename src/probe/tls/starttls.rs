@@ -6,8 +6,8 @@
 //! client that read them later would take plain text for TLS-protected data (CVE-2011-0411).
 
 use super::{GOODBYE, Step, printable};
-use crate::config::Text;
-use crate::probe::FailureKind;
+use crate::outcome::FailureKind;
+use crate::value::Text;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 

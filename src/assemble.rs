@@ -1,0 +1,155 @@
+//! Assembly: from a validated [`Config`] to everything a run needs, built.
+//!
+//! [`prepare`] builds one probe per check (the per-kind dispatch lives here, in [`build_probe`]),
+//! the mailboxes and their watchers, the browser pool and every notifier, and collects what cannot
+//! be built as located config errors. The runner, scheduler and daemon above take a [`Prepared`];
+//! nothing below this layer names it.
+
+use crate::config::{Check, CheckSpec, Config, ConfigError, ConfigErrors};
+use crate::probe::{self, Probe, Shared};
+use std::sync::Arc;
+
+/// A check with its probe built: ready to run.
+pub struct PreparedCheck {
+    /// The check's config.
+    pub check: Check,
+    /// Its probe.
+    pub probe: Arc<dyn Probe>,
+    /// Hosts it contacts (for the per-host limit), sorted and deduplicated.
+    pub hosts: Vec<String>,
+    name: Arc<str>,
+}
+
+impl PreparedCheck {
+    /// A check with its probe (normally made by [`prepare`]).
+    pub fn new(check: Check, probe: Arc<dyn Probe>) -> Self {
+        let mut hosts = probe.hosts();
+        hosts.sort();
+        hosts.dedup();
+        PreparedCheck {
+            name: Arc::from(check.name.as_str()),
+            check,
+            probe,
+            hosts,
+        }
+    }
+
+    /// The check's name as a shared string.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+}
+
+/// A validated config with every probe built.
+pub struct Prepared {
+    /// The config.
+    pub config: Config,
+    /// One entry per check, in config order.
+    pub checks: Vec<Arc<PreparedCheck>>,
+    /// Every notifier, built.
+    pub notifiers: std::collections::BTreeMap<String, crate::notify::NotifierEntry>,
+    /// Things that work but probably are not what the user wants (`validate` prints them).
+    pub warnings: Vec<String>,
+}
+
+impl Prepared {
+    /// What the alerting task needs of this config.
+    pub fn alert_setup(&self) -> crate::alert::service::Setup {
+        crate::alert::service::Setup::new(
+            &self.config.alerting,
+            self.config.storage.keep_runs,
+            self.checks.iter().map(|c| c.check.alert_rules()),
+            self.notifiers.clone(),
+        )
+    }
+}
+
+/// Builds every probe; problems (an unreadable `ca_file`, ...) are collected with their location.
+///
+/// The checks move from `config.checks` into [`Prepared::checks`], so each is held once.
+pub fn prepare(config: Config) -> Result<Prepared, ConfigErrors> {
+    let hooks = Arc::new(crate::hooks::Hooks::default());
+    hooks.configure(&config.hooks);
+    prepare_with(config, hooks)
+}
+
+/// [`prepare`], with `deliver: { webhook: … }` waiting on `hooks`: the registry the daemon's web
+/// server feeds. (Plain `prepare` gives the checks a private registry nothing feeds, which is
+/// right for `validate` and `list`.)
+pub fn prepare_with(
+    mut config: Config,
+    hooks: Arc<crate::hooks::Hooks>,
+) -> Result<Prepared, ConfigErrors> {
+    crate::tlsconf::install_crypto_provider();
+    let mut errors = Vec::new();
+    let mailboxes = crate::deliver::Mailboxes::build(&config.mailboxes)
+        .unwrap_or_else(|messages| {
+            errors.extend(messages.into_iter().map(|message| ConfigError {
+                file: None,
+                position: None,
+                check: None,
+                message,
+            }));
+            crate::deliver::Mailboxes::default()
+        })
+        .with_hooks(hooks);
+    let shared = probe::Shared {
+        mailboxes,
+        browser: Some(Arc::new(crate::browser::Browser::new(
+            config.browser.clone(),
+        ))),
+        ..probe::Shared::default()
+    };
+    let warnings = crate::config::warnings(&config);
+    let notifiers = crate::notify::build_notifiers(
+        &config.notifiers,
+        config.alerting.language.unwrap_or_default(),
+    )
+    .unwrap_or_else(|messages| {
+        errors.extend(messages.into_iter().map(|message| ConfigError {
+            file: None,
+            position: None,
+            check: None,
+            message,
+        }));
+        Default::default()
+    });
+    let mut checks = Vec::with_capacity(config.checks.len());
+    for check in std::mem::take(&mut config.checks) {
+        match build_probe(&check.spec, &shared) {
+            Ok(probe) => checks.push(Arc::new(PreparedCheck::new(check, probe))),
+            Err(message) => errors.push(ConfigError {
+                file: Some(check.origin.file.clone()),
+                position: Some((check.origin.line, check.origin.column)),
+                check: Some(check.name.clone()),
+                message,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Prepared {
+            config,
+            checks,
+            notifiers,
+            warnings,
+        })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Builds the probe for a check kind. Errors are config problems (an unreadable `ca_file`, ...).
+pub fn build_probe(spec: &CheckSpec, shared: &Shared) -> Result<Arc<dyn Probe>, String> {
+    match spec {
+        CheckSpec::Http(s) => probe::http::HttpProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Form(s) => probe::form::FormProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Callback(s) => probe::callback::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Mail(s) => probe::mail::MailProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Browser(s) => {
+            probe::browser::BrowserProbe::build(s, shared).map(|p| Arc::new(p) as _)
+        }
+        CheckSpec::Tls(s) => probe::tls::TlsProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Dns(s) => probe::dns::DnsProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Chat(s) => probe::chat::ChatProbe::build(s, shared).map(|p| Arc::new(p) as _),
+    }
+}

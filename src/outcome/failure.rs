@@ -1,0 +1,103 @@
+//! Why a run failed: a bounded class (the `reason` label) and a message for people.
+
+use std::fmt;
+
+/// Why an attempt failed: a bounded kind (exported as a metric label) and a message for people.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    /// Bounded classification.
+    pub kind: FailureKind,
+    /// What went wrong, naming the cause; never contains secrets.
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Bounded failure classes, used as the `reason` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureKind {
+    /// The run exceeded its `timeout`.
+    Timeout,
+    /// TCP connect refused, unreachable or reset.
+    Connect,
+    /// TLS handshake or certificate problem.
+    Tls,
+    /// The certificate expired or is closer to expiry than `warn_before`.
+    CertExpiry,
+    /// Name resolution failed or records are missing/wrong.
+    Dns,
+    /// Unexpected HTTP status.
+    Status,
+    /// Body, header, JSON or latency expectation not met.
+    Expectation,
+    /// The server broke protocol (bad HTTP, bad SMTP greeting, ...).
+    Protocol,
+    /// A problem in supportwatch itself while running the check.
+    Internal,
+    /// The submitted message did not arrive within `deliver.within`.
+    NotDelivered,
+    /// The submitted message arrived in a spam folder.
+    Spam,
+    /// The mail server refused the message because the mailbox is full (452/552).
+    MailboxFull,
+    /// The mailbox's storage quota is used above `quota_max`.
+    Quota,
+    /// The mailbox could not be read (login rejected, folder missing, session lost).
+    Mailbox,
+    /// The SMTP server refused the message.
+    Smtp,
+    /// The automatic acknowledgement did not arrive or did not say what it should.
+    AutoReply,
+    /// The chat bot did not answer within `within`.
+    NoReply,
+}
+
+impl FailureKind {
+    /// Every kind, for metrics that must expose all label values.
+    pub const ALL: [FailureKind; 17] = [
+        FailureKind::Timeout,
+        FailureKind::Connect,
+        FailureKind::Tls,
+        FailureKind::CertExpiry,
+        FailureKind::Dns,
+        FailureKind::Status,
+        FailureKind::Expectation,
+        FailureKind::Protocol,
+        FailureKind::Internal,
+        FailureKind::NotDelivered,
+        FailureKind::Spam,
+        FailureKind::MailboxFull,
+        FailureKind::Quota,
+        FailureKind::Mailbox,
+        FailureKind::Smtp,
+        FailureKind::AutoReply,
+        FailureKind::NoReply,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::Connect => "connect",
+            FailureKind::Tls => "tls",
+            FailureKind::CertExpiry => "cert_expiry",
+            FailureKind::Dns => "dns",
+            FailureKind::Status => "status",
+            FailureKind::Expectation => "expectation",
+            FailureKind::Protocol => "protocol",
+            FailureKind::Internal => "internal",
+            FailureKind::NotDelivered => "not_delivered",
+            FailureKind::Spam => "spam",
+            FailureKind::MailboxFull => "mailbox_full",
+            FailureKind::Quota => "quota",
+            FailureKind::Mailbox => "mailbox",
+            FailureKind::Smtp => "smtp",
+            FailureKind::AutoReply => "auto_reply",
+            FailureKind::NoReply => "no_reply",
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The closed sets every layer names: check kinds and support channels (both metric labels).
+
+use serde::Deserialize;
+use std::fmt;
+
+/// Check kinds, the `kind` label.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `http`
+    Http,
+    /// `tls`
+    Tls,
+    /// `dns`
+    Dns,
+    /// `form`
+    Form,
+    /// `mail`
+    Mail,
+    /// `browser`
+    Browser,
+    /// `callback`
+    Callback,
+    /// `chat`
+    Chat,
+}
+
+impl Kind {
+    /// The label value and config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Tls => "tls",
+            Kind::Dns => "dns",
+            Kind::Form => "form",
+            Kind::Mail => "mail",
+            Kind::Browser => "browser",
+            Kind::Callback => "callback",
+            Kind::Chat => "chat",
+        }
+    }
+
+    /// The channel a check of this kind proves when it names none. Exhaustive on purpose: a new
+    /// kind must decide which channel it belongs to.
+    pub fn default_channel(self) -> Channel {
+        match self {
+            Kind::Callback => Channel::Callback,
+            Kind::Chat
+            | Kind::Http
+            | Kind::Tls
+            | Kind::Dns
+            | Kind::Form
+            | Kind::Mail
+            | Kind::Browser => Channel::Website,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Support channels, the closed set of `channel` label values.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Feedback / contact form.
+    FeedbackForm,
+    /// Callback request.
+    Callback,
+    /// Chat widget or bot.
+    Chat,
+    /// Support mailbox.
+    Email,
+    /// Telephone line.
+    Phone,
+    /// The shop's web site itself.
+    Website,
+}
+
+impl Channel {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::FeedbackForm => "feedback_form",
+            Channel::Callback => "callback",
+            Channel::Chat => "chat",
+            Channel::Email => "email",
+            Channel::Phone => "phone",
+            Channel::Website => "website",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

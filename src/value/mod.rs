@@ -1,0 +1,21 @@
+//! Value types at the ground of the crate: what config files are made of and every layer names.
+//!
+//! Durations, `${ENV}` text and secrets, compiled patterns and templates, sizes, the check kinds
+//! and channels, "did you mean" hints and small formatting helpers. Nothing here knows about
+//! checks, probes or the daemon, so any module may use it without creating an import circle.
+
+mod duration;
+mod format;
+mod interp;
+mod kind;
+mod pattern;
+mod size;
+mod suggest;
+
+pub use duration::{Dur, parse_duration};
+pub use format::{short_duration, shown_url};
+pub use interp::{Secret, Text, with_overlay};
+pub use kind::{Channel, Kind};
+pub use pattern::{Pattern, Template, TemplateVars};
+pub use size::ByteSize;
+pub use suggest::closest;
