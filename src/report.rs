@@ -54,7 +54,14 @@ pub fn line(report: &RunReport) -> String {
                 Observation::AutoReplyLatency(d) => {
                     let _ = write!(out, "  auto-reply after {}", short_duration(*d));
                 }
-                _ => {}
+                // The one-line summary names only delivery times; `check` prints the rest.
+                Observation::HttpStatus(_)
+                | Observation::BodyTruncated
+                | Observation::Cert(_)
+                | Observation::ChatFirstResponse(_)
+                | Observation::MailboxQuota { .. }
+                | Observation::Evidence(_)
+                | Observation::SpfLookups { .. } => {}
             }
         }
     }

@@ -203,6 +203,18 @@ impl CheckSpec {
         }
     }
 
+    /// Whether runs drive a real browser (`browser`, or `via: browser`).
+    pub fn uses_browser(&self) -> bool {
+        match self {
+            CheckSpec::Browser(_) => true,
+            CheckSpec::Form(s) | CheckSpec::Callback(s) => s.via == probe::form::Via::Browser,
+            CheckSpec::Chat(s) => s.via == probe::chat::Via::Browser,
+            CheckSpec::Http(_) | CheckSpec::Mail(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) => {
+                false
+            }
+        }
+    }
+
     /// The check's `deliver` and `auto_reply` blocks, for kinds that have them.
     pub fn deliveries(&self) -> (Option<&DeliverSpec>, Option<&AutoReplySpec>) {
         match self {

@@ -6,8 +6,6 @@
 //! next one), which is exact for block-style check lists like `checks/demo.yaml`'s.
 
 use crate::browser::{BrowserConfig, INSTALL_HINT};
-use crate::config::CheckSpec;
-use crate::probe::form::Via;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -42,7 +40,7 @@ pub(super) fn skip_without_chromedriver(
         .iter()
         .map(|c| {
             let line = usize::try_from(c.origin.line).unwrap_or(1).max(1) - 1;
-            (line, needs_browser(&c.spec), c.name.as_str())
+            (line, c.spec.uses_browser(), c.name.as_str())
         })
         .collect();
     let lines: Vec<&str> = text.lines().collect();
@@ -81,15 +79,6 @@ pub(super) fn skip_without_chromedriver(
         .map(|(l, _)| *l)
         .collect();
     (kept.join("\n") + "\n", skipped)
-}
-
-fn needs_browser(spec: &CheckSpec) -> bool {
-    match spec {
-        CheckSpec::Browser(_) => true,
-        CheckSpec::Form(f) => f.via == Via::Browser,
-        CheckSpec::Chat(c) => c.via == crate::probe::chat::Via::Browser,
-        _ => false,
-    }
 }
 
 /// Why chromedriver cannot be started, or `None` when it can (or an external WebDriver
@@ -148,7 +137,7 @@ mod tests {
             .filter(|n| !names.contains(&n.as_str()))
             .collect::<Vec<_>>();
         assert_eq!(left, all);
-        assert!(config.checks.iter().all(|c| !needs_browser(&c.spec)));
+        assert!(config.checks.iter().all(|c| !c.spec.uses_browser()));
     }
 
     #[test]

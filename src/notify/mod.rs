@@ -181,7 +181,9 @@ impl NotifierSpec {
     pub fn audience(&self) -> Audience {
         self.audience.unwrap_or(match self.service {
             ServiceSpec::Telegram(_) | ServiceSpec::Email(_) => Audience::Owner,
-            _ => Audience::Ops,
+            ServiceSpec::Webhook(_) | ServiceSpec::Slack(_) | ServiceSpec::Alertmanager(_) => {
+                Audience::Ops
+            }
         })
     }
     /// The bound on one attempt.
@@ -304,7 +306,10 @@ pub fn build_notifiers(
 pub fn mail_server(spec: &NotifierSpec) -> Option<String> {
     match &spec.service {
         ServiceSpec::Email(s) => email::server_host(s),
-        _ => None,
+        ServiceSpec::Telegram(_)
+        | ServiceSpec::Webhook(_)
+        | ServiceSpec::Slack(_)
+        | ServiceSpec::Alertmanager(_) => None,
     }
 }
 

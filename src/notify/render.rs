@@ -7,6 +7,7 @@
 //! here once and tested here.
 
 use super::{AlertNotice, AlertStatus, Audience, Language, Notification};
+use crate::outcome::FailureKind;
 use crate::value::Channel;
 use jiff::tz::TimeZone;
 use std::time::SystemTime;
@@ -320,38 +321,42 @@ enum Problem {
 fn problem(lang: Language, channel: Channel, reason_kind: &str) -> Problem {
     use Problem::{State, Verb};
     let ru = lang == Language::Ru;
-    match reason_kind {
-        "not_delivered" if channel == Channel::Callback => Verb(if ru {
+    // Exhaustive over failure kinds: a new kind must choose its words for owners. `None` is a
+    // reason that is no failure kind (a run result such as `timeout` is one; older states may
+    // hold others).
+    use FailureKind as F;
+    match FailureKind::from_label(reason_kind) {
+        Some(F::NotDelivered) if channel == Channel::Callback => Verb(if ru {
             "не доставляет заявки"
         } else {
             "is not delivering requests"
         }),
-        "not_delivered" => Verb(if ru {
+        Some(F::NotDelivered) => Verb(if ru {
             "не доставляет письма"
         } else {
             "is not delivering messages"
         }),
-        "no_reply" => Verb(if ru {
+        Some(F::NoReply) => Verb(if ru {
             "не отвечает"
         } else {
             "is not answering"
         }),
-        "auto_reply" => Verb(if ru {
+        Some(F::AutoReply) => Verb(if ru {
             "не присылает автоответ"
         } else {
             "sends no automatic reply"
         }),
-        "timeout" | "connect" | "status" | "dns" | "protocol" => Verb(if ru {
+        Some(F::Timeout | F::Connect | F::Status | F::Dns | F::Protocol) => Verb(if ru {
             "не открывается"
         } else {
             "does not respond"
         }),
-        "tls" => Verb(if ru {
+        Some(F::Tls) => Verb(if ru {
             "не открывается из-за ошибки сертификата"
         } else {
             "has a certificate problem"
         }),
-        "cert_expiry" => State(
+        Some(F::CertExpiry) => State(
             if ru {
                 "сертификат"
             } else {
@@ -363,7 +368,7 @@ fn problem(lang: Language, channel: Channel, reason_kind: &str) -> Problem {
                 "is expiring"
             },
         ),
-        "mailbox_full" => State(
+        Some(F::MailboxFull) => State(
             if ru { "ящик" } else { "the mailbox" },
             if ru {
                 "переполнен"
@@ -371,7 +376,7 @@ fn problem(lang: Language, channel: Channel, reason_kind: &str) -> Problem {
                 "is full"
             },
         ),
-        "quota" => State(
+        Some(F::Quota) => State(
             if ru { "ящик" } else { "the mailbox" },
             if ru {
                 "почти переполнен"
@@ -379,7 +384,7 @@ fn problem(lang: Language, channel: Channel, reason_kind: &str) -> Problem {
                 "is almost full"
             },
         ),
-        "spam" => State(
+        Some(F::Spam) => State(
             if ru { "письма" } else { "messages" },
             if ru {
                 "попадают в спам"
@@ -387,12 +392,12 @@ fn problem(lang: Language, channel: Channel, reason_kind: &str) -> Problem {
                 "land in spam"
             },
         ),
-        "smtp" => Verb(if ru {
+        Some(F::Smtp) => Verb(if ru {
             "не принимает письма"
         } else {
             "is not accepting mail"
         }),
-        _ => Verb(if ru {
+        Some(F::Expectation | F::Internal | F::Mailbox) | None => Verb(if ru {
             "не работает"
         } else {
             "is not working"
@@ -403,29 +408,42 @@ fn problem(lang: Language, channel: Channel, reason_kind: &str) -> Problem {
 /// The first thing to do, where there is one an owner can do.
 fn advice(lang: Language, reason_kind: &str) -> Option<&'static str> {
     let ru = lang == Language::Ru;
-    Some(match reason_kind {
-        "mailbox_full" | "quota" => {
+    // Exhaustive over failure kinds: a new kind must decide whether an owner can act on it.
+    use FailureKind as F;
+    Some(match FailureKind::from_label(reason_kind)? {
+        F::MailboxFull | F::Quota => {
             if ru {
                 "Освободите место в почтовом ящике."
             } else {
                 "Free up space in the mailbox."
             }
         }
-        "cert_expiry" | "tls" => {
+        F::CertExpiry | F::Tls => {
             if ru {
                 "Проверьте и продлите сертификат сайта."
             } else {
                 "Check and renew the site's certificate."
             }
         }
-        "spam" => {
+        F::Spam => {
             if ru {
                 "Проверьте настройки почты (SPF, DKIM, DMARC)."
             } else {
                 "Check the mail setup (SPF, DKIM, DMARC)."
             }
         }
-        _ => return None,
+        F::Timeout
+        | F::Connect
+        | F::Dns
+        | F::Status
+        | F::Expectation
+        | F::Protocol
+        | F::Internal
+        | F::NotDelivered
+        | F::Mailbox
+        | F::Smtp
+        | F::AutoReply
+        | F::NoReply => return None,
     })
 }
 

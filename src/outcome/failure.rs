@@ -78,6 +78,11 @@ impl FailureKind {
         FailureKind::NoReply,
     ];
 
+    /// The kind whose label value is `label` (as stored with alerts), if any.
+    pub fn from_label(label: &str) -> Option<FailureKind> {
+        FailureKind::ALL.into_iter().find(|k| k.as_str() == label)
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
