@@ -386,7 +386,7 @@ fn bad_active_hours_are_located_and_precise() {
     .expect_err("unknown zone");
     let text = errors.to_string();
     assert!(
-        // Errors inside a kind-specific block are located at the check (see config/load.rs).
+        // Errors inside a kind-specific block are located at the check (see config/parse.rs).
         text.contains("chat.yaml:2:5: check \"chat\": active_hours `Mon-Fri 09:00-21:00 Europe/Moskva`: unknown time zone `Europe/Moskva`; use an IANA name like Europe/Moscow"),
         "{text}"
     );

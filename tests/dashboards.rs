@@ -1,5 +1,5 @@
 //! The shipped Grafana dashboard and Prometheus rules: every metric they name is one supportwatch
-//! exports (the list comes from `src/metrics.rs`, not from this file), the dashboard imports
+//! exports (the list comes from `src/metrics/mod.rs`, not from this file), the dashboard imports
 //! cleanly (datasource input, template variables, unique ids, no overlapping panels), and every
 //! alert has `promtool test rules` cases for firing and for staying quiet.
 
@@ -212,7 +212,7 @@ fn dashboard_and_rules_use_only_exported_metrics() {
     let unknown = unknown(&used, &exported);
     assert!(
         unknown.is_empty(),
-        "names supportwatch does not export (see src/metrics.rs):\n{}",
+        "names supportwatch does not export (see src/metrics/mod.rs):\n{}",
         unknown.join("\n")
     );
 }

@@ -3,17 +3,25 @@
 //! One task owns the alert states, so reports, ticks, config changes and send results are handled
 //! one at a time and never race. Sends run in their own tasks (a slow notifier must not delay the
 //! others) and report back. SQLite work runs on the blocking pool.
+//!
+//! The config side ([`Setup`]) and the health record ([`Health`]) live in `service/setup.rs` and
+//! `service/health.rs`; this file is the task itself.
+
+mod health;
+mod setup;
+
+pub use health::Health;
+pub use setup::{Setup, send_test};
 
 use super::dispatch::{self, AfterFailure, Batch};
 use super::engine::{self, AlertState, Event};
 use super::store::{Queued, RunRecord, Store};
-use super::{AlertingConfig, CheckRules, Maintenance, Policy, Target};
 use crate::metrics::Metrics;
-use crate::notify::{AlertNotice, Notification, NotifierEntry, NotifyError};
+use crate::notify::{AlertNotice, NotifyError};
 use crate::outcome::{Observation, RunReport};
-use crate::value::{Channel, Kind};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use setup::CheckEntry;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -23,177 +31,6 @@ pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// How often time-driven work (grouping, retries, reminders, maintenance ends) is looked at.
 const TICK: Duration = Duration::from_millis(500);
-
-/// What the alerting task knows about one check.
-#[derive(Clone, Debug)]
-struct CheckEntry {
-    channel: Channel,
-    kind: Kind,
-    labels: BTreeMap<String, String>,
-    shop: String,
-    policy: Policy,
-    targets: Vec<Target>,
-    maintenance: Vec<Maintenance>,
-}
-
-/// Everything the alerting task needs from a config.
-#[derive(Clone)]
-pub struct Setup {
-    /// Shared, so a report or a tick takes a check's entry without copying its labels.
-    checks: HashMap<String, Arc<CheckEntry>>,
-    notifiers: BTreeMap<String, NotifierEntry>,
-    group_wait: Duration,
-    attempts: u32,
-    keep_runs: u32,
-    status_url: Option<String>,
-    timezone: Option<String>,
-}
-
-impl Setup {
-    /// What the alerting task needs of a config: the `alerting:` section, `storage.keep_runs`,
-    /// every check's identity and `alert:` block, and the built notifiers.
-    pub fn new<'a>(
-        global: &AlertingConfig,
-        keep_runs: u32,
-        checks: impl IntoIterator<Item = CheckRules<'a>>,
-        notifiers: BTreeMap<String, NotifierEntry>,
-    ) -> Setup {
-        let checks = checks
-            .into_iter()
-            .map(|rules| {
-                let own = rules.alert;
-                let mut maintenance = global.maintenance.clone();
-                maintenance.extend(own.map(|a| a.maintenance.clone()).unwrap_or_default());
-                (
-                    rules.id.name.to_string(),
-                    Arc::new(CheckEntry {
-                        channel: rules.id.channel,
-                        kind: rules.id.kind,
-                        labels: rules.id.labels.clone(),
-                        shop: rules.id.shop().to_string(),
-                        policy: Policy::resolve(global, own),
-                        targets: super::routes::targets(&rules, &global.routes),
-                        maintenance,
-                    }),
-                )
-            })
-            .collect();
-        Setup {
-            checks,
-            notifiers,
-            group_wait: global.group_wait.unwrap_or(super::DEFAULT_GROUP_WAIT).get(),
-            attempts: global.attempts.unwrap_or(super::DEFAULT_ATTEMPTS).max(1),
-            keep_runs: keep_runs.max(1),
-            status_url: global.status_url.as_ref().map(|t| t.expose().to_string()),
-            timezone: global.timezone.clone(),
-        }
-    }
-
-    /// A notification for `notifier` carrying `alerts`.
-    pub fn notification(
-        &self,
-        entry: &NotifierEntry,
-        shop: &str,
-        alerts: Vec<AlertNotice>,
-        test: bool,
-    ) -> Notification {
-        Notification {
-            shop: shop.to_string(),
-            language: entry.language,
-            audience: entry.audience,
-            alerts,
-            test,
-            status_url: self.status_url.clone(),
-            timezone: self.timezone.clone(),
-        }
-    }
-
-    /// The notifier named `name`.
-    pub fn notifier(&self, name: &str) -> Option<&NotifierEntry> {
-        self.notifiers.get(name)
-    }
-}
-
-/// Notifier and storage health, for `/healthz`. The one record of whether a notifier works:
-/// `supportwatch_notifier_up` is written from it, so the two never disagree (not even across a
-/// reload).
-pub struct Health {
-    metrics: Arc<Metrics>,
-    inner: Mutex<HealthInner>,
-}
-
-#[derive(Default)]
-struct HealthInner {
-    /// Notifier → the error of its last attempt, `None` while it works.
-    notifiers: BTreeMap<String, Option<String>>,
-    storage_error: Option<String>,
-}
-
-impl Health {
-    fn new(metrics: Arc<Metrics>) -> Self {
-        Health {
-            metrics,
-            inner: Mutex::default(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HealthInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Notifiers whose last attempt failed, with the error.
-    pub fn failing_notifiers(&self) -> Vec<(String, String)> {
-        self.lock()
-            .notifiers
-            .iter()
-            .filter_map(|(name, e)| Some((name.clone(), e.clone()?)))
-            .collect()
-    }
-
-    /// Whether every configured notifier is failing.
-    pub fn all_notifiers_failing(&self) -> bool {
-        let inner = self.lock();
-        !inner.notifiers.is_empty() && inner.notifiers.values().all(Option::is_some)
-    }
-
-    /// The last storage error, while storage fails.
-    pub fn storage_error(&self) -> Option<String> {
-        self.lock().storage_error.clone()
-    }
-
-    /// Keeps what is known of the notifiers that stay, forgets removed ones.
-    fn sync(&self, names: impl Iterator<Item = String>) {
-        let mut inner = self.lock();
-        let mut old = std::mem::take(&mut inner.notifiers);
-        inner.notifiers = names
-            .map(|n| {
-                let last = old.remove(&n).flatten();
-                (n, last)
-            })
-            .collect();
-        self.metrics.sync_notifiers(
-            inner
-                .notifiers
-                .iter()
-                .map(|(name, error)| (name.as_str(), error.is_none())),
-        );
-    }
-
-    fn record(&self, notifier: &str, error: Option<String>) {
-        let mut inner = self.lock();
-        if let Some(last) = inner.notifiers.get_mut(notifier) {
-            self.metrics
-                .notifier_up
-                .with_label_values(&[notifier])
-                .set(i64::from(error.is_none()));
-            *last = error;
-        }
-    }
-
-    fn storage(&self, error: Option<String>) {
-        self.lock().storage_error = error;
-    }
-}
 
 /// A request to the alerting task.
 pub enum Command {
@@ -613,25 +450,4 @@ impl Worker {
             }
         }
     }
-}
-
-/// Sends a test message through one notifier (`supportwatch notify-test`).
-pub async fn send_test(setup: &Setup, name: &str, shop: &str) -> Result<(), String> {
-    let Some(entry) = setup.notifier(name) else {
-        let known: Vec<&str> = setup.notifiers.keys().map(String::as_str).collect();
-        return Err(format!(
-            "no notifier `{name}` (declared: {})",
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        ));
-    };
-    let notification = setup.notification(entry, shop, Vec::new(), true);
-    entry
-        .notifier
-        .send(&notification)
-        .await
-        .map_err(|e| format!("notifier `{name}` ({}): {e}", entry.kind))
 }

@@ -5,11 +5,15 @@
 //! names — is found here and reported together, each problem with `file:line:column` and the
 //! check it belongs to. Nothing here touches the network.
 
+mod error;
 mod load;
+mod merge;
+mod parse;
 
 mod warnings;
 
-pub use load::{ConfigError, ConfigErrors, load_dir, load_sources};
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load_dir, load_sources};
 pub use warnings::warnings;
 
 use crate::outcome::CheckIdentity;

@@ -11,29 +11,27 @@
 //! The answer is judged by the same [`HttpExpect`] as the `http` kind.
 //!
 //! With `via: browser` the form is filled in by `steps` in a real browser instead (forms that a
-//! script builds or submits); see `via_browser.rs`.
+//! script builds or submits); see `via_browser.rs`. The HTTP run's steps are in `via_http.rs`.
 
 mod data;
 mod error;
 mod page;
 mod via_browser;
+mod via_http;
 
 pub use via_browser::Via;
 
 use super::http::{self, HttpExpect};
 use super::{Probe, Shared};
 use crate::deliver::{DeliverSpec, Mailboxes};
-use crate::outcome::{FailureKind, Outcome, RunContext};
+use crate::outcome::{Outcome, RunContext};
 use crate::value::ByteSize;
-use crate::value::{Dur, Template, TemplateVars, Text};
-use error::FormError;
+use crate::value::{Dur, Template, Text};
 use futures::future::BoxFuture;
-use page::{PageForm, Selectors, Upload};
-use reqwest::cookie::CookieStore;
+use page::Selectors;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// A `form` check.
 #[derive(Debug, Clone, Deserialize)]
@@ -260,22 +258,6 @@ impl FormProbe {
         })
     }
 
-    fn request(
-        &self,
-        client: &reqwest::Client,
-        method: reqwest::Method,
-        url: url::Url,
-        ctx: &RunContext,
-    ) -> reqwest::RequestBuilder {
-        let mut request = client
-            .request(method, url)
-            .header(crate::TOKEN_HEADER, &ctx.token);
-        for (name, value) in &self.spec.headers {
-            request = request.header(name.as_str(), value.expose());
-        }
-        request
-    }
-
     async fn attempt(&self, ctx: &RunContext) -> Outcome {
         let spec = &self.spec;
         if let Some((browser, plan)) = &self.browser {
@@ -288,287 +270,7 @@ impl FormProbe {
             )
             .await;
         }
-        let jar = Arc::new(reqwest::cookie::Jar::default());
-        let client = match crate::net::client_builder(self.roots.clone(), spec.max_redirects)
-            .cookie_provider(jar.clone())
-            .build()
-        {
-            Ok(client) => client,
-            Err(e) => {
-                return Outcome::fail(
-                    FailureKind::Internal,
-                    format!("cannot build HTTP client: {}", crate::net::error_chain(&e)),
-                );
-            }
-        };
-
-        let load = self.request(&client, reqwest::Method::GET, self.url.clone(), ctx);
-        let page = match crate::net::send(ctx, load, "load", None, spec.max_body).await {
-            Ok(page) => page,
-            Err(broken) => {
-                return broken.into_outcome(&format!("GET {}", spec.url), spec.max_redirects);
-            }
-        };
-        if !(200..300).contains(&page.status) {
-            return Outcome::fail(
-                FailureKind::Status,
-                format!(
-                    "page {} answered status {}, expected 2xx",
-                    spec.url, page.status
-                ),
-            );
-        }
-        if page.truncated {
-            return Outcome::fail(
-                FailureKind::Expectation,
-                format!(
-                    "page {} is larger than max_body ({} bytes), so its form cannot be read whole; raise max_body",
-                    spec.url, spec.max_body.0
-                ),
-            );
-        }
-        let mut details = vec![format!("page {}: status {}", spec.url, page.status)];
-        if page.url != self.url {
-            details.push(format!(
-                "page redirected to {}",
-                crate::value::shown_url(&page.url)
-            ));
-        }
-
-        // Parsing a large page takes milliseconds of CPU: off the async workers it goes.
-        ctx.begin("parse");
-        let html = String::from_utf8_lossy(&page.body).into_owned();
-        let selectors = self.selectors.clone();
-        let page_name = spec.url.to_string();
-        let parsed =
-            tokio::task::spawn_blocking(move || page::read(&html, &page_name, &selectors)).await;
-        ctx.end();
-        let mut form = match parsed {
-            Ok(Ok(form)) => form,
-            Ok(Err(e)) => return Outcome::fail(FailureKind::Expectation, e.to_string()),
-            Err(e) => {
-                return Outcome::fail(
-                    FailureKind::Internal,
-                    format!("reading the page failed: {e}"),
-                );
-            }
-        };
-        let now = ctx.now_rfc3339();
-        let vars = TemplateVars {
-            token: &ctx.token,
-            check: &ctx.check,
-            now: &now,
-        };
-        if let Err(e) = self.fill(&mut form, &vars) {
-            return Outcome::fail(FailureKind::Expectation, e.to_string());
-        }
-        let target = match self.target(&form, &page.url) {
-            Ok(target) => target,
-            Err(e) => return Outcome::fail(FailureKind::Expectation, e.to_string()),
-        };
-
-        let method = form.method.clone();
-        let get = method == reqwest::Method::GET;
-        let mut url = target.clone();
-        if get {
-            // A GET form replaces the action's query with its data, as a browser does.
-            url.set_query(Some(&form.urlencoded()));
-        }
-        let mut submit = self
-            .request(&client, method.clone(), url, ctx)
-            .header(reqwest::header::REFERER, referrer(&page.url, &target));
-        if !get {
-            // What a browser sends with a POST; frameworks check it against forged requests.
-            submit = submit.header(
-                reqwest::header::ORIGIN,
-                page.url.origin().ascii_serialization(),
-            );
-        }
-        let csrf = form
-            .csrf_meta
-            .as_deref()
-            .and_then(|t| reqwest::header::HeaderValue::from_str(t).ok());
-        if let Some(token) = &csrf {
-            submit = submit.header("x-csrf-token", token.clone());
-        }
-        let encoding = if get {
-            "query string"
-        } else if form.multipart {
-            match form.multipart() {
-                Ok(body) => submit = submit.multipart(body),
-                Err(e) => {
-                    return Outcome::fail(
-                        FailureKind::Internal,
-                        format!("cannot encode the form: {}", crate::net::error_chain(&e)),
-                    );
-                }
-            }
-            "multipart"
-        } else {
-            submit = submit
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
-                .body(form.urlencoded());
-            "urlencoded"
-        };
-
-        let matched = match form.matched {
-            1 => String::new(),
-            n => format!(" (first of {n} matches)"),
-        };
-        let shown_target = match &spec.action {
-            Some(action) => format!("{action} (action:)"),
-            None => crate::value::shown_url(&target),
-        };
-        details.push(format!(
-            "form \"{}\"{matched}: {method} {shown_target}, {encoding}",
-            spec.form
-        ));
-        let t = form.tally();
-        let files = match t.files {
-            0 => String::new(),
-            1 => " and 1 file".to_string(),
-            n => format!(" and {n} files"),
-        };
-        details.push(format!(
-            "sent {} fields ({} hidden, {} defaults, {} filled){files}",
-            t.hidden + t.defaults + t.filled,
-            t.hidden,
-            t.defaults,
-            t.filled,
-        ));
-        if let Some(i) = form.submitter
-            && let Some(button) = form.controls.get(i)
-            && !button.name.is_empty()
-        {
-            details.push(format!("submit button \"{}\"", button.name));
-        }
-        details.push(cookie_names(jar.as_ref(), &target));
-        if csrf.is_some() {
-            details.push("CSRF token from <meta name=\"csrf-token\"> sent as X-CSRF-Token".into());
-        }
-
-        let submitted_at = SystemTime::now();
-        let answer = match crate::net::send(ctx, submit, "submit", None, spec.max_body).await {
-            Ok(answer) => answer,
-            Err(broken) => {
-                let mut failed =
-                    broken.into_outcome(&format!("{method} {shown_target}"), spec.max_redirects);
-                failed.details = details;
-                return failed;
-            }
-        };
-        let mut outcome = Outcome {
-            details,
-            ..Outcome::pass()
-        };
-        if answer.url != target {
-            outcome.details.push(format!(
-                "answer from {}",
-                crate::value::shown_url(&answer.url)
-            ));
-        }
-        answer.note(&mut outcome);
-        let (expect, outside) = expect_for(spec, ctx.started_at);
-        if outside {
-            outcome
-                .details
-                .push("outside active hours: expecting the off-hours acknowledgement".into());
-        }
-        expect.check(&mut outcome, &answer);
-        if outcome.passed() {
-            outcome.follow_up = crate::deliver::follow_up(
-                ctx,
-                submitted_at,
-                spec.deliver.as_ref(),
-                None,
-                &self.mailboxes,
-            );
-        }
-        outcome
-    }
-
-    /// Fills in the check's fields and files and checks nothing `required` is left empty.
-    fn fill(&self, form: &mut PageForm, vars: &TemplateVars<'_>) -> Result<(), FormError> {
-        for (name, value) in &self.spec.fields {
-            form.fill(name, value.render(vars))?;
-        }
-        for (name, file) in &self.spec.files {
-            form.attach(
-                name,
-                Upload {
-                    file_name: file.name.clone(),
-                    content: file.content.render(vars),
-                    content_type: file
-                        .content_type
-                        .clone()
-                        .unwrap_or_else(|| data::OCTET_STREAM.into()),
-                },
-            )?;
-        }
-        form.check_required()
-    }
-
-    /// Where the form goes: `action:` from the config, else the form's action resolved against
-    /// the page's `<base href>` and URL, else the page itself.
-    fn target(&self, form: &PageForm, page: &url::Url) -> Result<url::Url, FormError> {
-        let base = form
-            .base
-            .as_deref()
-            .and_then(|b| page.join(b).ok())
-            .unwrap_or_else(|| page.clone());
-        let (resolved, written) = match (&self.spec.action, &form.action) {
-            (Some(action), _) => (page.join(action.expose()), action.to_string()),
-            (None, Some(action)) => (base.join(action), action.clone()),
-            (None, None) => (Ok(page.clone()), crate::value::shown_url(page)),
-        };
-        match resolved {
-            Ok(mut url) if matches!(url.scheme(), "http" | "https") => {
-                url.set_fragment(None);
-                Ok(url)
-            }
-            _ => Err(FormError::BadAction {
-                form: self.spec.form.clone(),
-                action: written,
-            }),
-        }
-    }
-}
-
-/// The `Referer` a browser sends: the whole page URL to its own origin, only the origin to
-/// another (the default `strict-origin-when-cross-origin` policy), never credentials.
-fn referrer(page: &url::Url, target: &url::Url) -> String {
-    if page.origin() == target.origin() {
-        let mut url = page.clone();
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        url.set_fragment(None);
-        url.to_string()
-    } else {
-        format!("{}/", page.origin().ascii_serialization())
-    }
-}
-
-/// The names (never the values) of the cookies the submit carries.
-fn cookie_names(jar: &reqwest::cookie::Jar, target: &url::Url) -> String {
-    let names: Vec<String> = jar
-        .cookies(target)
-        .and_then(|h| h.to_str().ok().map(str::to_string))
-        .map(|header| {
-            header
-                .split(';')
-                .filter_map(|pair| pair.split('=').next())
-                .map(|name| name.trim().to_string())
-                .filter(|name| !name.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    if names.is_empty() {
-        "no cookies carried".into()
-    } else {
-        format!("cookies carried: {}", names.join(", "))
+        self.run_over_http(ctx).await
     }
 }
 

@@ -1,8 +1,10 @@
 //! The form's data set: the check's fields and files filled in, `required` checked, and encoded
 //! the way a browser would send it (URL-encoded, or multipart with files).
 
+use super::FormSpec;
 use super::error::FormError;
 use super::page::{Control, ControlKind, PageForm, Upload};
+use crate::value::TemplateVars;
 
 /// One entry of what is submitted.
 enum Value<'a> {
@@ -97,6 +99,27 @@ impl PageForm {
         input.kind = ControlKind::File(Some(upload));
         input.filled = true;
         Ok(())
+    }
+
+    /// Fills in the check's fields and files and checks nothing `required` is left empty.
+    pub fn fill_in(&mut self, spec: &FormSpec, vars: &TemplateVars<'_>) -> Result<(), FormError> {
+        for (name, value) in &spec.fields {
+            self.fill(name, value.render(vars))?;
+        }
+        for (name, file) in &spec.files {
+            self.attach(
+                name,
+                Upload {
+                    file_name: file.name.clone(),
+                    content: file.content.render(vars),
+                    content_type: file
+                        .content_type
+                        .clone()
+                        .unwrap_or_else(|| OCTET_STREAM.into()),
+                },
+            )?;
+        }
+        self.check_required()
     }
 
     /// Fails on the first `required` field that is still empty, as a browser would refuse to
@@ -215,7 +238,7 @@ impl PageForm {
 }
 
 /// The MIME type of a file whose type nobody stated.
-pub(super) const OCTET_STREAM: &str = "application/octet-stream";
+const OCTET_STREAM: &str = "application/octet-stream";
 
 fn value_of(c: &Control) -> &str {
     c.value.as_deref().unwrap_or_default()

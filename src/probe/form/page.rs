@@ -7,6 +7,7 @@
 //! minus disabled ones; checked boxes and radios; selected options; the submit button used.
 
 use super::error::FormError;
+use crate::value::Text;
 use scraper::{ElementRef, Html, Selector};
 
 /// What the page's form would submit before anything is filled in.
@@ -202,6 +203,33 @@ pub(super) fn read(html: &str, page: &str, selectors: &Selectors) -> Result<Page
         controls,
         submitter: submitter.map(|(index, _)| index),
     })
+}
+
+impl PageForm {
+    /// Where the form goes: `action` (the check's `action:`) if given, else the form's action
+    /// resolved against the page's `<base href>` and URL, else the page itself.
+    pub fn target(&self, page: &url::Url, action: Option<&Text>) -> Result<url::Url, FormError> {
+        let base = self
+            .base
+            .as_deref()
+            .and_then(|b| page.join(b).ok())
+            .unwrap_or_else(|| page.clone());
+        let (resolved, written) = match (action, &self.action) {
+            (Some(action), _) => (page.join(action.expose()), action.to_string()),
+            (None, Some(action)) => (base.join(action), action.clone()),
+            (None, None) => (Ok(page.clone()), crate::value::shown_url(page)),
+        };
+        match resolved {
+            Ok(mut url) if matches!(url.scheme(), "http" | "https") => {
+                url.set_fragment(None);
+                Ok(url)
+            }
+            _ => Err(FormError::BadAction {
+                form: self.selector.clone(),
+                action: written,
+            }),
+        }
+    }
 }
 
 /// Whether `el` is one of `form`'s controls: inside it, unless it names another form with

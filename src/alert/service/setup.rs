@@ -1,0 +1,126 @@
+//! What the alerting task takes from a config: a [`Setup`] with one `CheckEntry` per check.
+//!
+//! The config side of alerting, apart from the task that runs it: assembly builds a `Setup` from
+//! each loaded config and hands it to the task on start and on every reload; `send_test`
+//! (`supportwatch notify-test`) only needs a `Setup`, not the task.
+
+use crate::alert::{
+    AlertingConfig, CheckRules, DEFAULT_ATTEMPTS, DEFAULT_GROUP_WAIT, Maintenance, Policy, Target,
+    routes,
+};
+use crate::notify::{AlertNotice, Notification, NotifierEntry};
+use crate::value::{Channel, Kind};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the alerting task knows about one check.
+#[derive(Clone, Debug)]
+pub(super) struct CheckEntry {
+    pub(super) channel: Channel,
+    pub(super) kind: Kind,
+    pub(super) labels: BTreeMap<String, String>,
+    pub(super) shop: String,
+    pub(super) policy: Policy,
+    pub(super) targets: Vec<Target>,
+    pub(super) maintenance: Vec<Maintenance>,
+}
+
+/// Everything the alerting task needs from a config.
+#[derive(Clone)]
+pub struct Setup {
+    /// Shared, so a report or a tick takes a check's entry without copying its labels.
+    pub(super) checks: HashMap<String, Arc<CheckEntry>>,
+    pub(super) notifiers: BTreeMap<String, NotifierEntry>,
+    pub(super) group_wait: Duration,
+    pub(super) attempts: u32,
+    pub(super) keep_runs: u32,
+    pub(super) status_url: Option<String>,
+    pub(super) timezone: Option<String>,
+}
+
+impl Setup {
+    /// What the alerting task needs of a config: the `alerting:` section, `storage.keep_runs`,
+    /// every check's identity and `alert:` block, and the built notifiers.
+    pub fn new<'a>(
+        global: &AlertingConfig,
+        keep_runs: u32,
+        checks: impl IntoIterator<Item = CheckRules<'a>>,
+        notifiers: BTreeMap<String, NotifierEntry>,
+    ) -> Setup {
+        let checks = checks
+            .into_iter()
+            .map(|rules| {
+                let own = rules.alert;
+                let mut maintenance = global.maintenance.clone();
+                maintenance.extend(own.map(|a| a.maintenance.clone()).unwrap_or_default());
+                (
+                    rules.id.name.to_string(),
+                    Arc::new(CheckEntry {
+                        channel: rules.id.channel,
+                        kind: rules.id.kind,
+                        labels: rules.id.labels.clone(),
+                        shop: rules.id.shop().to_string(),
+                        policy: Policy::resolve(global, own),
+                        targets: routes::targets(&rules, &global.routes),
+                        maintenance,
+                    }),
+                )
+            })
+            .collect();
+        Setup {
+            checks,
+            notifiers,
+            group_wait: global.group_wait.unwrap_or(DEFAULT_GROUP_WAIT).get(),
+            attempts: global.attempts.unwrap_or(DEFAULT_ATTEMPTS).max(1),
+            keep_runs: keep_runs.max(1),
+            status_url: global.status_url.as_ref().map(|t| t.expose().to_string()),
+            timezone: global.timezone.clone(),
+        }
+    }
+
+    /// A notification for `notifier` carrying `alerts`.
+    pub fn notification(
+        &self,
+        entry: &NotifierEntry,
+        shop: &str,
+        alerts: Vec<AlertNotice>,
+        test: bool,
+    ) -> Notification {
+        Notification {
+            shop: shop.to_string(),
+            language: entry.language,
+            audience: entry.audience,
+            alerts,
+            test,
+            status_url: self.status_url.clone(),
+            timezone: self.timezone.clone(),
+        }
+    }
+
+    /// The notifier named `name`.
+    pub fn notifier(&self, name: &str) -> Option<&NotifierEntry> {
+        self.notifiers.get(name)
+    }
+}
+
+/// Sends a test message through one notifier (`supportwatch notify-test`).
+pub async fn send_test(setup: &Setup, name: &str, shop: &str) -> Result<(), String> {
+    let Some(entry) = setup.notifier(name) else {
+        let known: Vec<&str> = setup.notifiers.keys().map(String::as_str).collect();
+        return Err(format!(
+            "no notifier `{name}` (declared: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    };
+    let notification = setup.notification(entry, shop, Vec::new(), true);
+    entry
+        .notifier
+        .send(&notification)
+        .await
+        .map_err(|e| format!("notifier `{name}` ({}): {e}", entry.kind))
+}

@@ -1,0 +1,55 @@
+//! The browser pool's metric families.
+//!
+//! Separate from the per-check store because they come from elsewhere: process-wide counters in
+//! `browser`, read at scrape time, one unlabelled series each.
+
+use super::PREFIX;
+use super::labels::{Value, metric};
+use prometheus::proto::{MetricFamily, MetricType};
+
+/// (name without prefix, help, type) of the browser pool's metrics.
+pub const BROWSER_METRICS: &[(&str, &str, MetricType)] = &[
+    (
+        "browser_sessions_active",
+        "Browser sessions open now.",
+        MetricType::GAUGE,
+    ),
+    (
+        "browser_sessions_waiting",
+        "Browser runs waiting for a free session slot (browser.max_sessions).",
+        MetricType::GAUGE,
+    ),
+    (
+        "browser_driver_restarts_total",
+        "chromedriver processes replaced because they died or stopped answering.",
+        MetricType::COUNTER,
+    ),
+    (
+        "browser_artifacts_written_total",
+        "Failure evidence sets (screenshot and/or page source) written.",
+        MetricType::COUNTER,
+    ),
+];
+
+/// The browser pool's numbers are process-wide statics in `browser` (a reload replaces the pool
+/// while old runs finish), so they are read at scrape time rather than registered.
+pub(super) fn browser_families(stats: crate::browser::PoolStats) -> Vec<MetricFamily> {
+    let values = [
+        Value::Gauge(stats.sessions_active as f64),
+        Value::Gauge(stats.sessions_waiting as f64),
+        Value::Counter(stats.driver_restarts as f64),
+        Value::Counter(stats.artifacts_written as f64),
+    ];
+    BROWSER_METRICS
+        .iter()
+        .zip(values)
+        .map(|((name, help, kind), value)| {
+            let mut family = MetricFamily::default();
+            family.set_name(format!("{PREFIX}{name}"));
+            family.set_help((*help).to_string());
+            family.set_field_type(*kind);
+            family.set_metric(vec![metric(&[], &[], value)]);
+            family
+        })
+        .collect()
+}

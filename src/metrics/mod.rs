@@ -1,0 +1,384 @@
+//! Every metric supportwatch exports, defined in this one module.
+//!
+//! Per-check series live in a custom store rather than in `prometheus` vectors: each check has its
+//! own set of static labels (`shop`, `location`, ...), and a reload must drop the series of removed
+//! checks. Scheduler self-metrics use plain `prometheus` types. Labels are bounded: check names,
+//! closed enums and config values — never tokens, URLs or error texts.
+//!
+//! The module is split by what changes together: this file holds the names and help of every
+//! family, the registered scheduler/config/notifier metrics and the [`Metrics`] handle; `checks`
+//! the per-check series store (a reload syncs it) and its rendering at scrape time; `browser` the
+//! browser pool's families, read from process-wide statics; `labels` building one exported series.
+
+mod browser;
+mod checks;
+mod labels;
+
+pub use browser::BROWSER_METRICS;
+
+use crate::outcome::CheckIdentity;
+use browser::browser_families;
+use checks::CheckSeries;
+use prometheus::proto::{MetricFamily, MetricType};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Metric name prefix.
+pub const PREFIX: &str = "supportwatch_";
+
+/// Bucket bounds for check and phase durations, seconds.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+/// Bucket bounds for scheduler lag, seconds.
+pub const LAG_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// Bucket bounds for delivery and auto-reply latency, seconds (mail takes seconds to minutes).
+pub const DELIVERY_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+
+/// (name without prefix, help, type) of every per-check metric.
+pub const CHECK_METRICS: &[(&str, &str, MetricType)] = &[
+    (
+        "check_success",
+        "1 if the check's last run passed, 0 if it failed.",
+        MetricType::GAUGE,
+    ),
+    (
+        "check_duration_seconds",
+        "Duration of check runs, all attempts included.",
+        MetricType::HISTOGRAM,
+    ),
+    (
+        "check_runs_total",
+        "Finished check runs by result (success, retried_success, failure, timeout).",
+        MetricType::COUNTER,
+    ),
+    (
+        "check_failures_total",
+        "Failed check runs by bounded failure reason.",
+        MetricType::COUNTER,
+    ),
+    (
+        "check_phase_duration_seconds",
+        "Duration of each phase of a check's last attempt.",
+        MetricType::HISTOGRAM,
+    ),
+    (
+        "check_last_run_timestamp_seconds",
+        "Unix time the check's last run started.",
+        MetricType::GAUGE,
+    ),
+    (
+        "check_skipped_runs_total",
+        "Runs not started because the check's previous run was still going.",
+        MetricType::COUNTER,
+    ),
+    (
+        "http_status_code",
+        "HTTP status code of the check's last answer.",
+        MetricType::GAUGE,
+    ),
+    (
+        "http_body_truncated_total",
+        "Answers whose body was cut at max_body.",
+        MetricType::COUNTER,
+    ),
+    (
+        "tls_cert_not_after_timestamp_seconds",
+        "Not-after of the leaf certificate presented at a target.",
+        MetricType::GAUGE,
+    ),
+    (
+        "tls_chain_not_after_timestamp_seconds",
+        "Earliest not-after across the certificate chain at a target.",
+        MetricType::GAUGE,
+    ),
+    (
+        "tls_chain_verified",
+        "1 if the chain at a target verifies to a trusted root.",
+        MetricType::GAUGE,
+    ),
+    (
+        "tls_name_matches",
+        "1 if the leaf certificate is valid for the target's host name.",
+        MetricType::GAUGE,
+    ),
+    (
+        "delivery_latency_seconds",
+        "Time from submit until the token was seen at the far end (mailbox, webhook, ...).",
+        MetricType::HISTOGRAM,
+    ),
+    (
+        "delivery_last_timestamp_seconds",
+        "Unix time of the check's last proven delivery.",
+        MetricType::GAUGE,
+    ),
+    (
+        "deliveries_pending",
+        "Runs that have submitted and are waiting for their delivery.",
+        MetricType::GAUGE,
+    ),
+    (
+        "deliveries_late_total",
+        "Deliveries that arrived after their deadline (the run had already failed).",
+        MetricType::COUNTER,
+    ),
+    (
+        "deliveries_lost_total",
+        "Deliveries that did not arrive even within the late window.",
+        MetricType::COUNTER,
+    ),
+    (
+        "auto_reply_latency_seconds",
+        "Time from submit until the shop's automatic acknowledgement reached the sender.",
+        MetricType::HISTOGRAM,
+    ),
+    (
+        "chat_first_response_seconds",
+        "Time from sending a chat check's first message until the bot's first reply.",
+        MetricType::HISTOGRAM,
+    ),
+    (
+        "alert_firing",
+        "1 while the check's alert is firing (failure threshold reached, not yet resolved).",
+        MetricType::GAUGE,
+    ),
+    (
+        "dns_spf_lookups",
+        "DNS lookups the domain's SPF record needs (the limit is 10).",
+        MetricType::GAUGE,
+    ),
+];
+
+/// What the metrics need of one configured check: its identity (the labels of its series) and
+/// whether its runs wait for a delivery (so delivery series are exported for it).
+#[derive(Clone, Copy, Debug)]
+pub struct ConfiguredCheck<'a> {
+    /// Name, kind, channel and static labels.
+    pub id: CheckIdentity<'a>,
+    /// Whether runs leave a delivery to wait for.
+    pub delivers: bool,
+}
+
+/// All of supportwatch's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Name and type of every registered family, series or not (see [`exported_names`]).
+    families: BTreeMap<String, MetricType>,
+    checks: RwLock<BTreeMap<Arc<str>, Arc<Mutex<CheckSeries>>>>,
+    /// Delay between when a run was due and when its probe started, seconds.
+    pub scheduler_lag: Histogram,
+    /// Runs in progress.
+    pub running: IntGauge,
+    /// Checks in the loaded config.
+    pub configured: IntGauge,
+    /// Config reloads by result.
+    pub reloads: IntCounterVec,
+    /// 1 if the last reload succeeded.
+    pub last_reload_successful: IntGauge,
+    /// Unix time of the last successful (re)load.
+    pub last_reload_success_time: Gauge,
+    /// Storage quota usage per mailbox.
+    pub mailbox_quota: GaugeVec,
+    /// Notifications by notifier and result (sent, error, dropped).
+    pub notifications: IntCounterVec,
+    /// 1 while a notifier's last attempt succeeded, 0 while it fails.
+    pub notifier_up: IntGaugeVec,
+    /// Notifications decided but not yet sent (grouping, retries, waiting for a fallback).
+    pub notifications_queued: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let n = |name: &str| format!("{PREFIX}{name}");
+        let scheduler_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                n("scheduler_lag_seconds"),
+                "Delay between when a run was due and when its probe started.",
+            )
+            .buckets(LAG_BUCKETS.to_vec()),
+        )
+        .expect("static metric definition");
+        let running = IntGauge::new(n("scheduler_running_checks"), "Check runs in progress.")
+            .expect("static metric definition");
+        let configured = IntGauge::new(n("checks_configured"), "Checks in the loaded config.")
+            .expect("static metric definition");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                n("config_reloads_total"),
+                "Config reloads by result (success, failure).",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let last_reload_successful = IntGauge::new(
+            n("config_last_reload_successful"),
+            "1 if the last config reload succeeded, 0 if it was refused.",
+        )
+        .expect("static metric definition");
+        let last_reload_success_time = Gauge::new(
+            n("config_last_reload_success_timestamp_seconds"),
+            "Unix time of the last successful config load.",
+        )
+        .expect("static metric definition");
+        let build_info = IntGauge::with_opts(
+            Opts::new(
+                n("build_info"),
+                "Always 1; labelled with the supportwatch version.",
+            )
+            .const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("static metric definition");
+        build_info.set(1);
+        let mailbox_quota = GaugeVec::new(
+            Opts::new(
+                n("mailbox_quota_used_ratio"),
+                "Storage quota used / limit of a mailbox declared under mailboxes.",
+            ),
+            &["mailbox"],
+        )
+        .expect("static metric definition");
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
+        let notifications = IntCounterVec::new(
+            Opts::new(
+                n("notifications_total"),
+                "Alert notifications by notifier and result: sent, error (an attempt failed and is \
+                 retried or handed to the fallback), dropped (given up).",
+            ),
+            &["notifier", "result"],
+        )
+        .expect("static metric definition");
+        let notifier_up = IntGaugeVec::new(
+            Opts::new(
+                n("notifier_up"),
+                "1 if the notifier's last send succeeded (or it has not sent yet), 0 if it failed.",
+            ),
+            &["notifier"],
+        )
+        .expect("static metric definition");
+        let notifications_queued = IntGauge::new(
+            n("notifications_queued"),
+            "Alert notifications decided but not yet sent.",
+        )
+        .expect("static metric definition");
+        let mut families = BTreeMap::new();
+        for c in [
+            Box::new(scheduler_lag.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(running.clone()),
+            Box::new(configured.clone()),
+            Box::new(reloads.clone()),
+            Box::new(last_reload_successful.clone()),
+            Box::new(last_reload_success_time.clone()),
+            Box::new(build_info),
+            Box::new(mailbox_quota.clone()),
+            Box::new(notifications.clone()),
+            Box::new(notifier_up.clone()),
+            Box::new(notifications_queued.clone()),
+        ] {
+            // `collect()` yields a label vector's family even before it has a series.
+            for family in c.collect() {
+                families.insert(family.name().to_string(), family.get_field_type());
+            }
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            families,
+            checks: RwLock::new(BTreeMap::new()),
+            scheduler_lag,
+            running,
+            configured,
+            reloads,
+            last_reload_successful,
+            last_reload_success_time,
+            mailbox_quota,
+            notifications,
+            notifier_up,
+            notifications_queued,
+        }
+    }
+
+    /// Makes the notifier series those of `notifiers` (name, up): counters start at zero, the
+    /// health of removed ones goes; counters of removed notifiers stay until restart, as counters
+    /// should.
+    pub fn sync_notifiers<'a>(&self, notifiers: impl IntoIterator<Item = (&'a str, bool)>) {
+        self.notifier_up.reset();
+        for (name, up) in notifiers {
+            self.notifier_up
+                .with_label_values(&[name])
+                .set(i64::from(up));
+            for result in ["sent", "error", "dropped"] {
+                self.notifications.with_label_values(&[name, result]);
+            }
+        }
+    }
+
+    /// Records the result of a config (re)load.
+    pub fn record_reload(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+        self.last_reload_successful.set(i64::from(ok));
+        if ok {
+            self.last_reload_success_time
+                .set(unix_seconds(SystemTime::now()));
+        }
+    }
+
+    /// Every metric family, ready to encode.
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        let mut families = self.registry.gather();
+        families.extend(self.check_families());
+        families.extend(browser_families(crate::browser::pool_stats()));
+        families
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode_text(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Every metric family supportwatch can export, full name to type, whether or not it has series
+/// yet: a label vector shows in [`Metrics::gather`] only once one of its label values is used, and
+/// per-check families only once a check has run. Dashboards and alert rules are tested against it.
+pub fn exported_names() -> BTreeMap<String, MetricType> {
+    let mut names = Metrics::new().families;
+    names.extend(
+        CHECK_METRICS
+            .iter()
+            .chain(BROWSER_METRICS)
+            .map(|(name, _, kind)| (format!("{PREFIX}{name}"), *kind)),
+    );
+    names
+}
