@@ -211,7 +211,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     .checks
                     .first()
                     .map(|c| c.check.shop().to_string())
-                    .unwrap_or_else(|| supportwatch::config::DEFAULT_SHOP.to_string())
+                    .unwrap_or_else(|| supportwatch::outcome::DEFAULT_SHOP.to_string())
             });
             let setup = prepared.alert_setup();
             match supportwatch::alert::service::send_test(&setup, &notifier, &shop).await {

@@ -8,8 +8,8 @@
 use super::error::ConfigError;
 use super::parse::{CheckDoc, FileDoc};
 use super::{
-    Check, Config, DEFAULT_INTERVAL, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, DEFAULT_SHOP,
-    DEFAULT_TIMEOUT, Defaults, Origin, SchedulerConfig, ServerConfig,
+    Check, Config, DEFAULT_INTERVAL, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT,
+    Defaults, Origin, SchedulerConfig, ServerConfig,
 };
 use crate::mailbox::MailboxSpec;
 use crate::value::{Dur, Kind};
@@ -245,7 +245,7 @@ fn check_labels(
     }
     labels
         .entry("shop".into())
-        .or_insert_with(|| DEFAULT_SHOP.into());
+        .or_insert_with(|| crate::outcome::DEFAULT_SHOP.into());
     for name in labels.keys() {
         if let Err(m) = validate_label_name(name) {
             problem(m);

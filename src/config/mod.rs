@@ -117,8 +117,6 @@ impl Check {
     }
 }
 
-pub use crate::outcome::DEFAULT_SHOP;
-
 /// Where something is defined in the config files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
