@@ -372,19 +372,7 @@ async fn demo_callback_result(
     let (shop, daemon) = supportwatch::demo::start("127.0.0.1:0".parse().expect("addr"), broken)
         .await
         .expect("demo starts");
-    let mut reports = daemon.scheduler.subscribe();
-    let wait = async {
-        loop {
-            match reports.recv().await {
-                Ok(r) if &*r.check == "demo-callback" => return r,
-                Ok(_) => continue,
-                Err(e) => panic!("report stream ended: {e}"),
-            }
-        }
-    };
-    let report = tokio::time::timeout(Duration::from_secs(30), wait)
-        .await
-        .expect("demo-callback ran within 30 s");
+    let report = common::daemon::next_report_of(&daemon, "demo-callback").await;
     daemon.stop().await;
     drop(shop);
     report
@@ -449,26 +437,18 @@ fn hook_secrets_never_show_in_config_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_serves_hooks_and_a_reload_swaps_their_secrets() {
-    use supportwatch::daemon::{ConfigSource, Daemon};
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::daemon::ConfigDir::new();
     let write = |secret: &str| {
-        std::fs::write(
-            dir.path().join("hooks.yaml"),
-            format!(
-                "hooks: {{ crm: {{ secret: \"{secret}\", signature: header }} }}\nchecks: [ {{ name: x, kind: http, url: \"http://127.0.0.1:9/\", interval: 1h }} ]\nstorage: {{ path: \"{}\" }}\n",
-                dir.path().join("sw.db").display()
+        dir.write(
+            "hooks.yaml",
+            &format!(
+                "hooks: {{ crm: {{ secret: \"{secret}\", signature: header }} }}\nchecks: [ {{ name: x, kind: http, url: \"http://127.0.0.1:9/\", interval: 1h }} ]\n"
             ),
-        )
-        .expect("write config");
+        );
     };
     write("first-secret");
-    let daemon = Daemon::start(
-        ConfigSource::Dir(dir.path().to_path_buf()),
-        Some("127.0.0.1:0".parse().expect("addr")),
-    )
-    .await
-    .expect("daemon starts");
-    let url = format!("http://{}/hooks/crm", daemon.addr);
+    let daemon = dir.start().await;
+    let url = daemon.url("/hooks/crm");
     let post = |key: &'static str| {
         let url = url.clone();
         async move {
