@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use supportwatch::hooks::Hooks;
 use supportwatch::outcome::RunReport;
-use supportwatch::outcome::{FailureKind, Observation};
+use supportwatch::outcome::FailureKind;
 use supportwatch::runner;
 use tokio_util::sync::CancellationToken;
 
@@ -182,13 +182,6 @@ async fn hook_answers(shop: &Shop) -> Vec<u16> {
     Vec::new()
 }
 
-fn latency(report: &RunReport) -> Option<Duration> {
-    report.observations.iter().find_map(|o| match o {
-        Observation::DeliveryLatency(d) => Some(*d),
-        _ => None,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_webhook_from_the_backend_proves_delivery() {
     let (receiver, hooks, _stop) = start_receiver().await;
@@ -202,7 +195,7 @@ async fn a_signed_webhook_from_the_backend_proves_delivery() {
     );
     assert_eq!(report.channel, "callback");
     assert_eq!(report.kind, "callback");
-    let latency = latency(&report).expect("delivery latency recorded");
+    let latency = common::delivery_latency(&report).expect("delivery latency recorded");
     println!("measured webhook delivery latency: {latency:?}");
     assert!(latency < Duration::from_secs(5));
     assert_eq!(hook_answers(&state).await, vec![200]);
@@ -330,7 +323,7 @@ async fn http_poll_passes_when_the_api_lists_the_token() {
         report.failure,
         report.details
     );
-    let latency = latency(&report).expect("delivery latency recorded");
+    let latency = common::delivery_latency(&report).expect("delivery latency recorded");
     println!("measured http_poll delivery latency: {latency:?}");
 }
 
@@ -388,7 +381,7 @@ async fn the_demo_callback_passes_and_break_callback_makes_it_fail() {
         passing.failure,
         passing.details
     );
-    let latency = latency(&passing).expect("delivery latency recorded");
+    let latency = common::delivery_latency(&passing).expect("delivery latency recorded");
     println!("measured demo webhook delivery latency: {latency:?}");
     let broken = demo_callback_result([Channel::Callback].into()).await;
     let failure = broken

@@ -88,14 +88,7 @@ fn failure(report: &RunReport) -> (FailureKind, String) {
 }
 
 fn delivery_latency(report: &RunReport) -> Duration {
-    report
-        .observations
-        .iter()
-        .find_map(|o| match o {
-            Observation::DeliveryLatency(d) => Some(*d),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no delivery latency in {report:#?}"))
+    common::delivery_latency(report).unwrap_or_else(|| panic!("no delivery latency in {report:#?}"))
 }
 
 fn has_detail(report: &RunReport, prefix: &str) -> bool {
@@ -141,11 +134,7 @@ async fn plain_smtp_delivers_to_the_support_mailbox_and_cleans_up() {
         "{:?}",
         report.details
     );
-    assert!(
-        report.details.iter().any(|d| d == "test message deleted"),
-        "{:?}",
-        report.details
-    );
+    common::assert_test_message_deleted(&report);
     assert_eq!(server.find_message("support", &report.token), None);
 }
 

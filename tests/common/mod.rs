@@ -253,6 +253,24 @@ pub async fn start_drip(ip: &str) -> SocketAddr {
     addr
 }
 
+/// The delivery latency a run observed, if it proved a delivery.
+pub fn delivery_latency(report: &RunReport) -> Option<Duration> {
+    report.observations.iter().find_map(|o| match o {
+        supportwatch::outcome::Observation::DeliveryLatency(d) => Some(*d),
+        _ => None,
+    })
+}
+
+/// Asserts that the run deleted the test message it proved delivered.
+#[track_caller]
+pub fn assert_test_message_deleted(report: &RunReport) {
+    assert!(
+        report.details.iter().any(|d| d == "test message deleted"),
+        "{:?}",
+        report.details
+    );
+}
+
 /// Makes `dir` an empty Maildir (`cur`, `new`, `tmp`), creating what is missing.
 pub fn make_maildir(dir: &Path) {
     for sub in ["cur", "new", "tmp"] {
