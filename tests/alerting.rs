@@ -202,6 +202,10 @@ async fn a_restart_mid_incident_neither_resends_nor_loses_the_resolve() {
     t.ops
         .wait_until("the firing message", |got| !got.is_empty())
         .await;
+    // A stop cancels a send whose answer is not handled yet; this one must count as sent first.
+    daemon
+        .wait_for_metric(r#"supportwatch_notifications_total{notifier="ops",result="sent"} 1"#)
+        .await;
     assert!(daemon.stop().await);
 
     // Back up while the channel is still broken: no second "firing".
@@ -316,6 +320,13 @@ async fn telegram_429_and_500_are_retried_and_a_dead_notifier_hands_over_to_the_
             !got.is_empty()
         })
         .await;
+    // A send counts once its answer is handled, a moment after the receiver got the request.
+    for sent in [
+        r#"supportwatch_notifications_total{notifier="owner",result="sent"} 1"#,
+        r#"supportwatch_notifications_total{notifier="backup",result="sent"} 1"#,
+    ] {
+        daemon.wait_for_metric(sent).await;
+    }
     assert_eq!(
         t.ops.requests().len(),
         3,

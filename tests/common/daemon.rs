@@ -88,6 +88,24 @@ impl TestDaemon {
         get_text(&self.url(path)).await
     }
 
+    /// Waits until the daemon's metrics contain `line`, at most [`RUN_WITHIN`]: for what the
+    /// daemon records only in its metrics, such as a notification counted as sent.
+    pub async fn wait_for_metric(&self, line: &str) {
+        let deadline = tokio::time::Instant::now() + RUN_WITHIN;
+        loop {
+            let metrics = self.metrics.encode_text();
+            if metrics.contains(line) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no `{line}` in the metrics within {RUN_WITHIN:?}:\n{metrics}"
+            );
+            // Nothing announces a change of the metrics; look again shortly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The next report of `check` from now on.
     pub async fn next_report_of(&self, check: &str) -> Arc<RunReport> {
         next_report_of(self, check).await

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: a real HTTP test shop on loopback, loading checks
-//! from YAML text, empty Maildirs and promtool's verdict on metrics text.
+//! from YAML text, empty Maildirs, what a run proved about a delivery, and promtool's verdict on
+//! metrics text. The daemon starter and the recording server live in `daemon` and `recorder`.
 #![allow(dead_code)]
 
 pub mod browser_shop;
