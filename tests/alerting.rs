@@ -6,115 +6,117 @@
 
 mod common;
 
+use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::{any, get};
-use axum::{Json, Router};
-use std::collections::{BTreeMap, VecDeque};
+use axum::routing::get;
+use common::daemon::ConfigDir;
+use common::recorder::{Answer, Recorder, Request};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use supportwatch::daemon::{ConfigSource, Daemon};
+
+/// Which channels of the shop are broken, by name.
+type Broken = Arc<Mutex<BTreeMap<String, bool>>>;
 
 /// A shop whose channels answer 200 or 500 as the test says.
-#[derive(Clone, Default)]
 struct Shop {
-    broken: Arc<Mutex<BTreeMap<String, bool>>>,
+    addr: SocketAddr,
+    broken: Broken,
 }
 
 impl Shop {
+    async fn start() -> Self {
+        async fn answer(
+            State(broken): State<Broken>,
+            UrlPath(channel): UrlPath<String>,
+        ) -> StatusCode {
+            let broken = broken
+                .lock()
+                .expect("lock")
+                .get(&channel)
+                .copied()
+                .unwrap_or(false);
+            if broken {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::OK
+            }
+        }
+        let broken = Broken::default();
+        let app = Router::new()
+            .route("/svc/{channel}", get(answer))
+            .with_state(broken.clone());
+        Shop {
+            addr: common::serve(app).await,
+            broken,
+        }
+    }
+
     fn set(&self, channel: &str, broken: bool) {
         self.broken
             .lock()
             .expect("lock")
             .insert(channel.to_string(), broken);
     }
+
+    /// `checks:` with an http check of each of `channels`, run every second.
+    fn checks(&self, channels: &[&str]) -> String {
+        let shop = self.addr;
+        let mut out = String::from("checks:\n");
+        for c in channels {
+            out.push_str(&format!(
+                "  - {{ name: {c}, kind: http, channel: {c}, url: \"http://{shop}/svc/{c}\", interval: 1s, timeout: 1s, retries: 0 }}\n"
+            ));
+        }
+        out
+    }
 }
 
-async fn start_shop(shop: Shop) -> SocketAddr {
-    async fn answer(State(shop): State<Shop>, UrlPath(channel): UrlPath<String>) -> StatusCode {
-        let broken = shop
-            .broken
-            .lock()
-            .expect("lock")
-            .get(&channel)
-            .copied()
-            .unwrap_or(false);
-        if broken {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::OK
+/// A notification receiver: records every request and, unless scripted otherwise, answers as a
+/// content Bot API does.
+async fn receiver() -> Recorder {
+    let receiver = Recorder::start().await;
+    receiver.answer_always(Answer::json(
+        200,
+        serde_json::json!({"ok": true, "result": {}}),
+    ));
+    receiver
+}
+
+/// What most tests start from: the shop, the `ops` webhook receiver and a config directory.
+struct Incident {
+    shop: Shop,
+    ops: Recorder,
+    dir: ConfigDir,
+}
+
+impl Incident {
+    async fn start() -> Self {
+        Incident {
+            shop: Shop::start().await,
+            ops: receiver().await,
+            dir: ConfigDir::new(),
         }
     }
-    let app = Router::new()
-        .route("/svc/{channel}", get(answer))
-        .with_state(shop);
-    common::serve(app).await
-}
 
-/// One request a receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    path: String,
-    body: serde_json::Value,
-}
-
-/// A receiver that records requests and answers from a script, then 200.
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<Received>>>,
-    script: Arc<Mutex<VecDeque<(u16, serde_json::Value)>>>,
-    always: Arc<Mutex<Option<u16>>>,
-}
-
-impl Receiver {
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().expect("lock").clone()
+    /// Writes `alerting.yaml`: `yaml`, with `$OPS` standing for the ops receiver's URL, then an
+    /// http check of each of `channels`.
+    fn configure(&self, yaml: &str, channels: &[&str]) {
+        let yaml = yaml.replace("$OPS", &self.ops.url("/alerts"));
+        self.dir.write(
+            "alerting.yaml",
+            &format!("{yaml}{}", self.shop.checks(channels)),
+        );
     }
-    fn then_answer(&self, status: u16, body: serde_json::Value) {
-        self.script.lock().expect("lock").push_back((status, body));
-    }
-    fn always_answer(&self, status: u16) {
-        *self.always.lock().expect("lock") = Some(status);
-    }
-}
-
-async fn start_receiver(receiver: Receiver) -> SocketAddr {
-    async fn record(
-        State(r): State<Receiver>,
-        uri: axum::http::Uri,
-        body: axum::body::Bytes,
-    ) -> axum::response::Response {
-        let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-        r.got.lock().expect("lock").push(Received {
-            path: uri.path().to_string(),
-            body,
-        });
-        let scripted = r.script.lock().expect("lock").pop_front();
-        let always = *r.always.lock().expect("lock");
-        let (status, body) = scripted.unwrap_or_else(|| {
-            (
-                always.unwrap_or(200),
-                serde_json::json!({"ok": true, "result": {}}),
-            )
-        });
-        (StatusCode::from_u16(status).expect("status"), Json(body)).into_response()
-    }
-    common::serve(
-        Router::new()
-            .route("/{*path}", any(record))
-            .with_state(receiver),
-    )
-    .await
 }
 
 /// `(check, status)` of every alert in every webhook payload received.
-fn alerts(got: &[Received]) -> Vec<(String, String)> {
+fn alerts(got: &[Request]) -> Vec<(String, String)> {
     got.iter()
         .flat_map(|r| {
-            r.body["alerts"]
+            r.json()["alerts"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
@@ -129,80 +131,32 @@ fn alerts(got: &[Received]) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn get_text(url: &str) -> String {
-    reqwest::get(url)
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body")
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn write(dir: &Path, yaml: &str) {
-    std::fs::write(dir.join("alerting.yaml"), yaml).expect("write config");
-}
-
-async fn start(dir: &Path) -> Daemon {
-    Daemon::start(
-        ConfigSource::Dir(dir.to_path_buf()),
-        Some("127.0.0.1:0".parse().expect("addr")),
-    )
-    .await
-    .expect("daemon starts")
-}
-
-fn checks(shop: SocketAddr, channels: &[&str]) -> String {
-    let mut out = String::from("checks:\n");
-    for c in channels {
-        out.push_str(&format!(
-            "  - {{ name: {c}, kind: http, channel: {c}, url: \"http://{shop}/svc/{c}\", interval: 1s, timeout: 1s, retries: 0 }}\n"
-        ));
-    }
-    out
-}
-
-fn storage(dir: &Path) -> String {
-    format!("storage: {{ path: \"{}\" }}\n", dir.join("sw.db").display())
+/// How many of the alerts in `got` have `status`.
+fn count(got: &[Request], status: &str) -> usize {
+    alerts(got).iter().filter(|(_, s)| s == status).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_channels_failing_together_make_one_message_and_each_resolves_once() {
-    let shop = Shop::default();
-    let shop_addr = start_shop(shop.clone()).await;
-    let hook = Receiver::default();
-    let hook_addr = start_receiver(hook.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    write(
-        dir.path(),
-        &format!(
-            "defaults: {{ labels: {{ shop: vesna }} }}\n{}notifiers:\n  ops: {{ kind: webhook, url: \"http://{hook_addr}/alerts\" }}\nalerting:\n  group_wait: 3s\n  failure_threshold: 2\n  routes: [ {{ notify: [ops] }} ]\n{}",
-            storage(dir.path()),
-            checks(shop_addr, &["chat", "feedback_form", "callback"])
-        ),
+    let t = Incident::start().await;
+    t.configure(
+        "defaults: { labels: { shop: vesna } }\nnotifiers:\n  ops: { kind: webhook, url: \"$OPS\" }\nalerting:\n  group_wait: 3s\n  failure_threshold: 2\n  routes: [ { notify: [ops] } ]\n",
+        &["chat", "feedback_form", "callback"],
     );
-    let daemon = start(dir.path()).await;
+    let daemon = t.dir.start().await;
     // Healthy for a few runs: nothing is sent.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(hook.got().is_empty(), "{:?}", hook.got());
+    assert!(t.ops.requests().is_empty(), "{:?}", t.ops.requests());
 
     for c in ["chat", "feedback_form", "callback"] {
-        shop.set(c, true);
+        t.shop.set(c, true);
     }
-    wait_for("the firing message", || !hook.got().is_empty()).await;
+    t.ops
+        .wait_until("the firing message", |got| !got.is_empty())
+        .await;
     // Give a storm the time to happen if it would.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let got = hook.got();
+    let got = t.ops.requests();
     assert_eq!(got.len(), 1, "one message for three failures: {got:?}");
     let mut fired = alerts(&got);
     fired.sort();
@@ -214,26 +168,21 @@ async fn three_channels_failing_together_make_one_message_and_each_resolves_once
             ("feedback_form".to_string(), "firing".to_string()),
         ]
     );
-    assert_eq!(got[0].body["shop"], "vesna");
+    assert_eq!(got[0].json()["shop"], "vesna");
 
     for c in ["chat", "feedback_form", "callback"] {
-        shop.set(c, false);
+        t.shop.set(c, false);
     }
-    wait_for("three resolves", || {
-        alerts(&hook.got())
-            .iter()
-            .filter(|(_, s)| s == "resolved")
-            .count()
-            >= 3
-    })
-    .await;
+    t.ops
+        .wait_until("three resolves", |got| count(got, "resolved") >= 3)
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let resolved: Vec<_> = alerts(&hook.got())
+    let resolved: Vec<_> = alerts(&t.ops.requests())
         .into_iter()
         .filter(|(_, s)| s == "resolved")
         .collect();
     assert_eq!(resolved.len(), 3, "each check resolves once: {resolved:?}");
-    let metrics = get_text(&format!("http://{}/metrics", daemon.addr)).await;
+    let metrics = daemon.get_text("/metrics").await;
     assert!(
         metrics.contains(r#"supportwatch_notifications_total{notifier="ops",result="sent"} 2"#),
         "{metrics}"
@@ -243,37 +192,38 @@ async fn three_channels_failing_together_make_one_message_and_each_resolves_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_incident_neither_resends_nor_loses_the_resolve() {
-    let shop = Shop::default();
-    let shop_addr = start_shop(shop.clone()).await;
-    let hook = Receiver::default();
-    let hook_addr = start_receiver(hook.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    write(
-        dir.path(),
-        &format!(
-            "{}notifiers:\n  ops: {{ kind: webhook, url: \"http://{hook_addr}/alerts\" }}\nalerting:\n  group_wait: 0s\n  routes: [ {{ notify: [ops] }} ]\n{}",
-            storage(dir.path()),
-            checks(shop_addr, &["chat"])
-        ),
+    let t = Incident::start().await;
+    t.configure(
+        "notifiers:\n  ops: { kind: webhook, url: \"$OPS\" }\nalerting:\n  group_wait: 0s\n  routes: [ { notify: [ops] } ]\n",
+        &["chat"],
     );
-    shop.set("chat", true);
-    let daemon = start(dir.path()).await;
-    wait_for("the firing message", || !hook.got().is_empty()).await;
+    t.shop.set("chat", true);
+    let daemon = t.dir.start().await;
+    t.ops
+        .wait_until("the firing message", |got| !got.is_empty())
+        .await;
+    // A stop cancels a send whose answer is not handled yet; this one must count as sent first.
+    daemon
+        .wait_for_metric(r#"supportwatch_notifications_total{notifier="ops",result="sent"} 1"#)
+        .await;
     assert!(daemon.stop().await);
 
     // Back up while the channel is still broken: no second "firing".
-    let daemon = start(dir.path()).await;
+    let daemon = t.dir.start().await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(alerts(&hook.got()), vec![("chat".into(), "firing".into())]);
+    assert_eq!(
+        alerts(&t.ops.requests()),
+        vec![("chat".into(), "firing".into())]
+    );
     assert!(daemon.stop().await);
 
     // Repaired while supportwatch is down: the resolve comes once it is back.
-    shop.set("chat", false);
-    let daemon = start(dir.path()).await;
-    wait_for("the resolve", || hook.got().len() >= 2).await;
+    t.shop.set("chat", false);
+    let daemon = t.dir.start().await;
+    t.ops.wait_until("the resolve", |got| got.len() >= 2).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        alerts(&hook.got()),
+        alerts(&t.ops.requests()),
         vec![
             ("chat".into(), "firing".into()),
             ("chat".into(), "resolved".into())
@@ -284,41 +234,39 @@ async fn a_restart_mid_incident_neither_resends_nor_loses_the_resolve() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reminders_repeat_while_firing_and_maintenance_keeps_quiet() {
-    let shop = Shop::default();
-    let shop_addr = start_shop(shop.clone()).await;
-    let hook = Receiver::default();
-    let hook_addr = start_receiver(hook.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let t = Incident::start().await;
     let now = jiff::Timestamp::now();
     let from = now - jiff::SignedDuration::from_hours(1);
     let to = now + jiff::SignedDuration::from_hours(1);
-    write(
-        dir.path(),
+    t.dir.write(
+        "alerting.yaml",
         &format!(
-            "{}notifiers:\n  ops: {{ kind: webhook, url: \"http://{hook_addr}/alerts\" }}\nalerting:\n  group_wait: 0s\n  repeat: 2s\n  routes: [ {{ notify: [ops] }} ]\n{}  - name: callback\n    kind: http\n    channel: callback\n    url: \"http://{shop_addr}/svc/callback\"\n    interval: 1s\n    timeout: 1s\n    retries: 0\n    alert: {{ maintenance: [ {{ from: \"{from}\", to: \"{to}\" }} ] }}\n",
-            storage(dir.path()),
-            checks(shop_addr, &["chat"])
+            "notifiers:\n  ops: {{ kind: webhook, url: \"{ops}\" }}\nalerting:\n  group_wait: 0s\n  repeat: 2s\n  routes: [ {{ notify: [ops] }} ]\n{checks}  - name: callback\n    kind: http\n    channel: callback\n    url: \"http://{shop}/svc/callback\"\n    interval: 1s\n    timeout: 1s\n    retries: 0\n    alert: {{ maintenance: [ {{ from: \"{from}\", to: \"{to}\" }} ] }}\n",
+            ops = t.ops.url("/alerts"),
+            checks = t.shop.checks(&["chat"]),
+            shop = t.shop.addr,
         ),
     );
-    shop.set("chat", true);
-    shop.set("callback", true);
-    let daemon = start(dir.path()).await;
-    wait_for("two reminders for chat", || {
-        alerts(&hook.got())
-            .iter()
-            .filter(|(c, s)| c == "chat" && s == "reminder")
-            .count()
-            >= 2
-    })
-    .await;
-    let all = alerts(&hook.got());
+    t.shop.set("chat", true);
+    t.shop.set("callback", true);
+    let daemon = t.dir.start().await;
+    t.ops
+        .wait_until("two reminders for chat", |got| {
+            alerts(got)
+                .iter()
+                .filter(|(c, s)| c == "chat" && s == "reminder")
+                .count()
+                >= 2
+        })
+        .await;
+    let all = alerts(&t.ops.requests());
     assert_eq!(all[0], ("chat".into(), "firing".into()), "{all:?}");
     assert!(
         all.iter().all(|(c, _)| c == "chat"),
         "callback is in maintenance: {all:?}"
     );
     // Its results are still recorded, and its alert fires for dashboards.
-    let metrics = get_text(&format!("http://{}/metrics", daemon.addr)).await;
+    let metrics = daemon.get_text("/metrics").await;
     assert!(
         metrics.contains(r#"supportwatch_alert_firing{channel="callback",check="callback",kind="http",shop="default"} 1"#),
         "{metrics}"
@@ -328,68 +276,71 @@ async fn reminders_repeat_while_firing_and_maintenance_keeps_quiet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_429_and_500_are_retried_and_a_dead_notifier_hands_over_to_the_fallback() {
-    let shop = Shop::default();
-    let shop_addr = start_shop(shop.clone()).await;
-    let telegram = Receiver::default();
-    telegram.then_answer(
+    let t = Incident::start().await;
+    let telegram = receiver().await;
+    telegram.answer_next(Answer::json(
         429,
         serde_json::json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1", "parameters": {"retry_after": 1}}),
-    );
-    telegram.then_answer(
+    ));
+    telegram.answer_next(Answer::json(
         500,
         serde_json::json!({"ok": false, "error_code": 500, "description": "Internal Server Error"}),
-    );
-    let telegram_addr = start_receiver(telegram.clone()).await;
-    let dead = Receiver::default();
-    dead.always_answer(503);
-    let dead_addr = start_receiver(dead.clone()).await;
-    let backup = Receiver::default();
-    let backup_addr = start_receiver(backup.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    write(
-        dir.path(),
+    ));
+    // `ops` is dead: every send fails.
+    t.ops.answer_always(Answer::status(503));
+    let backup = receiver().await;
+    t.configure(
         &format!(
-            "{}notifiers:\n  owner: {{ kind: telegram, api_url: \"http://{telegram_addr}\", bot_token: \"${{SW_TEST_BOT_TOKEN:-4242:not-in-logs}}\", chat_id: \"1001\" }}\n  ops: {{ kind: webhook, url: \"http://{dead_addr}/alerts\" }}\n  backup: {{ kind: webhook, url: \"http://{backup_addr}/alerts\" }}\nalerting:\n  group_wait: 0s\n  attempts: 3\n  routes:\n    - {{ notify: [owner] }}\n    - {{ notify: [ops], fallback: backup }}\n{}",
-            storage(dir.path()),
-            checks(shop_addr, &["chat"])
+            "notifiers:\n  owner: {{ kind: telegram, api_url: \"{}\", bot_token: \"${{SW_TEST_BOT_TOKEN:-4242:not-in-logs}}\", chat_id: \"1001\" }}\n  ops: {{ kind: webhook, url: \"$OPS\" }}\n  backup: {{ kind: webhook, url: \"{}\" }}\nalerting:\n  group_wait: 0s\n  attempts: 3\n  routes:\n    - {{ notify: [owner] }}\n    - {{ notify: [ops], fallback: backup }}\n",
+            telegram.url(""),
+            backup.url("/alerts"),
         ),
+        &["chat"],
     );
-    shop.set("chat", true);
-    let daemon = start(dir.path()).await;
-    wait_for("telegram to get it on the third try", || {
-        telegram.got().len() >= 3
-    })
-    .await;
-    let got = telegram.got();
+    t.shop.set("chat", true);
+    let daemon = t.dir.start().await;
+    telegram
+        .wait_until("telegram to get it on the third try", |got| got.len() >= 3)
+        .await;
+    let got = telegram.requests();
     assert!(
         got.iter()
             .all(|r| r.path == "/bot4242:not-in-logs/sendMessage"),
         "{got:?}"
     );
     // Numeric chat ids go out as numbers, as the Bot API documents them.
-    assert_eq!(got[2].body["chat_id"], 1001);
+    let third = got[2].json();
+    assert_eq!(third["chat_id"], 1001);
     assert!(
-        got[2].body["text"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Chat"),
+        third["text"].as_str().unwrap_or_default().contains("Chat"),
         "{got:?}"
     );
-    wait_for("the fallback to get what ops could not", || {
-        !backup.got().is_empty()
-    })
-    .await;
-    assert_eq!(dead.got().len(), 3, "three attempts, then the fallback");
+    backup
+        .wait_until("the fallback to get what ops could not", |got| {
+            !got.is_empty()
+        })
+        .await;
+    // A send counts once its answer is handled, a moment after the receiver got the request.
+    for sent in [
+        r#"supportwatch_notifications_total{notifier="owner",result="sent"} 1"#,
+        r#"supportwatch_notifications_total{notifier="backup",result="sent"} 1"#,
+    ] {
+        daemon.wait_for_metric(sent).await;
+    }
     assert_eq!(
-        alerts(&backup.got()),
+        t.ops.requests().len(),
+        3,
+        "three attempts, then the fallback"
+    );
+    assert_eq!(
+        alerts(&backup.requests()),
         vec![("chat".into(), "firing".into())]
     );
-    let base = format!("http://{}", daemon.addr);
-    let health = get_text(&format!("{base}/healthz")).await;
+    let health = daemon.get_text("/healthz").await;
     let health: serde_json::Value = serde_json::from_str(&health).expect("json");
     assert_eq!(health["status"], "degraded", "{health}");
     assert!(health["notifiers_failing"]["ops"].is_string(), "{health}");
-    let metrics = get_text(&format!("{base}/metrics")).await;
+    let metrics = daemon.get_text("/metrics").await;
     for line in [
         r#"supportwatch_notifications_total{notifier="owner",result="error"} 2"#,
         r#"supportwatch_notifications_total{notifier="owner",result="sent"} 1"#,
@@ -402,7 +353,7 @@ async fn telegram_429_and_500_are_retried_and_a_dead_notifier_hands_over_to_the_
     }
     // A reload does not make a failing notifier look healthy.
     daemon.reload().await.expect("reload");
-    let metrics = get_text(&format!("{base}/metrics")).await;
+    let metrics = daemon.get_text("/metrics").await;
     assert!(
         metrics.contains(r#"supportwatch_notifier_up{notifier="ops"} 0"#),
         "{metrics}"
@@ -414,48 +365,33 @@ async fn telegram_429_and_500_are_retried_and_a_dead_notifier_hands_over_to_the_
 fn the_bot_token_never_reaches_the_log() {
     const TOKEN: &str = "777000:secret-bot-token-in-env";
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (shop_addr, telegram_addr, telegram) = runtime.block_on(async {
-        let shop = Shop::default();
-        shop.set("chat", true);
-        let telegram = Receiver::default();
-        telegram.then_answer(
-            401,
-            serde_json::json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
-        );
-        (
-            start_shop(shop).await,
-            start_receiver(telegram.clone()).await,
-            telegram,
-        )
-    });
-    let dir = tempfile::tempdir().expect("tempdir");
-    write(
-        dir.path(),
+    // The shop and the receiver serve on the runtime's worker threads while this thread waits.
+    let (shop, telegram) = runtime.block_on(async { (Shop::start().await, receiver().await) });
+    shop.set("chat", true);
+    telegram.answer_next(Answer::json(
+        401,
+        serde_json::json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
+    ));
+    let dir = ConfigDir::new();
+    dir.write(
+        "alerting.yaml",
         &format!(
-            "{}notifiers:\n  owner: {{ kind: telegram, api_url: \"http://{telegram_addr}\", bot_token: \"${{SW_TEST_BOT_TOKEN}}\", chat_id: \"1001\" }}\nalerting:\n  group_wait: 0s\n  routes: [ {{ notify: [owner] }} ]\n{}",
-            storage(dir.path()),
-            checks(shop_addr, &["chat"])
+            "notifiers:\n  owner: {{ kind: telegram, api_url: \"{}\", bot_token: \"${{SW_TEST_BOT_TOKEN}}\", chat_id: \"1001\" }}\nalerting:\n  group_wait: 0s\n  routes: [ {{ notify: [owner] }} ]\n{}",
+            telegram.url(""),
+            shop.checks(&["chat"])
         ),
     );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_supportwatch"))
-        .args(["run", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dir.path())
-        .current_dir(dir.path())
-        .env("SW_TEST_BOT_TOKEN", TOKEN)
-        .env("RUST_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start daemon");
+    let mut child = common::daemon::spawn_binary(
+        dir.path(),
+        &[("SW_TEST_BOT_TOKEN", TOKEN), ("RUST_LOG", "debug")],
+    );
     let started = Instant::now();
-    while telegram.got().is_empty() && started.elapsed() < Duration::from_secs(60) {
+    while telegram.requests().is_empty() && started.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The refusal is handled (logged) right after the answer.
     std::thread::sleep(Duration::from_secs(1));
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    common::daemon::signal(&child, "-TERM");
     let started = Instant::now();
     while child.try_wait().expect("wait").is_none() {
         if started.elapsed() > Duration::from_secs(30) {
@@ -469,7 +405,7 @@ fn the_bot_token_never_reaches_the_log() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(telegram.got().len(), 1, "a 401 is not retried");
+    assert_eq!(telegram.requests().len(), 1, "a 401 is not retried");
     assert!(log.contains("notification given up"), "{log}");
     assert!(log.contains("Unauthorized"), "{log}");
     assert!(!log.contains("secret-bot-token"), "{log}");
@@ -499,13 +435,14 @@ fn validate_warns_when_a_mail_check_could_only_be_reported_by_the_mail_it_checks
 #[test]
 fn notify_test_sends_a_test_message_and_names_an_unknown_notifier() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let hook = Receiver::default();
-    let hook_addr = runtime.block_on(start_receiver(hook.clone()));
-    let dir = tempfile::tempdir().expect("tempdir");
-    write(
-        dir.path(),
+    // The receiver serves on the runtime's worker threads while this thread runs the command.
+    let hook = runtime.block_on(receiver());
+    let dir = ConfigDir::new();
+    dir.write(
+        "alerting.yaml",
         &format!(
-            "defaults: {{ labels: {{ shop: vesna }} }}\nnotifiers:\n  ops: {{ kind: webhook, url: \"http://{hook_addr}/alerts\" }}\nchecks:\n  - {{ name: home, kind: http, url: \"http://127.0.0.1:9/\" }}\n"
+            "defaults: {{ labels: {{ shop: vesna }} }}\nnotifiers:\n  ops: {{ kind: webhook, url: \"{}\" }}\nchecks:\n  - {{ name: home, kind: http, url: \"http://127.0.0.1:9/\" }}\n",
+            hook.url("/alerts")
         ),
     );
     let run = |name: &str| {
@@ -523,46 +460,43 @@ fn notify_test_sends_a_test_message_and_names_an_unknown_notifier() {
         text.contains("sent a test message through `ops` for shop `vesna`"),
         "{text}"
     );
-    let got = hook.got();
+    let got = hook.requests();
     assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0].body["test"], true);
-    assert_eq!(got[0].body["shop"], "vesna");
+    assert_eq!(got[0].json()["test"], true);
+    assert_eq!(got[0].json()["shop"], "vesna");
 
     let out = run("opz");
     let text = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("no notifier `opz` (declared: ops)"), "{text}");
-    assert_eq!(hook.got().len(), 1);
+    assert_eq!(hook.requests().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notifier_that_never_answers_does_not_hold_up_the_others() {
-    let shop = Shop::default();
-    let shop_addr = start_shop(shop.clone()).await;
+    let t = Incident::start().await;
     let silent = common::start_silent("127.0.0.1").await;
-    let hook = Receiver::default();
-    let hook_addr = start_receiver(hook.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
     // The silent notifier's timeout outlasts the test: the other could only be told if sends
     // do not wait for each other.
-    write(
-        dir.path(),
+    t.configure(
         &format!(
-            "{}notifiers:\n  stuck: {{ kind: webhook, url: \"http://{silent}/alerts\", timeout: 1h }}\n  ops: {{ kind: webhook, url: \"http://{hook_addr}/alerts\" }}\nalerting:\n  group_wait: 0s\n  routes: [ {{ notify: [stuck, ops] }} ]\n{}",
-            storage(dir.path()),
-            checks(shop_addr, &["chat", "callback"])
+            "notifiers:\n  stuck: {{ kind: webhook, url: \"http://{silent}/alerts\", timeout: 1h }}\n  ops: {{ kind: webhook, url: \"$OPS\" }}\nalerting:\n  group_wait: 0s\n  routes: [ {{ notify: [stuck, ops] }} ]\n"
         ),
+        &["chat", "callback"],
     );
-    shop.set("chat", true);
-    let daemon = start(dir.path()).await;
-    wait_for("ops to hear of chat", || !hook.got().is_empty()).await;
+    t.shop.set("chat", true);
+    let daemon = t.dir.start().await;
+    t.ops
+        .wait_until("ops to hear of chat", |got| !got.is_empty())
+        .await;
     // A second incident while `stuck` still hangs on the first reaches ops too.
-    shop.set("callback", true);
-    wait_for("ops to hear of callback", || {
-        alerts(&hook.got()).iter().any(|(c, _)| c == "callback")
-    })
-    .await;
-    let queued = get_text(&format!("http://{}/metrics", daemon.addr)).await;
+    t.shop.set("callback", true);
+    t.ops
+        .wait_until("ops to hear of callback", |got| {
+            alerts(got).iter().any(|(c, _)| c == "callback")
+        })
+        .await;
+    let queued = daemon.get_text("/metrics").await;
     assert!(
         queued.contains(r#"supportwatch_notifier_up{notifier="stuck"} 1"#),
         "a send in flight is not a failure yet:\n{queued}"
@@ -573,23 +507,19 @@ async fn a_notifier_that_never_answers_does_not_hold_up_the_others() {
 
 #[tokio::test]
 async fn an_unusable_storage_path_stops_the_start_with_the_path_in_the_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = ConfigDir::new();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "x").expect("write file");
     let db = file.join("sw.db");
-    write(
-        dir.path(),
-        &format!(
-            "storage: {{ path: \"{}\" }}\nchecks: [ {{ name: x, kind: http, url: \"http://127.0.0.1:9/\", interval: 1h }} ]\n",
-            db.display()
-        ),
+    dir.write(
+        "storage.yaml",
+        &format!("storage: {{ path: \"{}\" }}\n", db.display()),
     );
-    let Err(e) = Daemon::start(
-        ConfigSource::Dir(dir.path().to_path_buf()),
-        Some("127.0.0.1:0".parse().expect("addr")),
-    )
-    .await
-    else {
+    dir.write(
+        "alerting.yaml",
+        "checks: [ { name: x, kind: http, url: \"http://127.0.0.1:9/\", interval: 1h } ]\n",
+    );
+    let Err(e) = dir.try_start().await else {
         panic!("a database under a file cannot be opened")
     };
     let message = e.to_string();

@@ -9,7 +9,7 @@ mod common;
 use common::browser_shop::{BrowserShop, start_browser_shop};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use supportwatch::outcome::{FailureKind, Observation};
+use supportwatch::outcome::FailureKind;
 use supportwatch::outcome::{RunReport, RunResult};
 use supportwatch::runner;
 
@@ -39,6 +39,44 @@ async fn run(checks: &str, shop: &BrowserShop, artifacts: &Path) -> RunReport {
     report
 }
 
+/// The browser shop, and a directory of the test's own for failure evidence (and a Maildir).
+struct TestBed {
+    shop: BrowserShop,
+    dir: tempfile::TempDir,
+    /// Where runs keep their evidence: the directory itself, or `artifacts/` in it.
+    artifacts: PathBuf,
+}
+
+impl TestBed {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        TestBed {
+            shop: start_browser_shop().await,
+            artifacts: dir.path().to_path_buf(),
+            dir,
+        }
+    }
+
+    /// Runs the first check of `checks` once (see [`run`]).
+    async fn run(&self, checks: &str) -> RunReport {
+        run(checks, &self.shop, &self.artifacts).await
+    }
+
+    /// Makes `support/` in the directory an empty Maildir that the shop mails callback requests
+    /// to, and returns the `mailboxes:` section that declares it as mailbox `support`. Evidence
+    /// goes to `artifacts/` from then on.
+    fn deliver_to_support(&mut self) -> String {
+        let maildir = self.dir.path().join("support");
+        common::make_maildir(&maildir);
+        self.shop.deliver_to(maildir.clone());
+        self.artifacts = self.dir.path().join("artifacts");
+        format!(
+            "mailboxes:\n  support: {{ maildir: \"{}\", poll_interval: 100ms }}\n",
+            maildir.display()
+        )
+    }
+}
+
 fn phases(report: &RunReport) -> Vec<&str> {
     report.phases.iter().map(|p| p.name.as_str()).collect()
 }
@@ -53,14 +91,33 @@ fn detail_path(report: &RunReport, prefix: &str) -> PathBuf {
     PathBuf::from(line)
 }
 
-const JS_FORM: &str = r##"
-  - name: js-feedback
-    kind: browser
-    channel: feedback_form
-    retries: 0
-    timeout: 60s
-    steps:
-      - open: "$SHOP/feedback"
+/// The callback widget's steps inside its iframe: a request carrying the run's token, and the
+/// acknowledgement.
+const WIDGET_REQUEST: &str = r##"      - fill: { selector: "#phone", text: "+7 900 000-00-00" }
+      - fill: { selector: "#comment", text: "Automated test {{token}}, please ignore" }
+      - click: "#send"
+      - expect_text: { selector: ".result", pattern: "Мы перезвоним" }
+"##;
+
+/// A browser check `name` that runs once (`retries: 0`): `keys` are more of its keys (YAML lines
+/// indented by four spaces, `timeout` among them), `steps` its steps (indented by six).
+fn browser_check(name: &str, keys: &str, steps: &str) -> String {
+    format!("\n  - name: {name}\n    kind: browser\n    retries: 0\n{keys}    steps:\n{steps}")
+}
+
+/// The browser check `callback-widget`: opens the shop's widget into its iframe, then `steps`.
+fn widget_check(steps: &str) -> String {
+    browser_check(
+        "callback-widget",
+        "    channel: callback\n    timeout: 60s\n    step_timeout: 15s\n",
+        &format!(
+            "      - open: \"$SHOP/widget\"\n      - click: \"#callback-button\"\n      - frame: \"iframe#widget\"\n{steps}"
+        ),
+    )
+}
+
+/// The steps of the feedback form built by a script.
+const JS_FORM_STEPS: &str = r##"      - open: "$SHOP/feedback"
       - wait_for: { selector: "#message", state: visible }
       - fill: { selector: "#name", text: "Monitoring" }
       - select: { selector: "#topic", value: order }
@@ -73,9 +130,13 @@ const JS_FORM: &str = r##"
 
 #[tokio::test]
 async fn a_javascript_form_is_filled_submitted_and_acknowledged() {
-    let shop = start_browser_shop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report = run(JS_FORM, &shop, dir.path()).await;
+    let bed = TestBed::start().await;
+    let js_form = browser_check(
+        "js-feedback",
+        "    channel: feedback_form\n    timeout: 60s\n",
+        JS_FORM_STEPS,
+    );
+    let report = bed.run(&js_form).await;
     assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
     assert_eq!(
         phases(&report),
@@ -94,7 +155,7 @@ async fn a_javascript_form_is_filled_submitted_and_acknowledged() {
     );
     // What the shop's API received from the page's script: the typed token, the chosen option,
     // the ticked box.
-    let received = shop.feedback();
+    let received = bed.shop.feedback();
     assert_eq!(received.len(), 1, "{received:?}");
     assert_eq!(
         received[0],
@@ -105,38 +166,24 @@ async fn a_javascript_form_is_filled_submitted_and_acknowledged() {
             "message": format!("Automated test {}, please ignore", report.token),
         })
     );
-    assert_eq!(report.details, [format!("page {}", shop.url("/feedback"))]);
+    assert_eq!(
+        report.details,
+        [format!("page {}", bed.shop.url("/feedback"))]
+    );
     // Nothing kept for a passing run.
-    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    assert_eq!(std::fs::read_dir(bed.dir.path()).expect("dir").count(), 0);
 }
 
 #[tokio::test]
 async fn a_callback_widget_inside_an_iframe_is_opened_and_used() {
-    let shop = start_browser_shop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let checks = r##"
-  - name: callback-widget
-    kind: browser
-    channel: callback
-    retries: 0
-    timeout: 60s
-    step_timeout: 15s
-    steps:
-      - open: "$SHOP/widget"
-      - click: "#callback-button"
-      - frame: "iframe#widget"
-      - wait_for: { selector: "#phone", state: visible }
-      - fill: { selector: "#phone", text: "+7 900 000-00-00" }
-      - fill: { selector: "#comment", text: "Automated test {{token}}, please ignore" }
-      - click: "#send"
-      - expect_text: { selector: ".result", pattern: "Мы перезвоним" }
-      - frame: parent
-      - expect_text: { selector: "h1", pattern: "^Магазин$" }
-"##;
-    let report = run(checks, &shop, dir.path()).await;
+    let bed = TestBed::start().await;
+    let checks = widget_check(&format!(
+        "      - wait_for: {{ selector: \"#phone\", state: visible }}\n{WIDGET_REQUEST}      - frame: parent\n      - expect_text: {{ selector: \"h1\", pattern: \"^Магазин$\" }}\n"
+    ));
+    let report = bed.run(&checks).await;
     assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
     assert_eq!(
-        shop.callbacks(),
+        bed.shop.callbacks(),
         [serde_json::json!({
             "phone": "+7 900 000-00-00",
             "comment": format!("Automated test {}, please ignore", report.token),
@@ -144,70 +191,36 @@ async fn a_callback_widget_inside_an_iframe_is_opened_and_used() {
     );
 }
 
-const WIDGET: &str = r##"
-  - name: callback-widget
-    kind: browser
-    channel: callback
-    retries: 0
-    timeout: 60s
-    step_timeout: 15s
-    steps:
-      - open: "$SHOP/widget"
-      - click: "#callback-button"
-      - frame: "iframe#widget"
-      - fill: { selector: "#phone", text: "+7 900 000-00-00" }
-      - fill: { selector: "#comment", text: "Automated test {{token}}, please ignore" }
-      - click: "#send"
-      - expect_text: { selector: ".result", pattern: "Мы перезвоним" }
-"##;
-
 #[tokio::test]
 async fn deliver_proves_the_widget_request_reached_the_mailbox() {
-    let shop = start_browser_shop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let maildir = dir.path().join("support");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
-    }
-    shop.deliver_to(maildir.clone());
+    let mut bed = TestBed::start().await;
+    let mailboxes = bed.deliver_to_support();
     let checks = format!(
-        "{WIDGET}    deliver: {{ mailbox: support, within: 10s }}\nmailboxes:\n  support: {{ maildir: \"{}\", poll_interval: 100ms }}\n",
-        maildir.display()
+        "{}    deliver: {{ mailbox: support, within: 10s }}\n{mailboxes}",
+        widget_check(WIDGET_REQUEST)
     );
-    let report = run(&checks, &shop, &dir.path().join("artifacts")).await;
+    let report = bed.run(&checks).await;
     assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
     assert_eq!(phases(&report).last(), Some(&"deliver"));
-    let latency = report.observations.iter().find_map(|o| match o {
-        Observation::DeliveryLatency(d) => Some(*d),
-        _ => None,
-    });
+    let latency = common::delivery_latency(&report);
     // Counted from the start of the last click, so it includes that click's round trip.
     assert!(
         latency.is_some_and(|d| d.as_secs_f64() < 10.0),
         "{:?}",
         report.observations
     );
-    assert!(
-        report.details.iter().any(|d| d == "test message deleted"),
-        "{:?}",
-        report.details
-    );
+    common::assert_test_message_deleted(&report);
 }
 
 #[tokio::test]
 async fn a_run_that_times_out_names_the_step_it_hung_in() {
-    let shop = start_browser_shop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let checks = r##"
-  - name: hangs
-    kind: browser
-    retries: 0
-    timeout: 15s
-    steps:
-      - open: "$SHOP/never"
+    let bed = TestBed::start().await;
+    let steps = r##"      - open: "$SHOP/never"
       - wait_for: { selector: "#chat-widget", timeout: 60s }
 "##;
-    let report = run(checks, &shop, dir.path()).await;
+    let report = bed
+        .run(&browser_check("hangs", "    timeout: 15s\n", steps))
+        .await;
     assert_eq!(report.result, RunResult::Timeout);
     assert_eq!(
         report.failure.map(|f| f.message).as_deref(),
@@ -217,13 +230,12 @@ async fn a_run_that_times_out_names_the_step_it_hung_in() {
 
 #[tokio::test]
 async fn a_page_that_does_not_load_fails_its_open_step_as_connect() {
-    let shop = start_browser_shop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let bed = TestBed::start().await;
     let port = common::closed_port();
-    let checks = format!(
-        "  - name: refused\n    kind: browser\n    retries: 0\n    timeout: 60s\n    steps:\n      - open: \"http://127.0.0.1:{port}/\"\n      - click: \"#send\"\n"
-    );
-    let report = run(&checks, &shop, dir.path()).await;
+    let steps = format!("      - open: \"http://127.0.0.1:{port}/\"\n      - click: \"#send\"\n");
+    let report = bed
+        .run(&browser_check("refused", "    timeout: 60s\n", &steps))
+        .await;
     let failure = report.failure.clone().expect("must fail");
     assert_eq!(
         failure.message,
@@ -236,19 +248,14 @@ async fn a_page_that_does_not_load_fails_its_open_step_as_connect() {
 
 #[tokio::test]
 async fn a_page_whose_script_hangs_fails_the_step_and_the_run_still_ends() {
-    let shop = start_browser_shop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let checks = r##"
-  - name: stuck
-    kind: browser
-    retries: 0
-    timeout: 60s
-    steps:
-      - open: "$SHOP/stuck"
+    let bed = TestBed::start().await;
+    let steps = r##"      - open: "$SHOP/stuck"
       - sleep: 500ms
       - wait_for: { selector: "#chat", timeout: 2s }
 "##;
-    let report = run(checks, &shop, dir.path()).await;
+    let report = bed
+        .run(&browser_check("stuck", "    timeout: 60s\n", steps))
+        .await;
     assert_eq!(report.result, RunResult::Failure, "{:?}", report.failure);
     assert_eq!(
         report.failure.map(|f| f.message).as_deref(),
@@ -273,22 +280,15 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
 
 #[tokio::test]
 async fn a_selector_that_never_appears_fails_its_step_after_the_timeout_with_evidence() {
-    let shop = start_browser_shop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let checks = r##"
-  - name: chat-never
-    kind: browser
-    channel: chat
-    retries: 0
-    timeout: 60s
-    steps:
-      - open: "$SHOP/never"
+    let bed = TestBed::start().await;
+    let steps = r##"      - open: "$SHOP/never"
       - expect_text: { selector: "h1", pattern: "Чат" }
       - wait_for: { selector: "#chat-widget", state: visible, timeout: 2s }
       - click: "#chat-widget"
 "##;
+    let checks = browser_check("chat-never", "    channel: chat\n    timeout: 60s\n", steps);
     let started = Instant::now();
-    let report = run(checks, &shop, dir.path()).await;
+    let report = bed.run(&checks).await;
     let elapsed = started.elapsed();
     let failure = report.failure.clone().expect("must fail");
     assert_eq!(
@@ -316,7 +316,7 @@ async fn a_selector_that_never_appears_fails_its_step_after_the_timeout_with_evi
     assert!((2.0..4.0).contains(&waited), "3_wait_for took {waited}s");
 
     // The evidence: under <dir>/<check>/<token>/, a real PNG of the window and the page's HTML.
-    let run_dir = dir.path().join("chat-never").join(&report.token);
+    let run_dir = bed.dir.path().join("chat-never").join(&report.token);
     let screenshot = detail_path(&report, "screenshot: ");
     let page = detail_path(&report, "page: ");
     assert_eq!(screenshot, run_dir.join("screenshot.png"));
@@ -338,21 +338,14 @@ async fn a_selector_that_never_appears_fails_its_step_after_the_timeout_with_evi
     assert!(html.contains("never-page-marker"), "{html}");
 }
 
-const BROKEN_JS: &str = r##"
-  - name: broken-js
-    kind: browser
-    retries: 0
-    timeout: 60s
-    steps:
-      - open: "$SHOP/broken-js"
-      - expect_text: { selector: "#title", pattern: "Каталог" }
-"##;
-
 #[tokio::test]
 async fn javascript_errors_are_listed_and_fail_the_run_only_when_asked() {
-    let shop = start_browser_shop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let report = run(BROKEN_JS, &shop, dir.path()).await;
+    let bed = TestBed::start().await;
+    let steps = r##"      - open: "$SHOP/broken-js"
+      - expect_text: { selector: "#title", pattern: "Каталог" }
+"##;
+    let broken_js = browser_check("broken-js", "    timeout: 60s\n", steps);
+    let report = bed.run(&broken_js).await;
     assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
     let errors: Vec<&str> = report
         .details
@@ -366,11 +359,11 @@ async fn javascript_errors_are_listed_and_fail_the_run_only_when_asked() {
     );
     assert!(errors[1].contains("checkout is not defined"), "{errors:?}");
 
-    let strict = BROKEN_JS.replace(
+    let strict = broken_js.replace(
         "timeout: 60s",
         "timeout: 60s\n    fail_on_console_error: true",
     );
-    let report = run(&strict, &shop, dir.path()).await;
+    let report = bed.run(&strict).await;
     let failure = report.failure.clone().expect("must fail");
     assert_eq!(failure.kind, FailureKind::Expectation);
     assert!(
@@ -395,8 +388,7 @@ async fn javascript_errors_are_listed_and_fail_the_run_only_when_asked() {
 
 #[tokio::test]
 async fn a_form_via_browser_runs_its_steps_after_opening_the_url() {
-    let shop = start_browser_shop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let bed = TestBed::start().await;
     let checks = r##"
   - name: js-contact
     kind: form
@@ -410,13 +402,13 @@ async fn a_form_via_browser_runs_its_steps_after_opening_the_url() {
       - click: "#send"
     expect: { body: "(?i)спасибо" }
 "##;
-    let report = run(checks, &shop, dir.path()).await;
+    let report = bed.run(checks).await;
     assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
     assert_eq!(
         phases(&report),
         ["session", "1_open", "2_fill", "3_click", "4_expect_text"]
     );
-    let received = shop.feedback();
+    let received = bed.shop.feedback();
     assert_eq!(received.len(), 1, "{received:?}");
     assert_eq!(
         received[0]["message"],
@@ -588,13 +580,8 @@ checks:
 /// A `callback` check with `via: browser`: the widget's request proven in the support mailbox.
 #[tokio::test]
 async fn a_callback_check_via_browser_proves_the_request_arrived() {
-    let shop = start_browser_shop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let maildir = dir.path().join("support");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
-    }
-    shop.deliver_to(maildir.clone());
+    let mut bed = TestBed::start().await;
+    let mailboxes = bed.deliver_to_support();
     let checks = format!(
         r##"
   - name: callback-request
@@ -607,25 +594,15 @@ async fn a_callback_check_via_browser_proves_the_request_arrived() {
     steps:
       - click: "#callback-button"
       - frame: "iframe#widget"
-      - fill: {{ selector: "#phone", text: "+7 900 000-00-00" }}
-      - fill: {{ selector: "#comment", text: "Automated test {{{{token}}}}, please ignore" }}
-      - click: "#send"
-      - expect_text: {{ selector: ".result", pattern: "Мы перезвоним" }}
-    deliver: {{ mailbox: support, within: 10s }}
-mailboxes:
-  support: {{ maildir: "{}", poll_interval: 100ms }}
-"##,
-        maildir.display()
+{WIDGET_REQUEST}    deliver: {{ mailbox: support, within: 10s }}
+{mailboxes}"##
     );
-    let report = run(&checks, &shop, &dir.path().join("artifacts")).await;
+    let report = bed.run(&checks).await;
     assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
     assert_eq!(report.channel, "callback");
     assert_eq!(phases(&report).last(), Some(&"deliver"));
     assert!(
-        report
-            .observations
-            .iter()
-            .any(|o| matches!(o, Observation::DeliveryLatency(_))),
+        common::delivery_latency(&report).is_some(),
         "{:?}",
         report.observations
     );

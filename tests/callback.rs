@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use supportwatch::hooks::Hooks;
+use supportwatch::outcome::FailureKind;
 use supportwatch::outcome::RunReport;
-use supportwatch::outcome::{FailureKind, Observation};
 use supportwatch::runner;
 use tokio_util::sync::CancellationToken;
 
@@ -134,22 +134,34 @@ async fn start_receiver() -> (SocketAddr, Arc<Hooks>, CancellationToken) {
     (addr, hooks, stop)
 }
 
-fn yaml(shop: SocketAddr, deliver: &str) -> String {
+/// The `callback` check of `shop`'s form, run once: hook `crm` declared with its secret and
+/// `hook_keys` (more flow-style keys, each after a comma), the check with `keys` (YAML lines
+/// indented by four spaces, `expect` and `deliver` among them).
+fn callback_yaml(shop: SocketAddr, hook_keys: &str, keys: &str) -> String {
     format!(
         r#"
 hooks:
-  crm: {{ secret: "${{CRM_HOOK_SECRET}}", signature: hmac-sha256, header: X-Signature }}
+  crm: {{ secret: "${{CRM_HOOK_SECRET}}"{hook_keys} }}
 checks:
   - name: callback
     kind: callback
     url: "http://{shop}/callback"
     form: "form#callback"
     fields: {{ phone: "+7 900 000-00-00", comment: "Automated test {{{{token}}}}, please do not call" }}
-    expect: {{ status: 200, body: "(?i)call you back (today|tomorrow at 9:00)" }}
-    deliver: {deliver}
-    timeout: 5s
+{keys}    timeout: 5s
     retries: 0
 "#
+    )
+}
+
+/// The callback check with a signed hook `crm`, delivering to `deliver`.
+fn yaml(shop: SocketAddr, deliver: &str) -> String {
+    callback_yaml(
+        shop,
+        ", signature: hmac-sha256, header: X-Signature",
+        &format!(
+            "    expect: {{ status: 200, body: \"(?i)call you back (today|tomorrow at 9:00)\" }}\n    deliver: {deliver}\n"
+        ),
     )
 }
 
@@ -164,6 +176,29 @@ async fn run(yaml: &str, hooks: &Arc<Hooks>) -> RunReport {
     let prepared = supportwatch::assemble::prepare_with(config, hooks.clone())
         .unwrap_or_else(|e| panic!("config should prepare:\n{e}"));
     runner::execute(&prepared.checks[0], 1, None).await
+}
+
+/// A shop whose backend handles callback requests as `backend` says, posting to hook `crm` of
+/// supportwatch's own receiver; the receiver's hook registry.
+async fn shop_and_receiver(backend: Backend) -> (SocketAddr, Shop, Arc<Hooks>) {
+    // The receiver serves until the test process ends; its stop token is never used.
+    let (receiver, hooks, _stop) = start_receiver().await;
+    let (shop, state) = start_shop(backend, format!("http://{receiver}/hooks/crm")).await;
+    (shop, state, hooks)
+}
+
+/// Asserts that `report` passed with a delivery proven; prints and returns the delivery latency
+/// (`via` names the way it was proven in the message).
+fn passed_with_latency(report: &RunReport, via: &str) -> Duration {
+    assert!(
+        report.failure.is_none(),
+        "{:?} {:?}",
+        report.failure,
+        report.details
+    );
+    let latency = common::delivery_latency(report).expect("delivery latency recorded");
+    println!("measured {via} delivery latency: {latency:?}");
+    latency
 }
 
 /// The hook's answers to the backend, once it has read them (the run may finish first).
@@ -182,28 +217,13 @@ async fn hook_answers(shop: &Shop) -> Vec<u16> {
     Vec::new()
 }
 
-fn latency(report: &RunReport) -> Option<Duration> {
-    report.observations.iter().find_map(|o| match o {
-        Observation::DeliveryLatency(d) => Some(*d),
-        _ => None,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_webhook_from_the_backend_proves_delivery() {
-    let (receiver, hooks, _stop) = start_receiver().await;
-    let (shop, state) = start_shop(Backend::Deliver, format!("http://{receiver}/hooks/crm")).await;
+    let (shop, state, hooks) = shop_and_receiver(Backend::Deliver).await;
     let report = run(&yaml(shop, "{ webhook: crm, within: 5s }"), &hooks).await;
-    assert!(
-        report.failure.is_none(),
-        "{:?} {:?}",
-        report.failure,
-        report.details
-    );
+    let latency = passed_with_latency(&report, "webhook");
     assert_eq!(report.channel, "callback");
     assert_eq!(report.kind, "callback");
-    let latency = latency(&report).expect("delivery latency recorded");
-    println!("measured webhook delivery latency: {latency:?}");
     assert!(latency < Duration::from_secs(5));
     assert_eq!(hook_answers(&state).await, vec![200]);
     assert!(report.phases.iter().any(|p| p.name == "deliver"));
@@ -211,8 +231,7 @@ async fn a_signed_webhook_from_the_backend_proves_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_request_fails_as_not_delivered() {
-    let (receiver, hooks, _stop) = start_receiver().await;
-    let (shop, _) = start_shop(Backend::Drop, format!("http://{receiver}/hooks/crm")).await;
+    let (shop, _, hooks) = shop_and_receiver(Backend::Drop).await;
     let report = run(
         &yaml(shop, "{ webhook: crm, within: 500ms, late_window: 100ms }"),
         &hooks,
@@ -225,12 +244,7 @@ async fn a_dropped_request_fails_as_not_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrongly_signed_webhook_is_refused_and_does_not_count() {
-    let (receiver, hooks, _stop) = start_receiver().await;
-    let (shop, state) = start_shop(
-        Backend::WrongSignature,
-        format!("http://{receiver}/hooks/crm"),
-    )
-    .await;
+    let (shop, state, hooks) = shop_and_receiver(Backend::WrongSignature).await;
     let report = run(
         &yaml(shop, "{ webhook: crm, within: 800ms, late_window: 100ms }"),
         &hooks,
@@ -318,20 +332,12 @@ async fn the_receiver_refuses_oversized_unknown_and_unsigned_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_poll_passes_when_the_api_lists_the_token() {
-    let (receiver, hooks, _stop) = start_receiver().await;
-    let (shop, _) = start_shop(Backend::Drop, format!("http://{receiver}/hooks/crm")).await;
+    let (shop, _, hooks) = shop_and_receiver(Backend::Drop).await;
     let deliver = format!(
         "{{ http_poll: {{ url: \"http://{shop}/api/callbacks?q={{{{token}}}}\", interval: 100ms, json_pointer: /items/0/comment }}, within: 3s }}"
     );
     let report = run(&yaml(shop, &deliver), &hooks).await;
-    assert!(
-        report.failure.is_none(),
-        "{:?} {:?}",
-        report.failure,
-        report.details
-    );
-    let latency = latency(&report).expect("delivery latency recorded");
-    println!("measured http_poll delivery latency: {latency:?}");
+    passed_with_latency(&report, "http_poll");
 }
 
 #[tokio::test]
@@ -372,19 +378,7 @@ async fn demo_callback_result(
     let (shop, daemon) = supportwatch::demo::start("127.0.0.1:0".parse().expect("addr"), broken)
         .await
         .expect("demo starts");
-    let mut reports = daemon.scheduler.subscribe();
-    let wait = async {
-        loop {
-            match reports.recv().await {
-                Ok(r) if &*r.check == "demo-callback" => return r,
-                Ok(_) => continue,
-                Err(e) => panic!("report stream ended: {e}"),
-            }
-        }
-    };
-    let report = tokio::time::timeout(Duration::from_secs(30), wait)
-        .await
-        .expect("demo-callback ran within 30 s");
+    let report = common::daemon::next_report_of(&daemon, "demo-callback").await;
     daemon.stop().await;
     drop(shop);
     report
@@ -394,14 +388,7 @@ async fn demo_callback_result(
 async fn the_demo_callback_passes_and_break_callback_makes_it_fail() {
     use supportwatch::value::Channel;
     let passing = demo_callback_result(Default::default()).await;
-    assert!(
-        passing.failure.is_none(),
-        "{:?} {:?}",
-        passing.failure,
-        passing.details
-    );
-    let latency = latency(&passing).expect("delivery latency recorded");
-    println!("measured demo webhook delivery latency: {latency:?}");
+    passed_with_latency(&passing, "demo webhook");
     let broken = demo_callback_result([Channel::Callback].into()).await;
     let failure = broken
         .failure
@@ -415,8 +402,7 @@ async fn the_demo_callback_passes_and_break_callback_makes_it_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_poll_that_never_lists_the_token_fails_and_says_what_it_saw() {
-    let (receiver, hooks, _stop) = start_receiver().await;
-    let (shop, _) = start_shop(Backend::Drop, format!("http://{receiver}/hooks/crm")).await;
+    let (shop, _, hooks) = shop_and_receiver(Backend::Drop).await;
     let deliver = format!(
         "{{ http_poll: {{ url: \"http://{shop}/api/callbacks?key=k\", interval: 100ms, match: \"never-there\" }}, within: 400ms, late_window: 100ms }}"
     );
@@ -449,26 +435,18 @@ fn hook_secrets_never_show_in_config_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_serves_hooks_and_a_reload_swaps_their_secrets() {
-    use supportwatch::daemon::{ConfigSource, Daemon};
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::daemon::ConfigDir::new();
     let write = |secret: &str| {
-        std::fs::write(
-            dir.path().join("hooks.yaml"),
-            format!(
-                "hooks: {{ crm: {{ secret: \"{secret}\", signature: header }} }}\nchecks: [ {{ name: x, kind: http, url: \"http://127.0.0.1:9/\", interval: 1h }} ]\nstorage: {{ path: \"{}\" }}\n",
-                dir.path().join("sw.db").display()
+        dir.write(
+            "hooks.yaml",
+            &format!(
+                "hooks: {{ crm: {{ secret: \"{secret}\", signature: header }} }}\nchecks: [ {{ name: x, kind: http, url: \"http://127.0.0.1:9/\", interval: 1h }} ]\n"
             ),
-        )
-        .expect("write config");
+        );
     };
     write("first-secret");
-    let daemon = Daemon::start(
-        ConfigSource::Dir(dir.path().to_path_buf()),
-        Some("127.0.0.1:0".parse().expect("addr")),
-    )
-    .await
-    .expect("daemon starts");
-    let url = format!("http://{}/hooks/crm", daemon.addr);
+    let daemon = dir.start().await;
+    let url = daemon.url("/hooks/crm");
     let post = |key: &'static str| {
         let url = url.clone();
         async move {
@@ -502,23 +480,16 @@ fn utc_hhmm(offset: i64) -> String {
 }
 
 fn off_hours_yaml(shop: SocketAddr, active_hours: &str) -> String {
-    format!(
-        r#"
-hooks:
-  crm: {{ secret: "${{CRM_HOOK_SECRET}}" }}
-checks:
-  - name: callback
-    kind: callback
-    url: "http://{shop}/callback"
-    form: "form#callback"
-    fields: {{ phone: "+7 900 000-00-00", comment: "Automated test {{{{token}}}}, please do not call" }}
-    expect: {{ status: 200, body: "(?i)call you back within 15 minutes" }}
+    callback_yaml(
+        shop,
+        "",
+        &format!(
+            r#"    expect: {{ status: 200, body: "(?i)call you back within 15 minutes" }}
     active_hours: "{active_hours}"
     outside_hours: {{ status: 200, body: "(?i)call you back tomorrow at \\d{{1,2}}:\\d{{2}}" }}
     deliver: {{ webhook: crm, within: 5s }}
-    timeout: 5s
-    retries: 0
 "#
+        ),
     )
 }
 
@@ -527,8 +498,7 @@ checks:
 /// The hours are placed around the real clock, so the test never depends on the time of day.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_active_hours_the_acknowledgement_must_propose_a_time() {
-    let (receiver, hooks, _stop) = start_receiver().await;
-    let (shop, _) = start_shop(Backend::Deliver, format!("http://{receiver}/hooks/crm")).await;
+    let (shop, _, hooks) = shop_and_receiver(Backend::Deliver).await;
 
     let closed_now = format!("daily {}-{} UTC", utc_hhmm(6 * 3600), utc_hhmm(7 * 3600));
     let report = run(&off_hours_yaml(shop, &closed_now), &hooks).await;

@@ -3,8 +3,9 @@
 
 mod common;
 
+use common::daemon::{signal, spawn_binary};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_supportwatch");
@@ -128,24 +129,14 @@ async fn check_prints_phases_and_exits_0_when_all_pass() {
 fn run_exits_0_on_sigterm_without_logging_secrets() {
     let port = common::closed_port();
     let dir = config_dir(&secret_config(port));
-    let mut child = Command::new(BIN)
-        .args(["run", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dir.path())
-        // The alert database (storage.path, default ./supportwatch.db) goes there too.
-        .current_dir(dir.path())
-        .env("SW_SHOP_KEY", SECRET)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start daemon");
+    // The alert database (storage.path, default ./supportwatch.db) goes into `dir` too.
+    let mut child = spawn_binary(
+        dir.path(),
+        &[("SW_SHOP_KEY", SECRET), ("RUST_LOG", "debug")],
+    );
     // Long enough to start and run the 1 s check at least once, so its failure is logged.
     std::thread::sleep(Duration::from_millis(2500));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    assert!(signal(&child, "-TERM"));
     let started = std::time::Instant::now();
     let out = loop {
         if child.try_wait().expect("wait").is_some() {
@@ -168,23 +159,11 @@ fn run_exits_0_on_sigterm_without_logging_secrets() {
 #[test]
 fn sighup_reloads_and_a_bad_config_is_refused_with_its_location() {
     let dir = config_dir("checks:\n  - { name: home, kind: http, url: \"http://127.0.0.1:1/\" }\n");
-    let child = Command::new(BIN)
-        .args(["run", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dir.path())
-        // The alert database (storage.path, default ./supportwatch.db) goes there too.
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start daemon");
+    // The alert database (storage.path, default ./supportwatch.db) goes into `dir` too.
+    let child = spawn_binary(dir.path(), &[]);
     // Each signal is given time to be handled before the test rewrites the file.
-    let signal = |name: &str| {
-        let ok = Command::new("kill")
-            .args([name, &child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok);
+    let signal_and_wait = |name: &str| {
+        assert!(signal(&child, name));
         std::thread::sleep(Duration::from_millis(800));
     };
     // Let the daemon load the first config before it is replaced.
@@ -194,14 +173,14 @@ fn sighup_reloads_and_a_bad_config_is_refused_with_its_location() {
         "checks:\n  - name: home\n    kind: http\n    url: http://127.0.0.1:1/\n    retries: many\n",
     )
     .expect("write");
-    signal("-HUP");
+    signal_and_wait("-HUP");
     std::fs::write(
         dir.path().join("shop.yaml"),
         "checks:\n  - { name: contacts, kind: http, url: \"http://127.0.0.1:1/c\" }\n",
     )
     .expect("write");
-    signal("-HUP");
-    signal("-TERM");
+    signal_and_wait("-HUP");
+    signal_and_wait("-TERM");
     let out = child.wait_with_output().expect("output");
     let text = all_output(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");

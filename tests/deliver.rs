@@ -1,6 +1,8 @@
 //! The delivery watcher against a real Maildir on disk: found before or after the wait began,
 //! cleanup, spam folders, deadlines, extra patterns, and many waits sharing one watcher.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 use supportwatch::demo::smtp::write_maildir;
@@ -23,9 +25,7 @@ fn watcher(maildir: &Path, extra: &str) -> Watcher {
 
 fn maildir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(dir.path().join(sub)).expect("maildir");
-    }
+    common::make_maildir(dir.path());
     dir
 }
 

@@ -510,9 +510,7 @@ async fn a_hanging_server_is_timed_out_in_the_phase_it_hangs_in() {
 fn maildir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("support");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(root.join(sub)).expect("maildir");
-    }
+    common::make_maildir(&root);
     (dir, root)
 }
 
@@ -532,20 +530,13 @@ async fn deliver_proves_the_message_reached_the_mailbox() {
     let report = run(&delivering(&root, "10s"), &shop).await;
     assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
     assert!(
-        report
-            .observations
-            .iter()
-            .any(|o| matches!(o, Observation::DeliveryLatency(_))),
+        common::delivery_latency(&report).is_some(),
         "{:?}",
         report.observations
     );
     let phases: Vec<&str> = report.phases.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(phases, ["load", "parse", "submit", "deliver"]);
-    assert!(
-        report.details.iter().any(|d| d == "test message deleted"),
-        "{:?}",
-        report.details
-    );
+    common::assert_test_message_deleted(&report);
 }
 
 #[tokio::test]

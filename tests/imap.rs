@@ -38,6 +38,12 @@ fn spec(url: &str, user: &MailUser, password: &str, extra: &str) -> MailboxSpec 
     config.mailboxes.remove("box").expect("mailbox `box`")
 }
 
+/// [`spec`] for the harness user `support`, with its own password.
+fn support_spec(url: &str, extra: &str) -> MailboxSpec {
+    let support = mail_server().user("support");
+    spec(url, support, &support.password, extra)
+}
+
 fn imaps(server: &MailServer) -> String {
     format!("imaps://127.0.0.1:{}", server.imaps_port)
 }
@@ -67,6 +73,24 @@ async fn wait(watcher: &Watcher, token: &str, since: SystemTime) -> Result<Deliv
         cleanup: true,
     };
     watcher.wait(request, Instant::now() + WITHIN).await
+}
+
+/// [`wait`] in a task of its own, so that the test can send the message while it waits.
+fn wait_in_background(
+    watcher: &Watcher,
+    token: &str,
+    since: SystemTime,
+) -> tokio::task::JoinHandle<Result<Delivered, WaitError>> {
+    let (watcher, token) = (watcher.clone(), token.to_string());
+    tokio::spawn(async move { wait(&watcher, &token, since).await })
+}
+
+/// Opening a session with `spec`, which must fail (`why` says why it must); the error.
+async fn open_error(spec: &MailboxSpec, why: &str) -> MailboxError {
+    match store(spec).open().await {
+        Ok(_) => panic!("{why}"),
+        Err(e) => e,
+    }
 }
 
 fn smtp(server: &MailServer) -> AsyncSmtpTransport<Tokio1Executor> {
@@ -111,6 +135,18 @@ async fn send_raw(to: &str, raw: &str) {
         .expect("SMTP accepts the message");
 }
 
+/// Waits until a message carrying `token` is in `user`'s maildir, at most [`WITHIN`].
+async fn assert_arrives(user: &MailUser, token: &str) {
+    let name = user.address.split('@').next().unwrap_or_default();
+    assert!(
+        mail_server()
+            .wait_for_message_async(name, token, WITHIN)
+            .await
+            .is_some(),
+        "the message with {token} reached {name}'s maildir"
+    );
+}
+
 /// Cleanup deleted the message: no file of `user` carries the token any more.
 async fn assert_gone(server: &MailServer, user: &str, token: &str) {
     // Expunge unlinks the file before its OK; the short grace covers a slow disk only.
@@ -128,17 +164,11 @@ async fn assert_gone(server: &MailServer, user: &str, token: &str) {
 async fn implicit_tls_finds_the_token_and_cleanup_deletes_the_message() {
     let server = mail_server();
     let support = server.user("support");
-    let spec = spec(&imaps(server), support, &support.password, "");
+    let spec = support_spec(&imaps(server), "");
     let token = token();
     let since = SystemTime::now();
     send(&support.address, &format!("Contact form {token}"), &token).await;
-    assert!(
-        server
-            .wait_for_message_async("support", &token, WITHIN)
-            .await
-            .is_some(),
-        "the message reached the maildir"
-    );
+    assert_arrives(support, &token).await;
 
     let found = wait(&watcher(&spec), &token, since)
         .await
@@ -159,21 +189,11 @@ async fn implicit_tls_finds_the_token_and_cleanup_deletes_the_message() {
 async fn starttls_with_auth_plain_finds_the_token() {
     let server = mail_server();
     let support = server.user("support");
-    let spec = spec(
-        &imap_starttls(server),
-        support,
-        &support.password,
-        "    auth: plain\n",
-    );
-    let watcher = watcher(&spec);
+    let spec = support_spec(&imap_starttls(server), "    auth: plain\n");
     let token = token();
     let since = SystemTime::now();
     // The wait starts first, so the message arrives while the watcher is already looking.
-    let waiting = {
-        let watcher = watcher.clone();
-        let token = token.clone();
-        tokio::spawn(async move { wait(&watcher, &token, since).await })
-    };
+    let waiting = wait_in_background(&watcher(&spec), &token, since);
     send(&support.address, "Callback request", &token).await;
     let found = waiting
         .await
@@ -218,7 +238,7 @@ async fn a_wrong_password_is_a_login_error_without_the_password() {
 async fn mail_filed_as_junk_is_reported_as_spam() {
     let server = mail_server();
     let support = server.user("support");
-    let spec = spec(&imaps(server), support, &support.password, "");
+    let spec = support_spec(&imaps(server), "");
     let token = token();
     let since = SystemTime::now();
     // The support user's sieve script files `[spam-test]` subjects into Junk.
@@ -242,14 +262,9 @@ async fn mail_filed_as_junk_is_reported_as_spam() {
 async fn latency(user: &MailUser, extra: &str) -> (Duration, Duration) {
     let server = mail_server();
     let spec = spec(&imaps(server), user, &user.password, extra);
-    let watcher = watcher(&spec);
     let token = token();
     let since = SystemTime::now();
-    let waiting = {
-        let watcher = watcher.clone();
-        let token = token.clone();
-        tokio::spawn(async move { wait(&watcher, &token, since).await })
-    };
+    let waiting = wait_in_background(&watcher(&spec), &token, since);
     // Connected, looked once, and now idling (or sleeping until the next poll).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent = SystemTime::now();
@@ -302,12 +317,7 @@ async fn a_new_wait_interrupts_idle() {
         &early,
     )
     .await;
-    assert!(
-        server
-            .wait_for_message_async("customer", &early, WITHIN)
-            .await
-            .is_some()
-    );
+    assert_arrives(customer, &early).await;
     // A wait for mail that never comes: the watcher looks once, then idles for up to 60 s.
     let never = {
         let watcher = watcher.clone();
@@ -347,12 +357,7 @@ async fn messages_larger_than_max_message_are_not_fetched() {
     let since = SystemTime::now();
     let padding = "This line only makes the message bigger than one kilobyte.\n".repeat(40);
     send(&full.address, "Big message", &format!("{token}\n{padding}")).await;
-    assert!(
-        server
-            .wait_for_message_async("full", &token, WITHIN)
-            .await
-            .is_some()
-    );
+    assert_arrives(full, &token).await;
     let ours = |list: Vec<supportwatch::mailbox::MessageRef>| {
         list.into_iter()
             .find(|m| m.size.is_some_and(|s| (2_000..10_000).contains(&s)))
@@ -438,7 +443,7 @@ fn quoted_printable(text: &str, split: &str) -> String {
 async fn a_cyrillic_quoted_printable_message_is_decoded() {
     let server = mail_server();
     let support = server.user("support");
-    let spec = spec(&imap_starttls(server), support, &support.password, "");
+    let spec = support_spec(&imap_starttls(server), "");
     let token = token();
     let body =
         format!("Здравствуйте! Это автоматическая проверка {token}, пожалуйста, не отвечайте.\n");
@@ -465,22 +470,9 @@ async fn a_cyrillic_quoted_printable_message_is_decoded() {
 
 #[tokio::test]
 async fn an_unreachable_port_is_a_connect_error_naming_it() {
-    let server = mail_server();
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let support = server.user("support");
-    let spec = spec(
-        &format!("imaps://127.0.0.1:{port}"),
-        support,
-        &support.password,
-        "",
-    );
-    let err = match store(&spec).open().await {
-        Ok(_) => panic!("nothing listens on {port}"),
-        Err(e) => e,
-    };
+    let port = common::closed_port();
+    let spec = support_spec(&format!("imaps://127.0.0.1:{port}"), "");
+    let err = open_error(&spec, &format!("nothing listens on {port}")).await;
     assert!(matches!(err, MailboxError::Connect { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
@@ -492,14 +484,14 @@ async fn an_unreachable_port_is_a_connect_error_naming_it() {
 #[tokio::test]
 async fn a_certificate_from_an_unknown_ca_is_a_tls_error() {
     let server = mail_server();
-    let support = server.user("support");
-    let mut spec = spec(&imaps(server), support, &support.password, "");
+    let mut spec = support_spec(&imaps(server), "");
     // The system roots do not know the harness CA.
     spec.ca_file = None;
-    let err = match store(&spec).open().await {
-        Ok(_) => panic!("the harness certificate must not be trusted by the system roots"),
-        Err(e) => e,
-    };
+    let err = open_error(
+        &spec,
+        "the harness certificate must not be trusted by the system roots",
+    )
+    .await;
     assert!(matches!(err, MailboxError::Tls { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
@@ -511,16 +503,12 @@ async fn a_certificate_from_an_unknown_ca_is_a_tls_error() {
 #[tokio::test]
 async fn a_configured_folder_that_does_not_exist_is_named() {
     let server = mail_server();
-    let support = server.user("support");
     for extra in [
         "    folders: [INBOX, Заявки]\n",
         "    spam_folders: [Spam]\n",
     ] {
-        let spec = spec(&imaps(server), support, &support.password, extra);
-        let err = match store(&spec).open().await {
-            Ok(_) => panic!("{extra}: the folder does not exist"),
-            Err(e) => e,
-        };
+        let spec = support_spec(&imaps(server), extra);
+        let err = open_error(&spec, &format!("{extra}: the folder does not exist")).await;
         assert!(matches!(err, MailboxError::NoFolder { .. }), "{err:?}");
         let folder = if extra.contains("Заявки") {
             "Заявки"
@@ -565,18 +553,8 @@ async fn server_without_starttls() -> u16 {
 #[tokio::test]
 async fn a_server_without_starttls_is_refused() {
     let port = server_without_starttls().await;
-    let server = mail_server();
-    let support = server.user("support");
-    let spec = spec(
-        &format!("imap://127.0.0.1:{port}"),
-        support,
-        &support.password,
-        "",
-    );
-    let err = match store(&spec).open().await {
-        Ok(_) => panic!("no STARTTLS, no session"),
-        Err(e) => e,
-    };
+    let spec = support_spec(&format!("imap://127.0.0.1:{port}"), "");
+    let err = open_error(&spec, "no STARTTLS, no session").await;
     assert!(matches!(err, MailboxError::Tls { .. }), "{err:?}");
     assert!(
         err.to_string().ends_with(&format!(
@@ -589,29 +567,10 @@ async fn a_server_without_starttls_is_refused() {
 #[tokio::test]
 async fn a_server_that_never_answers_cannot_hang_the_watcher() {
     // Accepts connections and holds them open without a word.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((tcp, _)) = listener.accept().await {
-            held.push(tcp);
-        }
-    });
-    let server = mail_server();
-    let support = server.user("support");
-    let spec = spec(
-        &format!("imap://127.0.0.1:{port}"),
-        support,
-        &support.password,
-        "",
-    );
+    let port = common::start_silent("127.0.0.1").await.port();
+    let spec = support_spec(&format!("imap://127.0.0.1:{port}"), "");
     let started = Instant::now();
-    let err = match store(&spec).open().await {
-        Ok(_) => panic!("a silent server gives no session"),
-        Err(e) => e,
-    };
+    let err = open_error(&spec, "a silent server gives no session").await;
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "bounded by the 15 s connect timeout, took {:?}",
@@ -661,14 +620,8 @@ fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
 async fn the_password_never_reaches_the_logs() {
     let logs = captured_logs();
     let server = mail_server();
-    let support = server.user("support");
     for (url, auth) in [(imaps(server), "login"), (imap_starttls(server), "plain")] {
-        let spec = spec(
-            &url,
-            support,
-            &support.password,
-            &format!("    auth: {auth}\n"),
-        );
+        let spec = support_spec(&url, &format!("    auth: {auth}\n"));
         let session = store(&spec).open().await.expect("login");
         session.close().await;
     }

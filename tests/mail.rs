@@ -37,6 +37,44 @@ async fn run(yaml: &str, vars: &[(&str, &str)]) -> RunReport {
     runner::execute(&prepared.checks[0], 1, None).await
 }
 
+/// Runs `check` once with every harness user declared as a mailbox (see [`maildirs`]).
+async fn run_delivering(server: &MailServer, check: &str, vars: &[(&str, &str)]) -> RunReport {
+    run(&format!("{}{check}", maildirs(server)), vars).await
+}
+
+/// `checks:` with one `mail` check named `name` that sends through `smtp`; `rest` is the rest of
+/// its keys, as YAML lines indented by four spaces.
+fn mail_check(name: &str, smtp: &str, rest: &str) -> String {
+    format!(
+        "checks:\n  - name: {name}\n    kind: mail\n    channel: email\n    smtp: \"{smtp}\"\n{rest}"
+    )
+}
+
+/// The keys of a `mail` check that logs in as the harness user `customer`, its password taken
+/// from `${SW_TEST_SMTP_PASSWORD}`, and trusts the harness CA.
+fn customer_login(server: &MailServer) -> String {
+    format!(
+        "    user: customer@test.local\n    password: \"${{SW_TEST_SMTP_PASSWORD}}\"\n    ca_file: \"{}\"\n",
+        server.ca_file.display()
+    )
+}
+
+/// Runs check `name`: customer, logged in through `smtp`, writes to support; the message must
+/// arrive.
+async fn run_as_customer(server: &MailServer, name: &str, smtp: &str) -> RunReport {
+    let customer = server.user("customer");
+    let rest = format!(
+        "{}    from: customer@test.local\n    to: support@test.local\n    deliver: {{ mailbox: support, within: 60s }}\n",
+        customer_login(server)
+    );
+    run_delivering(
+        server,
+        &mail_check(name, smtp, &rest),
+        &[("SW_TEST_SMTP_PASSWORD", &customer.password)],
+    )
+    .await
+}
+
 fn phases(report: &RunReport) -> Vec<&str> {
     report.phases.iter().map(|p| p.name.as_str()).collect()
 }
@@ -50,14 +88,7 @@ fn failure(report: &RunReport) -> (FailureKind, String) {
 }
 
 fn delivery_latency(report: &RunReport) -> Duration {
-    report
-        .observations
-        .iter()
-        .find_map(|o| match o {
-            Observation::DeliveryLatency(d) => Some(*d),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no delivery latency in {report:#?}"))
+    common::delivery_latency(report).unwrap_or_else(|| panic!("no delivery latency in {report:#?}"))
 }
 
 fn has_detail(report: &RunReport, prefix: &str) -> bool {
@@ -67,26 +98,17 @@ fn has_detail(report: &RunReport, prefix: &str) -> bool {
 #[tokio::test]
 async fn plain_smtp_delivers_to_the_support_mailbox_and_cleans_up() {
     let server = mail_server();
-    let report = run(
-        &format!(
-            r#"{}
-checks:
-  - name: support-mail
-    kind: mail
-    channel: email
-    timeout: 30s
-    smtp: "smtp://127.0.0.1:{}"
+    let check = mail_check(
+        "support-mail",
+        &format!("smtp://127.0.0.1:{}", server.smtp_port),
+        r#"    timeout: 30s
     helo: monitor.test.local
     from: "Monitoring <customer@test.local>"
     to: support@test.local
-    deliver: {{ mailbox: support, within: 60s }}
+    deliver: { mailbox: support, within: 60s }
 "#,
-            maildirs(server),
-            server.smtp_port
-        ),
-        &[],
-    )
-    .await;
+    );
+    let report = run_delivering(server, &check, &[]).await;
     assert_eq!(report.result, RunResult::Success, "{report:#?}");
     assert_eq!(phases(&report), ["connect", "submit", "deliver"]);
     let latency = delivery_latency(&report);
@@ -112,11 +134,7 @@ checks:
         "{:?}",
         report.details
     );
-    assert!(
-        report.details.iter().any(|d| d == "test message deleted"),
-        "{:?}",
-        report.details
-    );
+    common::assert_test_message_deleted(&report);
     assert_eq!(server.find_message("support", &report.token), None);
 }
 
@@ -124,26 +142,10 @@ checks:
 async fn submission_with_starttls_and_auth_delivers() {
     let server = mail_server();
     let customer = server.user("customer");
-    let report = run(
-        &format!(
-            r#"{}
-checks:
-  - name: support-mail-submission
-    kind: mail
-    channel: email
-    smtp: "smtp+starttls://localhost:{}"
-    user: customer@test.local
-    password: "${{SW_TEST_SMTP_PASSWORD}}"
-    ca_file: "{}"
-    from: customer@test.local
-    to: support@test.local
-    deliver: {{ mailbox: support, within: 60s }}
-"#,
-            maildirs(server),
-            server.submission_port,
-            server.ca_file.display()
-        ),
-        &[("SW_TEST_SMTP_PASSWORD", &customer.password)],
+    let report = run_as_customer(
+        server,
+        "support-mail-submission",
+        &format!("smtp+starttls://localhost:{}", server.submission_port),
     )
     .await;
     assert_eq!(report.result, RunResult::Success, "{report:#?}");
@@ -174,27 +176,10 @@ checks:
 #[tokio::test]
 async fn smtps_with_implicit_tls_delivers() {
     let server = mail_server();
-    let customer = server.user("customer");
-    let report = run(
-        &format!(
-            r#"{}
-checks:
-  - name: support-mail-smtps
-    kind: mail
-    channel: email
-    smtp: "smtps://127.0.0.1:{}"
-    user: customer@test.local
-    password: "${{SW_TEST_SMTP_PASSWORD}}"
-    ca_file: "{}"
-    from: customer@test.local
-    to: support@test.local
-    deliver: {{ mailbox: support, within: 60s }}
-"#,
-            maildirs(server),
-            server.smtps_port,
-            server.ca_file.display()
-        ),
-        &[("SW_TEST_SMTP_PASSWORD", &customer.password)],
+    let report = run_as_customer(
+        server,
+        "support-mail-smtps",
+        &format!("smtps://127.0.0.1:{}", server.smtps_port),
     )
     .await;
     assert_eq!(report.result, RunResult::Success, "{report:#?}");
@@ -214,26 +199,15 @@ checks:
 async fn a_wrong_password_is_an_smtp_failure_that_does_not_show_it() {
     let server = mail_server();
     let password = "not-the-password-4711";
-    let report = run(
+    let check = mail_check(
+        "support-mail-bad-login",
+        &format!("smtp+starttls://127.0.0.1:{}", server.submission_port),
         &format!(
-            r#"
-checks:
-  - name: support-mail-bad-login
-    kind: mail
-    channel: email
-    smtp: "smtp+starttls://127.0.0.1:{}"
-    user: customer@test.local
-    password: "${{SW_TEST_SMTP_PASSWORD}}"
-    ca_file: "{}"
-    from: customer@test.local
-    to: support@test.local
-"#,
-            server.submission_port,
-            server.ca_file.display()
+            "{}    from: customer@test.local\n    to: support@test.local\n",
+            customer_login(server)
         ),
-        &[("SW_TEST_SMTP_PASSWORD", password)],
-    )
-    .await;
+    );
+    let report = run(&check, &[("SW_TEST_SMTP_PASSWORD", password)]).await;
     let (kind, message) = failure(&report);
     assert_eq!(kind, FailureKind::Smtp);
     assert_eq!(
@@ -252,21 +226,12 @@ checks:
 #[tokio::test]
 async fn a_stopped_relay_is_a_connect_failure_naming_the_port() {
     let port = closed_port();
-    let report = run(
-        &format!(
-            r#"
-checks:
-  - name: relay-stopped
-    kind: mail
-    channel: email
-    smtp: "smtp://127.0.0.1:{port}"
-    from: customer@test.local
-    to: support@test.local
-"#
-        ),
-        &[],
-    )
-    .await;
+    let check = mail_check(
+        "relay-stopped",
+        &format!("smtp://127.0.0.1:{port}"),
+        "    from: customer@test.local\n    to: support@test.local\n",
+    );
+    let report = run(&check, &[]).await;
     assert_eq!(
         failure(&report),
         (
@@ -281,22 +246,12 @@ checks:
 async fn an_untrusted_certificate_is_a_tls_failure() {
     let server = mail_server();
     // No ca_file: the system roots do not know the harness's private CA.
-    let report = run(
-        &format!(
-            r#"
-checks:
-  - name: smtps-untrusted
-    kind: mail
-    channel: email
-    smtp: "smtps://127.0.0.1:{}"
-    from: customer@test.local
-    to: support@test.local
-"#,
-            server.smtps_port
-        ),
-        &[],
-    )
-    .await;
+    let check = mail_check(
+        "smtps-untrusted",
+        &format!("smtps://127.0.0.1:{}", server.smtps_port),
+        "    from: customer@test.local\n    to: support@test.local\n",
+    );
+    let report = run(&check, &[]).await;
     assert_eq!(
         failure(&report),
         (
@@ -312,25 +267,16 @@ checks:
 #[tokio::test]
 async fn an_auto_reply_that_promises_an_answer_passes() {
     let server = mail_server();
-    let report = run(
-        &format!(
-            r#"{}
-checks:
-  - name: autoreply-mail
-    kind: mail
-    channel: email
-    smtp: "smtp://127.0.0.1:{}"
-    from: "Customer <customer@test.local>"
+    let check = mail_check(
+        "autoreply-mail",
+        &format!("smtp://127.0.0.1:{}", server.smtp_port),
+        r#"    from: "Customer <customer@test.local>"
     to: autoreply@test.local
-    deliver: {{ mailbox: autoreply, within: 60s }}
-    auto_reply: {{ mailbox: customer, within: 60s, body: "(?i)within 2 hours" }}
+    deliver: { mailbox: autoreply, within: 60s }
+    auto_reply: { mailbox: customer, within: 60s, body: "(?i)within 2 hours" }
 "#,
-            maildirs(server),
-            server.smtp_port
-        ),
-        &[],
-    )
-    .await;
+    );
+    let report = run_delivering(server, &check, &[]).await;
     assert_eq!(report.result, RunResult::Success, "{report:#?}");
     assert_eq!(
         phases(&report),
@@ -359,25 +305,16 @@ checks:
 #[tokio::test]
 async fn no_auto_reply_from_a_mailbox_without_one_fails_with_reason_auto_reply() {
     let server = mail_server();
-    let report = run(
-        &format!(
-            r#"{}
-checks:
-  - name: no-autoreply-mail
-    kind: mail
-    channel: email
-    smtp: "smtp://127.0.0.1:{}"
-    from: customer@test.local
+    let check = mail_check(
+        "no-autoreply-mail",
+        &format!("smtp://127.0.0.1:{}", server.smtp_port),
+        r#"    from: customer@test.local
     to: spare@test.local
-    deliver: {{ mailbox: spare, within: 60s }}
-    auto_reply: {{ mailbox: customer, within: 15s, body: "(?i)within 2 hours" }}
+    deliver: { mailbox: spare, within: 60s }
+    auto_reply: { mailbox: customer, within: 15s, body: "(?i)within 2 hours" }
 "#,
-            maildirs(server),
-            server.smtp_port
-        ),
-        &[],
-    )
-    .await;
+    );
+    let report = run_delivering(server, &check, &[]).await;
     assert_eq!(
         failure(&report),
         (
@@ -392,30 +329,21 @@ checks:
 #[tokio::test]
 async fn cyrillic_subject_and_body_arrive_intact() {
     let server = mail_server();
-    let report = run(
-        &format!(
-            r#"{}
-checks:
-  - name: cyrillic-mail
-    kind: mail
-    channel: email
-    smtp: "smtp://127.0.0.1:{}"
-    from: "Мониторинг <customer@test.local>"
+    let check = mail_check(
+        "cyrillic-mail",
+        &format!("smtp://127.0.0.1:{}", server.smtp_port),
+        r#"    from: "Мониторинг <customer@test.local>"
     to: support@test.local
-    subject: "Проверка поддержки {{{{token}}}}"
-    body: "Это автоматическая проверка службы поддержки, отвечать не нужно. {{{{token}}}}"
+    subject: "Проверка поддержки {{token}}"
+    body: "Это автоматическая проверка службы поддержки, отвечать не нужно. {{token}}"
     deliver:
       mailbox: support
       within: 60s
       match: "автоматическая проверка службы поддержки"
       cleanup: false
 "#,
-            maildirs(server),
-            server.smtp_port
-        ),
-        &[],
-    )
-    .await;
+    );
+    let report = run_delivering(server, &check, &[]).await;
     assert_eq!(report.result, RunResult::Success, "{report:#?}");
     let file = server
         .find_message("support", &report.token)

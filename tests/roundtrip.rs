@@ -137,13 +137,6 @@ async fn run(yaml: &str, password: &str) -> RunReport {
     runner::execute(&prepared.checks[0], 1, None).await
 }
 
-fn latency(report: &RunReport) -> Option<Duration> {
-    report.observations.iter().find_map(|o| match o {
-        Observation::DeliveryLatency(d) => Some(*d),
-        _ => None,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_form_is_delivered_measured_and_cleaned_up() {
     let server = mail_server();
@@ -151,16 +144,12 @@ async fn a_healthy_form_is_delivered_measured_and_cleaned_up() {
     let password = server.user("support").password.clone();
     let report = run(&config(shop, "support", "60s", ""), &password).await;
     assert_eq!(report.result, RunResult::Success, "{:?}", report.failure);
-    let latency = latency(&report).expect("delivery latency recorded");
+    let latency = common::delivery_latency(&report).expect("delivery latency recorded");
     assert!(latency < Duration::from_secs(60), "{latency:?}");
     eprintln!("form → postfix → dovecot → IMAP: delivered after {latency:?}");
     let phases: Vec<&str> = report.phases.iter().map(|p| p.name.as_str()).collect();
     assert!(phases.contains(&"deliver"), "{phases:?}");
-    assert!(
-        report.details.iter().any(|d| d == "test message deleted"),
-        "{:?}",
-        report.details
-    );
+    common::assert_test_message_deleted(&report);
     assert!(
         server.find_message("support", &report.token).is_none(),
         "the test message must be gone from the support mailbox"
@@ -298,7 +287,7 @@ checks:
     );
     let report = runner::execute(&prepared.checks[0], 1, None).await;
     assert_eq!(report.result, RunResult::Success, "{report:#?}");
-    let delivered = latency(&report).expect("delivery latency");
+    let delivered = common::delivery_latency(&report).expect("delivery latency");
     let replied = report
         .observations
         .iter()

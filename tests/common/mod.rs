@@ -1,10 +1,13 @@
-//! Helpers shared by the integration tests: a real HTTP test shop on loopback, and loading checks
-//! from YAML text.
+//! Helpers shared by the integration tests: a real HTTP test shop on loopback, loading checks
+//! from YAML text, empty Maildirs, what a run proved about a delivery, and promtool's verdict on
+//! metrics text. The daemon starter and the recording server live in `daemon` and `recorder`.
 #![allow(dead_code)]
 
 pub mod browser_shop;
+pub mod daemon;
 pub mod forms;
 pub mod mailserver;
+pub mod recorder;
 
 use axum::Router;
 use axum::body::Body;
@@ -13,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -249,6 +252,60 @@ pub async fn start_drip(ip: &str) -> SocketAddr {
         }
     });
     addr
+}
+
+/// The delivery latency a run observed, if it proved a delivery.
+pub fn delivery_latency(report: &RunReport) -> Option<Duration> {
+    report.observations.iter().find_map(|o| match o {
+        supportwatch::outcome::Observation::DeliveryLatency(d) => Some(*d),
+        _ => None,
+    })
+}
+
+/// Asserts that the run deleted the test message it proved delivered.
+#[track_caller]
+pub fn assert_test_message_deleted(report: &RunReport) {
+    assert!(
+        report.details.iter().any(|d| d == "test message deleted"),
+        "{:?}",
+        report.details
+    );
+}
+
+/// Makes `dir` an empty Maildir (`cur`, `new`, `tmp`), creating what is missing.
+pub fn make_maildir(dir: &Path) {
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .unwrap_or_else(|e| panic!("create Maildir {}: {e}", dir.join(sub).display()));
+    }
+}
+
+/// Asserts that `promtool check metrics` accepts `metrics` without a word.
+pub fn promtool_check(metrics: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed: apt-get install prometheus (scripts/test does it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write metrics");
+    let out = child.wait_with_output().expect("promtool output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "promtool: {text}"
+    );
 }
 
 /// A loopback port nobody listens on.
