@@ -79,6 +79,18 @@ fn phases(report: &RunReport) -> Vec<&str> {
     report.phases.iter().map(|p| p.name.as_str()).collect()
 }
 
+/// The phases of a run against the shared mail server, without a leading `queue`: SMTP pacing is
+/// per account and process-wide, and the tests of this binary run at once and share accounts, so
+/// a run may first wait for another test's send. That wait says nothing about the run under test;
+/// everything after it must be exact.
+fn own_phases(report: &RunReport) -> Vec<&str> {
+    let mut all = phases(report);
+    if all.first() == Some(&"queue") {
+        all.remove(0);
+    }
+    all
+}
+
 fn failure(report: &RunReport) -> (FailureKind, String) {
     let f = report
         .failure
@@ -110,7 +122,7 @@ async fn plain_smtp_delivers_to_the_support_mailbox_and_cleans_up() {
     );
     let report = run_delivering(server, &check, &[]).await;
     assert_eq!(report.result, RunResult::Success, "{report:#?}");
-    assert_eq!(phases(&report), ["connect", "submit", "deliver"]);
+    assert_eq!(own_phases(&report), ["connect", "submit", "deliver"]);
     let latency = delivery_latency(&report);
     eprintln!("plain SMTP -> maildir delivery latency: {latency:?}");
     assert!(latency < Duration::from_secs(60), "{latency:?}");
@@ -150,7 +162,7 @@ async fn submission_with_starttls_and_auth_delivers() {
     .await;
     assert_eq!(report.result, RunResult::Success, "{report:#?}");
     assert_eq!(
-        phases(&report),
+        own_phases(&report),
         ["connect", "tls", "auth", "submit", "deliver"]
     );
     assert!(
@@ -183,7 +195,10 @@ async fn smtps_with_implicit_tls_delivers() {
     )
     .await;
     assert_eq!(report.result, RunResult::Success, "{report:#?}");
-    assert_eq!(phases(&report), ["connect", "auth", "submit", "deliver"]);
+    assert_eq!(
+        own_phases(&report),
+        ["connect", "auth", "submit", "deliver"]
+    );
     assert!(
         has_detail(
             &report,
@@ -215,7 +230,7 @@ async fn a_wrong_password_is_an_smtp_failure_that_does_not_show_it() {
         "smtp authentication as customer@test.local failed: 535 5.7.8 Error: authentication \
          failed: (reason unavailable)"
     );
-    assert_eq!(phases(&report), ["connect", "tls", "auth"]);
+    assert_eq!(own_phases(&report), ["connect", "tls", "auth"]);
     let everything = format!(
         "{report:?} {}",
         serde_json::to_string(&report).expect("report serializes")
@@ -239,7 +254,7 @@ async fn a_stopped_relay_is_a_connect_failure_naming_the_port() {
             format!("smtp connect to 127.0.0.1:{port} failed: connection refused")
         )
     );
-    assert_eq!(phases(&report), ["connect"]);
+    assert_eq!(own_phases(&report), ["connect"]);
 }
 
 #[tokio::test]
@@ -279,7 +294,7 @@ async fn an_auto_reply_that_promises_an_answer_passes() {
     let report = run_delivering(server, &check, &[]).await;
     assert_eq!(report.result, RunResult::Success, "{report:#?}");
     assert_eq!(
-        phases(&report),
+        own_phases(&report),
         ["connect", "submit", "deliver", "auto_reply"]
     );
     let reply = report

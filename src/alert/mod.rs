@@ -2,7 +2,8 @@
 //!
 //! Every finished run goes through a per-check state machine ([`engine`]) that decides when an
 //! alert fires, reminds and resolves. Its decisions are written, together with the new state, to
-//! SQLite in one transaction ([`store`]): a restart neither re-sends nor forgets an alert. The
+//! SQLite in one transaction ([`store`]): a restart never forgets an alert (a message whose send
+//! was in flight at shutdown is sent again: at least once, never lost). The
 //! [`dispatch`]er then groups what is due per shop and notifier, sends it, retries with backoff,
 //! and hands it to the route's fallback when a notifier keeps failing. [`service`] ties these to
 //! the scheduler and to config reloads.
