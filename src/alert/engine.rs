@@ -208,6 +208,45 @@ impl AlertState {
         events
     }
 
+    /// Whether time alone can change this state ([`AlertState::tick`] has something to do): an
+    /// alert fires (announcement held by maintenance, reminders) or a resolve is held back.
+    /// The alerting task ticks only such states, so a tick costs nothing per healthy check.
+    pub fn time_driven(&self) -> bool {
+        self.firing || self.resolve_held.is_some()
+    }
+
+    /// Whether `self` must be written over `saved`, the state last written for the check. Passes
+    /// in a row are read only while the alert fires (a failure resets them before it can fire
+    /// again), so a passing check that does not fire is not rewritten on every run.
+    pub fn differs_on_disk(&self, saved: &AlertState) -> bool {
+        // Destructured, so a new field cannot be forgotten here.
+        let AlertState {
+            firing,
+            consecutive_failures,
+            consecutive_successes,
+            failing_since,
+            recent_failures,
+            reason_kind,
+            reason,
+            evidence,
+            announced,
+            last_told,
+            resolve_held,
+        } = self;
+        let successes_matter = *firing || saved.firing;
+        *firing != saved.firing
+            || *consecutive_failures != saved.consecutive_failures
+            || (successes_matter && *consecutive_successes != saved.consecutive_successes)
+            || *failing_since != saved.failing_since
+            || *recent_failures != saved.recent_failures
+            || *reason_kind != saved.reason_kind
+            || *reason != saved.reason
+            || *evidence != saved.evidence
+            || *announced != saved.announced
+            || *last_told != saved.last_told
+            || *resolve_held != saved.resolve_held
+    }
+
     /// A check that stops alerting (removed, or `enabled: false`) forgets its incident; an
     /// announced one is resolved so nobody waits for a resolve that never comes.
     pub fn retire(&mut self, now: SystemTime) -> Vec<Event> {

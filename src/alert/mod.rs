@@ -3,7 +3,12 @@
 //! Every finished run goes through a per-check state machine ([`engine`]) that decides when an
 //! alert fires, reminds and resolves. Its decisions are written, together with the new state, to
 //! SQLite in one transaction ([`store`]): a restart never forgets an alert (a message whose send
-//! was in flight at shutdown is sent again: at least once, never lost). The
+//! was in flight at shutdown is sent again: at least once, never lost).
+//!
+//! A state is written only when it changed. A run that changes nothing but the history is not
+//! written on its own: such rows wait for at most 100 ms or 500 runs, whichever comes first, and
+//! go out with the next state write or at stop. A crash can lose that much history (at most
+//! 100 ms' worth, never more than 500 rows), never a state or a message. The
 //! [`dispatch`]er then groups what is due per shop and notifier, sends it, retries with backoff,
 //! and hands it to the route's fallback when a notifier keeps failing. [`service`] ties these to
 //! the scheduler and to config reloads.

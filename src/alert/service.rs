@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::notify::{AlertNotice, NotifyError};
 use crate::outcome::{Observation, RunReport};
 use setup::CheckEntry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, mpsc};
@@ -31,6 +31,13 @@ pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// How often time-driven work (grouping, retries, reminders, maintenance ends) is looked at.
 const TICK: Duration = Duration::from_millis(500);
+
+/// Run history that changes no alert state waits at most this long for others to share its
+/// transaction...
+const HISTORY_DELAY: Duration = Duration::from_millis(100);
+
+/// ...or until this many runs wait. Together they bound what a crash can lose of the history.
+const HISTORY_BATCH: usize = 500;
 
 /// A request to the alerting task.
 pub enum Command {
@@ -57,6 +64,11 @@ impl AlertService {
         clock: Clock,
     ) -> Result<AlertService, super::store::StoreError> {
         let states = store.load_states()?;
+        let timed = states
+            .iter()
+            .filter(|(_, s)| s.time_driven())
+            .map(|(name, _)| name.clone())
+            .collect();
         let (commands, command_rx) = mpsc::channel(8);
         let health = Arc::new(Health::new(metrics.clone()));
         let stop = CancellationToken::new();
@@ -68,6 +80,11 @@ impl AlertService {
                 ..setup.clone()
             },
             states,
+            timed,
+            unsaved: HashSet::new(),
+            history: Vec::new(),
+            flush_at: None,
+            tick_visits: 0,
             metrics,
             clock,
             health: health.clone(),
@@ -88,7 +105,8 @@ impl AlertService {
         AlertCommands(self.commands.clone())
     }
 
-    /// Stops the task. State is already on disk; queued notifications go out at the next start.
+    /// Stops the task after writing the run history that still waits for its batch. Alert state
+    /// is already on disk; queued notifications go out at the next start.
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
@@ -116,6 +134,16 @@ struct Worker {
     store: Arc<Store>,
     setup: Setup,
     states: HashMap<String, AlertState>,
+    /// Checks whose state time alone can change ([`AlertState::time_driven`]): all a tick visits.
+    timed: HashSet<String>,
+    /// Checks whose last state write failed: written again with their next run, changed or not.
+    unsaved: HashSet<String>,
+    /// Runs that changed no alert state, waiting to be written together (see [`HISTORY_BATCH`]).
+    history: Vec<RunRecord>,
+    /// When `history` is written at the latest.
+    flush_at: Option<tokio::time::Instant>,
+    /// States looked at by ticks, for tests that pin a tick's cost.
+    tick_visits: u64,
     metrics: Arc<Metrics>,
     clock: Clock,
     health: Arc<Health>,
@@ -136,8 +164,18 @@ impl Worker {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let flush_at = self.flush_at;
+            // One task handles everything in turn, so the states need no lock; whichever comes
+            // first is handled, the others wait in their channels.
             tokio::select! {
                 _ = stop.cancelled() => break,
+                // Waiting run history goes to disk at the latest HISTORY_DELAY after its first run.
+                _ = async move {
+                    match flush_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.flush().await,
                 report = reports.recv() => match report {
                     Ok(report) => self.observe(&report).await,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -150,6 +188,22 @@ impl Worker {
                 _ = tick.tick() => self.tick().await,
             }
         }
+        self.flush().await;
+    }
+
+    /// Writes the run history that waits for its batch.
+    async fn flush(&mut self) {
+        self.flush_at = None;
+        if self.history.is_empty() {
+            return;
+        }
+        let runs = std::mem::take(&mut self.history);
+        let keep = self.setup.keep_runs;
+        let now = engine::secs(self.now());
+        self.with_store("recording runs", move |s| {
+            s.commit_runs(&runs, keep, None, &[], now)
+        })
+        .await;
     }
 
     fn now(&self) -> SystemTime {
@@ -183,6 +237,8 @@ impl Worker {
     }
 
     async fn apply(&mut self, setup: Setup) {
+        // Waiting history is trimmed with the `keep_runs` it was recorded under.
+        self.flush().await;
         let now = self.now();
         // Checks that left the config (or stopped alerting) resolve what they announced, through
         // the routes they had.
@@ -193,6 +249,7 @@ impl Worker {
             .cloned()
             .collect();
         for name in gone {
+            self.timed.remove(&name);
             let Some(mut state) = self.states.remove(&name) else {
                 continue;
             };
@@ -202,10 +259,14 @@ impl Worker {
                 None => Vec::new(),
             };
             let keep = self.setup.keep_runs;
-            self.with_store("forgetting a removed check's alert", move |s| {
-                s.commit(None, keep, &name, None, &queued, engine::secs(now))
-            })
-            .await;
+            let forget = name.clone();
+            let saved = self
+                .with_store("forgetting a removed check's alert", move |s| {
+                    s.commit(None, keep, &forget, None, &queued, engine::secs(now))
+                })
+                .await
+                .is_some();
+            self.saved(name, saved);
         }
         self.health.sync(setup.notifiers.keys().cloned());
         for (name, entry) in &setup.checks {
@@ -264,6 +325,18 @@ impl Worker {
         out
     }
 
+    /// Remembers whether a check's state (or its removal) reached the disk.
+    fn saved(&mut self, name: String, ok: bool) {
+        if ok {
+            self.unsaved.remove(&name);
+        } else {
+            self.unsaved.insert(name);
+        }
+    }
+
+    /// Takes one finished run: constant work whatever the number of checks (one map lookup, one
+    /// state). A run that changes its check's state or causes messages is written at once, with
+    /// the history that waits, in one transaction; any other run only joins the waiting history.
     async fn observe(&mut self, report: &RunReport) {
         let Some(entry) = self.setup.checks.get(report.check.as_ref()).cloned() else {
             return;
@@ -279,7 +352,7 @@ impl Worker {
             reason: failure.map(|f| f.message.clone()),
         };
         let name = report.check.to_string();
-        let (state, queued) = if entry.policy.enabled {
+        let (state, changed, queued) = if entry.policy.enabled {
             let run = engine::FinishedRun {
                 started_at: report.started_at,
                 passed: report.result.passed(),
@@ -294,28 +367,52 @@ impl Worker {
             };
             let quiet = super::maintenance::any_contains(&entry.maintenance, now);
             let state = self.states.entry(name.clone()).or_default();
+            let before = state.clone();
             let events = state.observe(&run, &entry.policy, now, quiet);
+            let changed = state.differs_on_disk(&before);
             let firing = state.firing;
+            let timed = state.time_driven();
             let state = state.clone();
+            if timed {
+                self.timed.insert(name.clone());
+            } else {
+                self.timed.remove(&name);
+            }
             self.metrics.set_alert_firing(&name, firing);
             let queued = self.queue(&name, &entry, &events, now);
-            (Some(state), queued)
+            (Some(state), changed, queued)
         } else {
-            (None, Vec::new())
+            (None, false, Vec::new())
         };
+        let write_state = changed || self.unsaved.contains(&name);
+        if queued.is_empty() && !write_state {
+            self.history.push(record);
+            if self.history.len() >= HISTORY_BATCH {
+                self.flush().await;
+            } else if self.flush_at.is_none() {
+                self.flush_at = Some(tokio::time::Instant::now() + HISTORY_DELAY);
+            }
+            return;
+        }
+        let mut runs = std::mem::take(&mut self.history);
+        self.flush_at = None;
+        runs.push(record);
         let keep = self.setup.keep_runs;
         let queued_any = !queued.is_empty();
-        self.with_store("recording a run", move |s| {
-            s.commit(
-                Some(&record),
-                keep,
-                &name,
-                state.as_ref(),
-                &queued,
-                engine::secs(now),
-            )
-        })
-        .await;
+        let check = name.clone();
+        let saved = self
+            .with_store("recording a run", move |s| {
+                s.commit_runs(
+                    &runs,
+                    keep,
+                    Some((&check, state.as_ref())),
+                    &queued,
+                    engine::secs(now),
+                )
+            })
+            .await
+            .is_some();
+        self.saved(name, saved);
         if queued_any && self.setup.group_wait.is_zero() {
             self.pump().await;
         }
@@ -323,8 +420,10 @@ impl Worker {
 
     async fn tick(&mut self) {
         let now = self.now();
-        let names: Vec<String> = self.states.keys().cloned().collect();
+        // Only states that time can change: a tick costs nothing per check that is fine.
+        let names: Vec<String> = self.timed.iter().cloned().collect();
         for name in names {
+            self.tick_visits += 1;
             let Some(entry) = self.setup.checks.get(&name).cloned() else {
                 continue;
             };
@@ -337,16 +436,23 @@ impl Worker {
             };
             let before = state.clone();
             let events = state.tick(&entry.policy, now, quiet);
+            if !state.time_driven() {
+                self.timed.remove(&name);
+            }
             if *state == before {
                 continue;
             }
             let state = state.clone();
             let queued = self.queue(&name, &entry, &events, now);
             let keep = self.setup.keep_runs;
-            self.with_store("saving alert state", move |s| {
-                s.commit(None, keep, &name, Some(&state), &queued, engine::secs(now))
-            })
-            .await;
+            let check = name.clone();
+            let saved = self
+                .with_store("saving alert state", move |s| {
+                    s.commit(None, keep, &check, Some(&state), &queued, engine::secs(now))
+                })
+                .await
+                .is_some();
+            self.saved(name, saved);
         }
         self.pump().await;
     }
@@ -451,3 +557,6 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

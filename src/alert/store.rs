@@ -1,7 +1,8 @@
 //! SQLite storage: alert state, run history and the notification outbox.
 //!
 //! A run's record, its check's new alert state and the notifications it caused are written in one
-//! transaction, so after a crash either all of them are there or none. Notifications are deleted
+//! transaction, so after a crash either all of them are there or none. Runs that changed no state
+//! may share one transaction ([`Store::commit_runs`]); the alerting task decides when. Notifications are deleted
 //! only after they were sent: one decided before a restart is sent after it, and an announced
 //! incident is remembered as announced, so it is neither re-sent nor forgotten.
 //!
@@ -14,6 +15,7 @@ use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Schema migrations, oldest first. Never edit one that has shipped; add a new one.
 const MIGRATIONS: &[&str] = &[
@@ -123,6 +125,8 @@ pub struct OutboxRow {
 pub struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Write transactions begun, for tests that pin how much a run costs.
+    transactions: AtomicU64,
 }
 
 impl Store {
@@ -167,6 +171,7 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            transactions: AtomicU64::new(0),
         })
     }
 
@@ -179,6 +184,16 @@ impl Store {
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn begin<'c>(&self, conn: &'c mut Connection) -> Result<rusqlite::Transaction<'c>, StoreError> {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        conn.transaction().map_err(|e| self.err(e))
+    }
+
+    /// Write transactions begun since the store was opened.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
     }
 
     /// The schema version.
@@ -222,31 +237,26 @@ impl Store {
         queued: &[Queued],
         now: f64,
     ) -> Result<(), StoreError> {
+        let runs = run.map(std::slice::from_ref).unwrap_or_default();
+        self.commit_runs(runs, keep_runs, Some((check, state)), queued, now)
+    }
+
+    /// Records `runs` (keeping the newest `keep_runs` of each check), and, when given, one
+    /// check's alert state (`None`: forgotten) and the notifications it caused, all in one
+    /// transaction.
+    pub fn commit_runs(
+        &self,
+        runs: &[RunRecord],
+        keep_runs: u32,
+        state: Option<(&str, Option<&AlertState>)>,
+        queued: &[Queued],
+        now: f64,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        if let Some(run) = run {
-            tx.execute(
-                "INSERT INTO runs (check_name, started_at, duration, result, reason_kind, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    run.check,
-                    run.started_at,
-                    run.duration,
-                    run.result,
-                    run.reason_kind,
-                    run.reason
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-            tx.execute(
-                "DELETE FROM runs WHERE check_name = ?1 AND id <= (
-                     SELECT id FROM runs WHERE check_name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                params![run.check, keep_runs],
-            )
-            .map_err(|e| self.err(e))?;
-        }
+        let tx = self.begin(&mut conn)?;
+        insert_runs(&tx, runs, keep_runs).map_err(|e| self.err(e))?;
         match state {
-            Some(state) => {
+            Some((check, Some(state))) => {
                 let json = serde_json::to_string(state).unwrap_or_default();
                 tx.execute(
                     "INSERT INTO alert_state (check_name, state, updated_at) VALUES (?1, ?2, ?3)
@@ -255,13 +265,14 @@ impl Store {
                 )
                 .map_err(|e| self.err(e))?;
             }
-            None => {
+            Some((check, None)) => {
                 tx.execute(
                     "DELETE FROM alert_state WHERE check_name = ?1",
                     params![check],
                 )
                 .map_err(|e| self.err(e))?;
             }
+            None => {}
         }
         insert_queued(&tx, queued).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
@@ -270,7 +281,7 @@ impl Store {
     /// Queues notifications (fallback deliveries).
     pub fn enqueue(&self, queued: &[Queued]) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = self.begin(&mut conn)?;
         insert_queued(&tx, queued).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
@@ -331,7 +342,7 @@ impl Store {
     /// Removes sent (or dropped) notifications.
     pub fn remove(&self, ids: &[i64]) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = self.begin(&mut conn)?;
         for id in ids {
             tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])
                 .map_err(|e| self.err(e))?;
@@ -342,7 +353,7 @@ impl Store {
     /// Records a failed attempt.
     pub fn retry_later(&self, ids: &[i64], attempts: u32, next_at: f64) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = self.begin(&mut conn)?;
         for id in ids {
             tx.execute(
                 "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3 WHERE id = ?1",
@@ -387,6 +398,39 @@ impl Store {
             )
             .map_err(|e| self.err(e))
     }
+}
+
+/// Inserts `runs`, then trims each check among them to its newest `keep_runs`.
+fn insert_runs(
+    tx: &rusqlite::Transaction<'_>,
+    runs: &[RunRecord],
+    keep_runs: u32,
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO runs (check_name, started_at, duration, result, reason_kind, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for run in runs {
+        insert.execute(params![
+            run.check,
+            run.started_at,
+            run.duration,
+            run.result,
+            run.reason_kind,
+            run.reason
+        ])?;
+    }
+    let mut trim = tx.prepare_cached(
+        "DELETE FROM runs WHERE check_name = ?1 AND id <= (
+             SELECT id FROM runs WHERE check_name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+    )?;
+    let mut trimmed = std::collections::HashSet::new();
+    for run in runs {
+        if trimmed.insert(run.check.as_str()) {
+            trim.execute(params![run.check, keep_runs])?;
+        }
+    }
+    Ok(())
 }
 
 fn insert_queued(tx: &rusqlite::Transaction<'_>, queued: &[Queued]) -> rusqlite::Result<()> {

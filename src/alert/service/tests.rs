@@ -1,0 +1,188 @@
+//! What a run and a tick cost the alerting task, counted rather than timed: store transactions
+//! and states visited must not grow with the number of configured checks.
+
+use super::*;
+use crate::alert::Policy;
+use crate::outcome::{Failure, FailureKind, RunResult};
+use crate::value::{Channel, Kind};
+use std::collections::BTreeMap;
+use std::time::UNIX_EPOCH;
+
+fn setup(checks: usize) -> Setup {
+    let policy = Policy {
+        enabled: true,
+        failure_threshold: 2,
+        success_threshold: 1,
+        send_on_resolved: true,
+        repeat: Some(Duration::from_secs(3600)),
+        window: None,
+    };
+    let entry = Arc::new(CheckEntry {
+        channel: Channel::Chat,
+        kind: Kind::Chat,
+        labels: BTreeMap::new(),
+        shop: "demo".into(),
+        policy,
+        targets: Vec::new(),
+        maintenance: Vec::new(),
+    });
+    Setup {
+        checks: (0..checks)
+            .map(|i| (format!("check-{i}"), entry.clone()))
+            .collect(),
+        notifiers: BTreeMap::new(),
+        group_wait: Duration::from_secs(30),
+        attempts: 5,
+        keep_runs: 10,
+        status_url: None,
+        timezone: None,
+    }
+}
+
+fn worker(store: Arc<Store>, setup: Setup) -> Worker {
+    let metrics = Arc::new(Metrics::new());
+    let clock: Clock = Arc::new(|| UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    // Nothing is sent in these tests: the receiver of send results is not needed.
+    let (results, _) = mpsc::channel(1);
+    Worker {
+        store,
+        states: HashMap::new(),
+        timed: HashSet::new(),
+        unsaved: HashSet::new(),
+        history: Vec::new(),
+        flush_at: None,
+        tick_visits: 0,
+        health: Arc::new(Health::new(metrics.clone())),
+        metrics,
+        clock,
+        in_flight: BTreeSet::new(),
+        results,
+        setup,
+    }
+}
+
+fn report(check: &str, passed: bool) -> RunReport {
+    RunReport {
+        check: Arc::from(check),
+        kind: "chat",
+        channel: "chat",
+        run_id: 1,
+        token: String::new(),
+        started_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        lag: None,
+        duration: Duration::from_millis(20),
+        attempts: 1,
+        result: if passed {
+            RunResult::Success
+        } else {
+            RunResult::Failure
+        },
+        phases: Vec::new(),
+        failure: (!passed).then(|| Failure {
+            kind: FailureKind::Timeout,
+            message: "no answer".into(),
+        }),
+        observations: Vec::new(),
+        details: Vec::new(),
+    }
+}
+
+/// What one scenario cost.
+#[derive(Debug, PartialEq)]
+struct Cost {
+    passing_transactions: u64,
+    quiet_tick_visits: u64,
+    failing_transactions: u64,
+    firing_tick_visits: u64,
+}
+
+/// With `checks` configured and known (each with a saved, healthy state): 1,000 passing runs
+/// with a tick after every 50, then one check failing three times with ten ticks.
+async fn cost(checks: usize) -> Cost {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("sw.db")).expect("open"));
+    let mut w = worker(store.clone(), setup(0));
+    w.apply(setup(checks)).await;
+    for i in 0..checks {
+        let healthy = AlertState {
+            consecutive_successes: 3,
+            ..AlertState::default()
+        };
+        w.states.insert(format!("check-{i}"), healthy);
+    }
+
+    let before = store.transactions();
+    for i in 0..1000 {
+        w.observe(&report(&format!("check-{}", i % 7), true)).await;
+        if i % 50 == 49 {
+            w.tick().await;
+        }
+    }
+    w.flush().await;
+    let passing_transactions = store.transactions() - before;
+    let quiet_tick_visits = w.tick_visits;
+    assert_eq!(store.run_count("check-0").expect("count"), 10);
+
+    let before = store.transactions();
+    for _ in 0..3 {
+        w.observe(&report("check-0", false)).await;
+    }
+    let failing_transactions = store.transactions() - before;
+    let visits = w.tick_visits;
+    for _ in 0..10 {
+        w.tick().await;
+    }
+    assert!(w.states["check-0"].firing);
+    Cost {
+        passing_transactions,
+        quiet_tick_visits,
+        failing_transactions,
+        firing_tick_visits: w.tick_visits - visits,
+    }
+}
+
+#[tokio::test]
+async fn per_run_and_per_tick_work_does_not_grow_with_the_number_of_checks() {
+    let small = cost(100).await;
+    let large = cost(10_000).await;
+    assert_eq!(small, large);
+    assert_eq!(
+        small,
+        Cost {
+            // 1,000 runs that change no state: two full batches, not one write per run.
+            passing_transactions: 2,
+            // No state is time-driven: ticks visit none of them.
+            quiet_tick_visits: 0,
+            // Each failing run changes its state (and the second fires): written at once.
+            failing_transactions: 3,
+            // One firing check: each tick looks at it alone.
+            firing_tick_visits: 10,
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_state_is_not_rewritten_and_waiting_history_is_written_when_the_task_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("sw.db")).expect("open"));
+    let mut w = worker(store.clone(), setup(0));
+    w.apply(setup(3)).await;
+    // A first pass on a fresh state is a state the disk does not hold yet... but equal to the
+    // default that a missing row means, so it joins the batch like every later pass.
+    w.observe(&report("check-1", true)).await;
+    w.observe(&report("check-1", true)).await;
+    assert_eq!(store.transactions(), 0);
+    assert_eq!(store.run_count("check-1").expect("count"), 0);
+
+    // The task ends when the scheduler's channel closes (or on `stop`): it writes what waits.
+    let (tx, rx) = broadcast::channel(4);
+    let (_commands, command_rx) = mpsc::channel(1);
+    let (_results, results_rx) = mpsc::channel(1);
+    let first = setup(3);
+    tx.send(Arc::new(report("check-1", true))).expect("send");
+    drop(tx);
+    w.run(first, rx, command_rx, results_rx, CancellationToken::new())
+        .await;
+    assert_eq!(store.run_count("check-1").expect("count"), 3);
+    assert!(store.load_states().expect("states").is_empty());
+}
