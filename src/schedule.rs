@@ -52,6 +52,10 @@ impl Limits {
 
     fn host(&self, host: &str) -> Arc<Semaphore> {
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        // Known hosts (every run but a host's first) take no allocation for the key.
+        if let Some(known) = hosts.get(host) {
+            return known.clone();
+        }
         hosts
             .entry(host.to_string())
             .or_insert_with(|| {
