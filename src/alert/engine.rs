@@ -458,4 +458,24 @@ mod tests {
         );
         assert!(feed(&mut back, &p, "P", 700).is_empty());
     }
+
+    #[test]
+    fn passes_of_a_quiet_check_are_not_a_change_to_write_and_need_no_ticks() {
+        let policy = policy();
+        let mut state = AlertState::default();
+        feed(&mut state, &policy, "PPP", 0);
+        let saved = AlertState::default();
+        assert!(!state.differs_on_disk(&saved));
+        assert!(!state.time_driven());
+        let before = state.clone();
+        feed(&mut state, &policy, "F", 600);
+        assert!(state.differs_on_disk(&before));
+        let before = state.clone();
+        feed(&mut state, &policy, "F", 700);
+        assert!(state.firing && state.differs_on_disk(&before) && state.time_driven());
+        // While firing, passes in a row decide the resolve: they are written.
+        let mut more = state.clone();
+        more.consecutive_successes += 1;
+        assert!(more.differs_on_disk(&state));
+    }
 }

@@ -352,7 +352,8 @@ impl Worker {
             reason: failure.map(|f| f.message.clone()),
         };
         let name = report.check.to_string();
-        let (state, changed, queued) = if entry.policy.enabled {
+        // What to write of the alert state: nothing, the new state, or its removal (`None`).
+        let (write, queued) = if entry.policy.enabled {
             let run = engine::FinishedRun {
                 started_at: report.started_at,
                 passed: report.result.passed(),
@@ -369,10 +370,11 @@ impl Worker {
             let state = self.states.entry(name.clone()).or_default();
             let before = state.clone();
             let events = state.observe(&run, &entry.policy, now, quiet);
-            let changed = state.differs_on_disk(&before);
+            let changed = state.differs_on_disk(&before) || self.unsaved.contains(&name);
             let firing = state.firing;
             let timed = state.time_driven();
-            let state = state.clone();
+            // Copied only when it is written.
+            let write = (changed || !events.is_empty()).then(|| Some(state.clone()));
             if timed {
                 self.timed.insert(name.clone());
             } else {
@@ -380,12 +382,12 @@ impl Worker {
             }
             self.metrics.set_alert_firing(&name, firing);
             let queued = self.queue(&name, &entry, &events, now);
-            (Some(state), changed, queued)
+            (write, queued)
         } else {
-            (None, false, Vec::new())
+            // Not alerting: its state was removed when it stopped; again only if that failed.
+            (self.unsaved.contains(&name).then_some(None), Vec::new())
         };
-        let write_state = changed || self.unsaved.contains(&name);
-        if queued.is_empty() && !write_state {
+        if queued.is_empty() && write.is_none() {
             self.history.push(record);
             if self.history.len() >= HISTORY_BATCH {
                 self.flush().await;
@@ -402,13 +404,8 @@ impl Worker {
         let check = name.clone();
         let saved = self
             .with_store("recording a run", move |s| {
-                s.commit_runs(
-                    &runs,
-                    keep,
-                    Some((&check, state.as_ref())),
-                    &queued,
-                    engine::secs(now),
-                )
+                let state = write.as_ref().map(|w| (check.as_str(), w.as_ref()));
+                s.commit_runs(&runs, keep, state, &queued, engine::secs(now))
             })
             .await
             .is_some();

@@ -186,3 +186,30 @@ async fn an_unchanged_state_is_not_rewritten_and_waiting_history_is_written_when
     assert_eq!(store.run_count("check-1").expect("count"), 3);
     assert!(store.load_states().expect("states").is_empty());
 }
+
+#[tokio::test]
+async fn waiting_history_is_written_without_further_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("sw.db")).expect("open"));
+    let w = worker(store.clone(), setup(0));
+    let (tx, rx) = broadcast::channel(4);
+    let (_commands, command_rx) = mpsc::channel(1);
+    let (_results, results_rx) = mpsc::channel(1);
+    let stop = CancellationToken::new();
+    // The task under test, as `AlertService::start` runs it.
+    let task = tokio::spawn(w.run(setup(3), rx, command_rx, results_rx, stop.clone()));
+    tx.send(Arc::new(report("check-2", true))).expect("send");
+    // No further run and no stop: the batch's deadline alone writes it. Polled, not timed; the
+    // limit only keeps a broken build from hanging.
+    let mut written = false;
+    for _ in 0..500 {
+        if store.run_count("check-2").expect("count") == 1 {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    task.await.expect("task");
+    assert!(written, "a lone run's history must not wait for more runs");
+}
