@@ -25,6 +25,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -205,6 +206,9 @@ pub struct Metrics {
     auto_reply_latency: HistogramVec,
     /// Chat first-response time per channel.
     chat_first_response: HistogramVec,
+    /// Length of the last exposition, so the next one is allocated once at about its size
+    /// instead of growing by doubling (which briefly holds the old and the new buffer).
+    last_len: AtomicUsize,
 }
 
 impl Default for Metrics {
@@ -363,6 +367,7 @@ impl Metrics {
             delivery_latency,
             auto_reply_latency,
             chat_first_response,
+            last_len: AtomicUsize::new(0),
         }
     }
 
@@ -407,7 +412,8 @@ impl Metrics {
     /// families, which grow with the checks, are written as text into the same buffer one check at
     /// a time, so a scrape holds the output once and never a second copy of it as objects.
     pub fn encode_text(&self) -> String {
-        let mut buf = Vec::new();
+        let previous = self.last_len.load(Ordering::Relaxed);
+        let mut buf = Vec::with_capacity(previous + previous / 8);
         let encoder = prometheus::TextEncoder::new();
         if let Err(e) = encoder.encode(&self.gather(), &mut buf) {
             tracing::error!(error = %e, "cannot encode metrics");
@@ -415,6 +421,7 @@ impl Metrics {
         // The encoder writes only UTF-8 (names, escaped label values, numbers).
         let mut out = String::from_utf8(buf).unwrap_or_default();
         self.write_check_families(&mut out);
+        self.last_len.store(out.len(), Ordering::Relaxed);
         out
     }
 }
