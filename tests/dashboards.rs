@@ -201,7 +201,7 @@ fn dashboard_and_rules_use_only_exported_metrics() {
     // The files do name metrics: an empty set would pass for the wrong reason.
     for name in [
         "supportwatch_check_success",
-        "supportwatch_chat_first_response_seconds_bucket",
+        "supportwatch_chat_first_response_seconds",
         "supportwatch_alert_firing",
         "supportwatch_notifications_total",
         "supportwatch_notifier_up",
@@ -224,23 +224,26 @@ fn a_made_up_name_is_reported() {
     record(
         &mut used,
         "sum(rate(supportwatch_made_up_total[5m])) / sum(supportwatch_check_success_count) \
-         + histogram_quantile(0.5, rate(supportwatch_check_duration_seconds_bucket[5m])) \
+         + histogram_quantile(0.5, rate(supportwatch_run_duration_seconds_bucket[5m])) \
+         + sum(supportwatch_check_duration_seconds_count) \
          + my_supportwatch_thing + supportwatch_checks_configured",
         "test",
     );
     assert_eq!(
         used.keys().collect::<Vec<_>>(),
         [
-            "supportwatch_check_duration_seconds_bucket",
+            "supportwatch_check_duration_seconds_count",
             "supportwatch_check_success_count",
             "supportwatch_checks_configured",
             "supportwatch_made_up_total",
+            "supportwatch_run_duration_seconds_bucket",
         ]
     );
-    // `_count` belongs to histograms only; check_success is a gauge.
+    // `_count` belongs to histograms only; check_success and check_duration_seconds are gauges.
     assert_eq!(
         unknown(&used, &exported),
         [
+            "supportwatch_check_duration_seconds_count (in test)",
             "supportwatch_check_success_count (in test)",
             "supportwatch_made_up_total (in test)",
         ]
@@ -257,6 +260,12 @@ fn exported_names_cover_everything_gathered() {
         ("supportwatch_mailbox_quota_used_ratio", MetricType::GAUGE),
         (
             "supportwatch_chat_first_response_seconds",
+            MetricType::GAUGE,
+        ),
+        ("supportwatch_check_duration_seconds", MetricType::GAUGE),
+        ("supportwatch_run_duration_seconds", MetricType::HISTOGRAM),
+        (
+            "supportwatch_channel_delivery_latency_seconds",
             MetricType::HISTOGRAM,
         ),
         ("supportwatch_build_info", MetricType::GAUGE),
@@ -277,6 +286,15 @@ fn exported_names_cover_everything_gathered() {
             "{} is gathered but not in exported_names()",
             family.name()
         );
+    }
+    // The per-check families are written into the exposition, not gathered.
+    for line in metrics.encode_text().lines() {
+        let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|t| t.split_once(' '))
+        else {
+            continue;
+        };
+        let declared = exported.get(name).map(|k| format!("{k:?}").to_lowercase());
+        assert_eq!(declared.as_deref(), Some(kind), "{name}");
     }
 }
 

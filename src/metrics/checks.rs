@@ -2,82 +2,85 @@
 //!
 //! Per-check series are kept here rather than in `prometheus` vectors because each check has its
 //! own set of static labels and a reload must drop the series of removed checks. The runner records
-//! into this store; a scrape renders it into families (the custom collector, [`Metrics::gather`]).
+//! into this store; a scrape writes it as text straight into the exposition.
+//!
+//! Per check there are only last-run gauges and a few counters (blackbox_exporter's shape), so a
+//! plain passing `http` check is about a dozen series: distributions over time are Prometheus's
+//! job (`quantile_over_time`) or live in the bounded per-kind and per-channel histograms.
 
-use super::labels::{Value, base_labels, metric};
-use super::{
-    CHECK_METRICS, ConfiguredCheck, DELIVERY_BUCKETS, DURATION_BUCKETS, Metrics, PREFIX,
-    unix_seconds,
-};
+use super::labels::{base_labels, write_header, write_sample};
+use super::{CHECK_METRICS, ConfiguredCheck, Metrics, PREFIX, unix_seconds};
 use crate::outcome::{CertReport, FailureKind, LateDelivery, Observation, RunReport, RunResult};
-use prometheus::proto::{self, MetricFamily};
+use prometheus::proto::MetricType;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-#[derive(Clone, Default)]
-struct Hist {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
+/// Phase names the probes use. A phase outside this set is exported as `other`, and a browser
+/// step (`3_click`) as `steps`, so a check's series never depend on what a step is called or how
+/// many there are.
+const PHASES: &[&str] = &[
+    "artifacts",
+    "auth",
+    "auto_reply",
+    "body",
+    "connect",
+    "deliver",
+    "dmarc",
+    "load",
+    "parse",
+    "poll",
+    "queue",
+    "reply",
+    "request",
+    "resolve",
+    "send",
+    "session",
+    "spf",
+    "starttls",
+    "submit",
+    "tls",
+];
 
-impl Hist {
-    fn observe(&mut self, bounds: &[f64], v: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; bounds.len()];
-        }
-        for (i, b) in bounds.iter().enumerate() {
-            if v <= *b {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += v;
-        self.count += 1;
+/// The bounded `phase` label of a phase name.
+fn phase_label(name: &str) -> &'static str {
+    if let Some(known) = PHASES.iter().find(|p| **p == name) {
+        return known;
     }
-
-    fn to_proto(&self, bounds: &[f64]) -> proto::Histogram {
-        let mut h = proto::Histogram::default();
-        h.set_sample_count(self.count);
-        h.set_sample_sum(self.sum);
-        let buckets = bounds
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let mut bucket = proto::Bucket::default();
-                bucket.set_upper_bound(*b);
-                bucket.set_cumulative_count(self.counts.get(i).copied().unwrap_or(0));
-                bucket
-            })
-            .collect();
-        h.set_bucket(buckets);
-        h
+    match name.split_once('_') {
+        Some((n, _)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => "steps",
+        _ => "other",
     }
 }
 
 #[derive(Default)]
 pub(super) struct CheckSeries {
+    /// Sorted label pairs every series of the check carries.
     labels: Vec<(String, String)>,
     success: Option<bool>,
     last_run: Option<f64>,
     runs: [u64; RunResult::ALL.len()],
+    /// Only reasons that occurred: a passing check has no failure series.
     failures: BTreeMap<FailureKind, u64>,
     skipped: u64,
-    duration: Hist,
-    phases: BTreeMap<String, Hist>,
+    /// The last run's duration, seconds.
+    duration: Option<f64>,
+    /// The last attempt's phases by bounded label, seconds (phases of one label are summed).
+    phases: BTreeMap<&'static str, f64>,
     http_status: Option<u16>,
     body_truncated: u64,
     certs: BTreeMap<String, CertReport>,
     spf: BTreeMap<String, u32>,
     /// Whether the check has a delivery stage (its delivery series are exported from zero).
     delivers: bool,
-    delivery_latency: Hist,
+    /// The last proven delivery's latency, seconds.
+    delivery_latency: Option<f64>,
     delivery_last: Option<f64>,
     deliveries_pending: i64,
     deliveries_late: u64,
     deliveries_lost: u64,
-    auto_reply_latency: Hist,
-    chat_first_response: Hist,
+    auto_reply_latency: Option<f64>,
+    chat_first_response: Option<f64>,
     /// Whether the check's alert fires; `None` until the alert engine has said.
     alert_firing: Option<bool>,
 }
@@ -149,14 +152,16 @@ impl Metrics {
         if let Some(f) = &report.failure {
             *s.failures.entry(f.kind).or_default() += 1;
         }
-        s.duration
-            .observe(DURATION_BUCKETS, report.duration.as_secs_f64());
+        let duration = report.duration.as_secs_f64();
+        s.duration = Some(duration);
+        self.run_duration
+            .with_label_values(&[report.kind])
+            .observe(duration);
+        // Last attempt only: a phase the last attempt did not reach is not exported.
+        s.phases.clear();
         for phase in &report.phases {
             if let Some(d) = phase.duration {
-                s.phases
-                    .entry(phase.name.clone())
-                    .or_default()
-                    .observe(DURATION_BUCKETS, d.as_secs_f64());
+                *s.phases.entry(phase_label(&phase.name)).or_default() += d.as_secs_f64();
             }
         }
         for o in &report.observations {
@@ -172,17 +177,23 @@ impl Metrics {
                     s.spf.insert(domain.clone(), *lookups);
                 }
                 Observation::DeliveryLatency(d) => {
-                    s.delivery_latency
-                        .observe(DELIVERY_BUCKETS, d.as_secs_f64());
+                    s.delivery_latency = Some(d.as_secs_f64());
                     s.delivery_last = Some(unix_seconds(SystemTime::now()));
+                    self.delivery_latency
+                        .with_label_values(&[report.channel])
+                        .observe(d.as_secs_f64());
                 }
                 Observation::AutoReplyLatency(d) => {
-                    s.auto_reply_latency
-                        .observe(DELIVERY_BUCKETS, d.as_secs_f64());
+                    s.auto_reply_latency = Some(d.as_secs_f64());
+                    self.auto_reply_latency
+                        .with_label_values(&[report.channel])
+                        .observe(d.as_secs_f64());
                 }
                 Observation::ChatFirstResponse(d) => {
-                    s.chat_first_response
-                        .observe(DURATION_BUCKETS, d.as_secs_f64());
+                    s.chat_first_response = Some(d.as_secs_f64());
+                    self.chat_first_response
+                        .with_label_values(&[report.channel])
+                        .observe(d.as_secs_f64());
                 }
                 Observation::MailboxQuota { mailbox, ratio } => {
                     self.mailbox_quota
@@ -221,155 +232,383 @@ impl Metrics {
         }
     }
 
-    pub(super) fn check_families(&self) -> Vec<MetricFamily> {
+    /// Writes every per-check family as text into `out`.
+    ///
+    /// The exposition needs all series of a family together, so the checks are walked once per
+    /// family; each check's lock is held only while its lines of that family are written, so a
+    /// scrape never stalls the runs for long and needs no copy of the store. A scrape is not a
+    /// snapshot: a run finishing mid-scrape may show in one family and not yet in an earlier one,
+    /// as with any Prometheus collector.
+    pub(super) fn write_check_families(&self, out: &mut String) {
         let all: Vec<Arc<Mutex<CheckSeries>>> = {
             let map = self.checks.read().unwrap_or_else(|e| e.into_inner());
             map.values().cloned().collect()
         };
-        let mut out: BTreeMap<&'static str, Vec<proto::Metric>> = BTreeMap::new();
-        for series in all {
-            // One check's lock at a time: a scrape never stalls the scheduler for long.
-            let s = lock(&series);
-            let mut push = |name: &'static str, extra: &[(&str, &str)], value: Value| {
-                out.entry(name)
-                    .or_default()
-                    .push(metric(&s.labels, extra, value));
-            };
-            if let Some(ok) = s.success {
-                push("check_success", &[], Value::Gauge(f64::from(u8::from(ok))));
-            }
-            if let Some(t) = s.last_run {
-                push("check_last_run_timestamp_seconds", &[], Value::Gauge(t));
-            }
-            if let Some(firing) = s.alert_firing {
-                push(
-                    "alert_firing",
-                    &[],
-                    Value::Gauge(f64::from(u8::from(firing))),
-                );
-            }
-            for (i, result) in RunResult::ALL.iter().enumerate() {
-                push(
-                    "check_runs_total",
-                    &[("result", result.as_str())],
-                    Value::Counter(s.runs[i] as f64),
-                );
-            }
-            for (kind, n) in &s.failures {
-                push(
-                    "check_failures_total",
-                    &[("reason", kind.as_str())],
-                    Value::Counter(*n as f64),
-                );
-            }
-            push(
-                "check_skipped_runs_total",
-                &[],
-                Value::Counter(s.skipped as f64),
-            );
-            if s.duration.count > 0 {
-                push(
-                    "check_duration_seconds",
-                    &[],
-                    Value::Histogram(s.duration.to_proto(DURATION_BUCKETS)),
-                );
-            }
-            for (phase, h) in &s.phases {
-                push(
-                    "check_phase_duration_seconds",
-                    &[("phase", phase.as_str())],
-                    Value::Histogram(h.to_proto(DURATION_BUCKETS)),
-                );
-            }
-            if let Some(code) = s.http_status {
-                push("http_status_code", &[], Value::Gauge(f64::from(code)));
-                push(
-                    "http_body_truncated_total",
-                    &[],
-                    Value::Counter(s.body_truncated as f64),
-                );
-            }
-            for (target, c) in &s.certs {
-                let t = [("target", target.as_str())];
-                push(
-                    "tls_cert_not_after_timestamp_seconds",
-                    &t,
-                    Value::Gauge(c.leaf_not_after as f64),
-                );
-                push(
-                    "tls_chain_not_after_timestamp_seconds",
-                    &t,
-                    Value::Gauge(c.chain_not_after as f64),
-                );
-                push(
-                    "tls_chain_verified",
-                    &t,
-                    Value::Gauge(f64::from(u8::from(c.chain_verified))),
-                );
-                push(
-                    "tls_name_matches",
-                    &t,
-                    Value::Gauge(f64::from(u8::from(c.name_matches))),
-                );
-            }
-            if s.delivers {
-                push(
-                    "delivery_latency_seconds",
-                    &[],
-                    Value::Histogram(s.delivery_latency.to_proto(DELIVERY_BUCKETS)),
-                );
-                if let Some(t) = s.delivery_last {
-                    push("delivery_last_timestamp_seconds", &[], Value::Gauge(t));
-                }
-                push(
-                    "deliveries_pending",
-                    &[],
-                    Value::Gauge(s.deliveries_pending as f64),
-                );
-                push(
-                    "deliveries_late_total",
-                    &[],
-                    Value::Counter(s.deliveries_late as f64),
-                );
-                push(
-                    "deliveries_lost_total",
-                    &[],
-                    Value::Counter(s.deliveries_lost as f64),
-                );
-                if s.auto_reply_latency.count > 0 {
-                    push(
-                        "auto_reply_latency_seconds",
-                        &[],
-                        Value::Histogram(s.auto_reply_latency.to_proto(DELIVERY_BUCKETS)),
-                    );
-                }
-            }
-            if s.chat_first_response.count > 0 {
-                push(
-                    "chat_first_response_seconds",
-                    &[],
-                    Value::Histogram(s.chat_first_response.to_proto(DURATION_BUCKETS)),
-                );
-            }
-            for (domain, n) in &s.spf {
-                push(
-                    "dns_spf_lookups",
-                    &[("domain", domain.as_str())],
-                    Value::Gauge(f64::from(*n)),
-                );
+        let mut name = String::new();
+        for (family, help, kind) in CHECK_METRICS {
+            name.clear();
+            name.push_str(PREFIX);
+            name.push_str(family);
+            let mut header = false;
+            for series in &all {
+                let s = lock(series);
+                s.samples(family, &mut |extra, value| {
+                    if !header {
+                        header = true;
+                        write_header(out, &name, help, type_name(*kind));
+                    }
+                    write_sample(out, &name, &s.labels, extra, value);
+                });
             }
         }
-        CHECK_METRICS
-            .iter()
-            .filter_map(|(name, help, kind)| {
-                let metrics = out.remove(name)?;
-                let mut family = MetricFamily::default();
-                family.set_name(format!("{PREFIX}{name}"));
-                family.set_help((*help).to_string());
-                family.set_field_type(*kind);
-                family.set_metric(metrics);
-                Some(family)
-            })
+    }
+}
+
+fn type_name(kind: MetricType) -> &'static str {
+    match kind {
+        MetricType::COUNTER => "counter",
+        MetricType::GAUGE => "gauge",
+        MetricType::HISTOGRAM => "histogram",
+        MetricType::SUMMARY => "summary",
+        MetricType::UNTYPED => "untyped",
+    }
+}
+
+/// Receives one series: its labels beyond the check's own (sorted by name) and its value.
+type Emit<'e> = dyn FnMut(&[(&str, &str)], f64) + 'e;
+
+fn bool_value(b: bool) -> f64 {
+    f64::from(u8::from(b))
+}
+
+impl CheckSeries {
+    /// Hands each series of `family` (a name from [`CHECK_METRICS`]) to `emit`.
+    fn samples(&self, family: &str, emit: &mut Emit<'_>) {
+        match family {
+            "check_success" => {
+                if let Some(ok) = self.success {
+                    emit(&[], bool_value(ok));
+                }
+            }
+            "check_duration_seconds" => {
+                if let Some(d) = self.duration {
+                    emit(&[], d);
+                }
+            }
+            // All four results from zero, unlike failure reasons: four series keep `increase()`
+            // exact from a check's first failure or timeout and give ratios a denominator.
+            "check_runs_total" => {
+                for (result, n) in RunResult::ALL.iter().zip(self.runs) {
+                    emit(&[("result", result.as_str())], n as f64);
+                }
+            }
+            "check_failures_total" => {
+                for (kind, n) in &self.failures {
+                    emit(&[("reason", kind.as_str())], *n as f64);
+                }
+            }
+            "check_phase_duration_seconds" => {
+                for (phase, d) in &self.phases {
+                    emit(&[("phase", phase)], *d);
+                }
+            }
+            "check_last_run_timestamp_seconds" => {
+                if let Some(t) = self.last_run {
+                    emit(&[], t);
+                }
+            }
+            "check_skipped_runs_total" => emit(&[], self.skipped as f64),
+            "http_status_code" => {
+                if let Some(code) = self.http_status {
+                    emit(&[], f64::from(code));
+                }
+            }
+            "http_body_truncated_total" if self.http_status.is_some() => {
+                emit(&[], self.body_truncated as f64);
+            }
+            "tls_cert_not_after_timestamp_seconds" => {
+                for (target, c) in &self.certs {
+                    emit(&[("target", target)], c.leaf_not_after as f64);
+                }
+            }
+            "tls_chain_not_after_timestamp_seconds" => {
+                for (target, c) in &self.certs {
+                    emit(&[("target", target)], c.chain_not_after as f64);
+                }
+            }
+            "tls_chain_verified" => {
+                for (target, c) in &self.certs {
+                    emit(&[("target", target)], bool_value(c.chain_verified));
+                }
+            }
+            "tls_name_matches" => {
+                for (target, c) in &self.certs {
+                    emit(&[("target", target)], bool_value(c.name_matches));
+                }
+            }
+            "delivery_latency_seconds" => {
+                if let Some(d) = self.delivery_latency {
+                    emit(&[], d);
+                }
+            }
+            "delivery_last_timestamp_seconds" => {
+                if let Some(t) = self.delivery_last {
+                    emit(&[], t);
+                }
+            }
+            "deliveries_pending" if self.delivers => emit(&[], self.deliveries_pending as f64),
+            "deliveries_late_total" if self.delivers => emit(&[], self.deliveries_late as f64),
+            "deliveries_lost_total" if self.delivers => emit(&[], self.deliveries_lost as f64),
+            "auto_reply_latency_seconds" => {
+                if let Some(d) = self.auto_reply_latency {
+                    emit(&[], d);
+                }
+            }
+            "chat_first_response_seconds" => {
+                if let Some(d) = self.chat_first_response {
+                    emit(&[], d);
+                }
+            }
+            "alert_firing" => {
+                if let Some(firing) = self.alert_firing {
+                    emit(&[], bool_value(firing));
+                }
+            }
+            "dns_spf_lookups" => {
+                for (domain, n) in &self.spf {
+                    emit(&[("domain", domain)], f64::from(*n));
+                }
+            }
+            // Delivery families of a check without a delivery stage, or a name not in
+            // `CHECK_METRICS` (the unit tests render every family).
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{CheckIdentity, Failure, RunContext};
+    use crate::value::{Channel, Kind};
+    use std::collections::{BTreeSet, HashSet};
+    use std::time::Duration;
+
+    fn metrics_with(name: &str, kind: Kind, channel: Channel, delivers: bool) -> Metrics {
+        let metrics = Metrics::new();
+        let labels = BTreeMap::from([("shop".to_string(), "vesna".to_string())]);
+        metrics.sync_checks([ConfiguredCheck {
+            id: CheckIdentity {
+                name,
+                kind,
+                channel,
+                labels: &labels,
+            },
+            delivers,
+        }]);
+        metrics
+    }
+
+    fn report(name: &str, result: RunResult, phases: &[(&str, u64)]) -> RunReport {
+        let ctx = RunContext::new(Arc::from(name), "t".to_string());
+        for (phase, ms) in phases {
+            ctx.record(*phase, Duration::from_millis(*ms));
+        }
+        RunReport {
+            check: Arc::from(name),
+            kind: "http",
+            channel: "website",
+            run_id: 1,
+            token: "t".to_string(),
+            started_at: SystemTime::now(),
+            lag: Some(Duration::from_millis(3)),
+            duration: Duration::from_millis(120),
+            attempts: 1,
+            result,
+            phases: ctx.take_phases(),
+            failure: None,
+            observations: vec![Observation::HttpStatus(200)],
+            details: Vec::new(),
+        }
+    }
+
+    /// The lines of `check`'s series in the exposition.
+    fn series_of<'a>(text: &'a str, check: &str) -> Vec<&'a str> {
+        let label = format!("check=\"{check}\"");
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&label))
             .collect()
+    }
+
+    /// blackbox_exporter exports 18 series per HTTP probe; a per-check histogram alone is 16.
+    #[test]
+    fn a_plain_passing_http_check_exports_at_most_15_series() {
+        let metrics = metrics_with("home", Kind::Http, Channel::Website, false);
+        for _ in 0..3 {
+            metrics.record(&report(
+                "home",
+                RunResult::Success,
+                &[("request", 80), ("body", 40)],
+            ));
+        }
+        metrics.set_alert_firing("home", false);
+        let text = metrics.encode_text();
+        let series = series_of(&text, "home");
+        assert!(
+            series.len() <= 15,
+            "{} series:\n{}",
+            series.len(),
+            series.join("\n")
+        );
+        assert!(
+            series.contains(&r#"supportwatch_check_phase_duration_seconds{channel="website",check="home",kind="http",phase="request",shop="vesna"} 0.08"#),
+            "{text}"
+        );
+        assert!(
+            series.contains(&r#"supportwatch_check_duration_seconds{channel="website",check="home",kind="http",shop="vesna"} 0.12"#),
+            "{text}"
+        );
+        assert!(
+            series.contains(&r#"supportwatch_check_runs_total{channel="website",check="home",kind="http",result="success",shop="vesna"} 3"#),
+            "{text}"
+        );
+        assert!(!text.contains("check_failures_total{"), "{text}");
+        // The distribution is kept per kind, not per check.
+        assert!(
+            text.contains(r#"supportwatch_run_duration_seconds_count{kind="http"} 3"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_failure_reason_is_exported_once_it_occurs() {
+        let metrics = metrics_with("home", Kind::Http, Channel::Website, false);
+        let mut failed = report("home", RunResult::Failure, &[("request", 5)]);
+        failed.failure = Some(Failure {
+            kind: FailureKind::Status,
+            message: "500".to_string(),
+        });
+        metrics.record(&failed);
+        let text = metrics.encode_text();
+        assert!(
+            text.contains(r#"supportwatch_check_failures_total{channel="website",check="home",kind="http",reason="status",shop="vesna"} 1"#),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("supportwatch_check_failures_total{").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn phase_labels_come_from_a_fixed_set() {
+        let metrics = metrics_with("js-form", Kind::Http, Channel::Website, false);
+        let steps: Vec<(String, u64)> = (1..=40).map(|i| (format!("{i}_click"), 1)).collect();
+        let mut phases: Vec<(&str, u64)> = steps.iter().map(|(n, ms)| (n.as_str(), *ms)).collect();
+        phases.push(("session", 2));
+        phases.push(("made up by someone", 3));
+        metrics.record(&report("js-form", RunResult::Success, &phases));
+        let text = metrics.encode_text();
+        let phases: BTreeSet<&str> = series_of(&text, "js-form")
+            .into_iter()
+            .filter(|l| l.starts_with("supportwatch_check_phase_duration_seconds{"))
+            .filter_map(|l| l.split("phase=\"").nth(1)?.split('"').next())
+            .collect();
+        assert_eq!(phases, BTreeSet::from(["other", "session", "steps"]));
+        assert!(
+            text.contains(r#"phase="steps",shop="vesna"} 0.04"#),
+            "{text}"
+        );
+    }
+
+    /// Every per-check family of a check with every observation: rendered, with the declared type,
+    /// each family's HELP and TYPE once and its series together (what `promtool check metrics`
+    /// and Prometheus's parser require), label values escaped.
+    #[test]
+    fn the_exposition_is_well_formed() {
+        let metrics = Metrics::new();
+        let labels = BTreeMap::from([("shop".to_string(), "say \"hi\"\\\n".to_string())]);
+        let names = ["a", "b"];
+        metrics.sync_checks(names.iter().map(|name| ConfiguredCheck {
+            id: CheckIdentity {
+                name,
+                kind: Kind::Http,
+                channel: Channel::Email,
+                labels: &labels,
+            },
+            delivers: true,
+        }));
+        for name in names {
+            let mut r = report(name, RunResult::Failure, &[("connect", 1), ("tls", 2)]);
+            r.failure = Some(Failure {
+                kind: FailureKind::Tls,
+                message: "expired".to_string(),
+            });
+            r.observations = vec![
+                Observation::HttpStatus(200),
+                Observation::BodyTruncated,
+                Observation::Evidence("/tmp/x".into()),
+                Observation::Cert(CertReport {
+                    target: "shop.example:443".to_string(),
+                    leaf_not_after: 1_900_000_000,
+                    chain_not_after: 1_800_000_000,
+                    chain_verified: true,
+                    name_matches: true,
+                }),
+                Observation::SpfLookups {
+                    domain: "shop.example".to_string(),
+                    lookups: 4,
+                },
+                Observation::DeliveryLatency(Duration::from_secs(7)),
+                Observation::AutoReplyLatency(Duration::from_secs(9)),
+                Observation::ChatFirstResponse(Duration::from_millis(700)),
+            ];
+            metrics.record(&r);
+            metrics.record_skipped(name);
+            metrics.delivery_started(name);
+            metrics.set_alert_firing(name, true);
+        }
+        let text = metrics.encode_text();
+        let exported = crate::metrics::exported_names();
+        let mut seen_help = HashSet::new();
+        let mut seen_type = HashSet::new();
+        let mut done = HashSet::new();
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or_default().to_string();
+                assert!(seen_help.insert(name.clone()), "HELP of {name} twice");
+                if let Some(previous) = current.replace(name) {
+                    done.insert(previous);
+                }
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap_or_default();
+                assert!(seen_type.insert(name.to_string()), "TYPE of {name} twice");
+                assert_eq!(Some(name), current.as_deref(), "TYPE without its HELP");
+                let declared = exported.get(name).map(|k| type_name(*k));
+                assert_eq!(declared, Some(kind), "{name}");
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let family = current.as_deref().unwrap_or_default();
+            let of_family = name == family
+                || ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(family));
+            assert!(of_family, "{name} outside its family (in {family})");
+            assert!(!done.contains(family), "{family} is not contiguous");
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            assert!(value.parse::<f64>().is_ok() || value == "+Inf", "{line}");
+        }
+        for (name, _, _) in CHECK_METRICS {
+            let full = format!("{PREFIX}{name}");
+            assert!(seen_type.contains(&full), "{full} is never rendered");
+        }
+        assert!(
+            text.contains(r#"shop="say \"hi\"\\\n"}"#),
+            "label values are escaped: {text}"
+        );
     }
 }

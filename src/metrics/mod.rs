@@ -7,7 +7,7 @@
 //!
 //! The module is split by what changes together: this file holds the names and help of every
 //! family, the registered scheduler/config/notifier metrics and the [`Metrics`] handle; `checks`
-//! the per-check series store (a reload syncs it) and its rendering at scrape time; `browser` the
+//! the per-check series store (a reload syncs it) and its text rendering at scrape time; `browser` the
 //! browser pool's families, read from process-wide statics; `labels` building one exported series.
 
 mod browser;
@@ -21,17 +21,18 @@ use browser::browser_families;
 use checks::CheckSeries;
 use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Metric name prefix.
 pub const PREFIX: &str = "supportwatch_";
 
-/// Bucket bounds for check and phase durations, seconds.
+/// Bucket bounds for run durations (per kind) and chat replies (per channel), seconds.
 pub const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
@@ -54,8 +55,8 @@ pub const CHECK_METRICS: &[(&str, &str, MetricType)] = &[
     ),
     (
         "check_duration_seconds",
-        "Duration of check runs, all attempts included.",
-        MetricType::HISTOGRAM,
+        "Duration of the check's last run, all attempts included.",
+        MetricType::GAUGE,
     ),
     (
         "check_runs_total",
@@ -69,8 +70,8 @@ pub const CHECK_METRICS: &[(&str, &str, MetricType)] = &[
     ),
     (
         "check_phase_duration_seconds",
-        "Duration of each phase of a check's last attempt.",
-        MetricType::HISTOGRAM,
+        "Duration of each phase of the check's last attempt (phases from the kind's fixed set).",
+        MetricType::GAUGE,
     ),
     (
         "check_last_run_timestamp_seconds",
@@ -114,8 +115,9 @@ pub const CHECK_METRICS: &[(&str, &str, MetricType)] = &[
     ),
     (
         "delivery_latency_seconds",
-        "Time from submit until the token was seen at the far end (mailbox, webhook, ...).",
-        MetricType::HISTOGRAM,
+        "Time from submit until the token was seen at the far end (mailbox, webhook, ...), last \
+         proven delivery.",
+        MetricType::GAUGE,
     ),
     (
         "delivery_last_timestamp_seconds",
@@ -139,13 +141,13 @@ pub const CHECK_METRICS: &[(&str, &str, MetricType)] = &[
     ),
     (
         "auto_reply_latency_seconds",
-        "Time from submit until the shop's automatic acknowledgement reached the sender.",
-        MetricType::HISTOGRAM,
+        "Time from submit until the shop's automatic acknowledgement reached the sender, last one.",
+        MetricType::GAUGE,
     ),
     (
         "chat_first_response_seconds",
-        "Time from sending a chat check's first message until the bot's first reply.",
-        MetricType::HISTOGRAM,
+        "Time from sending a chat check's first message until the bot's first reply, last run.",
+        MetricType::GAUGE,
     ),
     (
         "alert_firing",
@@ -195,6 +197,18 @@ pub struct Metrics {
     pub notifier_up: IntGaugeVec,
     /// Notifications decided but not yet sent (grouping, retries, waiting for a fallback).
     pub notifications_queued: IntGauge,
+    /// Run durations per kind: the distribution lives here, bounded by the kinds, rather than in
+    /// a histogram per check (per check, Prometheus keeps the last durations).
+    run_duration: HistogramVec,
+    /// Delivery latency per channel.
+    delivery_latency: HistogramVec,
+    /// Auto-reply latency per channel.
+    auto_reply_latency: HistogramVec,
+    /// Chat first-response time per channel.
+    chat_first_response: HistogramVec,
+    /// Length of the last exposition, so the next one is allocated once at about its size
+    /// instead of growing by doubling (which briefly holds the old and the new buffer).
+    last_len: AtomicUsize,
 }
 
 impl Default for Metrics {
@@ -280,9 +294,44 @@ impl Metrics {
             "Alert notifications decided but not yet sent.",
         )
         .expect("static metric definition");
+        let histogram = |name: &str, help: &str, label: &str, buckets: &[f64]| {
+            HistogramVec::new(
+                HistogramOpts::new(n(name), help).buckets(buckets.to_vec()),
+                &[label],
+            )
+            .expect("static metric definition")
+        };
+        let run_duration = histogram(
+            "run_duration_seconds",
+            "Duration of check runs by kind, all attempts included.",
+            "kind",
+            DURATION_BUCKETS,
+        );
+        let delivery_latency = histogram(
+            "channel_delivery_latency_seconds",
+            "Time from submit until the token was seen at the far end, by channel.",
+            "channel",
+            DELIVERY_BUCKETS,
+        );
+        let auto_reply_latency = histogram(
+            "channel_auto_reply_latency_seconds",
+            "Time from submit until the shop's automatic acknowledgement arrived, by channel.",
+            "channel",
+            DELIVERY_BUCKETS,
+        );
+        let chat_first_response = histogram(
+            "channel_chat_first_response_seconds",
+            "Time from a chat check's first message until the bot's first reply, by channel.",
+            "channel",
+            DURATION_BUCKETS,
+        );
         let mut families = BTreeMap::new();
         for c in [
-            Box::new(scheduler_lag.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(run_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(delivery_latency.clone()),
+            Box::new(auto_reply_latency.clone()),
+            Box::new(chat_first_response.clone()),
+            Box::new(scheduler_lag.clone()),
             Box::new(running.clone()),
             Box::new(configured.clone()),
             Box::new(reloads.clone()),
@@ -314,6 +363,11 @@ impl Metrics {
             notifications,
             notifier_up,
             notifications_queued,
+            run_duration,
+            delivery_latency,
+            auto_reply_latency,
+            chat_first_response,
+            last_len: AtomicUsize::new(0),
         }
     }
 
@@ -344,22 +398,31 @@ impl Metrics {
         }
     }
 
-    /// Every metric family, ready to encode.
+    /// The registered and browser families, ready to encode. The per-check families are not
+    /// among them: they are written straight into the exposition by [`Metrics::encode_text`].
     pub fn gather(&self) -> Vec<MetricFamily> {
         let mut families = self.registry.gather();
-        families.extend(self.check_families());
         families.extend(browser_families(crate::browser::pool_stats()));
         families
     }
 
     /// The Prometheus text exposition of every metric.
+    ///
+    /// The few registered and browser families go through the `prometheus` encoder; the per-check
+    /// families, which grow with the checks, are written as text into the same buffer one check at
+    /// a time, so a scrape holds the output once and never a second copy of it as objects.
     pub fn encode_text(&self) -> String {
-        let mut buf = Vec::new();
+        let previous = self.last_len.load(Ordering::Relaxed);
+        let mut buf = Vec::with_capacity(previous + previous / 8);
         let encoder = prometheus::TextEncoder::new();
         if let Err(e) = encoder.encode(&self.gather(), &mut buf) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
-        String::from_utf8(buf).unwrap_or_default()
+        // The encoder writes only UTF-8 (names, escaped label values, numbers).
+        let mut out = String::from_utf8(buf).unwrap_or_default();
+        self.write_check_families(&mut out);
+        self.last_len.store(out.len(), Ordering::Relaxed);
+        out
     }
 }
 
