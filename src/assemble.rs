@@ -84,12 +84,7 @@ pub fn prepare_with(
     let mut errors = Vec::new();
     let mailboxes = crate::deliver::Mailboxes::build(&config.mailboxes)
         .unwrap_or_else(|messages| {
-            errors.extend(messages.into_iter().map(|message| ConfigError {
-                file: None,
-                position: None,
-                check: None,
-                message,
-            }));
+            errors.extend(messages.into_iter().map(ConfigError::general));
             crate::deliver::Mailboxes::default()
         })
         .with_hooks(hooks);
@@ -106,12 +101,7 @@ pub fn prepare_with(
         config.alerting.language.unwrap_or_default(),
     )
     .unwrap_or_else(|messages| {
-        errors.extend(messages.into_iter().map(|message| ConfigError {
-            file: None,
-            position: None,
-            check: None,
-            message,
-        }));
+        errors.extend(messages.into_iter().map(ConfigError::general));
         Default::default()
     });
     let mut checks = Vec::with_capacity(config.checks.len());

@@ -231,12 +231,9 @@ async fn load_blocking(source: ConfigSource, hooks: Arc<Hooks>) -> Result<Prepar
     // Reading files and trust stores blocks; keep it off the runtime's worker threads.
     match tokio::task::spawn_blocking(move || source.load_with(hooks)).await {
         Ok(result) => result,
-        Err(e) => Err(ConfigErrors(vec![config::ConfigError {
-            file: None,
-            position: None,
-            check: None,
-            message: format!("config loading panicked: {e}"),
-        }])),
+        Err(e) => Err(ConfigErrors(vec![config::ConfigError::general(format!(
+            "config loading panicked: {e}"
+        ))])),
     }
 }
 

@@ -20,6 +20,18 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// A problem of the config as a whole: in no one file and no one check.
+    pub fn general(message: impl Into<String>) -> Self {
+        ConfigError {
+            file: None,
+            position: None,
+            check: None,
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(file) = &self.file {

@@ -77,12 +77,9 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Config, ConfigError
     let config = merge(docs, &mut errors);
     if errors.is_empty() && config.checks.is_empty() {
         // Also what a half-written file looks like while an editor saves it: never reload into it.
-        errors.push(ConfigError {
-            file: None,
-            position: None,
-            check: None,
-            message: "no checks defined: add at least one under `checks:`".into(),
-        });
+        errors.push(ConfigError::general(
+            "no checks defined: add at least one under `checks:`",
+        ));
     }
     if errors.is_empty() {
         Ok(config)

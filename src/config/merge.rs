@@ -150,12 +150,9 @@ fn browser_and_scheduler(
         .entry(Kind::Browser)
         .or_insert(browser.max_sessions.max(1));
     if scheduler.max_concurrent == 0 || scheduler.max_per_host == 0 {
-        errors.push(ConfigError {
-            file: None,
-            position: None,
-            check: None,
-            message: "scheduler: max_concurrent and max_per_host must be at least 1".into(),
-        });
+        errors.push(ConfigError::general(
+            "scheduler: max_concurrent and max_per_host must be at least 1",
+        ));
     }
     (browser, scheduler)
 }
