@@ -275,3 +275,26 @@ fn the_owner_hears_of_a_channel_once_however_many_checks_prove_it() {
         "{text}"
     );
 }
+
+#[test]
+fn a_reason_that_is_no_failure_kind_gets_plain_words_and_no_advice() {
+    // Stored alert states may carry a reason no failure kind has (a run result, an older
+    // version's label): the owner still gets a sentence, never a guess at what to do.
+    assert!(matches!(
+        problem(Language::En, Channel::Chat, "failure"),
+        Problem::Verb("is not working")
+    ));
+    assert_eq!(advice(Language::En, "failure"), None);
+    assert_eq!(advice(Language::En, "no_such_reason"), None);
+    assert!(advice(Language::En, "quota").is_some());
+}
+
+#[test]
+fn every_failure_kind_is_found_by_its_label() {
+    for kind in crate::outcome::FailureKind::ALL {
+        assert_eq!(
+            crate::outcome::FailureKind::from_label(kind.as_str()),
+            Some(kind)
+        );
+    }
+}
