@@ -55,12 +55,18 @@ pub async fn serve(
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    // Each chunk is written when hyper asks for it, after the previous one went out: a scrape of
+    // many checks holds one chunk in memory, not the whole exposition.
+    let chunks = state
+        .metrics
+        .exposition()
+        .map(|chunk| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk)));
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.encode_text(),
+        axum::body::Body::from_stream(futures::stream::iter(chunks)),
     )
         .into_response()
 }

@@ -293,7 +293,7 @@ impl Worker {
                 check: check.to_string(),
                 channel: entry.channel,
                 kind: entry.kind,
-                labels: entry.labels.clone(),
+                labels: entry.labels.as_ref().clone(),
                 status: event.status,
                 since: event.since,
                 resolved_at: event.resolved_at,

@@ -204,7 +204,7 @@ fn merge_check(
     } else {
         seen.insert(doc.name.clone(), origin.clone());
     }
-    let labels = check_labels(&doc, context.defaults, &mut problem);
+    let labels = std::sync::Arc::new(check_labels(&doc, context.defaults, &mut problem));
     let timing = check_timing(&doc, context.defaults, &mut problem);
     if let Err(m) = doc.spec.validate() {
         problem(m);

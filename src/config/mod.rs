@@ -68,7 +68,7 @@ pub struct Check {
     /// The support channel this check proves.
     pub channel: Channel,
     /// Static labels, `shop` always among them.
-    pub labels: BTreeMap<String, String>,
+    pub labels: crate::outcome::Labels,
     /// Time between runs.
     pub interval: Dur,
     /// Bound on one attempt.

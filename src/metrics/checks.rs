@@ -232,35 +232,73 @@ impl Metrics {
         }
     }
 
-    /// Writes every per-check family as text into `out`.
+    /// Every per-check series as text, in chunks of about [`CHUNK_BYTES`].
     ///
     /// The exposition needs all series of a family together, so the checks are walked once per
     /// family; each check's lock is held only while its lines of that family are written, so a
-    /// scrape never stalls the runs for long and needs no copy of the store. A scrape is not a
+    /// scrape never stalls the runs for long. Only one chunk exists at a time: memory for a scrape
+    /// does not grow with the number of checks beyond a pointer per check. A scrape is not a
     /// snapshot: a run finishing mid-scrape may show in one family and not yet in an earlier one,
     /// as with any Prometheus collector.
-    pub(super) fn write_check_families(&self, out: &mut String) {
-        let all: Vec<Arc<Mutex<CheckSeries>>> = {
+    pub(super) fn check_chunks(&self) -> CheckChunks {
+        let series = {
             let map = self.checks.read().unwrap_or_else(|e| e.into_inner());
             map.values().cloned().collect()
         };
+        CheckChunks {
+            series,
+            family: 0,
+            next: 0,
+            header_written: false,
+        }
+    }
+}
+
+/// About how many bytes of exposition one chunk of a `/metrics` body holds.
+pub(super) const CHUNK_BYTES: usize = 64 * 1024;
+
+/// The per-check families, written a chunk at a time (see [`Metrics::check_chunks`]).
+pub(super) struct CheckChunks {
+    /// The checks when the scrape began; a check removed by a reload mid-scrape still shows.
+    series: Vec<Arc<Mutex<CheckSeries>>>,
+    /// Index into [`CHECK_METRICS`] of the family being written.
+    family: usize,
+    /// The next check to write in that family.
+    next: usize,
+    /// Whether the family's `# HELP`/`# TYPE` lines are written (only once it has a series).
+    header_written: bool,
+}
+
+impl Iterator for CheckChunks {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        let mut out = String::new();
         let mut name = String::new();
-        for (family, help, kind) in CHECK_METRICS {
+        while let Some((family, help, kind)) = CHECK_METRICS.get(self.family) {
             name.clear();
             name.push_str(PREFIX);
             name.push_str(family);
-            let mut header = false;
-            for series in &all {
+            while let Some(series) = self.series.get(self.next) {
+                self.next += 1;
                 let s = lock(series);
+                let header_written = &mut self.header_written;
                 s.samples(family, &mut |extra, value| {
-                    if !header {
-                        header = true;
-                        write_header(out, &name, help, type_name(*kind));
+                    if !*header_written {
+                        *header_written = true;
+                        write_header(&mut out, &name, help, type_name(*kind));
                     }
-                    write_sample(out, &name, &s.labels, extra, value);
+                    write_sample(&mut out, &name, &s.labels, extra, value);
                 });
+                if out.len() >= CHUNK_BYTES {
+                    return Some(out);
+                }
             }
+            self.family += 1;
+            self.next = 0;
+            self.header_written = false;
         }
+        (!out.is_empty()).then_some(out)
     }
 }
 
@@ -396,7 +434,7 @@ mod tests {
 
     fn metrics_with(name: &str, kind: Kind, channel: Channel, delivers: bool) -> Metrics {
         let metrics = Metrics::new();
-        let labels = BTreeMap::from([("shop".to_string(), "vesna".to_string())]);
+        let labels = Arc::new(BTreeMap::from([("shop".to_string(), "vesna".to_string())]));
         metrics.sync_checks([ConfiguredCheck {
             id: CheckIdentity {
                 name,
@@ -480,6 +518,58 @@ mod tests {
         );
     }
 
+    /// A scrape's memory is one chunk, however many checks there are: the body of 3,000 checks is
+    /// many chunks, none much over [`CHUNK_BYTES`], and together they are the whole exposition
+    /// with each family's series together under one header.
+    #[test]
+    fn the_exposition_is_written_in_bounded_chunks() {
+        let metrics = Metrics::new();
+        let names: Vec<String> = (0..3000).map(|i| format!("check-{i}")).collect();
+        let labels = Arc::new(BTreeMap::from([("shop".to_string(), "vesna".to_string())]));
+        metrics.sync_checks(names.iter().map(|name| ConfiguredCheck {
+            id: CheckIdentity {
+                name,
+                kind: Kind::Http,
+                channel: Channel::Website,
+                labels: &labels,
+            },
+            delivers: false,
+        }));
+        for name in &names {
+            metrics.record(&report(name, RunResult::Success, &[("request", 80)]));
+        }
+        let chunks: Vec<String> = metrics.exposition().collect();
+        let longest_line = chunks
+            .iter()
+            .flat_map(|c| c.lines())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        assert!(chunks.len() > 20, "{} chunks", chunks.len());
+        for chunk in &chunks {
+            assert!(
+                chunk.len() < CHUNK_BYTES + 2 * longest_line + 512,
+                "a chunk of {} bytes",
+                chunk.len()
+            );
+            assert!(chunk.ends_with('\n'), "a chunk ends mid-line");
+        }
+        let text: String = chunks.concat();
+        assert_eq!(text, metrics.encode_text());
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("check=\"check-"))
+            .count();
+        assert_eq!(samples, names.len() * series_of(&text, "check-0").len());
+        for (family, _, _) in CHECK_METRICS {
+            let header = format!("# TYPE {PREFIX}{family} ");
+            assert!(
+                text.matches(&header).count() <= 1,
+                "{family} has two headers"
+            );
+        }
+    }
+
     #[test]
     fn a_failure_reason_is_exported_once_it_occurs() {
         let metrics = metrics_with("home", Kind::Http, Channel::Website, false);
@@ -527,7 +617,10 @@ mod tests {
     #[test]
     fn the_exposition_is_well_formed() {
         let metrics = Metrics::new();
-        let labels = BTreeMap::from([("shop".to_string(), "say \"hi\"\\\n".to_string())]);
+        let labels = Arc::new(BTreeMap::from([(
+            "shop".to_string(),
+            "say \"hi\"\\\n".to_string(),
+        )]));
         let names = ["a", "b"];
         metrics.sync_checks(names.iter().map(|name| ConfiguredCheck {
             id: CheckIdentity {

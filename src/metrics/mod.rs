@@ -25,7 +25,6 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -206,9 +205,6 @@ pub struct Metrics {
     auto_reply_latency: HistogramVec,
     /// Chat first-response time per channel.
     chat_first_response: HistogramVec,
-    /// Length of the last exposition, so the next one is allocated once at about its size
-    /// instead of growing by doubling (which briefly holds the old and the new buffer).
-    last_len: AtomicUsize,
 }
 
 impl Default for Metrics {
@@ -367,7 +363,6 @@ impl Metrics {
             delivery_latency,
             auto_reply_latency,
             chat_first_response,
-            last_len: AtomicUsize::new(0),
         }
     }
 
@@ -399,30 +394,33 @@ impl Metrics {
     }
 
     /// The registered and browser families, ready to encode. The per-check families are not
-    /// among them: they are written straight into the exposition by [`Metrics::encode_text`].
+    /// among them: they are written straight into the exposition by [`Metrics::exposition`].
     pub fn gather(&self) -> Vec<MetricFamily> {
         let mut families = self.registry.gather();
         families.extend(browser_families(crate::browser::pool_stats()));
         families
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric, as chunks to send one after another.
     ///
-    /// The few registered and browser families go through the `prometheus` encoder; the per-check
-    /// families, which grow with the checks, are written as text into the same buffer one check at
-    /// a time, so a scrape holds the output once and never a second copy of it as objects.
-    pub fn encode_text(&self) -> String {
-        let previous = self.last_len.load(Ordering::Relaxed);
-        let mut buf = Vec::with_capacity(previous + previous / 8);
+    /// The few registered and browser families go through the `prometheus` encoder into the first
+    /// chunk; the per-check families, which grow with the checks, are written as text a chunk at a
+    /// time while the body is sent, so a scrape of 10,000 checks holds one chunk, never the whole
+    /// exposition and never a copy of it as objects.
+    pub fn exposition(&self) -> impl Iterator<Item = String> + Send + 'static {
+        let mut buf = Vec::with_capacity(checks::CHUNK_BYTES);
         let encoder = prometheus::TextEncoder::new();
         if let Err(e) = encoder.encode(&self.gather(), &mut buf) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         // The encoder writes only UTF-8 (names, escaped label values, numbers).
-        let mut out = String::from_utf8(buf).unwrap_or_default();
-        self.write_check_families(&mut out);
-        self.last_len.store(out.len(), Ordering::Relaxed);
-        out
+        let registered = String::from_utf8(buf).unwrap_or_default();
+        std::iter::once(registered).chain(self.check_chunks())
+    }
+
+    /// The whole exposition as one string (for `check`, tests and small configs).
+    pub fn encode_text(&self) -> String {
+        self.exposition().collect()
     }
 }
 

@@ -5,6 +5,11 @@
 
 use crate::value::{Channel, Kind};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A check's static labels, sorted by name. Shared: the config, alerting and metrics all hold the
+/// same map, so 10,000 checks keep one copy of their labels, not one per consumer.
+pub type Labels = Arc<BTreeMap<String, String>>;
 
 /// The shop label value for checks that name none.
 pub const DEFAULT_SHOP: &str = "default";
@@ -19,7 +24,7 @@ pub struct CheckIdentity<'a> {
     /// The support channel it proves.
     pub channel: Channel,
     /// Static labels, `shop` among them.
-    pub labels: &'a BTreeMap<String, String>,
+    pub labels: &'a Labels,
 }
 
 impl<'a> CheckIdentity<'a> {

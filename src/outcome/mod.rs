@@ -17,7 +17,7 @@ pub use attempt::{FollowUp, FollowUpResult, LateDelivery, Outcome};
 pub(crate) use context::serialize_opt_secs;
 pub use context::{PhaseTiming, RunContext};
 pub use failure::{Failure, FailureKind};
-pub use identity::{CheckIdentity, DEFAULT_SHOP};
+pub use identity::{CheckIdentity, DEFAULT_SHOP, Labels};
 pub use observation::{CertReport, Observation};
 pub use report::{RunReport, RunResult};
 pub use token::{find_tokens, new_token};

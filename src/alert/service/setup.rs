@@ -19,7 +19,7 @@ use std::time::Duration;
 pub(super) struct CheckEntry {
     pub(super) channel: Channel,
     pub(super) kind: Kind,
-    pub(super) labels: BTreeMap<String, String>,
+    pub(super) labels: crate::outcome::Labels,
     pub(super) shop: String,
     pub(super) policy: Policy,
     pub(super) targets: Vec<Target>,

@@ -20,7 +20,7 @@ fn setup(checks: usize) -> Setup {
     let entry = Arc::new(CheckEntry {
         channel: Channel::Chat,
         kind: Kind::Chat,
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         shop: "demo".into(),
         policy,
         targets: Vec::new(),
