@@ -15,7 +15,7 @@ pub struct PreparedCheck {
     pub check: Check,
     /// Its probe.
     pub probe: Arc<dyn Probe>,
-    /// Hosts it contacts (for the per-host limit), sorted and deduplicated.
+    /// Endpoints (`host:port`) it contacts, for the per-endpoint limit; sorted and deduplicated.
     pub hosts: Vec<String>,
     name: Arc<str>,
 }

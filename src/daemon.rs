@@ -128,6 +128,7 @@ impl Daemon {
         )?;
         let alert_health = alerts.health.clone();
         scheduler.apply(&prepared);
+        scheduler.start_watchdog(Duration::from_secs(1));
         metrics.record_reload(true);
         tracing::info!(%addr, checks = prepared.checks.len(), "supportwatch running");
 

@@ -8,89 +8,27 @@
 //! its probe. A check whose server hangs therefore holds only its own host's permit and one global
 //! permit, never the other checks' timers.
 
+mod limits;
+pub mod watchdog;
+
+pub use limits::{Acquisition, HeldBy, Limits, Permits, host_of};
+
 use crate::assemble::{Prepared, PreparedCheck};
 use crate::config::SchedulerConfig;
-use crate::metrics::{ConfiguredCheck, Metrics};
+use crate::metrics::{ConfiguredCheck, Metrics, SkipReason};
 use crate::outcome::RunReport;
 use crate::runner;
-use crate::value::Kind;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::value::{Channel, Kind};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
-
-/// Concurrency limits: global, per kind, per host.
-pub struct Limits {
-    config: SchedulerConfig,
-    global: Arc<Semaphore>,
-    per_kind: HashMap<Kind, Arc<Semaphore>>,
-    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-/// Permits held by one run; released when dropped.
-pub struct Permits(#[allow(dead_code)] Vec<OwnedSemaphorePermit>);
-
-impl Limits {
-    /// Limits as configured.
-    pub fn new(config: &SchedulerConfig) -> Self {
-        Limits {
-            config: config.clone(),
-            global: Arc::new(Semaphore::new(config.max_concurrent)),
-            per_kind: config
-                .max_per_kind
-                .iter()
-                .map(|(k, n)| (*k, Arc::new(Semaphore::new(*n))))
-                .collect(),
-            hosts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn host(&self, host: &str) -> Arc<Semaphore> {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        // Known hosts (every run but a host's first) take no allocation for the key.
-        if let Some(known) = hosts.get(host) {
-            return known.clone();
-        }
-        hosts
-            .entry(host.to_string())
-            .or_insert_with(|| {
-                let n = self
-                    .config
-                    .hosts
-                    .get(host)
-                    .copied()
-                    .unwrap_or(self.config.max_per_host);
-                Arc::new(Semaphore::new(n.max(1)))
-            })
-            .clone()
-    }
-
-    /// Waits for every permit `check` needs. Hosts are taken in sorted order (no deadlock between
-    /// checks that share several hosts), and before the global permit, so runs queued behind a
-    /// slow host do not starve everyone else of global permits.
-    pub async fn acquire(&self, check: &PreparedCheck) -> Permits {
-        let mut held = Vec::with_capacity(check.hosts.len() + 2);
-        for host in &check.hosts {
-            if let Ok(p) = self.host(host).acquire_owned().await {
-                held.push(p);
-            }
-        }
-        if let Some(kind) = self.per_kind.get(&check.check.kind())
-            && let Ok(p) = kind.clone().acquire_owned().await
-        {
-            held.push(p);
-        }
-        if let Ok(p) = self.global.clone().acquire_owned().await {
-            held.push(p);
-        }
-        Permits(held)
-    }
-}
+use watchdog::{Begin, RunSlot};
 
 /// Delay from `now` until the check's first due time: a stable offset within `interval`, derived
 /// from the check's name and aligned to the Unix epoch.
@@ -121,10 +59,34 @@ struct Inner {
     state: Mutex<Generation>,
 }
 
+/// What makes two configs' checks the same check for the overlap guard: a check keeps its run
+/// slot across a reload unless its name, kind, channel or labels change.
+#[derive(PartialEq, Eq, Hash)]
+struct SlotKey {
+    name: String,
+    kind: Kind,
+    channel: Channel,
+    labels: Arc<BTreeMap<String, String>>,
+}
+
+impl SlotKey {
+    fn of(check: &PreparedCheck) -> Self {
+        let id = check.check.identity();
+        SlotKey {
+            name: id.name.to_string(),
+            kind: id.kind,
+            channel: id.channel,
+            labels: id.labels.clone(),
+        }
+    }
+}
+
 /// The tickers of one loaded config; replaced as a whole on reload.
 struct Generation {
     limits: Arc<Limits>,
     tickers: CancellationToken,
+    /// Every configured check's run slot; carried over to the next generation by [`SlotKey`].
+    slots: HashMap<SlotKey, Arc<RunSlot>>,
 }
 
 /// Runs checks on their schedules until shut down.
@@ -147,6 +109,7 @@ impl Scheduler {
                 state: Mutex::new(Generation {
                     limits: Arc::new(Limits::new(&SchedulerConfig::default())),
                     tickers: CancellationToken::new(),
+                    slots: HashMap::new(),
                 }),
             }),
         }
@@ -174,17 +137,47 @@ impl Scheduler {
             state.limits = Arc::new(Limits::new(&prepared.config.scheduler));
         }
         state.tickers = inner.shutdown.child_token();
+        // A check still running keeps its slot, so the new ticker cannot start a second run
+        // beside it; removed checks' slots go with the old map (their last runs just finish).
+        let mut old_slots = std::mem::take(&mut state.slots);
         for check in &prepared.checks {
+            let key = SlotKey::of(check);
+            let slot = old_slots.remove(&key).unwrap_or_else(|| {
+                Arc::new(RunSlot::new(
+                    check.name().clone(),
+                    check.check.interval.get(),
+                ))
+            });
+            state.slots.insert(key, slot.clone());
             let ticker = Ticker {
                 inner: inner.clone(),
                 check: check.clone(),
                 limits: state.limits.clone(),
                 cancel: state.tickers.clone(),
-                running: Arc::new(AtomicBool::new(false)),
+                slot,
             };
+            // One task per check, tracked so shutdown waits for it; it ends when its generation
+            // is cancelled (reload, shutdown).
             inner.tracker.spawn(ticker.run());
         }
         tracing::info!(checks = prepared.checks.len(), "schedule applied");
+    }
+
+    /// Starts the watchdog: every `period` it exports the oldest due-but-not-started run and
+    /// flags a stalled scheduler (see [`watchdog`]). It stops at shutdown.
+    pub fn start_watchdog(&self, period: Duration) {
+        let inner = self.inner.clone();
+        let slots = move || -> Vec<Arc<RunSlot>> {
+            let state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.slots.values().cloned().collect()
+        };
+        // Not tracked: it holds no run, and shutdown cancels it.
+        tokio::spawn(watchdog::watch(
+            slots,
+            self.inner.metrics.clone(),
+            period,
+            self.inner.shutdown.clone(),
+        ));
     }
 
     /// Stops scheduling, waits up to `grace` for runs in progress, and reports whether they all
@@ -207,7 +200,7 @@ struct Ticker {
     check: Arc<PreparedCheck>,
     limits: Arc<Limits>,
     cancel: CancellationToken,
-    running: Arc<AtomicBool>,
+    slot: Arc<RunSlot>,
 }
 
 impl Ticker {
@@ -216,6 +209,8 @@ impl Ticker {
         let mut due =
             Instant::now() + first_delay(&self.check.check.name, interval, SystemTime::now());
         loop {
+            self.slot.plan(due, interval);
+            // Cancelled by a reload (a new ticker takes over the slot) or at shutdown.
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
                 _ = tokio::time::sleep_until(due) => {}
@@ -229,37 +224,75 @@ impl Ticker {
                 let behind = (now - due).as_nanos() / interval.as_nanos().max(1) + 1;
                 due += interval * u32::try_from(behind).unwrap_or(u32::MAX);
             }
-            if self.running.swap(true, Ordering::AcqRel) {
-                self.inner.metrics.record_skipped(&self.check.check.name);
-                tracing::warn!(check = %self.check.check.name, "previous run still in progress; skipping this one");
-                continue;
+            let name = &self.check.check.name;
+            match self.slot.begin(this_due) {
+                Begin::Start => {
+                    let run = run_one(
+                        self.inner.clone(),
+                        self.check.clone(),
+                        self.limits.clone(),
+                        self.slot.clone(),
+                        self.cancel.clone(),
+                        this_due,
+                        due,
+                    );
+                    // One task per due run, tracked so shutdown can wait for it.
+                    self.inner.tracker.spawn(run);
+                }
+                // The waiting run counts the slot it gives up when this due time passes.
+                Begin::StillWaiting => {}
+                Begin::StillRunning => {
+                    self.inner.metrics.record_skipped(name, SkipReason::Overlap);
+                    tracing::warn!(check = %name, reason = "overlap", "run skipped: the previous run is still in progress");
+                }
             }
-            self.inner.tracker.spawn(run_one(
-                self.inner.clone(),
-                self.check.clone(),
-                self.limits.clone(),
-                self.running.clone(),
-                this_due,
-            ));
         }
     }
 }
 
+/// Waits for the run's permits, giving up one due slot (counted and logged as skipped) each time
+/// the next run falls due meanwhile; then runs the check.
 async fn run_one(
     inner: Arc<Inner>,
     check: Arc<PreparedCheck>,
     limits: Arc<Limits>,
-    running: Arc<AtomicBool>,
-    due: Instant,
+    slot: Arc<RunSlot>,
+    generation: CancellationToken,
+    mut due: Instant,
+    mut next_due: Instant,
 ) {
-    // Waiting for permits is abandoned at shutdown; a run that has started is let finish.
-    let permits = tokio::select! {
-        p = limits.acquire(&check) => p,
-        _ = inner.shutdown.cancelled() => {
-            running.store(false, Ordering::Release);
-            return;
+    let interval = check.check.interval.get();
+    let name = &check.check.name;
+    let mut acquisition = limits.begin(&check);
+    loop {
+        // Waiting for permits is abandoned at a reload (the new config's ticker takes over) and
+        // at shutdown; a run that has started is let finish.
+        let acquired = tokio::select! {
+            r = acquisition.until(next_due) => r,
+            _ = generation.cancelled() => {
+                slot.finished();
+                return;
+            }
+        };
+        match acquired {
+            Ok(()) => break,
+            Err(held_by) => {
+                inner.metrics.record_skipped(name, SkipReason::Permits);
+                tracing::warn!(
+                    check = %name,
+                    reason = "permits",
+                    limit = %held_by,
+                    "run skipped: still waiting for {held_by} when the next run was due"
+                );
+                // This run now stands for the next due slot.
+                due = next_due;
+                next_due += interval;
+                slot.rewait(due);
+            }
         }
-    };
+    }
+    let permits = acquisition.into_permits();
+    slot.started();
     let lag = Instant::now().saturating_duration_since(due);
     let run_id = inner.run_ids.fetch_add(1, Ordering::Relaxed) + 1;
     let span = tracing::info_span!("run", check = %check.check.name, kind = %check.check.kind(), run = run_id);
@@ -271,7 +304,7 @@ async fn run_one(
     // Waiting for a delivery (minutes, for mail) holds no permit and does not block the check's
     // next run: each run has its own token, so overlapping waits do not confuse each other.
     drop(permits);
-    running.store(false, Ordering::Release);
+    slot.finished();
     let delivering = submitted.has_follow_up();
     if delivering {
         inner.metrics.delivery_started(&check.check.name);

@@ -82,8 +82,9 @@ async fn healthz(State(state): State<AppState>) -> Response {
         None => (Vec::new(), false, None),
     };
     // Still 200: supportwatch itself runs; restarting it would not fix a notifier. The status
-    // says what needs a human.
-    let status = if all_failing || storage.is_some() {
+    // says what needs a human. A stalled scheduler is the exception: checks are not running.
+    let scheduler_stalled = state.metrics.scheduler_stall();
+    let status = if all_failing || storage.is_some() || scheduler_stalled.is_some() {
         "failing"
     } else if !failing.is_empty() || !reload_ok {
         "degraded"
@@ -94,15 +95,21 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|(name, error)| (name, serde_json::Value::String(error)))
         .collect();
-    Json(serde_json::json!({
+    let code = if scheduler_stalled.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = Json(serde_json::json!({
         "status": status,
         "checks": state.metrics.configured.get(),
         "running": state.metrics.running.get(),
         "last_reload_successful": reload_ok,
         "notifiers_failing": failing,
         "storage_error": storage,
-    }))
-    .into_response()
+        "scheduler_stalled": scheduler_stalled,
+    }));
+    (code, body).into_response()
 }
 
 async fn reload(State(state): State<AppState>) -> Response {

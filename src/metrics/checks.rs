@@ -62,7 +62,8 @@ pub(super) struct CheckSeries {
     runs: [u64; RunResult::ALL.len()],
     /// Only reasons that occurred: a passing check has no failure series.
     failures: BTreeMap<FailureKind, u64>,
-    skipped: u64,
+    /// By [`SkipReason`], in [`SkipReason::ALL`] order.
+    skipped: [u64; SkipReason::ALL.len()],
     /// The last run's duration, seconds.
     duration: Option<f64>,
     /// The last attempt's phases by bounded label, seconds (phases of one label are summed).
@@ -83,6 +84,29 @@ pub(super) struct CheckSeries {
     chat_first_response: Option<f64>,
     /// Whether the check's alert fires; `None` until the alert engine has said.
     alert_firing: Option<bool>,
+}
+
+/// Why a due run was not started (the `reason` of `check_skipped_runs_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The check's previous run was still in progress.
+    Overlap = 0,
+    /// The run was still waiting for a concurrency permit (endpoint, host, kind or global limit)
+    /// when the next run fell due.
+    Permits = 1,
+}
+
+impl SkipReason {
+    /// Every reason, in label order.
+    pub const ALL: [SkipReason; 2] = [SkipReason::Overlap, SkipReason::Permits];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Overlap => "overlap",
+            SkipReason::Permits => "permits",
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -128,10 +152,10 @@ impl Metrics {
         map.get(check).cloned()
     }
 
-    /// Counts a run that was not started because the previous one was still going.
-    pub fn record_skipped(&self, check: &str) {
+    /// Counts a due run that was not started, and why.
+    pub fn record_skipped(&self, check: &str, reason: SkipReason) {
         if let Some(s) = self.series(check) {
-            lock(&s).skipped += 1;
+            lock(&s).skipped[reason as usize] += 1;
         }
     }
 
@@ -355,7 +379,12 @@ impl CheckSeries {
                     emit(&[], t);
                 }
             }
-            "check_skipped_runs_total" => emit(&[], self.skipped as f64),
+            // Both reasons from zero, like results: a skip shows in `increase()` from the first.
+            "check_skipped_runs_total" => {
+                for (reason, n) in SkipReason::ALL.iter().zip(self.skipped) {
+                    emit(&[("reason", reason.as_str())], n as f64);
+                }
+            }
             "http_status_code" => {
                 if let Some(code) = self.http_status {
                     emit(&[], f64::from(code));
@@ -657,7 +686,7 @@ mod tests {
                 Observation::ChatFirstResponse(Duration::from_millis(700)),
             ];
             metrics.record(&r);
-            metrics.record_skipped(name);
+            metrics.record_skipped(name, SkipReason::Overlap);
             metrics.delivery_started(name);
             metrics.set_alert_firing(name, true);
         }

@@ -15,6 +15,7 @@ mod checks;
 mod labels;
 
 pub use browser::BROWSER_METRICS;
+pub use checks::SkipReason;
 
 use crate::outcome::CheckIdentity;
 use browser::browser_families;
@@ -79,7 +80,8 @@ pub const CHECK_METRICS: &[(&str, &str, MetricType)] = &[
     ),
     (
         "check_skipped_runs_total",
-        "Runs not started because the check's previous run was still going.",
+        "Due runs not started, by reason: overlap (the previous run still going), permits (still \
+         waiting for a concurrency limit when the next run fell due).",
         MetricType::COUNTER,
     ),
     (
@@ -196,6 +198,12 @@ pub struct Metrics {
     pub notifier_up: IntGaugeVec,
     /// Notifications decided but not yet sent (grouping, retries, waiting for a fallback).
     pub notifications_queued: IntGauge,
+    /// Age of the oldest run that is due but not started, seconds (the scheduler watchdog's).
+    pub scheduler_oldest_overdue: Gauge,
+    /// 1 while the scheduler watchdog finds due runs not being started.
+    pub scheduler_stalled: IntGauge,
+    /// Why the scheduler counts as stalled, while it does (for `/healthz`).
+    scheduler_stall: Mutex<Option<String>>,
     /// Run durations per kind: the distribution lives here, bounded by the kinds, rather than in
     /// a histogram per check (per check, Prometheus keeps the last durations).
     run_duration: HistogramVec,
@@ -321,6 +329,17 @@ impl Metrics {
             "channel",
             DURATION_BUCKETS,
         );
+        let scheduler_oldest_overdue = Gauge::new(
+            n("scheduler_oldest_overdue_seconds"),
+            "Time since the oldest run that is due but not started fell due (0 when none is).",
+        )
+        .expect("static metric definition");
+        let scheduler_stalled = IntGauge::new(
+            n("scheduler_stalled"),
+            "1 while a check's run has been due for over 3 intervals (at least 1 minute) without \
+             starting.",
+        )
+        .expect("static metric definition");
         let mut families = BTreeMap::new();
         for c in [
             Box::new(run_duration.clone()) as Box<dyn prometheus::core::Collector>,
@@ -338,6 +357,8 @@ impl Metrics {
             Box::new(notifications.clone()),
             Box::new(notifier_up.clone()),
             Box::new(notifications_queued.clone()),
+            Box::new(scheduler_oldest_overdue.clone()),
+            Box::new(scheduler_stalled.clone()),
         ] {
             // `collect()` yields a label vector's family even before it has a series.
             for family in c.collect() {
@@ -359,6 +380,9 @@ impl Metrics {
             notifications,
             notifier_up,
             notifications_queued,
+            scheduler_oldest_overdue,
+            scheduler_stalled,
+            scheduler_stall: Mutex::new(None),
             run_duration,
             delivery_latency,
             auto_reply_latency,
@@ -379,6 +403,23 @@ impl Metrics {
                 self.notifications.with_label_values(&[name, result]);
             }
         }
+    }
+
+    /// Sets (or clears) the reason the scheduler counts as stalled.
+    pub fn set_scheduler_stall(&self, reason: Option<String>) {
+        self.scheduler_stalled.set(i64::from(reason.is_some()));
+        *self
+            .scheduler_stall
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = reason;
+    }
+
+    /// Why the scheduler counts as stalled, while it does.
+    pub fn scheduler_stall(&self) -> Option<String> {
+        self.scheduler_stall
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Records the result of a config (re)load.

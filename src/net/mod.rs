@@ -14,6 +14,25 @@ pub(crate) use exchange::{Answer, read_body, send};
 use crate::value::Text;
 use std::collections::BTreeMap;
 
+/// The endpoint a probe contacts, as the per-endpoint concurrency limit keys it: `host:port`
+/// (an IPv6 address in brackets), or the bare host when the port is not known.
+pub(crate) fn endpoint(host: &str, port: Option<u16>) -> String {
+    let bracketed = host.contains(':') && !host.starts_with('[');
+    match (port, bracketed) {
+        (Some(port), true) => format!("[{host}]:{port}"),
+        (Some(port), false) => format!("{host}:{port}"),
+        (None, _) => host.to_string(),
+    }
+}
+
+/// [`endpoint`] of a URL, the port defaulting from its scheme (`https` 443, `ws` 80, ...).
+pub(crate) fn url_endpoint(url: &url::Url) -> String {
+    endpoint(
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default(),
+    )
+}
+
 /// Parses a check's `url`, which must be `http://` or `https://` with a host.
 pub(crate) fn parse_url(text: &Text) -> Result<url::Url, String> {
     let url = url::Url::parse(text.expose()).map_err(|e| format!("invalid url `{text}`: {e}"))?;

@@ -308,7 +308,7 @@ impl ChatProbe {
     /// Builds the probe; HTTP clients are shared with checks of the same transport options.
     pub fn build(spec: &Arc<ChatSpec>, shared: &Shared) -> Result<Self, String> {
         let Compiled { url, request } = compile(spec)?;
-        let host = url.host_str().unwrap_or_default().to_string();
+        let host = crate::net::url_endpoint(&url);
         let ca_file = spec
             .ca_file
             .as_ref()

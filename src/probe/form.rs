@@ -237,13 +237,13 @@ impl FormProbe {
             .as_ref()
             .map(|t| std::path::PathBuf::from(t.expose()));
         let roots = crate::tlsconf::roots(ca_file.as_deref())?;
-        let mut hosts: Vec<String> = url.host_str().map(str::to_string).into_iter().collect();
+        let mut hosts = vec![crate::net::url_endpoint(&url)];
         // An `action` on another host (a form service, a CRM) loads that host as well.
         if let Some(host) = spec
             .action
             .as_ref()
             .and_then(|a| url.join(a.expose()).ok())
-            .and_then(|a| a.host_str().map(str::to_string))
+            .map(|a| crate::net::url_endpoint(&a))
         {
             hosts.push(host);
         }

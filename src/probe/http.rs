@@ -149,7 +149,7 @@ impl HttpProbe {
     /// Builds the probe, sharing a client with checks of the same transport options.
     pub fn build(spec: &Arc<HttpSpec>, shared: &Shared) -> Result<Self, String> {
         let Compiled { url, method, json } = compile(spec)?;
-        let host = url.host_str().unwrap_or_default().to_string();
+        let host = crate::net::url_endpoint(&url);
         let client = shared.http_clients.get(ClientKey {
             max_redirects: spec.max_redirects,
             ca_file: spec.ca_file.as_ref().map(|t| PathBuf::from(t.expose())),

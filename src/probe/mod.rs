@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 /// One attempt of a check, with everything a probe needs to know about the run it belongs to.
 pub trait Probe: Send + Sync {
-    /// The hosts this probe contacts, for the per-host concurrency limit.
+    /// The endpoints this probe contacts, `host:port` (see `net::endpoint`), for the per-endpoint
+    /// concurrency limit.
     fn hosts(&self) -> Vec<String>;
     /// Performs one attempt. Must not panic on any input from the network.
     fn run<'a>(&'a self, ctx: &'a RunContext) -> BoxFuture<'a, Outcome>;

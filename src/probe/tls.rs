@@ -215,7 +215,10 @@ impl TlsProbe {
 
 impl Probe for TlsProbe {
     fn hosts(&self) -> Vec<String> {
-        self.targets.iter().map(|(_, t)| t.host.clone()).collect()
+        self.targets
+            .iter()
+            .map(|(_, t)| crate::net::endpoint(&t.host, Some(t.port)))
+            .collect()
     }
 
     fn run<'a>(&'a self, ctx: &'a RunContext) -> BoxFuture<'a, Outcome> {

@@ -147,7 +147,8 @@ pub(crate) fn first_host(steps: &[Step]) -> Vec<String> {
         .find_map(|s| match &s.action {
             Action::Open(url) => url::Url::parse(&url.render(&vars))
                 .ok()
-                .and_then(|u| u.host_str().map(str::to_string)),
+                .filter(|u| u.host_str().is_some())
+                .map(|u| crate::net::url_endpoint(&u)),
             _ => None,
         })
         .into_iter()

@@ -214,7 +214,7 @@ impl DnsProbe {
                     connection.port = addr.port();
                 }
                 let config = ResolverConfig::from_name_servers(vec![server]);
-                (config, ResolverOpts::default(), addr.ip().to_string())
+                (config, ResolverOpts::default(), addr.to_string())
             }
             None => {
                 let (config, opts) = hickory_resolver::system_conf::read_system_conf()

@@ -350,7 +350,8 @@ impl MailProbe {
 
 impl Probe for MailProbe {
     fn hosts(&self) -> Vec<String> {
-        vec![self.compiled.target.host.clone()]
+        let target = &self.compiled.target;
+        vec![crate::net::endpoint(&target.host, Some(target.port))]
     }
 
     fn run<'a>(&'a self, ctx: &'a RunContext) -> BoxFuture<'a, Outcome> {

@@ -1,0 +1,251 @@
+//! Concurrency limits: per endpoint (`host:port`), per host where the config caps a whole host,
+//! per kind, and global.
+//!
+//! The per-endpoint limit is keyed by host *and* port, so a hung service on one port of a shop
+//! (say its chat API on :8443) holds only the permits of that port, never the checks of its web
+//! site on :443. A `scheduler.hosts` entry written as `host:port` changes the limit of that one
+//! endpoint; one written as a bare `host` caps every port of that host together, on top of the
+//! per-endpoint limits.
+
+use crate::assemble::PreparedCheck;
+use crate::config::SchedulerConfig;
+use crate::value::Kind;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Concurrency limits: global, per kind, per endpoint and per configured host.
+pub struct Limits {
+    pub(super) config: SchedulerConfig,
+    global: Arc<Semaphore>,
+    per_kind: HashMap<Kind, Arc<Semaphore>>,
+    /// Keyed by `host:port` (per-endpoint limits) or `host` (a host-wide `hosts:` entry).
+    endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// Permits held by one run; released when dropped.
+pub struct Permits(#[allow(dead_code)] Vec<OwnedSemaphorePermit>);
+
+/// The limit a run was still waiting for when it gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeldBy {
+    /// The per-endpoint limit of `host:port` (`max_per_host`, or its `hosts:` entry).
+    Endpoint {
+        /// `host:port`.
+        endpoint: String,
+        /// Its limit.
+        limit: usize,
+    },
+    /// A `hosts:` entry for a bare host: every port of that host together.
+    Host {
+        /// The host.
+        host: String,
+        /// Its limit.
+        limit: usize,
+    },
+    /// The check kind's `max_per_kind` limit.
+    Kind {
+        /// The kind.
+        kind: Kind,
+        /// Its limit.
+        limit: usize,
+    },
+    /// `max_concurrent`.
+    Global {
+        /// Its limit.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for HeldBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeldBy::Endpoint { endpoint, limit } => {
+                write!(
+                    f,
+                    "the per-endpoint limit of {endpoint} ({limit} at a time)"
+                )
+            }
+            HeldBy::Host { host, limit } => {
+                write!(f, "the limit of host {host}, all ports ({limit} at a time)")
+            }
+            HeldBy::Kind { kind, limit } => {
+                write!(f, "the limit of kind {kind} ({limit} at a time)")
+            }
+            HeldBy::Global { limit } => {
+                write!(f, "the global limit max_concurrent ({limit} at a time)")
+            }
+        }
+    }
+}
+
+/// The host part of an endpoint: `shop.test:443` → `shop.test`, `[::1]:53` → `[::1]`; an
+/// endpoint without a port is its own host.
+pub fn host_of(endpoint: &str) -> &str {
+    match endpoint.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (host.starts_with('[') || !host.contains(':')) =>
+        {
+            host
+        }
+        _ => endpoint,
+    }
+}
+
+impl Limits {
+    /// Limits as configured.
+    pub fn new(config: &SchedulerConfig) -> Self {
+        Limits {
+            config: config.clone(),
+            global: Arc::new(Semaphore::new(config.max_concurrent)),
+            per_kind: config
+                .max_per_kind
+                .iter()
+                .map(|(k, n)| (*k, Arc::new(Semaphore::new(*n))))
+                .collect(),
+            endpoints: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The limit of a key: its own `hosts:` entry, else `max_per_host` (an endpoint) — a bare
+    /// host has a semaphore only when it has an entry.
+    fn limit_of(&self, key: &str) -> usize {
+        self.config
+            .hosts
+            .get(key)
+            .copied()
+            .unwrap_or(self.config.max_per_host)
+            .max(1)
+    }
+
+    fn semaphore(&self, key: &str) -> Arc<Semaphore> {
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        // Known keys (every run but an endpoint's first) take no allocation.
+        if let Some(known) = endpoints.get(key) {
+            return known.clone();
+        }
+        let limit = self.limit_of(key);
+        endpoints
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+            .clone()
+    }
+
+    /// Every limit `check` is subject to, in the order they are taken: endpoints and host-wide
+    /// caps in sorted key order (no deadlock between checks sharing several), then kind, then
+    /// global — so runs queued behind a slow endpoint do not starve everyone of global permits.
+    fn chain(&self, check: &PreparedCheck) -> Vec<(HeldBy, Arc<Semaphore>)> {
+        let mut keys: Vec<(&str, bool)> = Vec::with_capacity(check.hosts.len() * 2);
+        for endpoint in &check.hosts {
+            keys.push((endpoint.as_str(), true));
+            let host = host_of(endpoint);
+            if host != endpoint.as_str() && self.config.hosts.contains_key(host) {
+                keys.push((host, false));
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup_by(|a, b| a.0 == b.0);
+        let mut chain: Vec<(HeldBy, Arc<Semaphore>)> = keys
+            .into_iter()
+            .map(|(key, is_endpoint)| {
+                let limit = self.limit_of(key);
+                let held_by = if is_endpoint {
+                    HeldBy::Endpoint {
+                        endpoint: key.to_string(),
+                        limit,
+                    }
+                } else {
+                    HeldBy::Host {
+                        host: key.to_string(),
+                        limit,
+                    }
+                };
+                (held_by, self.semaphore(key))
+            })
+            .collect();
+        let kind = check.check.kind();
+        if let Some(semaphore) = self.per_kind.get(&kind) {
+            let limit = self.config.max_per_kind.get(&kind).copied().unwrap_or(0);
+            chain.push((HeldBy::Kind { kind, limit }, semaphore.clone()));
+        }
+        chain.push((
+            HeldBy::Global {
+                limit: self.config.max_concurrent,
+            },
+            self.global.clone(),
+        ));
+        chain
+    }
+
+    /// Waits for every permit `check` needs, however long that takes.
+    pub async fn acquire(&self, check: &PreparedCheck) -> Permits {
+        let chain = self.chain(check);
+        let mut held = Vec::with_capacity(chain.len());
+        for (_, semaphore) in chain {
+            // A semaphore is never closed, so `Err` cannot happen; skipping it is harmless.
+            if let Ok(p) = semaphore.acquire_owned().await {
+                held.push(p);
+            }
+        }
+        Permits(held)
+    }
+
+    /// Starts taking the permits of `check`, to be waited for in bounded steps
+    /// ([`Acquisition::until`]).
+    pub fn begin(&self, check: &PreparedCheck) -> Acquisition {
+        let chain = self.chain(check);
+        Acquisition {
+            held: Vec::with_capacity(chain.len()),
+            next: 0,
+            chain,
+        }
+    }
+}
+
+/// Permits being taken, in order; those already taken are kept between waits.
+pub struct Acquisition {
+    chain: Vec<(HeldBy, Arc<Semaphore>)>,
+    /// Index in `chain` of the next permit to take.
+    next: usize,
+    held: Vec<OwnedSemaphorePermit>,
+}
+
+impl Acquisition {
+    /// Waits for the remaining permits until `deadline`; past it, says which limit is still
+    /// held. The permits taken so far stay taken, so a later call resumes where this one stopped.
+    pub async fn until(&mut self, deadline: Instant) -> Result<(), HeldBy> {
+        while let Some((held_by, semaphore)) = self.chain.get(self.next) {
+            match tokio::time::timeout_at(deadline, semaphore.clone().acquire_owned()).await {
+                Ok(Ok(p)) => self.held.push(p),
+                // Never closed (see `Limits::acquire`); nothing to wait for.
+                Ok(Err(_)) => {}
+                Err(_) => return Err(held_by.clone()),
+            }
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// The permits, once [`Self::until`] succeeded.
+    pub fn into_permits(self) -> Permits {
+        Permits(self.held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_strips_only_a_port() {
+        assert_eq!(host_of("shop.test:443"), "shop.test");
+        assert_eq!(host_of("[::1]:53"), "[::1]");
+        assert_eq!(host_of("shop.test"), "shop.test");
+        assert_eq!(host_of("::1"), "::1");
+        assert_eq!(host_of("127.0.0.1:8080"), "127.0.0.1");
+    }
+}
