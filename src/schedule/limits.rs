@@ -239,6 +239,127 @@ impl Acquisition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// The prepared checks of `yaml` (http checks build no connection).
+    fn checks(scheduler: &str, urls: &[&str]) -> (Limits, Vec<Arc<PreparedCheck>>) {
+        let list: String = urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| format!("  - {{ name: c{i}, kind: http, url: \"{url}\" }}\n"))
+            .collect();
+        let config = crate::config::load_sources(&[(
+            "t.yaml".into(),
+            format!("scheduler: {scheduler}\nchecks:\n{list}"),
+        )])
+        .expect("valid config");
+        let prepared = crate::assemble::prepare(config).expect("builds");
+        (Limits::new(&prepared.config.scheduler), prepared.checks)
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_millis(200)
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    #[tokio::test]
+    async fn endpoints_default_their_port_from_the_scheme() {
+        let (_, checks) = checks("{}", &["https://shop.test/a", "http://shop.test:8080/"]);
+        assert_eq!(checks[0].hosts, ["shop.test:443"]);
+        assert_eq!(checks[1].hosts, ["shop.test:8080"]);
+    }
+
+    #[tokio::test]
+    async fn another_port_of_a_busy_host_is_not_held() {
+        let (limits, checks) = checks(
+            "{ max_per_host: 1 }",
+            &["http://shop.test:1/", "http://shop.test:2/", "http://shop.test:1/x"],
+        );
+        let _busy = limits.acquire(&checks[0]).await;
+        // The other port goes at once; the same port waits for the per-endpoint limit.
+        let mut other = limits.begin(&checks[1]);
+        assert_eq!(other.until(later()).await, Ok(()));
+        let mut same = limits.begin(&checks[2]);
+        assert_eq!(
+            same.until(soon()).await,
+            Err(HeldBy::Endpoint {
+                endpoint: "shop.test:1".into(),
+                limit: 1
+            })
+        );
+        assert_eq!(
+            HeldBy::Endpoint {
+                endpoint: "shop.test:1".into(),
+                limit: 1
+            }
+            .to_string(),
+            "the per-endpoint limit of shop.test:1 (1 at a time)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bare_host_entry_caps_all_its_ports_together() {
+        let (limits, checks) = checks(
+            "{ max_per_host: 4, hosts: { shop.test: 1 } }",
+            &["http://shop.test:1/", "http://shop.test:2/", "http://other.test:1/"],
+        );
+        let _busy = limits.acquire(&checks[0]).await;
+        let mut other_port = limits.begin(&checks[1]);
+        assert_eq!(
+            other_port.until(soon()).await,
+            Err(HeldBy::Host {
+                host: "shop.test".into(),
+                limit: 1
+            })
+        );
+        let mut other_host = limits.begin(&checks[2]);
+        assert_eq!(other_host.until(later()).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_host_port_entry_sets_that_endpoints_limit() {
+        let (limits, checks) = checks(
+            "{ max_per_host: 1, hosts: { \"shop.test:1\": 2 } }",
+            &[
+                "http://shop.test:1/a",
+                "http://shop.test:1/b",
+                "http://shop.test:1/c",
+                "http://shop.test:2/a",
+                "http://shop.test:2/b",
+            ],
+        );
+        let _a = limits.acquire(&checks[0]).await;
+        let mut b = limits.begin(&checks[1]);
+        assert_eq!(b.until(later()).await, Ok(()));
+        let _b = b.into_permits();
+        let mut c = limits.begin(&checks[2]);
+        assert!(matches!(c.until(soon()).await, Err(HeldBy::Endpoint { limit: 2, .. })));
+        // Port 2 keeps the default of 1.
+        let _a2 = limits.acquire(&checks[3]).await;
+        let mut b2 = limits.begin(&checks[4]);
+        assert!(matches!(b2.until(soon()).await, Err(HeldBy::Endpoint { limit: 1, .. })));
+    }
+
+    #[tokio::test]
+    async fn the_global_limit_is_named_when_it_holds_and_waiting_resumes() {
+        let (limits, checks) = checks(
+            "{ max_concurrent: 1 }",
+            &["http://a.test/", "http://b.test/"],
+        );
+        let busy = limits.acquire(&checks[0]).await;
+        let mut waiting = limits.begin(&checks[1]);
+        assert_eq!(
+            waiting.until(soon()).await,
+            Err(HeldBy::Global { limit: 1 })
+        );
+        // Its endpoint permit was kept; once the global one frees, the wait completes.
+        drop(busy);
+        assert_eq!(waiting.until(later()).await, Ok(()));
+        assert_eq!(waiting.into_permits().0.len(), 2);
+    }
 
     #[test]
     fn host_of_strips_only_a_port() {
