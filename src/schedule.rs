@@ -507,6 +507,182 @@ mod tests {
         assert!(scheduler.shutdown(Duration::from_secs(10)).await);
     }
 
+    /// What [`Held`] probes saw: which check's attempt started, and the most in flight at once.
+    #[derive(Default)]
+    struct Seen {
+        starts: Mutex<Vec<&'static str>>,
+        in_flight: AtomicU64,
+        max_in_flight: AtomicU64,
+    }
+
+    impl Seen {
+        fn starts(&self) -> Vec<&'static str> {
+            self.starts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        }
+    }
+
+    /// Leaves `in_flight` when an attempt ends, also when its timeout drops it.
+    struct InFlight(Arc<Seen>);
+
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Holds every attempt until `release` is closed (or the attempt times out).
+    struct Held {
+        name: &'static str,
+        seen: Arc<Seen>,
+        release: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Probe for Held {
+        fn hosts(&self) -> Vec<String> {
+            vec!["shop.test:80".into()]
+        }
+        fn run<'a>(&'a self, _ctx: &'a RunContext) -> BoxFuture<'a, Outcome> {
+            Box::pin(async move {
+                self.seen
+                    .starts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(self.name);
+                let now = self.seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.seen.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                let _guard = InFlight(self.seen.clone());
+                // Closed to release every attempt at once.
+                let _ = self.release.acquire().await;
+                Outcome::pass()
+            })
+        }
+    }
+
+    /// Checks whose attempts last their whole 2 s timeout, retried 3 times: a run takes about 6 s,
+    /// three due times.
+    fn held_checks(
+        scheduler: &str,
+        names: &[&'static str],
+        seen: &Arc<Seen>,
+        release: &Arc<tokio::sync::Semaphore>,
+    ) -> Prepared {
+        let yaml: String = names
+            .iter()
+            .map(|name| {
+                format!(
+                    "  - {{ name: {name}, kind: http, url: \"http://shop.test/\", interval: 2s, timeout: 2s, retries: 3, retry_delay: 100ms }}\n"
+                )
+            })
+            .collect();
+        let mut config = crate::config::load_sources(&[(
+            "t.yaml".into(),
+            format!("scheduler: {scheduler}\nchecks:\n{yaml}"),
+        )])
+        .expect("valid config");
+        let checks = std::mem::take(&mut config.checks)
+            .into_iter()
+            .zip(names)
+            .map(|(check, name)| {
+                let probe: Arc<dyn Probe> = Arc::new(Held {
+                    name,
+                    seen: seen.clone(),
+                    release: release.clone(),
+                });
+                Arc::new(PreparedCheck::new(check, probe))
+            })
+            .collect();
+        Prepared {
+            config,
+            checks,
+            notifiers: Default::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn skipped(metrics: &Metrics, check: &str, reason: &str) -> f64 {
+        let text = metrics.encode_text();
+        text.lines()
+            .find(|l| {
+                l.starts_with("supportwatch_check_skipped_runs_total{")
+                    && l.contains(&format!("check=\"{check}\""))
+                    && l.contains(&format!("reason=\"{reason}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no skipped series for {check}: {text}"))
+    }
+
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Limits that would let runs of one check overlap: only the run slot prevents it.
+    const ROOMY: &str = "{ max_per_host: 4 }";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_does_not_start_a_run_beside_one_still_going() {
+        let seen = Arc::new(Seen::default());
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let metrics = Arc::new(Metrics::new());
+        let scheduler = Scheduler::new(metrics.clone());
+        scheduler.apply(&held_checks(ROOMY, &["slow"], &seen, &release));
+        eventually("the first run never started", || !seen.starts().is_empty()).await;
+        // Two reloads of the same check (fresh probes, same identity) while its run is held, then
+        // long enough for the reloaded schedule's due times to come (interval 2 s).
+        scheduler.apply(&held_checks(ROOMY, &["slow"], &seen, &release));
+        scheduler.apply(&held_checks(ROOMY, &["slow"], &seen, &release));
+        eventually(
+            "the reloaded schedule never found the run in progress",
+            || skipped(&metrics, "slow", "overlap") >= 1.0,
+        )
+        .await;
+        assert_eq!(
+            seen.max_in_flight.load(Ordering::SeqCst),
+            1,
+            "a second run started beside the first"
+        );
+        release.close();
+        assert!(scheduler.shutdown(Duration::from_secs(10)).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_starved_of_permits_is_counted_as_skipped() {
+        // Both checks share one endpoint (limit 1); whichever starts first keeps the permit for
+        // its whole run (about 6 s), past the other's next due time.
+        let seen = Arc::new(Seen::default());
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let metrics = Arc::new(Metrics::new());
+        let scheduler = Scheduler::new(metrics.clone());
+        scheduler.apply(&held_checks(
+            "{ max_per_host: 1 }",
+            &["a", "b"],
+            &seen,
+            &release,
+        ));
+        eventually("neither check started", || !seen.starts().is_empty()).await;
+        let first = seen.starts()[0];
+        let starved = if first == "a" { "b" } else { "a" };
+        eventually("the starved run was never counted as skipped", || {
+            skipped(&metrics, starved, "permits") >= 1.0
+        })
+        .await;
+        assert!(
+            !seen.starts().contains(&starved),
+            "both ran on one endpoint with a limit of 1: {:?}",
+            seen.starts()
+        );
+        assert_eq!(skipped(&metrics, first, "permits"), 0.0);
+        release.close();
+        assert!(scheduler.shutdown(Duration::from_secs(10)).await);
+    }
+
     #[test]
     fn first_delay_is_stable_and_within_interval() {
         let interval = Duration::from_secs(60);

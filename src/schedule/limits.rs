@@ -276,7 +276,11 @@ mod tests {
     async fn another_port_of_a_busy_host_is_not_held() {
         let (limits, checks) = checks(
             "{ max_per_host: 1 }",
-            &["http://shop.test:1/", "http://shop.test:2/", "http://shop.test:1/x"],
+            &[
+                "http://shop.test:1/",
+                "http://shop.test:2/",
+                "http://shop.test:1/x",
+            ],
         );
         let _busy = limits.acquire(&checks[0]).await;
         // The other port goes at once; the same port waits for the per-endpoint limit.
@@ -304,7 +308,11 @@ mod tests {
     async fn a_bare_host_entry_caps_all_its_ports_together() {
         let (limits, checks) = checks(
             "{ max_per_host: 4, hosts: { shop.test: 1 } }",
-            &["http://shop.test:1/", "http://shop.test:2/", "http://other.test:1/"],
+            &[
+                "http://shop.test:1/",
+                "http://shop.test:2/",
+                "http://other.test:1/",
+            ],
         );
         let _busy = limits.acquire(&checks[0]).await;
         let mut other_port = limits.begin(&checks[1]);
@@ -336,11 +344,17 @@ mod tests {
         assert_eq!(b.until(later()).await, Ok(()));
         let _b = b.into_permits();
         let mut c = limits.begin(&checks[2]);
-        assert!(matches!(c.until(soon()).await, Err(HeldBy::Endpoint { limit: 2, .. })));
+        assert!(matches!(
+            c.until(soon()).await,
+            Err(HeldBy::Endpoint { limit: 2, .. })
+        ));
         // Port 2 keeps the default of 1.
         let _a2 = limits.acquire(&checks[3]).await;
         let mut b2 = limits.begin(&checks[4]);
-        assert!(matches!(b2.until(soon()).await, Err(HeldBy::Endpoint { limit: 1, .. })));
+        assert!(matches!(
+            b2.until(soon()).await,
+            Err(HeldBy::Endpoint { limit: 1, .. })
+        ));
     }
 
     #[tokio::test]
