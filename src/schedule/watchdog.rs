@@ -232,12 +232,12 @@ pub async fn watch(
                 }
                 metrics.set_scheduler_stall(Some(reason));
             }
-            None => {
-                if was_stalled {
-                    tracing::info!("scheduler no longer stalled: due runs are starting again");
-                }
+            // Cleared only when a stall ends, so the watchdog writes nothing while all is well.
+            None if was_stalled => {
+                tracing::info!("scheduler no longer stalled: due runs are starting again");
                 metrics.set_scheduler_stall(None);
             }
+            None => {}
         }
         was_stalled = found.stalled.is_some();
     }
