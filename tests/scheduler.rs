@@ -137,7 +137,10 @@ async fn a_run_still_going_when_the_next_is_due_is_skipped_and_counted() {
     let text = metrics.encode_text();
     let skipped = text
         .lines()
-        .find(|l| l.starts_with("supportwatch_check_skipped_runs_total{"))
+        .find(|l| {
+            l.starts_with("supportwatch_check_skipped_runs_total{")
+                && l.contains("reason=\"overlap\"")
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .expect("skipped counter exported");
