@@ -154,7 +154,39 @@ fn browser_and_scheduler(
             "scheduler: max_concurrent and max_per_host must be at least 1",
         ));
     }
+    errors.extend(host_limit_problems(&scheduler).map(ConfigError::general));
     (browser, scheduler)
+}
+
+/// Problems of `scheduler.hosts` keys and limits: a key is a host (all its ports) or
+/// `host:port` (one endpoint), never a URL; a limit of 0 would stop those checks for good.
+fn host_limit_problems(scheduler: &SchedulerConfig) -> impl Iterator<Item = String> + '_ {
+    scheduler.hosts.iter().filter_map(|(key, limit)| {
+        let (host, port) = match key.rsplit_once(':') {
+            // An IPv6 address is bracketed when it has a port, bare when not.
+            Some((host, port)) if host.starts_with('[') || !host.contains(':') => (
+                host.trim_start_matches('[').trim_end_matches(']'),
+                Some(port),
+            ),
+            _ => (key.trim_start_matches('[').trim_end_matches(']'), None),
+        };
+        let valid_host = !host.is_empty()
+            && !host.contains(['/', '@', ' ', '?', '#'])
+            && (url::Host::parse(host).is_ok() || host.parse::<std::net::Ipv6Addr>().is_ok());
+        let valid_port = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !valid_host || !valid_port {
+            Some(format!(
+                "scheduler.hosts: `{key}` is not a host or host:port (e.g. `shop.example.ru` for \
+                 all its ports, `shop.example.ru:443` for one endpoint)"
+            ))
+        } else if *limit == 0 {
+            Some(format!(
+                "scheduler.hosts: `{key}`: the limit must be at least 1"
+            ))
+        } else {
+            None
+        }
+    })
 }
 
 /// Every check completed from the defaults and validated, in file order; names unique across files.

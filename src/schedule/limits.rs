@@ -376,6 +376,35 @@ mod tests {
     }
 
     #[test]
+    fn hosts_keys_must_be_a_host_or_host_port_with_a_limit() {
+        let errors = crate::config::load_sources(&[(
+            "t.yaml".into(),
+            "scheduler: { hosts: { \"https://shop.test/\": 2, \"shop.test:http\": 1, \"shop.test:0\": 1, \"a.test:443\": 0, b.test: 1, \"[::1]:53\": 1, \"c.test:8443\": 3 } }\n\
+             checks: []\n"
+                .to_string(),
+        )])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        for bad in ["https://shop.test/", "shop.test:http", "shop.test:0"] {
+            assert!(
+                errors.contains(&format!(
+                    "scheduler.hosts: `{bad}` is not a host or host:port (e.g. `shop.example.ru` \
+                     for all its ports, `shop.example.ru:443` for one endpoint)"
+                )),
+                "{bad}: {errors}"
+            );
+        }
+        assert!(
+            errors.contains("scheduler.hosts: `a.test:443`: the limit must be at least 1"),
+            "{errors}"
+        );
+        for good in ["b.test", "[::1]:53", "c.test:8443"] {
+            assert!(!errors.contains(&format!("`{good}`")), "{good}: {errors}");
+        }
+    }
+
+    #[test]
     fn host_of_strips_only_a_port() {
         assert_eq!(host_of("shop.test:443"), "shop.test");
         assert_eq!(host_of("[::1]:53"), "[::1]");
