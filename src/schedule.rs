@@ -3,10 +3,15 @@
 //! Every check has one ticker task. Its first run is placed at a stable offset inside its interval
 //! (a hash of its name, aligned to the wall clock), so 1,000 checks on a 1-minute interval spread
 //! over the minute instead of firing together, and keep their phase across restarts and reloads.
-//! Each due run becomes its own task, which waits for its permits — per host first (the scarcest:
-//! default one run at a time against one shop), then per kind, then global — and only then starts
-//! its probe. A check whose server hangs therefore holds only its own host's permit and one global
-//! permit, never the other checks' timers.
+//! Each due run becomes its own task, which waits for its permits — per endpoint first (the
+//! scarcest: default one run at a time against one `host:port`), then per kind, then global — and
+//! only then starts its probe. A check whose server hangs therefore holds only its own endpoint's
+//! permit and one global permit, never the other checks' timers. A run still waiting when its next
+//! run falls due gives that slot up, counted and logged as skipped with the limit that held it.
+//!
+//! Each check's run slot ([`watchdog::RunSlot`]) says whether a run is in progress; it is carried
+//! across reloads for checks whose identity is unchanged, so a reload never starts a run beside
+//! one still going. The watchdog reads the slots to notice a stalled scheduler.
 
 mod limits;
 pub mod watchdog;
