@@ -22,8 +22,12 @@ pub struct Limits {
     global: Arc<Semaphore>,
     per_kind: HashMap<Kind, Arc<Semaphore>>,
     /// Keyed by `host:port` (per-endpoint limits) or `host` (a host-wide `hosts:` entry).
-    endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The key is kept shared too, so naming the limit that held a run allocates nothing.
+    endpoints: Mutex<HashMap<String, NamedSemaphore>>,
 }
+
+/// A limit's key (`host:port` or `host`) and its semaphore.
+type NamedSemaphore = (Arc<str>, Arc<Semaphore>);
 
 /// Permits held by one run; released when dropped.
 pub struct Permits(#[allow(dead_code)] Vec<OwnedSemaphorePermit>);
@@ -34,14 +38,14 @@ pub enum HeldBy {
     /// The per-endpoint limit of `host:port` (`max_per_host`, or its `hosts:` entry).
     Endpoint {
         /// `host:port`.
-        endpoint: String,
+        endpoint: Arc<str>,
         /// Its limit.
         limit: usize,
     },
     /// A `hosts:` entry for a bare host: every port of that host together.
     Host {
         /// The host.
-        host: String,
+        host: Arc<str>,
         /// Its limit.
         limit: usize,
     },
@@ -122,7 +126,7 @@ impl Limits {
             .max(1)
     }
 
-    fn semaphore(&self, key: &str) -> Arc<Semaphore> {
+    fn semaphore(&self, key: &str) -> NamedSemaphore {
         let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
         // Known keys (every run but an endpoint's first) take no allocation.
         if let Some(known) = endpoints.get(key) {
@@ -131,7 +135,7 @@ impl Limits {
         let limit = self.limit_of(key);
         endpoints
             .entry(key.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+            .or_insert_with(|| (Arc::from(key), Arc::new(Semaphore::new(limit))))
             .clone()
     }
 
@@ -153,18 +157,16 @@ impl Limits {
             .into_iter()
             .map(|(key, is_endpoint)| {
                 let limit = self.limit_of(key);
+                let (name, semaphore) = self.semaphore(key);
                 let held_by = if is_endpoint {
                     HeldBy::Endpoint {
-                        endpoint: key.to_string(),
+                        endpoint: name,
                         limit,
                     }
                 } else {
-                    HeldBy::Host {
-                        host: key.to_string(),
-                        limit,
-                    }
+                    HeldBy::Host { host: name, limit }
                 };
-                (held_by, self.semaphore(key))
+                (held_by, semaphore)
             })
             .collect();
         let kind = check.check.kind();
