@@ -296,6 +296,7 @@ mod tests {
     fn alerts_carry_identity_labels_and_times() {
         let since = UNIX_EPOCH + Duration::from_secs(1_773_324_300);
         let a = AlertNotice {
+            id: "f:firing".into(),
             fingerprint: "f".into(),
             check: "support-form".into(),
             channel: Channel::FeedbackForm,
