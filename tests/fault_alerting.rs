@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use common::recorder::{Recorder, Request};
+use common::recorder::{Answer, Recorder, Request};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -148,6 +148,25 @@ impl Daemon {
     fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and waits (at most [`WITHIN`]) for a clean exit.
+    async fn terminate(mut self) {
+        assert!(common::daemon::signal(&self.child, "-TERM"));
+        let deadline = tokio::time::Instant::now() + WITHIN;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "exit {status}:\n{}", self.log_text());
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no exit within {WITHIN:?} of SIGTERM:\n{}",
+                self.log_text()
+            );
+            // Exit is not announced; look again shortly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn log_text(&self) -> String {
@@ -443,4 +462,29 @@ async fn kill_9_while_alerts_fire_and_resolve_loses_nothing() {
         "{duplicates} duplicates in {} kills: {got:#?}",
         KILL_AFTER_MS.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_waits_for_the_send_in_flight_and_records_it() {
+    let shop = Shop::start().await;
+    let receiver = Recorder::start().await;
+    // The receiver takes its time to answer: the stop comes while the send is in flight.
+    receiver.answer_always(Answer::text(200, "ok").after(Duration::from_millis(1500)));
+    let dbdir = tempfile::tempdir().expect("db dir");
+    let config = config(&shop, &receiver, &dbdir.path().join("sw.db"));
+    let log = config.path().join("daemon.log");
+    let daemon = Daemon::start(config.path(), &log).await;
+    shop.set("chat", true);
+    wait_for_transitions(&receiver, 1, "the firing message").await;
+    daemon.terminate().await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("notification sent"), "{text}");
+
+    // Still broken after the restart: the message that was answered during the stop is not
+    // sent again.
+    let daemon = Daemon::start(config.path(), &log).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = receiver.requests();
+    assert_eq!(alerts(&got).len(), 1, "the firing was sent again: {got:#?}");
+    drop(daemon);
 }
