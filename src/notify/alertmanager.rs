@@ -340,5 +340,23 @@ mod tests {
                 "generatorURL": "https://status.example/"
             })
         );
+        // A re-send (after a crash between sending and recording it) names the same alert:
+        // Alertmanager merges it by its labels and start instead of opening a second one.
+        let firing = AlertNotice {
+            status: AlertStatus::Firing,
+            resolved_at: None,
+            ..a
+        };
+        let first = alert(&n, &firing, since, DEFAULT_ENDS_AFTER);
+        let again = alert(
+            &n,
+            &firing,
+            since + Duration::from_secs(90),
+            DEFAULT_ENDS_AFTER,
+        );
+        assert_eq!(
+            (&first.labels, &first.starts_at),
+            (&again.labels, &again.starts_at)
+        );
     }
 }
