@@ -195,6 +195,15 @@ impl Store {
         conn.transaction().map_err(|e| self.err(e))
     }
 
+    /// Makes every write fail (`PRAGMA query_only`) while `refuse` holds, as a full or
+    /// read-only disk would.
+    #[cfg(test)]
+    pub(crate) fn refuse_writes(&self, refuse: bool) {
+        self.conn()
+            .pragma_update(None, "query_only", refuse)
+            .expect("set query_only");
+    }
+
     /// Write transactions begun since the store was opened.
     pub fn transactions(&self) -> u64 {
         self.transactions.load(Ordering::Relaxed)
