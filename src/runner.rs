@@ -52,7 +52,8 @@ pub async fn submit(check: &PreparedCheck, run_id: u64, lag: Option<Duration>) -
     let mut attempts = 0;
     let (mut outcome, ctx) = loop {
         attempts += 1;
-        let ctx = RunContext::new(check.name().clone(), new_token(&check.check.name));
+        let ctx = RunContext::new(check.name().clone(), new_token(&check.check.name))
+            .with_deadline(std::time::Instant::now() + timeout);
         // The probe's future is dropped on timeout; the context outlives it, so the phases it
         // recorded still say where the attempt was stuck.
         // A panic inside a probe is a bug in supportwatch, but it must cost only this run: the

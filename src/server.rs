@@ -81,8 +81,9 @@ async fn healthz(State(state): State<AppState>) -> Response {
         ),
         None => (Vec::new(), false, None),
     };
-    // Still 200: supportwatch itself runs; restarting it would not fix a notifier. The status
-    // says what needs a human. A stalled scheduler is the exception: checks are not running.
+    // 503 only for "failing": alerts can be neither sent (every notifier fails) nor persisted,
+    // or the scheduler is stalled (checks are not running); "degraded" stays 200. The body says
+    // what needs a human.
     let scheduler_stalled = state.metrics.scheduler_stall();
     let status = if all_failing || storage.is_some() || scheduler_stalled.is_some() {
         "failing"
@@ -95,10 +96,9 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|(name, error)| (name, serde_json::Value::String(error)))
         .collect();
-    let code = if scheduler_stalled.is_some() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
+    let code = match status {
+        "failing" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
     };
     let body = Json(serde_json::json!({
         "status": status,

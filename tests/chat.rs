@@ -196,13 +196,16 @@ async fn a_bot_that_stops_answering_fails_with_no_reply() {
     let addr = start_bot().await;
     for (via, path) in [("http", "/silent"), ("websocket", "/ws-silent")] {
         let started = std::time::Instant::now();
-        let report = run(&check(
+        // A turn listens until shortly before the run's timeout, to tell a late bot from a silent
+        // one; a silent bot therefore costs about the timeout, and never more.
+        let yaml = check(
             addr,
             via,
             path,
             "    reply_at: /reply\n    expect: { within: 1s }\n",
-        ))
-        .await;
+        )
+        .replace("timeout: 10s", "timeout: 3s");
+        let report = run(&yaml).await;
         let failure = report.failure.expect("a silent bot fails");
         assert_eq!(
             failure.kind,
@@ -212,14 +215,14 @@ async fn a_bot_that_stops_answering_fails_with_no_reply() {
         );
         assert_eq!(failure.message, "no reply within 1s", "{via}");
         assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{via}: waited past within"
+            started.elapsed() < Duration::from_secs(6),
+            "{via}: waited past the run's timeout"
         );
     }
 }
 
 #[tokio::test]
-async fn a_slow_bot_fails_its_deadline() {
+async fn a_slow_bot_is_told_from_a_silent_one() {
     let addr = start_bot().await;
     let report = run(&check(
         addr,
@@ -229,8 +232,26 @@ async fn a_slow_bot_fails_its_deadline() {
     ))
     .await;
     let failure = report.failure.expect("2 s is over 1 s");
-    assert_eq!(failure.kind, FailureKind::NoReply);
-    assert_eq!(failure.message, "no reply within 1s");
+    assert_eq!(failure.kind, FailureKind::SlowReply, "{}", failure.message);
+    assert!(
+        failure.message.starts_with("replied after 2.")
+            && failure.message.ends_with(", later than within 1s"),
+        "{}",
+        failure.message
+    );
+    // The late reply is still shown, and its time measured.
+    assert!(
+        report.details.iter().any(|d| d.contains("Вы написали")),
+        "{:?}",
+        report.details
+    );
+    assert!(
+        report.observations.iter().any(
+            |o| matches!(o, Observation::ChatFirstResponse(d) if *d >= Duration::from_secs(2))
+        ),
+        "{:?}",
+        report.observations
+    );
     // Given the time, the same bot passes.
     let report = run(&check(
         addr,
@@ -456,4 +477,37 @@ async fn a_run_timeout_shorter_than_within_is_the_runners_timeout_naming_the_pha
     assert_eq!(failure.kind, FailureKind::Timeout, "{}", failure.message);
     assert!(failure.message.contains("reply"), "{}", failure.message);
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// A WebSocket bot behind a certificate the check does not trust fails as `tls`, like `http`.
+#[tokio::test]
+async fn an_untrusted_websocket_certificate_is_a_tls_failure() {
+    use supportwatch::demo::pki::{Validity, self_signed};
+    supportwatch::tlsconf::install_crypto_provider();
+    let cert = self_signed(&["127.0.0.1"], Validity::days(30)).expect("certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config(&[]).expect("tls config"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    // The server side of each handshake; the client refuses the certificate.
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = acceptor.accept(tcp).await;
+            });
+        }
+    });
+    let yaml = format!(
+        "checks:\n  - name: chat\n    kind: chat\n    channel: chat\n    retries: 0\n    via: websocket\n    url: \"wss://{addr}/ws\"\n"
+    );
+    let report = run(&yaml).await;
+    let failure = report.failure.expect("the certificate is not trusted");
+    assert_eq!(failure.kind, FailureKind::Tls, "{}", failure.message);
+    assert!(
+        failure.message.to_lowercase().contains("certificate"),
+        "{}",
+        failure.message
+    );
 }

@@ -341,6 +341,11 @@ fn problem(lang: Language, channel: Channel, reason_kind: &str) -> Problem {
         } else {
             "is not answering"
         }),
+        Some(F::SlowReply) => Verb(if ru {
+            "отвечает слишком медленно"
+        } else {
+            "is answering too slowly"
+        }),
         Some(F::AutoReply) => Verb(if ru {
             "не присылает автоответ"
         } else {
@@ -443,7 +448,8 @@ fn advice(lang: Language, reason_kind: &str) -> Option<&'static str> {
         | F::Mailbox
         | F::Smtp
         | F::AutoReply
-        | F::NoReply => return None,
+        | F::NoReply
+        | F::SlowReply => return None,
     })
 }
 

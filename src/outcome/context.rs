@@ -18,6 +18,8 @@ pub struct RunContext {
     pub token: String,
     /// Wall-clock start of the attempt.
     pub started_at: SystemTime,
+    /// When the runner gives up on the attempt (its `timeout`), if it is bounded.
+    deadline: Option<Instant>,
     phases: Arc<Mutex<Vec<PhaseTiming>>>,
 }
 
@@ -51,8 +53,21 @@ impl RunContext {
             check,
             token,
             started_at: SystemTime::now(),
+            deadline: None,
             phases: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// The same context, with the moment the runner will give up on the attempt.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// When the runner gives up on the attempt: a probe may keep listening until shortly before
+    /// it, to tell "late" from "never" (a chat bot that answers after `within`).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// Ends the open phase, if any, and starts `name`.

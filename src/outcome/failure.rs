@@ -54,11 +54,13 @@ pub enum FailureKind {
     AutoReply,
     /// The chat bot did not answer within `within`.
     NoReply,
+    /// The chat bot answered, but later than `within`: alive, and too slow.
+    SlowReply,
 }
 
 impl FailureKind {
     /// Every kind, for metrics that must expose all label values.
-    pub const ALL: [FailureKind; 17] = [
+    pub const ALL: [FailureKind; 18] = [
         FailureKind::Timeout,
         FailureKind::Connect,
         FailureKind::Tls,
@@ -76,6 +78,7 @@ impl FailureKind {
         FailureKind::Smtp,
         FailureKind::AutoReply,
         FailureKind::NoReply,
+        FailureKind::SlowReply,
     ];
 
     /// The kind whose label value is `label` (as stored with alerts), if any.
@@ -103,6 +106,7 @@ impl FailureKind {
             FailureKind::Smtp => "smtp",
             FailureKind::AutoReply => "auto_reply",
             FailureKind::NoReply => "no_reply",
+            FailureKind::SlowReply => "slow_reply",
         }
     }
 }

@@ -11,8 +11,10 @@
 //! chat auto-replies at night), and only the first message is sent: a script is a conversation
 //! with people who are not there.
 //!
-//! Every wait is bounded by `within` (per turn); every answer read is capped (1 MiB per HTTP body
-//! and per WebSocket message) so a misbehaving bot costs neither memory nor time.
+//! A turn listens past `within` until shortly before the attempt's `timeout`, so a bot that answers
+//! late fails as `slow_reply` ("replied after 3.0s, later than within 1s") and only a silent one as
+//! `no_reply`. Every answer read is capped (1 MiB per HTTP body and per WebSocket message) so a
+//! misbehaving bot costs neither memory nor time.
 
 mod text;
 mod transport;
@@ -410,9 +412,22 @@ impl ChatProbe {
                     .push(format!("{turn}first reply after {} ms", first.as_millis()));
             }
             match (heard.matched, heard.last) {
-                (Some(reply), _) => outcome
-                    .details
-                    .push(format!("{turn}reply: \"{}\"", quote(&reply))),
+                (Some(reply), _) => {
+                    outcome
+                        .details
+                        .push(format!("{turn}reply: \"{}\"", quote(&reply)));
+                    if let Some(after) = heard.matched_after.filter(|a| *a > plan.within.get()) {
+                        outcome.fail_with(
+                            FailureKind::SlowReply,
+                            format!(
+                                "{turn}replied after {:.1}s, later than within {}",
+                                after.as_secs_f64(),
+                                plan.within
+                            ),
+                        );
+                        return outcome;
+                    }
+                }
                 (None, Some(wrong)) => {
                     let wanted = wanted.map(ReplyPattern::as_str).unwrap_or_default();
                     outcome.fail_with(
@@ -446,6 +461,8 @@ pub(crate) struct Heard {
     first: Option<Duration>,
     /// The reply that matched.
     matched: Option<String>,
+    /// From sending the message to the reply that matched.
+    matched_after: Option<Duration>,
     /// The last reply that did not.
     last: Option<String>,
     /// Why nothing came, when it is known (` (the answer held no reply and no poll is set)`).
@@ -457,6 +474,7 @@ impl Heard {
     fn hear(&mut self, text: String, started: Instant, pattern: Option<&Pattern>) -> bool {
         self.first.get_or_insert_with(|| started.elapsed());
         if pattern.is_none_or(|p| p.is_match(&text)) {
+            self.matched_after = Some(started.elapsed());
             self.matched = Some(text);
             true
         } else {

@@ -1,8 +1,9 @@
 //! The two ways a chat conversation travels: HTTP (a POST per message, optionally polling for the
 //! reply) and a WebSocket held open for the whole conversation.
 //!
-//! Every wait is bounded by the turn's deadline (`within`): a bot that never answers costs one
-//! `within`, never a hung task.
+//! Every wait is bounded by the turn's deadline: `within`, stretched to shortly before the
+//! attempt's `timeout` so that a late reply is told from none. A bot that never answers costs one
+//! attempt's timeout, never a hung task.
 
 use super::{ChatProbe, Heard, MAX_MESSAGE, extract, max_body};
 use crate::net::send;
@@ -155,6 +156,21 @@ impl Conversation {
     }
 }
 
+/// How long before the attempt's deadline a turn stops listening, leaving time to report.
+const REPORT_MARGIN: Duration = Duration::from_millis(250);
+
+/// Until when a turn started at `started` listens: past `within` up to shortly before the
+/// attempt's deadline, so a bot that answers late is reported as slow, not as silent.
+fn listen_deadline(started: Instant, within: Duration, ctx: &RunContext) -> tokio::time::Instant {
+    let on_time = started + within;
+    let until = ctx
+        .deadline()
+        .and_then(|end| end.checked_sub(REPORT_MARGIN))
+        .filter(|t| *t > on_time)
+        .unwrap_or(on_time);
+    tokio::time::Instant::from_std(until)
+}
+
 fn payload(probe: &ChatProbe, vars: &TemplateVars<'_>, message: &str, session: &str) -> String {
     match &probe.request {
         Some(json) => json.render(vars, message, session).to_string(),
@@ -188,7 +204,7 @@ async fn http_turn(
         return Err(Outcome::fail(FailureKind::Internal, "no HTTP client"));
     };
     let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(started + within);
+    let deadline = listen_deadline(started, within, ctx);
     let mut request = client
         .post(probe.url.clone())
         .header(crate::TOKEN_HEADER, &ctx.token)
@@ -269,7 +285,7 @@ async fn ws_turn(
     within: Duration,
 ) -> Result<Heard, Outcome> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(started + within);
+    let deadline = listen_deadline(started, within, ctx);
     let text = payload(probe, vars, message, session);
     ctx.begin("send");
     let sent = tokio::time::timeout_at(deadline, stream.send(Message::text(text))).await;
@@ -322,6 +338,8 @@ fn classify(e: &tungstenite::Error, url: &str) -> Outcome {
                 response.status().as_u16()
             ),
         ),
+        // rustls reports a refused certificate as an I/O error of the handshake.
+        Error::Io(io) if is_tls_error(io) => (FailureKind::Tls, io.to_string()),
         Error::Io(io) => (FailureKind::Connect, io.to_string()),
         Error::Tls(tls) => (FailureKind::Tls, tls.to_string()),
         // Its text quotes the URL as used, which may hold a `${SECRET}`; `url` is the template.
@@ -335,4 +353,10 @@ fn classify(e: &tungstenite::Error, url: &str) -> Outcome {
         other => (FailureKind::Protocol, other.to_string()),
     };
     Outcome::fail(kind, format!("{url}: {what}"))
+}
+
+/// Whether an I/O error is a TLS failure (certificate, handshake) rather than a network one.
+fn is_tls_error(io: &std::io::Error) -> bool {
+    io.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }
