@@ -407,6 +407,17 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_bracket_ipv6_once() {
+        use crate::net::endpoint;
+        assert_eq!(endpoint("::1", Some(53)), "[::1]:53");
+        assert_eq!(endpoint("[::1]", Some(80)), "[::1]:80");
+        assert_eq!(endpoint("mail.test", Some(587)), "mail.test:587");
+        assert_eq!(endpoint("shop.test", None), "shop.test");
+        let url = url::Url::parse("wss://[::1]/chat").expect("url");
+        assert_eq!(crate::net::url_endpoint(&url), "[::1]:443");
+    }
+
+    #[test]
     fn host_of_strips_only_a_port() {
         assert_eq!(host_of("shop.test:443"), "shop.test");
         assert_eq!(host_of("[::1]:53"), "[::1]");
