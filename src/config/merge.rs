@@ -158,7 +158,7 @@ fn browser_and_scheduler(
     (browser, scheduler)
 }
 
-/// Problems of `scheduler.hosts` keys and limits: a key is a host (all its ports) or
+/// Problems of `scheduler.hosts` keys and limits: a key is a host (each of its ports) or
 /// `host:port` (one endpoint), never a URL; a limit of 0 would stop those checks for good.
 fn host_limit_problems(scheduler: &SchedulerConfig) -> impl Iterator<Item = String> + '_ {
     scheduler.hosts.iter().filter_map(|(key, limit)| {

@@ -261,10 +261,11 @@ pub struct SchedulerConfig {
     /// Runs in flight at once per kind (`http: 50`); unlisted kinds share only the global limit.
     #[serde(default)]
     pub max_per_kind: BTreeMap<Kind, usize>,
-    /// Runs in flight at once against one host.
+    /// Runs in flight at once against one endpoint (`host:port`).
     #[serde(default = "default_max_per_host")]
     pub max_per_host: usize,
-    /// Per-host overrides (`shop.example.ru: 2`).
+    /// Overrides of `max_per_host`: `host:port` for one endpoint, a bare host for each of its
+    /// ports (`shop.example.ru: 2`).
     #[serde(default)]
     pub hosts: BTreeMap<String, usize>,
     /// How long SIGTERM waits for running checks before exiting.

@@ -1,11 +1,10 @@
-//! Concurrency limits: per endpoint (`host:port`), per host where the config caps a whole host,
-//! per kind, and global.
+//! Concurrency limits: per endpoint (`host:port`), per kind, and global.
 //!
 //! The per-endpoint limit is keyed by host *and* port, so a hung service on one port of a shop
 //! (say its chat API on :8443) holds only the permits of that port, never the checks of its web
-//! site on :443. A `scheduler.hosts` entry written as `host:port` changes the limit of that one
-//! endpoint; one written as a bare `host` caps every port of that host together, on top of the
-//! per-endpoint limits.
+//! site on :443. A `scheduler.hosts` entry written as `host:port` sets the limit of that one
+//! endpoint; one written as a bare `host` sets the limit of each port of that host (each port
+//! still separately, so the isolation holds), and `host:port` wins over `host`.
 
 use crate::assemble::PreparedCheck;
 use crate::config::SchedulerConfig;
@@ -16,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// Concurrency limits: global, per kind, per endpoint and per configured host.
+/// Concurrency limits: global, per kind and per endpoint.
 pub struct Limits {
     pub(super) config: SchedulerConfig,
     global: Arc<Semaphore>,
     per_kind: HashMap<Kind, Arc<Semaphore>>,
-    /// Keyed by `host:port` (per-endpoint limits) or `host` (a host-wide `hosts:` entry).
+    /// Keyed by endpoint: `host:port`, or the bare host when a probe knows no port.
     /// The key is kept shared too, so naming the limit that held a run allocates nothing.
     endpoints: Mutex<HashMap<String, NamedSemaphore>>,
 }
@@ -39,13 +38,6 @@ pub enum HeldBy {
     Endpoint {
         /// `host:port`.
         endpoint: Arc<str>,
-        /// Its limit.
-        limit: usize,
-    },
-    /// A `hosts:` entry for a bare host: every port of that host together.
-    Host {
-        /// The host.
-        host: Arc<str>,
         /// Its limit.
         limit: usize,
     },
@@ -71,9 +63,6 @@ impl fmt::Display for HeldBy {
                     f,
                     "the per-endpoint limit of {endpoint} ({limit} at a time)"
                 )
-            }
-            HeldBy::Host { host, limit } => {
-                write!(f, "the limit of host {host}, all ports ({limit} at a time)")
             }
             HeldBy::Kind { kind, limit } => {
                 write!(f, "the limit of kind {kind} ({limit} at a time)")
@@ -115,12 +104,13 @@ impl Limits {
         }
     }
 
-    /// The limit of a key: its own `hosts:` entry, else `max_per_host` (an endpoint) — a bare
-    /// host has a semaphore only when it has an entry.
-    fn limit_of(&self, key: &str) -> usize {
-        self.config
-            .hosts
-            .get(key)
+    /// The limit of an endpoint: its `host:port` entry in `hosts:`, else its host's entry, else
+    /// `max_per_host`.
+    fn limit_of(&self, endpoint: &str) -> usize {
+        let hosts = &self.config.hosts;
+        hosts
+            .get(endpoint)
+            .or_else(|| hosts.get(host_of(endpoint)))
             .copied()
             .unwrap_or(self.config.max_per_host)
             .max(1)
@@ -139,36 +129,17 @@ impl Limits {
             .clone()
     }
 
-    /// Every limit `check` is subject to, in the order they are taken: endpoints and host-wide
-    /// caps in sorted key order (no deadlock between checks sharing several), then kind, then
-    /// global — so runs queued behind a slow endpoint do not starve everyone of global permits.
+    /// Every limit `check` is subject to, in the order they are taken: endpoints in sorted order
+    /// (`PreparedCheck::hosts` is sorted: no deadlock between checks sharing several), then kind,
+    /// then global — so runs queued behind a slow endpoint do not starve everyone of global
+    /// permits.
     fn chain(&self, check: &PreparedCheck) -> Vec<(HeldBy, Arc<Semaphore>)> {
-        let mut keys: Vec<(&str, bool)> = Vec::with_capacity(check.hosts.len() * 2);
+        let mut chain: Vec<(HeldBy, Arc<Semaphore>)> = Vec::with_capacity(check.hosts.len() + 2);
         for endpoint in &check.hosts {
-            keys.push((endpoint.as_str(), true));
-            let host = host_of(endpoint);
-            if host != endpoint.as_str() && self.config.hosts.contains_key(host) {
-                keys.push((host, false));
-            }
+            let limit = self.limit_of(endpoint);
+            let (endpoint, semaphore) = self.semaphore(endpoint);
+            chain.push((HeldBy::Endpoint { endpoint, limit }, semaphore));
         }
-        keys.sort_unstable();
-        keys.dedup_by(|a, b| a.0 == b.0);
-        let mut chain: Vec<(HeldBy, Arc<Semaphore>)> = keys
-            .into_iter()
-            .map(|(key, is_endpoint)| {
-                let limit = self.limit_of(key);
-                let (name, semaphore) = self.semaphore(key);
-                let held_by = if is_endpoint {
-                    HeldBy::Endpoint {
-                        endpoint: name,
-                        limit,
-                    }
-                } else {
-                    HeldBy::Host { host: name, limit }
-                };
-                (held_by, semaphore)
-            })
-            .collect();
         let kind = check.check.kind();
         if let Some(semaphore) = self.per_kind.get(&kind) {
             let limit = self.config.max_per_kind.get(&kind).copied().unwrap_or(0);
@@ -307,26 +278,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_bare_host_entry_caps_all_its_ports_together() {
+    async fn a_bare_host_entry_sets_each_of_its_ports_limit_separately() {
         let (limits, checks) = checks(
-            "{ max_per_host: 4, hosts: { shop.test: 1 } }",
+            "{ max_per_host: 1, hosts: { shop.test: 2, \"shop.test:3\": 1 } }",
             &[
-                "http://shop.test:1/",
+                "http://shop.test:1/a",
+                "http://shop.test:1/b",
+                "http://shop.test:1/c",
                 "http://shop.test:2/",
-                "http://other.test:1/",
+                "http://shop.test:3/a",
+                "http://shop.test:3/b",
             ],
         );
-        let _busy = limits.acquire(&checks[0]).await;
-        let mut other_port = limits.begin(&checks[1]);
+        // Port 1 takes 2 runs (the host's entry) and holds a third...
+        let _a = limits.acquire(&checks[0]).await;
+        let _b = limits.acquire(&checks[1]).await;
+        let mut c = limits.begin(&checks[2]);
         assert_eq!(
-            other_port.until(soon()).await,
-            Err(HeldBy::Host {
-                host: "shop.test".into(),
-                limit: 1
+            c.until(soon()).await,
+            Err(HeldBy::Endpoint {
+                endpoint: "shop.test:1".into(),
+                limit: 2
             })
         );
-        let mut other_host = limits.begin(&checks[2]);
-        assert_eq!(other_host.until(later()).await, Ok(()));
+        // ...while port 2 of the same host is not held by port 1's runs.
+        let mut other_port = limits.begin(&checks[3]);
+        assert_eq!(other_port.until(later()).await, Ok(()));
+        // Port 3's own entry wins over the host's.
+        let _a3 = limits.acquire(&checks[4]).await;
+        let mut b3 = limits.begin(&checks[5]);
+        assert!(matches!(
+            b3.until(soon()).await,
+            Err(HeldBy::Endpoint { limit: 1, .. })
+        ));
     }
 
     #[tokio::test]
