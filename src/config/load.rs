@@ -22,25 +22,46 @@ pub fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
             format!("cannot read config directory: {e} (pass --config DIR)"),
         )
     })?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("yaml") | Some("yml")
-                )
-        })
-        .collect();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut errors = Vec::new();
+    for entry in entries {
+        let path = match entry {
+            Ok(entry) => entry.path(),
+            Err(e) => {
+                errors.extend(
+                    ConfigErrors::one(Some(dir), format!("cannot list config directory: {e}")).0,
+                );
+                continue;
+            }
+        };
+        let is_yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml") | Some("yml")
+        );
+        // `.#name.yaml` is the lock link an editor leaves while a file has unsaved changes.
+        let editor_lock = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".#"));
+        if !is_yaml || editor_lock {
+            continue;
+        }
+        // A `*.yaml` that is not a readable regular file is an error, not a silent skip: the
+        // checks the user meant to write there would otherwise never run.
+        match config_file_problem(&path) {
+            None => paths.push(path),
+            Some(message) => errors.extend(ConfigErrors::one(Some(&path), message).0),
+        }
+    }
     paths.sort();
-    if paths.is_empty() {
+    errors.sort_by(|a, b| a.file.cmp(&b.file));
+    if paths.is_empty() && errors.is_empty() {
         return Err(ConfigErrors::one(
             Some(dir),
             "no *.yaml files here; write a check (see README.md) or pass --config DIR",
         ));
     }
     let mut sources = Vec::new();
-    let mut errors = Vec::new();
     for path in paths {
         match read_limited(&path) {
             Ok(text) => sources.push((path, text)),
@@ -51,6 +72,22 @@ pub fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
         return Err(ConfigErrors(errors));
     }
     load_sources(&sources)
+}
+
+/// Why `path` (a `*.yaml` entry) cannot be a config file, if it cannot. Only looks at metadata:
+/// opening a FIFO would block until something writes to it.
+fn config_file_problem(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => None,
+        Ok(meta) => Some(format!(
+            "is a {}, not a config file; remove it or rename it so it does not end in .yaml/.yml",
+            crate::value::file_type_name(&meta.file_type())
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some("is a symbolic link to a file that does not exist; fix or remove the link".into())
+        }
+        Err(e) => Some(format!("cannot read: {e}")),
+    }
 }
 
 fn read_limited(path: &Path) -> Result<String, String> {
