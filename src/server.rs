@@ -81,11 +81,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
         ),
         None => (Vec::new(), false, None),
     };
-    // Still 200: supportwatch itself runs; restarting it would not fix a notifier. The status
-    // says what needs a human.
-    let status = if all_failing || storage.is_some() {
+    // A refused or failed last reload counts as failing: the config on disk is not what runs.
+    let status = if all_failing || storage.is_some() || !reload_ok {
         "failing"
-    } else if !failing.is_empty() || !reload_ok {
+    } else if !failing.is_empty() {
         "degraded"
     } else {
         "ok"
@@ -94,7 +93,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|(name, error)| (name, serde_json::Value::String(error)))
         .collect();
-    Json(serde_json::json!({
+    let mut response = Json(serde_json::json!({
         "status": status,
         "checks": state.metrics.configured.get(),
         "running": state.metrics.running.get(),
@@ -102,7 +101,13 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "notifiers_failing": failing,
         "storage_error": storage,
     }))
-    .into_response()
+    .into_response();
+    // 503 only for `failing`, so a probe or load balancer sees what needs a human; `degraded`
+    // (one notifier down) stays 200.
+    if status == "failing" {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    response
 }
 
 async fn reload(State(state): State<AppState>) -> Response {
