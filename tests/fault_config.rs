@@ -18,6 +18,7 @@ const WITHIN: Duration = Duration::from_secs(30);
 /// The values a reviewer found that used to panic or silently stop checks, each with the exact
 /// problem the reload must report (file-relative location, field and allowed range).
 fn absurd_configs(url: &str) -> Vec<(&'static str, String, String)> {
+    let overflowing = "18446744073709551615ms".repeat(1100);
     let check = |extra: &str| {
         format!(
             "checks:\n  - name: home\n    kind: http\n    url: \"{url}\"\n    interval: 1s\n    timeout: 1s\n{extra}"
@@ -49,10 +50,12 @@ fn absurd_configs(url: &str) -> Vec<(&'static str, String, String)> {
         ),
         (
             "duration",
-            check("    retry_delay: 18446744073709551615ms18446744073709551615ms\n"),
-            "shop.yaml:7:18: check \"home\": invalid duration `18446744073709551615ms18446744073709551615ms`: \
-             longer than the 3650d a config duration may be"
-                .into(),
+            // Every part fits in milliseconds; their sum overflows `Duration` itself.
+            check(&format!("    retry_delay: {overflowing}\n")),
+            format!(
+                "shop.yaml:7:18: check \"home\": invalid duration `{overflowing}`: longer than \
+                 the 3650d a config duration may be"
+            ),
         ),
     ]
 }

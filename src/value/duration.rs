@@ -170,6 +170,13 @@ mod tests {
             let e = parse_duration(text).unwrap_err();
             assert!(e.contains(&format!("`{text}`")), "{text}: {e}");
         }
+        // Each part fits; their sum overflows `Duration` itself.
+        let many = "18446744073709551615ms".repeat(1100);
+        assert!(
+            parse_duration(&many)
+                .unwrap_err()
+                .contains("longer than the 3650d")
+        );
         assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
     }
 
