@@ -145,11 +145,12 @@ pub(super) fn check_spec(spec: &super::CheckSpec) -> Vec<String> {
             deliver(&mut r, s.deliver.as_ref());
         }
         CheckSpec::Tls(s) => {
+            // No certificate is valid for longer than a year or so.
             r.number(
                 "warn_before",
                 s.warn_before,
                 Dur::secs(0),
-                Dur::secs(3650 * 86_400),
+                Dur::secs(365 * 86_400),
             );
         }
         CheckSpec::Dns(s) => {
