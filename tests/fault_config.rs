@@ -1,6 +1,7 @@
 //! Absurd config values against the real binary: a reload into them is refused with a located
 //! error while the old checks keep running and `/healthz` answers 503, SIGHUP and the endpoint
-//! keep working, a fixed config is accepted again; `validate` and `check` exit 2, never panic.
+//! keep working, a fixed config is accepted again; `validate`, `check` and `run` exit 2, never
+//! panic.
 
 mod common;
 
@@ -296,13 +297,18 @@ fn run_cli(args: &[&str], dir: &ConfigDir) -> (Option<i32>, String) {
 }
 
 #[test]
-fn validate_and_check_exit_2_on_absurd_values() {
+fn validate_check_and_run_exit_2_on_absurd_values() {
     // Nothing listens here: a check that ran would fail (exit 1), not exit 2.
     let url = format!("http://127.0.0.1:{}/ok", common::closed_port());
     for (what, yaml, expected) in absurd_configs(&url) {
         let dir = ConfigDir::new();
         dir.write("shop.yaml", &yaml);
-        for args in [&["validate"][..], &["check", "home"][..]] {
+        // `run` refuses the config before it listens, so it exits at once too.
+        for args in [
+            &["validate"][..],
+            &["check", "home"][..],
+            &["run", "--listen", "127.0.0.1:0"][..],
+        ] {
             let (code, text) = run_cli(args, &dir);
             assert_eq!(code, Some(2), "{what} {args:?}: {text}");
             assert!(text.contains(&expected), "{what} {args:?}: {text}");
