@@ -214,7 +214,7 @@ pub(super) fn alert_rules(
         1,
         1000,
     );
-    r.opt_duration(&format!("{at}repeat"), repeat, Dur::secs(60), MAX_WAIT);
+    r.opt_duration(&format!("{at}repeat"), repeat, Dur::secs(1), MAX_WAIT);
     if let Some(w) = window {
         r.number(&format!("{at}window.failures"), w.failures, 1, 1000);
         r.number(&format!("{at}window.in"), w.within, Dur::secs(1), MAX_WAIT);
@@ -253,7 +253,7 @@ pub(super) fn storage(s: &crate::alert::StorageConfig) -> Vec<String> {
 /// One notifier.
 pub(super) fn notifier(n: &crate::notify::NotifierSpec) -> Vec<String> {
     let mut r = Ranges::default();
-    r.opt_duration("timeout", n.timeout, Dur::millis(1), Dur::secs(300));
+    r.opt_duration("timeout", n.timeout, Dur::millis(1), MAX_ATTEMPT);
     r.problems
 }
 
@@ -323,11 +323,11 @@ mod tests {
     #[test]
     fn alert_rule_limits() {
         assert_eq!(
-            alert_rules("alert.", Some(0), Some(1001), Some(Dur::secs(1)), None),
+            alert_rules("alert.", Some(0), Some(1001), Some(Dur::secs(0)), None),
             [
                 "`alert.failure_threshold` is 0; allowed 1 to 1000",
                 "`alert.success_threshold` is 1001; allowed 1 to 1000",
-                "`alert.repeat` is 1s; allowed 1m to 7d",
+                "`alert.repeat` is 0s; allowed 1s to 7d",
             ]
         );
     }
