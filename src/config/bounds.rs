@@ -137,7 +137,7 @@ pub(super) fn check_spec(spec: &super::CheckSpec) -> Vec<String> {
             r.opt_duration("min_interval", s.min_interval, Dur::secs(0), MAX_WAIT);
             deliver(&mut r, s.deliver.as_ref());
             if let Some(a) = &s.auto_reply {
-                r.number("auto_reply.within", a.within, Dur::secs(1), MAX_WAIT);
+                r.number("auto_reply.within", a.within, Dur::millis(1), MAX_WAIT);
             }
         }
         CheckSpec::Browser(s) => {
@@ -181,7 +181,7 @@ fn http_expect(r: &mut Ranges, at: &str, e: &crate::probe::http::HttpExpect) {
 
 fn deliver(r: &mut Ranges, d: Option<&crate::deliver::DeliverSpec>) {
     let Some(d) = d else { return };
-    r.number("deliver.within", d.within, Dur::secs(1), MAX_WAIT);
+    r.number("deliver.within", d.within, Dur::millis(1), MAX_WAIT);
     r.opt_duration("deliver.late_window", d.late_window, Dur::secs(0), MAX_WAIT);
     if let Some(p) = &d.http_poll {
         r.number(
