@@ -330,19 +330,47 @@ async fn apply_caught(running: &Running, prepared: Arc<Prepared>) -> Result<(), 
         running.hooks.clone(),
         running.alerts.clone(),
     );
-    // Spawned only to catch a panic as a JoinError; awaited at once, so reloads stay serial.
-    let applying = tokio::spawn(async move {
+    caught(async move {
         // Only an accepted config changes which hooks exist and their secrets.
         hooks.configure(&prepared.config.hooks);
         alerts.apply(prepared.alert_setup()).await;
         scheduler.apply(&prepared);
-    });
-    applying.await.map_err(|e| match e.try_into_panic() {
-        Ok(panic) => panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "panic".to_string()),
-        Err(e) => e.to_string(),
     })
+    .await
+}
+
+/// Runs `work` to completion; a panic in it becomes `Err` with the panic's message.
+async fn caught(
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    // Spawned only to catch a panic as a JoinError; awaited at once, so reloads stay serial.
+    tokio::spawn(work)
+        .await
+        .map_err(|e| match e.try_into_panic() {
+            Ok(panic) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".to_string()),
+            Err(e) => e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::caught;
+
+    #[tokio::test]
+    async fn a_panic_while_applying_is_an_error_with_its_message() {
+        assert_eq!(caught(async {}).await, Ok(()));
+        let limit = usize::MAX;
+        let err = caught(async move { panic!("too many permits: {limit}") })
+            .await
+            .unwrap_err();
+        assert_eq!(err, format!("too many permits: {}", usize::MAX));
+        let err = caught(async { std::panic::panic_any(7_u8) })
+            .await
+            .unwrap_err();
+        assert_eq!(err, "panic");
+    }
 }
