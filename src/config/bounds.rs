@@ -254,6 +254,16 @@ pub(super) fn storage(s: &crate::alert::StorageConfig) -> Vec<String> {
 pub(super) fn notifier(n: &crate::notify::NotifierSpec) -> Vec<String> {
     let mut r = Ranges::default();
     r.opt_duration("timeout", n.timeout, Dur::millis(1), MAX_ATTEMPT);
+    use crate::notify::ServiceSpec;
+    match &n.service {
+        ServiceSpec::Alertmanager(a) => {
+            r.opt_duration("ends_after", a.ends_after, Dur::secs(60), MAX_INTERVAL);
+        }
+        ServiceSpec::Telegram(_)
+        | ServiceSpec::Email(_)
+        | ServiceSpec::Webhook(_)
+        | ServiceSpec::Slack(_) => {}
+    }
     r.problems
 }
 
@@ -324,6 +334,21 @@ mod tests {
                 "`timeout` is 0s; allowed 1ms to 1h",
                 "`retries` is 11; allowed 0 to 10",
                 "`retry_delay` is 3601s; allowed 0s to 1h",
+            ]
+        );
+    }
+
+    #[test]
+    fn notifier_limits() {
+        let spec: crate::notify::NotifierSpec = serde_saphyr::from_str(
+            "kind: alertmanager\nurl: http://127.0.0.1:9093\ntimeout: 2h\nends_after: 10s\n",
+        )
+        .unwrap();
+        assert_eq!(
+            notifier(&spec),
+            [
+                "`timeout` is 2h; allowed 1ms to 1h",
+                "`ends_after` is 10s; allowed 1m to 30d",
             ]
         );
     }
