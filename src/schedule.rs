@@ -136,11 +136,15 @@ impl Scheduler {
                 delivers: c.check.delivers(),
             }));
         let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.tickers.cancel();
         // Unchanged limits keep their semaphores, so runs in flight across a reload still count.
-        if state.limits.config != prepared.config.scheduler {
-            state.limits = Arc::new(Limits::new(&prepared.config.scheduler));
-        }
+        // Built before the old tickers stop, so nothing has changed yet if building fails.
+        let limits = if state.limits.config != prepared.config.scheduler {
+            Arc::new(Limits::new(&prepared.config.scheduler))
+        } else {
+            state.limits.clone()
+        };
+        state.tickers.cancel();
+        state.limits = limits;
         state.tickers = inner.shutdown.child_token();
         // A check still running keeps its slot, so the new ticker cannot start a second run
         // beside it; removed checks' slots go with the old map (their last runs just finish).

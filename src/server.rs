@@ -81,13 +81,14 @@ async fn healthz(State(state): State<AppState>) -> Response {
         ),
         None => (Vec::new(), false, None),
     };
-    // 503 only for "failing": alerts can be neither sent (every notifier fails) nor persisted,
-    // or the scheduler is stalled (checks are not running); "degraded" stays 200. The body says
-    // what needs a human.
+    // 503 only for "failing": alerts can be neither sent (every notifier fails) nor persisted, or
+    // the config on disk is not what runs (the last reload was refused or failed), or the
+    // scheduler is stalled (checks are not running). "degraded" (one notifier down) stays 200.
+    // The body says what needs a human.
     let scheduler_stalled = state.metrics.scheduler_stall();
-    let status = if all_failing || storage.is_some() || scheduler_stalled.is_some() {
+    let status = if all_failing || storage.is_some() || !reload_ok || scheduler_stalled.is_some() {
         "failing"
-    } else if !failing.is_empty() || !reload_ok {
+    } else if !failing.is_empty() {
         "degraded"
     } else {
         "ok"

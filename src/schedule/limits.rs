@@ -7,7 +7,7 @@
 //! still separately, so the isolation holds), and `host:port` wins over `host`.
 
 use crate::assemble::PreparedCheck;
-use crate::config::SchedulerConfig;
+use crate::config::{MAX_CONCURRENCY_LIMIT, SchedulerConfig};
 use crate::value::Kind;
 use std::collections::HashMap;
 use std::fmt;
@@ -74,6 +74,14 @@ impl fmt::Display for HeldBy {
     }
 }
 
+/// A semaphore for a limit of `n` runs. Config load refuses limits outside
+/// `1..=`[`MAX_CONCURRENCY_LIMIT`]; clamping here as well means no value that ever reaches the
+/// scheduler can panic it (`Semaphore::new` panics past `Semaphore::MAX_PERMITS`) or leave a kind
+/// that never runs (a limit of 0).
+fn limit_semaphore(n: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(n.clamp(1, MAX_CONCURRENCY_LIMIT)))
+}
+
 /// The host part of an endpoint: `shop.test:443` → `shop.test`, `[::1]:53` → `[::1]`; an
 /// endpoint without a port is its own host.
 pub fn host_of(endpoint: &str) -> &str {
@@ -94,11 +102,11 @@ impl Limits {
     pub fn new(config: &SchedulerConfig) -> Self {
         Limits {
             config: config.clone(),
-            global: Arc::new(Semaphore::new(config.max_concurrent)),
+            global: limit_semaphore(config.max_concurrent),
             per_kind: config
                 .max_per_kind
                 .iter()
-                .map(|(k, n)| (*k, Arc::new(Semaphore::new(*n))))
+                .map(|(k, n)| (*k, limit_semaphore(*n)))
                 .collect(),
             endpoints: Mutex::new(HashMap::new()),
         }
@@ -113,7 +121,7 @@ impl Limits {
             .or_else(|| hosts.get(host_of(endpoint)))
             .copied()
             .unwrap_or(self.config.max_per_host)
-            .max(1)
+            .clamp(1, MAX_CONCURRENCY_LIMIT)
     }
 
     fn semaphore(&self, key: &str) -> NamedSemaphore {
@@ -125,7 +133,7 @@ impl Limits {
         let limit = self.limit_of(key);
         endpoints
             .entry(key.to_string())
-            .or_insert_with(|| (Arc::from(key), Arc::new(Semaphore::new(limit))))
+            .or_insert_with(|| (Arc::from(key), limit_semaphore(limit)))
             .clone()
     }
 
@@ -376,13 +384,13 @@ mod tests {
             assert!(
                 errors.contains(&format!(
                     "scheduler.hosts: `{bad}` is not a host or host:port (e.g. `shop.example.ru` \
-                     for all its ports, `shop.example.ru:443` for one endpoint)"
+                     for each of its ports, `shop.example.ru:443` for one endpoint)"
                 )),
                 "{bad}: {errors}"
             );
         }
         assert!(
-            errors.contains("scheduler.hosts: `a.test:443`: the limit must be at least 1"),
+            errors.contains("`scheduler.hosts.a.test:443` is 0; allowed 1 to 10000"),
             "{errors}"
         );
         for good in ["b.test", "[::1]:53", "c.test:8443"] {
@@ -399,6 +407,33 @@ mod tests {
         assert_eq!(endpoint("shop.test", None), "shop.test");
         let url = url::Url::parse("wss://[::1]/chat").expect("url");
         assert_eq!(crate::net::url_endpoint(&url), "[::1]:443");
+    }
+
+    #[test]
+    fn limits_clamp_values_the_semaphore_would_panic_on() {
+        let config = SchedulerConfig {
+            max_concurrent: usize::MAX,
+            max_per_kind: [(Kind::Http, 0), (Kind::Tls, usize::MAX)].into(),
+            max_per_host: usize::MAX,
+            hosts: [("h".to_string(), usize::MAX), ("z".to_string(), 0)].into(),
+            ..SchedulerConfig::default()
+        };
+        let limits = Limits::new(&config);
+        assert_eq!(limits.global.available_permits(), MAX_CONCURRENCY_LIMIT);
+        assert_eq!(limits.per_kind[&Kind::Http].available_permits(), 1);
+        assert_eq!(
+            limits.per_kind[&Kind::Tls].available_permits(),
+            MAX_CONCURRENCY_LIMIT
+        );
+        assert_eq!(
+            limits.semaphore("h").1.available_permits(),
+            MAX_CONCURRENCY_LIMIT
+        );
+        assert_eq!(limits.semaphore("z").1.available_permits(), 1);
+        assert_eq!(
+            limits.semaphore("other").1.available_permits(),
+            MAX_CONCURRENCY_LIMIT
+        );
     }
 
     #[test]
