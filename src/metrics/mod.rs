@@ -13,6 +13,7 @@
 mod browser;
 mod checks;
 mod labels;
+pub mod server;
 
 pub use browser::BROWSER_METRICS;
 
@@ -196,6 +197,8 @@ pub struct Metrics {
     pub notifier_up: IntGaugeVec,
     /// Notifications decided but not yet sent (grouping, retries, waiting for a fallback).
     pub notifications_queued: IntGauge,
+    /// The web server's connections and refused webhooks.
+    pub server: Arc<server::ServerMetrics>,
     /// Run durations per kind: the distribution lives here, bounded by the kinds, rather than in
     /// a histogram per check (per check, Prometheus keeps the last durations).
     run_duration: HistogramVec,
@@ -321,8 +324,9 @@ impl Metrics {
             "channel",
             DURATION_BUCKETS,
         );
+        let server = server::ServerMetrics::new();
         let mut families = BTreeMap::new();
-        for c in [
+        let collectors = [
             Box::new(run_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(delivery_latency.clone()),
             Box::new(auto_reply_latency.clone()),
@@ -338,7 +342,8 @@ impl Metrics {
             Box::new(notifications.clone()),
             Box::new(notifier_up.clone()),
             Box::new(notifications_queued.clone()),
-        ] {
+        ];
+        for c in collectors.into_iter().chain(server.collectors()) {
             // `collect()` yields a label vector's family even before it has a series.
             for family in c.collect() {
                 families.insert(family.name().to_string(), family.get_field_type());
@@ -359,6 +364,7 @@ impl Metrics {
             notifications,
             notifier_up,
             notifications_queued,
+            server: Arc::new(server),
             run_duration,
             delivery_latency,
             auto_reply_latency,
