@@ -8,11 +8,11 @@
 use crate::alert::service::{AlertCommands, AlertService};
 use crate::alert::store::Store;
 use crate::assemble::Prepared;
+use crate::config::ServerConfig;
 use crate::config::{self, ConfigErrors};
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::schedule::Scheduler;
-use crate::config::ServerConfig;
 use crate::server::{self, AppState, ReloadRequest, WebOptions};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -128,9 +128,7 @@ impl Daemon {
             Some(hooks_addr) => Some(bind(hooks_addr).await?),
             None => None,
         };
-        let hooks_addr = hooks_listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok());
+        let hooks_addr = hooks_listener.as_ref().and_then(|l| l.local_addr().ok());
         tracing::info!(
             max_connections = web.limits.max_connections,
             fd_limit,
@@ -155,6 +153,9 @@ impl Daemon {
         scheduler.apply(&prepared);
         metrics.record_reload(true);
         tracing::info!(%addr, checks = prepared.checks.len(), "supportwatch running");
+        if let Some(hooks_addr) = hooks_addr {
+            tracing::info!(%hooks_addr, "webhooks served on their own listener");
+        }
 
         let (reload_tx, reload_rx) = mpsc::channel(8);
         let server_stop = CancellationToken::new();

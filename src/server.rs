@@ -291,7 +291,12 @@ fn is_cross_origin(headers: &HeaderMap) -> bool {
         }
     }
     text(header::CONTENT_TYPE).is_some_and(|content_type| {
-        let essence = content_type.split(';').next().unwrap_or("").trim().to_string();
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
         matches!(
             essence.as_str(),
             "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"

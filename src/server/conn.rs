@@ -44,7 +44,9 @@ impl Limits {
     /// Limits sized from the file-descriptor limit: a quarter of it for inbound connections,
     /// so that outgoing check connections, mailboxes and the database keep the rest.
     pub fn for_fd_limit(fd_limit: u64, configured: Option<usize>) -> Self {
-        let derived = usize::try_from(fd_limit / 4).unwrap_or(usize::MAX).clamp(16, 16_384);
+        let derived = usize::try_from(fd_limit / 4)
+            .unwrap_or(usize::MAX)
+            .clamp(16, 16_384);
         let max_connections = configured.unwrap_or(derived).max(4);
         Limits {
             max_connections,
@@ -283,8 +285,8 @@ async fn serve_connection<IO>(
     let to_hyper = hyper_util::service::TowerToHyperService::new(router);
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         service_slot.mark_used();
-        let refuse = admission == Admission::ReserveOnly
-            && !RESERVED_PATHS.contains(&request.uri().path());
+        let refuse =
+            admission == Admission::ReserveOnly && !RESERVED_PATHS.contains(&request.uri().path());
         if refuse {
             service_slot
                 .tracker
@@ -386,6 +388,9 @@ mod tests {
         e.0.mark_used();
         assert!(tracker.admit(Listener::Main).is_none());
         drop(b);
-        assert_eq!(tracker.admit(Listener::Main).unwrap().1, Admission::ReserveOnly);
+        assert_eq!(
+            tracker.admit(Listener::Main).unwrap().1,
+            Admission::ReserveOnly
+        );
     }
 }
