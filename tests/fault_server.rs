@@ -70,9 +70,17 @@ impl Running {
     }
 
     /// The value of field `field` in the first log line whose message is `message`.
-    fn logged(&self, message: &str, field: &str) -> String {
+    fn logged(&mut self, message: &str, field: &str) -> String {
         let started = Instant::now();
         loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader catch the last lines.
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "supportwatch exited ({status}):\n{}",
+                    self.lines().join("\n")
+                );
+            }
             for line in self.lines() {
                 let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
@@ -92,7 +100,7 @@ impl Running {
         }
     }
 
-    fn addr(&self) -> SocketAddr {
+    fn addr(&mut self) -> SocketAddr {
         self.logged("supportwatch running", "addr")
             .parse()
             .expect("a socket address")
@@ -118,7 +126,21 @@ fn sum(metrics: &str, metric: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// A config file with one passing check against `shop` (the daemon needs one to start).
+async fn one_check(dir: &ConfigDir) -> common::TestShop {
+    let shop = start_shop("127.0.0.1").await;
+    dir.write(
+        "shop.yaml",
+        &format!(
+            "checks:\n  - {{ name: home, kind: http, url: \"{}\", interval: 1m }}\n",
+            shop.url("/ok")
+        ),
+    );
+    shop
+}
+
 fn client() -> reqwest::Client {
+    supportwatch::tlsconf::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -151,13 +173,13 @@ async fn idle_and_slow_connections_past_the_fd_limit_starve_neither_scrapes_nor_
     let checks: String = (0..3)
         .map(|i| {
             format!(
-                "  - {{ name: home{i}, kind: http, url: \"{}\", interval: 1s, timeout: 5s, retries: 0 }}\n",
+                "  - {{ name: home{i}, kind: http, url: \"{}\", interval: 1s, timeout: 1s, retries: 0 }}\n",
                 shop.url("/ok")
             )
         })
         .collect();
     dir.write("shop.yaml", &format!("checks:\n{checks}"));
-    let daemon = Running::start(&dir, Some(1024), &[]);
+    let mut daemon = Running::start(&dir, Some(1024), &[]);
     let addr = daemon.addr();
     let client = client();
     let runs = |metrics: &str, result: &str| {
@@ -271,11 +293,12 @@ async fn idle_and_slow_connections_past_the_fd_limit_starve_neither_scrapes_nor_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_webhooks_do_not_block_signed_ones_and_are_logged_in_aggregate() {
     let dir = ConfigDir::new();
+    let _shop = one_check(&dir).await;
     dir.write(
         "hooks.yaml",
         "server: { hooks_listen: \"127.0.0.1:0\" }\nhooks:\n  crm: { secret: \"${SW_HOOK_SECRET}\" }\n",
     );
-    let daemon = Running::start(&dir, None, &[("SW_HOOK_SECRET", "hook-secret")]);
+    let mut daemon = Running::start(&dir, None, &[("SW_HOOK_SECRET", "hook-secret")]);
     let addr = daemon.addr();
     let hooks: SocketAddr = daemon
         .logged("webhooks served on their own listener", "hooks_addr")
@@ -359,7 +382,7 @@ async fn reload_over_http_needs_the_lifecycle_switch_a_password_and_the_same_ori
     let client = client();
     // Off by default: refused, with the way to turn it on; SIGHUP still reloads.
     let plain = ConfigDir::new();
-    plain.write("shop.yaml", "checks: []\n");
+    let _shop = one_check(&plain).await;
     let mut daemon = Running::start(&plain, None, &[]);
     let addr = daemon.addr();
     let answer = client
@@ -387,6 +410,7 @@ async fn reload_over_http_needs_the_lifecycle_switch_a_password_and_the_same_ori
     let _ = daemon.child.kill();
 
     let enabled = ConfigDir::new();
+    let _shop2 = one_check(&enabled).await;
     enabled.write(
         "server.yaml",
         &format!(
@@ -394,7 +418,7 @@ async fn reload_over_http_needs_the_lifecycle_switch_a_password_and_the_same_ori
             bcrypt::hash("ops-pw", 4).expect("bcrypt")
         ),
     );
-    let daemon = Running::start(&enabled, None, &[]);
+    let mut daemon = Running::start(&enabled, None, &[]);
     let url = format!("http://{}/-/reload", daemon.addr());
     let status = |request: reqwest::RequestBuilder| async move {
         request.send().await.expect("post").status().as_u16()
@@ -433,6 +457,7 @@ async fn reload_over_http_needs_the_lifecycle_switch_a_password_and_the_same_ori
 async fn tls_and_basic_auth_protect_the_metrics() {
     supportwatch::tlsconf::install_crypto_provider();
     let dir = ConfigDir::new();
+    let _shop = one_check(&dir).await;
     let certified =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("certificate");
     let cert_pem = certified.cert.pem();
@@ -451,7 +476,7 @@ async fn tls_and_basic_auth_protect_the_metrics() {
             bcrypt::hash("scrape-pw", 4).expect("bcrypt")
         ),
     );
-    let daemon = Running::start(&dir, None, &[]);
+    let mut daemon = Running::start(&dir, None, &[]);
     let addr = daemon.addr();
     let client = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("pem")])

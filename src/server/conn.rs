@@ -80,6 +80,8 @@ pub struct Tracker {
     limits: Limits,
     metrics: Arc<ServerMetrics>,
     state: Mutex<TrackerState>,
+    /// Signalled whenever a connection closes.
+    freed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -118,6 +120,7 @@ impl Drop for Slot {
         state.open = state.open.saturating_sub(1);
         state.waiting.remove(&self.id);
         drop(state);
+        self.tracker.freed.notify_waiters();
         self.tracker
             .metrics
             .connections_open
@@ -133,6 +136,7 @@ impl Tracker {
             limits,
             metrics,
             state: Mutex::new(TrackerState::default()),
+            freed: tokio::sync::Notify::new(),
         })
     }
 
@@ -148,6 +152,22 @@ impl Tracker {
             .inc();
     }
 
+    /// Waits (at most a second) while evicted connections are still closing and the count is
+    /// past `max + reserve`: the next connection waits in the kernel's backlog for the
+    /// milliseconds that takes, instead of being refused.
+    async fn wait_for_room(&self) {
+        let hard = self.limits.max_connections + self.limits.reserve;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            // Registered before the check, so a close in between is not missed.
+            let freed = self.freed.notified();
+            if self.lock().open < hard || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            let _ = tokio::time::timeout_at(deadline, freed).await;
+        }
+    }
+
     /// Decides about a connection just accepted; `None` means close it now.
     fn admit(self: &Arc<Self>, listener: Listener) -> Option<(Slot, Admission)> {
         let Limits {
@@ -161,13 +181,10 @@ impl Tracker {
         if state.open >= general {
             // Make room by closing the connection that has waited longest without a request.
             // Its slot is freed when its task sees the token, a moment later, so the count may
-            // briefly exceed `max` by the evictions in flight; the hard stop below bounds that.
+            // briefly exceed `max` by the evictions in flight; `wait_for_room` bounds that.
             if let Some((_, (victim_listener, token))) = state.waiting.pop_first() {
                 token.cancel();
                 self.count(victim_listener, "evicted");
-                if state.open >= max_connections + reserve {
-                    admission = None;
-                }
             } else if state.open < max_connections && listener == Listener::Main {
                 admission = Some(Admission::ReserveOnly);
             } else {
@@ -213,6 +230,7 @@ pub async fn accept_loop(
     let connections = tokio_util::task::TaskTracker::new();
     let mut emfile_logged = false;
     loop {
+        tracker.wait_for_room().await;
         // Either the next connection or the end; a shutdown stops accepting at once.
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
