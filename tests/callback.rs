@@ -338,7 +338,10 @@ async fn the_receiver_refuses_oversized_unknown_and_unsigned_requests() {
             limited += 1;
         }
     }
-    assert!(limited > 0, "60 signed requests at once must hit the rate limit");
+    assert!(
+        limited > 0,
+        "60 signed requests at once must hit the rate limit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

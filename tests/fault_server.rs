@@ -530,3 +530,45 @@ async fn tls_and_basic_auth_protect_the_metrics() {
         .expect("healthz");
     assert_eq!(health.status(), 200);
 }
+
+#[test]
+fn validate_names_unusable_server_settings() {
+    let dir = ConfigDir::new();
+    dir.write(
+        "shop.yaml",
+        "checks:\n  - { name: home, kind: http, url: \"http://127.0.0.1:1/\" }\nserver:\n  enable_lifecycle: true\n  tls_server_config: { cert_file: missing.pem, key_file: missing.key }\n",
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(dir.path())
+        .output()
+        .expect("run validate");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("server.enable_lifecycle needs server.basic_auth_users"),
+        "{text}"
+    );
+    assert!(
+        text.contains("server.tls_server_config: cannot read cert_file `missing.pem`"),
+        "{text}"
+    );
+
+    dir.write(
+        "shop.yaml",
+        "checks:\n  - { name: home, kind: http, url: \"http://127.0.0.1:1/\" }\nserver:\n  basic_auth_users: { ops: \"plain-password\" }\n",
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(dir.path())
+        .output()
+        .expect("run validate");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("the hash of user `ops` is not a bcrypt hash"),
+        "{text}"
+    );
+}

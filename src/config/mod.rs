@@ -258,6 +258,38 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
 }
 
+impl ServerConfig {
+    /// What is wrong with these settings, each as a sentence, checked at load (so `validate`
+    /// reports it too).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.enable_lifecycle && self.basic_auth_users.is_empty() {
+            problems.push(
+                "server.enable_lifecycle needs server.basic_auth_users: /-/reload must not be \
+                 open to anyone who can reach the port (SIGHUP reloads without it)"
+                    .to_string(),
+            );
+        }
+        for (user, hash) in &self.basic_auth_users {
+            if hash.parse::<bcrypt::HashParts>().is_err() {
+                problems.push(format!(
+                    "server.basic_auth_users: the hash of user `{user}` is not a bcrypt hash \
+                     (`$2y$…`); make one with `htpasswd -nBC 10 {user}`"
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls_server_config
+            && let Err(problem) = crate::tlsconf::server_config(&tls.cert_file, &tls.key_file)
+        {
+            problems.push(format!("server.tls_server_config: {problem}"));
+        }
+        if self.max_connections == Some(0) {
+            problems.push("server.max_connections must be at least 1".to_string());
+        }
+        problems
+    }
+}
+
 /// `server.tls_server_config`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

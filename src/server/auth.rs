@@ -9,8 +9,6 @@
 
 use crate::config::TlsServerConfig;
 use base64_decode::decode as decode_base64;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -35,39 +33,8 @@ pub enum WebConfigError {
 
 /// A TLS acceptor for `tls`, with ring as the provider (see [`crate::tlsconf`]).
 pub fn tls_acceptor(tls: &TlsServerConfig) -> Result<tokio_rustls::TlsAcceptor, WebConfigError> {
-    crate::tlsconf::install_crypto_provider();
-    let read = |path: &std::path::Path, what: &str| {
-        std::fs::read(path).map_err(|e| {
-            WebConfigError::Tls(format!("cannot read {what} `{}`: {e}", path.display()))
-        })
-    };
-    let cert_pem = read(&tls.cert_file, "cert_file")?;
-    let key_pem = read(&tls.key_file, "key_file")?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
-            WebConfigError::Tls(format!(
-                "cert_file `{}` is not valid PEM: {e}",
-                tls.cert_file.display()
-            ))
-        })?;
-    if chain.is_empty() {
-        return Err(WebConfigError::Tls(format!(
-            "cert_file `{}` holds no certificate (expected -----BEGIN CERTIFICATE-----)",
-            tls.cert_file.display()
-        )));
-    }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-        WebConfigError::Tls(format!(
-            "key_file `{}` holds no usable private key: {e}",
-            tls.key_file.display()
-        ))
-    })?;
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| WebConfigError::Tls(format!("certificate and key do not fit: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = crate::tlsconf::server_config(&tls.cert_file, &tls.key_file)
+        .map_err(WebConfigError::Tls)?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
