@@ -126,8 +126,10 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour codes only for a person at a terminal: in a log file or journald they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -175,18 +177,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::List { config } => {
             let prepared = ConfigSource::Dir(config).load()?;
-            for c in &prepared.checks {
-                let c = &c.check;
-                println!(
-                    "{:<28} {:<5} {:<14} every {:<6} shop={:<12} {}",
-                    c.name,
-                    c.kind().as_str(),
-                    c.channel.as_str(),
-                    c.interval.to_string(),
-                    c.shop(),
-                    c.spec.summary()
-                );
-            }
+            let rows: Vec<Vec<String>> = prepared
+                .checks
+                .iter()
+                .map(|c| {
+                    let c = &c.check;
+                    vec![
+                        c.name.to_string(),
+                        c.kind().as_str().to_string(),
+                        c.channel.as_str().to_string(),
+                        format!("every {}", c.interval),
+                        format!("shop={}", c.shop()),
+                        c.spec.summary(),
+                    ]
+                })
+                .collect();
+            print!("{}", supportwatch::report::table(&rows));
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {

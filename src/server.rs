@@ -224,8 +224,8 @@ async fn healthz(State(served): State<Served>) -> Response {
         ),
         None => (Vec::new(), false, None),
     };
-    // Still 200: supportwatch itself runs; restarting it would not fix a notifier. The status
-    // says what needs a human.
+    // 503 only for "failing": alerts can be neither sent (every notifier fails) nor persisted;
+    // "degraded" stays 200. The body says what needs a human.
     let status = if all_failing || storage.is_some() {
         "failing"
     } else if !failing.is_empty() || !reload_ok {
@@ -237,15 +237,19 @@ async fn healthz(State(served): State<Served>) -> Response {
         .into_iter()
         .map(|(name, error)| (name, serde_json::Value::String(error)))
         .collect();
-    Json(serde_json::json!({
+    let code = match status {
+        "failing" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    };
+    let body = Json(serde_json::json!({
         "status": status,
         "checks": state.metrics.configured.get(),
         "running": state.metrics.running.get(),
         "last_reload_successful": reload_ok,
         "notifiers_failing": failing,
         "storage_error": storage,
-    }))
-    .into_response()
+    }));
+    (code, body).into_response()
 }
 
 /// Why a reload request is refused before it reaches the daemon, if it is.

@@ -154,6 +154,11 @@ fn run_exits_0_on_sigterm_without_logging_secrets() {
     assert!(text.contains("SIGTERM: shutting down"), "{text}");
     assert!(text.contains("check failed"), "{text}");
     assert!(!text.contains(SECRET), "{text}");
+    // stderr is a pipe here, as with a log file or journald: plain text, no colour codes.
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a piped log:\n{text}"
+    );
 }
 
 #[test]

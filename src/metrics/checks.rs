@@ -42,8 +42,10 @@ const PHASES: &[&str] = &[
     "tls",
 ];
 
-/// The bounded `phase` label of a phase name.
+/// The bounded `phase` label of a phase name. A phase of one of several targets
+/// (`connect@mail.example.ru:587`) counts as its phase.
 fn phase_label(name: &str) -> &'static str {
+    let name = name.split_once('@').map_or(name, |(phase, _)| phase);
     if let Some(known) = PHASES.iter().find(|p| **p == name) {
         return known;
     }
@@ -597,6 +599,7 @@ mod tests {
         let mut phases: Vec<(&str, u64)> = steps.iter().map(|(n, ms)| (n.as_str(), *ms)).collect();
         phases.push(("session", 2));
         phases.push(("made up by someone", 3));
+        phases.push(("tls@mail.example.ru:465", 4));
         metrics.record(&report("js-form", RunResult::Success, &phases));
         let text = metrics.encode_text();
         let phases: BTreeSet<&str> = series_of(&text, "js-form")
@@ -604,7 +607,7 @@ mod tests {
             .filter(|l| l.starts_with("supportwatch_check_phase_duration_seconds{"))
             .filter_map(|l| l.split("phase=\"").nth(1)?.split('"').next())
             .collect();
-        assert_eq!(phases, BTreeSet::from(["other", "session", "steps"]));
+        assert_eq!(phases, BTreeSet::from(["other", "session", "steps", "tls"]));
         assert!(
             text.contains(r#"phase="steps",shop="vesna"} 0.04"#),
             "{text}"

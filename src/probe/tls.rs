@@ -132,8 +132,15 @@ impl TlsProbe {
     async fn attempt(&self, ctx: &RunContext) -> Outcome {
         let mut outcome = Outcome::pass();
         // Sequential on purpose: a check's targets are usually one shop's few mail and web hosts.
-        for (label, target) in &self.targets {
-            let presented = self.handshake(ctx, label, target).await;
+        let several = self.targets.len() > 1;
+        for (i, (label, target)) in self.targets.iter().enumerate() {
+            // With several targets each phase says whose it is: `connect@mail.example.ru:587`.
+            let suffix = match (several, label.is_interpolated()) {
+                (false, _) => String::new(),
+                (true, false) => format!("@{label}"),
+                (true, true) => format!("@{}", i + 1),
+            };
+            let presented = self.handshake(ctx, label, target, &suffix).await;
             ctx.end();
             match presented {
                 Ok(chain) => self.judge(label, target, &chain, &mut outcome),
@@ -164,8 +171,9 @@ impl TlsProbe {
         ctx: &RunContext,
         label: &Text,
         target: &Target,
+        phase_suffix: &str,
     ) -> Step<Vec<CertificateDer<'static>>> {
-        ctx.begin("connect");
+        ctx.begin(format!("connect{phase_suffix}"));
         let addrs: Vec<_> = tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
             .map_err(|e| {
@@ -184,10 +192,10 @@ impl TlsProbe {
         // Handshake messages are small writes; Nagle would add delayed-ACK waits to the timing.
         let _ = tcp.set_nodelay(true);
         if let (true, Some(protocol)) = (target.starttls, target.protocol) {
-            ctx.begin("starttls");
+            ctx.begin(format!("starttls{phase_suffix}"));
             tcp = starttls(tcp, protocol, label).await?;
         }
-        ctx.begin("tls");
+        ctx.begin(format!("tls{phase_suffix}"));
         let (name, _) = self.name_for(label, target);
         let mut tls = self.connector.connect(name, tcp).await.map_err(|e| {
             (
