@@ -141,7 +141,10 @@ async fn one_check(dir: &ConfigDir) -> common::TestShop {
 
 fn client() -> reqwest::Client {
     supportwatch::tlsconf::install_crypto_provider();
+    // A new connection per request: a scrape must get in past the idle ones, not ride on a
+    // connection opened before them.
     reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client")
