@@ -149,7 +149,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(p) => p,
                 Err(errors) => {
                     eprintln!("{errors}");
-                    return Ok(ExitCode::from(1));
+                    // 2 like every other command's config error (README, "Command line").
+                    return Ok(ExitCode::from(2));
                 }
             };
             let plural = |n: usize, one: &str, many: &str| {

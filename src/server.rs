@@ -224,11 +224,12 @@ async fn healthz(State(served): State<Served>) -> Response {
         ),
         None => (Vec::new(), false, None),
     };
-    // 503 only for "failing": alerts can be neither sent (every notifier fails) nor persisted;
-    // "degraded" stays 200. The body says what needs a human.
-    let status = if all_failing || storage.is_some() {
+    // 503 only for "failing": alerts can be neither sent (every notifier fails) nor persisted, or
+    // the config on disk is not what runs (the last reload was refused or failed). "degraded"
+    // (one notifier down) stays 200. The body says what needs a human.
+    let status = if all_failing || storage.is_some() || !reload_ok {
         "failing"
-    } else if !failing.is_empty() || !reload_ok {
+    } else if !failing.is_empty() {
         "degraded"
     } else {
         "ok"

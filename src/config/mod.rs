@@ -5,6 +5,7 @@
 //! names — is found here and reported together, each problem with `file:line:column` and the
 //! check it belongs to. Nothing here touches the network.
 
+mod bounds;
 mod error;
 mod load;
 mod merge;
@@ -12,6 +13,7 @@ mod parse;
 
 mod warnings;
 
+pub use bounds::MAX_CONCURRENCY_LIMIT;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_dir, load_sources};
 pub use warnings::warnings;
@@ -258,6 +260,9 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
 }
 
+/// The most inbound connections `server.max_connections` may allow.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+
 impl ServerConfig {
     /// What is wrong with these settings, each as a sentence, checked at load (so `validate`
     /// reports it too).
@@ -283,8 +288,12 @@ impl ServerConfig {
         {
             problems.push(format!("server.tls_server_config: {problem}"));
         }
-        if self.max_connections == Some(0) {
-            problems.push("server.max_connections must be at least 1".to_string());
+        if let Some(max) = self.max_connections
+            && !(1..=MAX_CONNECTIONS).contains(&max)
+        {
+            problems.push(format!(
+                "`server.max_connections` is {max}; allowed 1 to {MAX_CONNECTIONS}"
+            ));
         }
         problems
     }
