@@ -34,7 +34,10 @@ WORKDIR /var/lib/supportwatch
 VOLUME /var/lib/supportwatch
 USER supportwatch
 EXPOSE 9750
-# Assumes the default listen port below; change both together.
+# Assumes the default listen port below and plain HTTP; change both together (with
+# server.tls_server_config set, use `curl -fsSk https://...`). /healthz needs no password even when
+# server.basic_auth_users is set. POST /-/reload is off unless server.enable_lifecycle is set with
+# basic auth; `docker kill --signal HUP` always reloads.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:9750/healthz"]
 ENTRYPOINT ["supportwatch"]

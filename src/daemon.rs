@@ -8,11 +8,12 @@
 use crate::alert::service::{AlertCommands, AlertService};
 use crate::alert::store::Store;
 use crate::assemble::Prepared;
+use crate::config::ServerConfig;
 use crate::config::{self, ConfigErrors};
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::schedule::Scheduler;
-use crate::server::{self, AppState, ReloadRequest};
+use crate::server::{self, AppState, ReloadRequest, WebOptions};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,6 +65,9 @@ pub enum DaemonError {
     /// The alert database cannot be opened.
     #[error("{0}")]
     Storage(#[from] crate::alert::store::StoreError),
+    /// The web server's TLS or auth settings cannot be used.
+    #[error("{0}")]
+    Web(#[from] crate::server::auth::WebConfigError),
     /// The metrics address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -78,6 +82,8 @@ pub enum DaemonError {
 pub struct Daemon {
     /// The address the web server listens on.
     pub addr: SocketAddr,
+    /// The address of the hooks listener, when `server.hooks_listen` is set.
+    pub hooks_addr: Option<SocketAddr>,
     /// The scheduler (subscribe to its reports).
     pub scheduler: Scheduler,
     /// All metrics.
@@ -106,11 +112,28 @@ impl Daemon {
         hooks.configure(&prepared.config.hooks);
         let metrics = Arc::new(Metrics::new());
         let scheduler = Scheduler::new(metrics.clone());
+        // Inbound connections are capped from the open-files limit, raised first so that they
+        // and outgoing checks share the most the system allows.
+        let fd_limit = server::conn::raise_fd_limit();
+        let web = WebOptions::from_config(&prepared.config.server, fd_limit)?;
         let addr = listen.unwrap_or(prepared.config.server.listen);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| DaemonError::Bind { addr, source })?;
+        let bind = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Bind { addr, source })
+        };
+        let listener = bind(addr).await?;
         let addr = listener.local_addr().unwrap_or(addr);
+        let hooks_listener = match prepared.config.server.hooks_listen {
+            Some(hooks_addr) => Some(bind(hooks_addr).await?),
+            None => None,
+        };
+        let hooks_addr = hooks_listener.as_ref().and_then(|l| l.local_addr().ok());
+        tracing::info!(
+            max_connections = web.limits.max_connections,
+            fd_limit,
+            "web server limits"
+        );
         let grace = prepared.config.scheduler.shutdown_grace.get();
         for warning in &prepared.warnings {
             tracing::warn!("{warning}");
@@ -131,6 +154,9 @@ impl Daemon {
         scheduler.start_watchdog(Duration::from_secs(1));
         metrics.record_reload(true);
         tracing::info!(%addr, checks = prepared.checks.len(), "supportwatch running");
+        if let Some(hooks_addr) = hooks_addr {
+            tracing::info!(%hooks_addr, "webhooks served on their own listener");
+        }
 
         let (reload_tx, reload_rx) = mpsc::channel(8);
         let server_stop = CancellationToken::new();
@@ -141,13 +167,17 @@ impl Daemon {
             alert_health: Some(alert_health.clone()),
         };
         let stop = server_stop.clone();
-        let server_task = tokio::spawn(async move {
-            if let Err(e) = server::serve(listener, state, stop).await {
-                tracing::error!(error = %e, "web server stopped");
-            }
-        });
+        // The web server runs until `server_stop`; it ends only then.
+        let server_task = tokio::spawn(server::serve_with(
+            listener,
+            hooks_listener,
+            state,
+            web,
+            stop,
+        ));
         // With --listen the config's server.listen is not used, so a change to it means nothing.
         let configured_listen = listen.is_none().then_some(prepared.config.server.listen);
+        let started_server = prepared.config.server.clone();
         let running = Running {
             scheduler: scheduler.clone(),
             metrics: metrics.clone(),
@@ -160,11 +190,12 @@ impl Daemon {
             source,
             reload_rx,
             running,
-            configured_listen,
+            (configured_listen, started_server),
             storage_path,
         ));
         Ok(Daemon {
             addr,
+            hooks_addr,
             scheduler,
             metrics,
             hooks,
@@ -258,7 +289,7 @@ async fn reload_loop(
     source: ConfigSource,
     mut requests: mpsc::Receiver<ReloadRequest>,
     mut running: Running,
-    configured_listen: Option<SocketAddr>,
+    (configured_listen, started_server): (Option<SocketAddr>, ServerConfig),
     storage_path: PathBuf,
 ) {
     while let Some(reply) = requests.recv().await {
@@ -271,6 +302,16 @@ async fn reload_loop(
                         configured = %prepared.config.server.listen,
                         %listening_on,
                         "server.listen changed; restart supportwatch to apply it"
+                    );
+                }
+                let server_now = ServerConfig {
+                    listen: started_server.listen,
+                    ..prepared.config.server.clone()
+                };
+                if server_now != started_server {
+                    tracing::warn!(
+                        "server settings (TLS, auth, hooks_listen, lifecycle, max_connections) \
+                         changed; restart supportwatch to apply them"
                     );
                 }
                 if prepared.config.storage.path() != storage_path {

@@ -87,6 +87,102 @@ pub enum Receipt {
     Accepted(usize),
 }
 
+impl Receipt {
+    /// Why the request was refused, as the bounded `reason` label; `None` when accepted.
+    pub fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Receipt::Unknown => Some(Rejection::UnknownHook),
+            Receipt::RateLimited => Some(Rejection::RateLimited),
+            Receipt::BadSignature => Some(Rejection::BadSignature),
+            Receipt::Accepted(_) => None,
+        }
+    }
+}
+
+/// Why a webhook request was refused: the closed set behind
+/// `supportwatch_webhook_rejected_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rejection {
+    /// No hook of that name.
+    UnknownHook,
+    /// Missing or wrong signature.
+    BadSignature,
+    /// A signed request over the hook's rate limit.
+    RateLimited,
+    /// The body was larger than [`MAX_BODY`].
+    TooLarge,
+    /// The body did not arrive in time.
+    SlowBody,
+}
+
+impl Rejection {
+    /// Every reason, for initialising the counter's series.
+    pub const ALL: [Rejection; 5] = [
+        Rejection::UnknownHook,
+        Rejection::BadSignature,
+        Rejection::RateLimited,
+        Rejection::TooLarge,
+        Rejection::SlowBody,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::UnknownHook => "unknown_hook",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::TooLarge => "too_large",
+            Rejection::SlowBody => "slow_body",
+        }
+    }
+}
+
+/// How often refused requests are logged: one line per hook and reason per interval, with the
+/// count, so a flood of forgeries cannot flood the log.
+pub const REJECTION_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Counts refused requests and says when a summary line is due.
+#[derive(Default)]
+pub struct RejectionLog {
+    pending: Mutex<HashMap<(String, Rejection), Pending>>,
+}
+
+/// Per (hook, or "" for unknown names; reason): refused since the last line, and when that line
+/// was written.
+type Pending = (u64, Option<Instant>);
+
+impl RejectionLog {
+    /// Counts one refusal; returns the count to log when a line is due (the first refusal at
+    /// once, then at most one per [`REJECTION_LOG_EVERY`]). Unknown hook names are pooled, as
+    /// their names come from whoever sends.
+    pub fn note(&self, hook: &str, reason: Rejection, now: Instant) -> Option<u64> {
+        let hook = if reason == Rejection::UnknownHook {
+            ""
+        } else {
+            hook
+        };
+        // A poisoned lock only means a panic elsewhere mid-update; the counts are still usable.
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.len() > 1024 {
+            // Bounded: names are declared hooks, but be safe against churn over reloads.
+            pending.clear();
+        }
+        let entry = pending
+            .entry((hook.to_string(), reason))
+            .or_insert((0, None));
+        entry.0 += 1;
+        let due = entry
+            .1
+            .is_none_or(|last| now.saturating_duration_since(last) >= REJECTION_LOG_EVERY);
+        if !due {
+            return None;
+        }
+        let count = entry.0;
+        *entry = (0, Some(now));
+        Some(count)
+    }
+}
+
 /// The registry: declared hooks, tokens recently seen, and runs waiting for tokens.
 #[derive(Default)]
 pub struct Hooks {
@@ -160,7 +256,7 @@ impl Hooks {
         }
     }
 
-    /// Handles one request to hook `name`: rate limit, authentication, then every token in the
+    /// Handles one request to hook `name`: authentication, rate limit, then every token in the
     /// body is recorded and waiting runs are answered.
     pub fn receive(&self, name: &str, headers: &http::HeaderMap, body: &[u8]) -> Receipt {
         let now = Instant::now();
@@ -168,16 +264,19 @@ impl Hooks {
         let Some(hook) = state.declared.get_mut(name) else {
             return Receipt::Unknown;
         };
-        // Before the signature, so a flood of forged requests costs no hashing.
-        if !hook.bucket.take(now) {
-            return Receipt::RateLimited;
-        }
         let presented = headers
             .get(hook.spec.header.as_str())
             .map(|v| v.as_bytes())
             .unwrap_or_default();
+        // The signature first: a forged request must never spend the budget of signed ones,
+        // or a flood of forgeries would make every genuine delivery answer 429. Checking costs
+        // one HMAC over at most MAX_BODY bytes.
         if !authentic(&hook.spec, presented, body) {
             return Receipt::BadSignature;
+        }
+        // The limit still bounds what a leaked secret can do.
+        if !hook.bucket.take(now) {
+            return Receipt::RateLimited;
         }
         let tokens = crate::outcome::find_tokens(&String::from_utf8_lossy(body));
         let arrived = SystemTime::now();
@@ -384,6 +483,42 @@ mod tests {
             .await;
         assert!(found.is_some());
         assert_eq!(hooks.receive("nope", &headers, b""), Receipt::Unknown);
+    }
+
+    #[test]
+    fn forged_requests_do_not_spend_the_budget_of_signed_ones() {
+        let hooks = Hooks::default();
+        hooks.configure(&BTreeMap::from([("crm".into(), spec(Signature::Header))]));
+        let mut forged = http::HeaderMap::new();
+        forged.insert("x-signature", http::HeaderValue::from_static("guess"));
+        for _ in 0..500 {
+            assert_eq!(hooks.receive("crm", &forged, b""), Receipt::BadSignature);
+        }
+        let mut signed = http::HeaderMap::new();
+        signed.insert("x-signature", http::HeaderValue::from_static("s3cret"));
+        assert_eq!(hooks.receive("crm", &signed, b"x"), Receipt::Accepted(0));
+        // Signed requests still have a limit.
+        let accepted = (0..100)
+            .filter(|_| hooks.receive("crm", &signed, b"x") == Receipt::Accepted(0))
+            .count();
+        assert!(accepted < 100, "{accepted}");
+    }
+
+    #[test]
+    fn refusals_are_logged_once_per_interval_with_their_count() {
+        let log = RejectionLog::default();
+        let start = Instant::now();
+        assert_eq!(log.note("crm", Rejection::BadSignature, start), Some(1));
+        for _ in 0..99 {
+            assert_eq!(log.note("crm", Rejection::BadSignature, start), None);
+        }
+        // Another reason or hook has its own line.
+        assert_eq!(log.note("crm", Rejection::RateLimited, start), Some(1));
+        assert_eq!(log.note("a", Rejection::UnknownHook, start), Some(1));
+        assert_eq!(log.note("b", Rejection::UnknownHook, start), None);
+        let later = start + REJECTION_LOG_EVERY;
+        assert_eq!(log.note("crm", Rejection::BadSignature, later), Some(100));
+        assert_eq!(log.note("crm", Rejection::BadSignature, later), None);
     }
 
     #[test]

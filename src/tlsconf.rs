@@ -74,3 +74,36 @@ pub fn client_config(roots: Arc<RootCertStore>) -> rustls::ClientConfig {
         .with_root_certificates(roots)
         .with_no_client_auth()
 }
+
+/// A server config for the built-in web server from PEM files: the certificate chain (leaf
+/// first) and its private key, offering HTTP/1.1.
+pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::PrivateKeyDer;
+    install_crypto_provider();
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path).map_err(|e| format!("cannot read {what} `{}`: {e}", path.display()))
+    };
+    let cert_pem = read(cert_file, "cert_file")?;
+    let key_pem = read(key_file, "key_file")?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cert_file `{}` is not valid PEM: {e}", cert_file.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "cert_file `{}` holds no certificate (expected -----BEGIN CERTIFICATE-----)",
+            cert_file.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        format!(
+            "key_file `{}` holds no usable private key: {e}",
+            key_file.display()
+        )
+    })?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the certificate and key do not fit together: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}

@@ -46,8 +46,27 @@ async fn reload_refuses_a_bad_config_and_keeps_the_old_one_running() {
             shop.url("/ok")
         ),
     );
+    // Reloading over HTTP is off by default; it needs the lifecycle switch and a credential.
+    dir.write(
+        "server.yaml",
+        &format!(
+            "server:\n  enable_lifecycle: true\n  basic_auth_users: {{ ops: \"{}\" }}\n",
+            bcrypt::hash("reload-pw", 4).expect("bcrypt")
+        ),
+    );
     let daemon = dir.start().await;
     let client = reqwest::Client::new();
+    let get_metrics = || async {
+        client
+            .get(daemon.url("/metrics"))
+            .basic_auth("ops", Some("reload-pw"))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("metrics body")
+    };
 
     dir.write(
         "shop.yaml",
@@ -55,6 +74,7 @@ async fn reload_refuses_a_bad_config_and_keeps_the_old_one_running() {
     );
     let answer = client
         .post(daemon.url("/-/reload"))
+        .basic_auth("ops", Some("reload-pw"))
         .send()
         .await
         .expect("reload");
@@ -70,7 +90,7 @@ async fn reload_refuses_a_bad_config_and_keeps_the_old_one_running() {
     );
     // The old check still runs and is still exported.
     daemon.next_report_of("home").await;
-    let metrics = daemon.get_text("/metrics").await;
+    let metrics = get_metrics().await;
     assert!(metrics.contains("supportwatch_config_last_reload_successful 0"));
     assert!(metrics.contains(r#"check="home""#));
 
@@ -86,7 +106,7 @@ async fn reload_refuses_a_bad_config_and_keeps_the_old_one_running() {
         "config reloaded: 1 checks"
     );
     daemon.next_report_of("contacts").await;
-    let metrics = daemon.get_text("/metrics").await;
+    let metrics = get_metrics().await;
     assert!(metrics.contains("supportwatch_config_last_reload_successful 1"));
     assert!(metrics.contains(r#"check="contacts""#));
     assert!(

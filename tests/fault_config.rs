@@ -68,6 +68,21 @@ fn good_config(url: &str) -> String {
     )
 }
 
+/// The password of the user `ops`, for `/metrics` and `/-/reload`.
+const OPS_PASSWORD: &str = "ops-reload-pw";
+
+/// Enables `POST /-/reload` (off by default) for the user `ops`, in its own file so that the
+/// configs written to `shop.yaml` do not replace it.
+fn enable_reload(dir: &ConfigDir) {
+    dir.write(
+        "server.yaml",
+        &format!(
+            "server:\n  enable_lifecycle: true\n  basic_auth_users: {{ ops: \"{}\" }}\n",
+            bcrypt::hash(OPS_PASSWORD, 4).expect("bcrypt")
+        ),
+    );
+}
+
 /// The daemon binary with its stderr (JSON log lines) collected as it runs.
 struct Daemon {
     child: Child,
@@ -122,6 +137,7 @@ impl Daemon {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
+            .basic_auth("ops", Some(OPS_PASSWORD))
             .send()
             .await
             .expect("GET");
@@ -132,6 +148,7 @@ impl Daemon {
         let r = self
             .http
             .post(format!("{}/-/reload", self.base))
+            .basic_auth("ops", Some(OPS_PASSWORD))
             .send()
             .await
             .expect("POST /-/reload");
@@ -200,6 +217,7 @@ async fn absurd_reloads_are_refused_and_checks_keep_running() {
     let url = format!("http://{shop}/ok");
     let dir = ConfigDir::new();
     dir.write("shop.yaml", &good_config(&url));
+    enable_reload(&dir);
     let daemon = Daemon::start(&dir);
     let mut runs = daemon.runs_beyond(0.0).await;
     let (code, health) = daemon.health().await;

@@ -62,12 +62,14 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
     };
     let checks = merge_checks(sections.raw_checks, &context, errors);
     let alerting = merge_alerting(sections.alerting, &sections.notifiers, &checks, errors);
+    let server = sections.server.map(|(_, s)| s).unwrap_or_default();
+    errors.extend(server.problems().into_iter().map(ConfigError::general));
     Config {
         checks,
         mailboxes: sections.mailboxes,
         hooks: sections.hooks,
         browser,
-        server: sections.server.map(|(_, s)| s).unwrap_or_default(),
+        server,
         scheduler,
         notifiers: sections.notifiers,
         alerting,

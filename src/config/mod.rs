@@ -232,13 +232,81 @@ impl CheckSpec {
     }
 }
 
-/// The built-in web server (`/metrics`, `/healthz`, `/-/reload`).
-#[derive(Debug, Clone, Deserialize)]
+/// The built-in web server (`/metrics`, `/healthz`, `/-/reload`, `/hooks/`). Everything but
+/// `listen` takes effect at start; a reload that changes it only warns.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on.
     #[serde(default = "default_listen")]
     pub listen: std::net::SocketAddr,
+    /// Serve `/hooks/` on this address instead of `listen` (the only part that must face the
+    /// internet); `listen` then serves no hooks.
+    #[serde(default)]
+    pub hooks_listen: Option<std::net::SocketAddr>,
+    /// Allow `POST /-/reload` over HTTP (off by default, as Prometheus's lifecycle API); needs
+    /// `basic_auth_users`. SIGHUP always reloads.
+    #[serde(default)]
+    pub enable_lifecycle: bool,
+    /// Serve HTTPS with this certificate and key (PEM files), as exporter-toolkit's web config.
+    #[serde(default)]
+    pub tls_server_config: Option<TlsServerConfig>,
+    /// User → bcrypt hash; when set, every endpoint but `/healthz` and `/hooks/` asks for them.
+    #[serde(default)]
+    pub basic_auth_users: BTreeMap<String, String>,
+    /// Open connections at most, both listeners together (default: a quarter of the file
+    /// descriptor limit, so outgoing check connections always have room).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+}
+
+/// The most inbound connections `server.max_connections` may allow.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+
+impl ServerConfig {
+    /// What is wrong with these settings, each as a sentence, checked at load (so `validate`
+    /// reports it too).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.enable_lifecycle && self.basic_auth_users.is_empty() {
+            problems.push(
+                "server.enable_lifecycle needs server.basic_auth_users: /-/reload must not be \
+                 open to anyone who can reach the port (SIGHUP reloads without it)"
+                    .to_string(),
+            );
+        }
+        for (user, hash) in &self.basic_auth_users {
+            if hash.parse::<bcrypt::HashParts>().is_err() {
+                problems.push(format!(
+                    "server.basic_auth_users: the hash of user `{user}` is not a bcrypt hash \
+                     (`$2y$…`); make one with `htpasswd -nBC 10 {user}`"
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls_server_config
+            && let Err(problem) = crate::tlsconf::server_config(&tls.cert_file, &tls.key_file)
+        {
+            problems.push(format!("server.tls_server_config: {problem}"));
+        }
+        if let Some(max) = self.max_connections
+            && !(1..=MAX_CONNECTIONS).contains(&max)
+        {
+            problems.push(format!(
+                "`server.max_connections` is {max}; allowed 1 to {MAX_CONNECTIONS}"
+            ));
+        }
+        problems
+    }
+}
+
+/// `server.tls_server_config`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsServerConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
 }
 
 fn default_listen() -> std::net::SocketAddr {
@@ -249,6 +317,11 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: default_listen(),
+            hooks_listen: None,
+            enable_lifecycle: false,
+            tls_server_config: None,
+            basic_auth_users: BTreeMap::new(),
+            max_connections: None,
         }
     }
 }

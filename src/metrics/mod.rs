@@ -13,6 +13,7 @@
 mod browser;
 mod checks;
 mod labels;
+pub mod server;
 
 pub use browser::BROWSER_METRICS;
 pub use checks::SkipReason;
@@ -219,6 +220,8 @@ pub struct Metrics {
     pub scheduler_stalled: IntGauge,
     /// Why the scheduler counts as stalled, while it does (for `/healthz`).
     scheduler_stall: Mutex<Option<String>>,
+    /// The web server's connections and refused webhooks.
+    pub server: Arc<server::ServerMetrics>,
     /// Run durations per kind: the distribution lives here, bounded by the kinds, rather than in
     /// a histogram per check (per check, Prometheus keeps the last durations).
     run_duration: HistogramVec,
@@ -380,8 +383,10 @@ impl Metrics {
              starting.",
         )
         .expect("static metric definition");
+
+        let server = server::ServerMetrics::new();
         let mut families = BTreeMap::new();
-        for c in [
+        let collectors = [
             Box::new(run_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(delivery_latency.clone()),
             Box::new(auto_reply_latency.clone()),
@@ -402,7 +407,8 @@ impl Metrics {
             Box::new(storage_last_success.clone()),
             Box::new(scheduler_oldest_overdue.clone()),
             Box::new(scheduler_stalled.clone()),
-        ] {
+        ];
+        for c in collectors.into_iter().chain(server.collectors()) {
             // `collect()` yields a label vector's family even before it has a series.
             for family in c.collect() {
                 families.insert(family.name().to_string(), family.get_field_type());
@@ -429,6 +435,7 @@ impl Metrics {
             scheduler_oldest_overdue,
             scheduler_stalled,
             scheduler_stall: Mutex::new(None),
+            server: Arc::new(server),
             run_duration,
             delivery_latency,
             auto_reply_latency,
