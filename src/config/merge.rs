@@ -72,6 +72,7 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
         alerting,
         storage: sections.storage.map(|(_, s)| s).unwrap_or_default(),
         files,
+        secrets: Default::default(),
     }
 }
 

@@ -12,7 +12,8 @@
 //!
 //! Which forms are matched, for each secret: the value itself; its base64 (standard and URL-safe,
 //! with and without padding); the AUTH PLAIN strings `base64("\0user\0pass")` and
-//! `base64("user\0user\0pass")` for every user name configured next to a password; the part of
+//! `base64("user\0user\0pass")` (and basic auth's `base64("user:pass")`) for every user name
+//! configured next to a password; the part of
 //! any base64 text that encodes the secret at any byte offset (so an AUTH PLAIN string with an
 //! unknown user name is still covered, up to a few characters at its edges); its percent-encoded
 //! forms (upper and lower case hex, `+` for space); and its JSON and Rust string escapes.
@@ -71,10 +72,20 @@ pub(super) fn note_secret(value: &str) {
 }
 
 /// Collects secrets and user names, then builds a [`Redactor`].
-#[derive(Default, Debug, Clone)]
+#[derive(Default, Clone, PartialEq, Eq)]
 pub struct RedactorBuilder {
     secrets: BTreeSet<String>,
     logins: BTreeSet<(String, String)>,
+}
+
+impl std::fmt::Debug for RedactorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values: they are the secrets.
+        f.debug_struct("RedactorBuilder")
+            .field("secrets", &self.secrets.len())
+            .field("logins", &self.logins.len())
+            .finish()
+    }
 }
 
 impl RedactorBuilder {
@@ -92,7 +103,8 @@ impl RedactorBuilder {
         self
     }
 
-    /// Adds a user name and its password, so the AUTH PLAIN strings made of both are known.
+    /// Adds a user name and its password, so the AUTH PLAIN and HTTP basic-auth strings made of
+    /// both are known.
     pub fn login(&mut self, user: &str, password: &str) -> &mut Self {
         self.secret(password);
         self.logins.insert((user.to_string(), password.to_string()));
@@ -115,6 +127,7 @@ impl RedactorBuilder {
             for plain in [
                 format!("\0{user}\0{password}"),
                 format!("{user}\0{user}\0{password}"),
+                format!("{user}:{password}"),
             ] {
                 base64_forms(plain.as_bytes(), &mut forms);
             }
@@ -231,6 +244,26 @@ pub fn install(redactor: Arc<Redactor>) {
 pub fn current() -> Arc<Redactor> {
     let slot = CURRENT.read().unwrap_or_else(|e| e.into_inner());
     slot.clone().unwrap_or_default()
+}
+
+/// A writer that scrubs what passes through it with the [`current`] redactor: the log writer.
+///
+/// The log formatter writes each event in one `write_all`, so a secret is never split across two
+/// calls; the scrubbed bytes go out whole, and the caller is told its bytes were all taken.
+pub struct RedactingWriter<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match current().scrub_bytes(buf) {
+            Some(scrubbed) => self.0.write_all(&scrubbed)?,
+            None => self.0.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn forms_of(secret: &str, forms: &mut BTreeSet<String>) {
