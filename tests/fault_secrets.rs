@@ -1,7 +1,8 @@
 //! Fault: servers that echo the credentials they were sent.
 //!
 //! A hostile IMAP server (implicit TLS, test CA) answers LOGIN with
-//! `NO [AUTHENTICATIONFAILED] bad password <the password it got>`, and a hostile SMTP server
+//! `NO [AUTHENTICATIONFAILED] bad password <the password it got>` (and the password again where
+//! the message gets cut short), and a hostile SMTP server
 //! answers AUTH PLAIN with `535 5.7.8 rejected <the base64 string it got>`. The real binary runs
 //! `check` (text and `--json`) and `run` (with storage and a webhook notifier) against them; no
 //! password and none of its encodings may appear in stdout, stderr (the log), the SQLite file or
@@ -78,7 +79,12 @@ async fn hostile_imap(acceptor: tokio_rustls::TlsAcceptor, received: Received) -
                                 .replace("\\\"", "\"")
                                 .replace("\\\\", "\\");
                             received.push(password.clone());
-                            format!("{tag} NO [AUTHENTICATIONFAILED] bad password {password}\r\n")
+                            // Twice: whole, and where supportwatch cuts the server's text
+                            // (at 120 characters) in the middle of the password.
+                            format!(
+                                "{tag} NO [AUTHENTICATIONFAILED] bad password {password}; the \
+                                 audit trail of this server has details, {password}\r\n"
+                            )
                         }
                         "LOGOUT" => format!("* BYE\r\n{tag} OK bye\r\n"),
                         _ => format!("{tag} BAD unknown command\r\n"),

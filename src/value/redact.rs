@@ -18,6 +18,10 @@
 //! unknown user name is still covered, up to a few characters at its edges); its percent-encoded
 //! forms (upper and lower case hex, `+` for space); and its JSON and Rust string escapes.
 //!
+//! A message cut short (ending in `…`, as every truncation in supportwatch does) may end in the
+//! first part of a secret; any first part of at least [`MIN_SECRET_CHARS`] characters followed by
+//! `…` is redacted too. A cut without `…` is not recognised.
+//!
 //! Short secrets: a value of fewer than [`MIN_SECRET_CHARS`] characters is not matched at all,
 //! because scrubbing every `abc` from every message would make messages unreadable and would tell
 //! a reader the secret anyway. The offset-independent base64 parts are only used when they are at
@@ -134,6 +138,15 @@ impl RedactorBuilder {
         }
         // Never match the empty string (it would match everywhere).
         forms.retain(|f| !f.is_empty());
+        // Messages quoting a server are cut to a bounded length, ending in "…": a secret cut
+        // there is still a secret, down to its first few characters.
+        let mut cut = BTreeSet::new();
+        for form in &forms {
+            for (end, _) in form.char_indices().skip(MIN_SECRET_CHARS) {
+                cut.insert(format!("{}…", &form[..end]));
+            }
+        }
+        forms.extend(cut);
         let patterns: Vec<String> = forms.into_iter().collect();
         let matcher = if patterns.is_empty() {
             None
@@ -414,6 +427,22 @@ mod tests {
             let left = scrubbed.replace("535 ", "").replace(MARKER, "");
             assert!(left.len() <= 12, "{user}: {scrubbed}");
         }
+    }
+
+    #[test]
+    fn a_secret_cut_short_is_still_scrubbed() {
+        let r = Redactor::for_secrets(["correct-horse-battery"]);
+        assert_eq!(
+            r.scrub("NO bad password correct-hor…"),
+            "NO bad password <redacted>"
+        );
+        assert_eq!(
+            r.scrub("NO bad password corr…"),
+            "NO bad password <redacted>"
+        );
+        // Too short a part to tell, and no cut at all: left alone.
+        assert_eq!(r.scrub("NO bad password cor…"), "NO bad password cor…");
+        assert_eq!(r.scrub("a correct answer"), "a correct answer");
     }
 
     #[test]
