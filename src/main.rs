@@ -118,7 +118,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            let message = redact::current().scrub(&format!("{e:#}"));
+            let message = redact::scrub_installed(&format!("{e:#}"));
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
@@ -227,7 +227,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => {
                     // A mail server may quote the credentials it refused.
-                    eprintln!("error: {}", redact::current().scrub(&e.to_string()));
+                    eprintln!("error: {}", redact::scrub_installed(&e.to_string()));
                     Ok(ExitCode::from(1))
                 }
             }

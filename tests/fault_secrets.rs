@@ -447,3 +447,48 @@ async fn echoed_credentials_never_leave_the_process() {
         }
     }
 }
+
+/// A config with one secret (a Telegram bot token) taken from `${SW_RELOAD_TOKEN}`.
+fn source_with_token(token: &str) -> supportwatch::daemon::ConfigSource {
+    supportwatch::daemon::ConfigSource::Inline {
+        path: "reload.yaml".into(),
+        text: "notifiers:\n  owner: { kind: telegram, bot_token: \"${SW_RELOAD_TOKEN}\", chat_id: \"1\" }\nchecks:\n  - { name: home, kind: http, url: \"http://127.0.0.1:9/\" }\n".into(),
+        vars: [("SW_RELOAD_TOKEN".to_string(), token.to_string())].into(),
+    }
+}
+
+#[test]
+fn a_reload_brings_the_new_configs_secrets() {
+    let first = source_with_token("4242:first-token")
+        .load()
+        .expect("the first config loads");
+    let line = "refused 4242:first-token and 4343:second-token";
+    assert_eq!(
+        first.checks[0].redactor.scrub(line),
+        "refused <redacted> and 4343:second-token"
+    );
+    assert_eq!(
+        supportwatch::value::redact::current().scrub(line),
+        "refused <redacted> and 4343:second-token"
+    );
+
+    let second = source_with_token("4343:second-token")
+        .load()
+        .expect("the reloaded config loads");
+    assert_eq!(
+        second.checks[0].redactor.scrub(line),
+        "refused 4242:first-token and <redacted>"
+    );
+    // Runs of the old config may still be logging: the log scrubs both for one generation.
+    assert_eq!(
+        supportwatch::value::redact::scrub_installed(line),
+        "refused <redacted> and <redacted>"
+    );
+    source_with_token("4444:third-token")
+        .load()
+        .expect("the third config loads");
+    assert_eq!(
+        supportwatch::value::redact::scrub_installed(line),
+        "refused 4242:first-token and <redacted>"
+    );
+}

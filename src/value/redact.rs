@@ -243,23 +243,59 @@ impl Redactor {
     }
 }
 
-/// The redactor the log writer and the binary's error output use: that of the config in force.
-static CURRENT: RwLock<Option<Arc<Redactor>>> = RwLock::new(None);
+/// The redactors the log writer and the binary's error output use: that of the config loaded
+/// last, and the one before it, whose runs may still be finishing (and logging) after a reload.
+static INSTALLED: RwLock<Option<Installed>> = RwLock::new(None);
 
-/// Makes `redactor` the one [`current`] returns (done when a config is applied).
+struct Installed {
+    newest: Arc<Redactor>,
+    previous: Option<Arc<Redactor>>,
+}
+
+/// Makes `redactor` the one [`current`] returns (done when a config is loaded); the one it
+/// replaces keeps scrubbing log lines until the next load.
 pub fn install(redactor: Arc<Redactor>) {
     // A poisoned lock only means a panic elsewhere while swapping an Arc; the value is whole.
-    let mut slot = CURRENT.write().unwrap_or_else(|e| e.into_inner());
-    *slot = Some(redactor);
+    let mut slot = INSTALLED.write().unwrap_or_else(|e| e.into_inner());
+    let previous = slot.take().map(|installed| installed.newest);
+    *slot = Some(Installed {
+        newest: redactor,
+        previous,
+    });
 }
 
-/// The installed redactor, or an empty one before any config was applied.
+/// The redactor installed last, or an empty one before any config was loaded.
 pub fn current() -> Arc<Redactor> {
-    let slot = CURRENT.read().unwrap_or_else(|e| e.into_inner());
-    slot.clone().unwrap_or_default()
+    let slot = INSTALLED.read().unwrap_or_else(|e| e.into_inner());
+    slot.as_ref()
+        .map(|installed| installed.newest.clone())
+        .unwrap_or_default()
 }
 
-/// A writer that scrubs what passes through it with the [`current`] redactor: the log writer.
+/// `bytes` scrubbed by the installed redactors; `None` when nothing matched.
+pub fn scrub_installed_bytes(bytes: &[u8]) -> Option<Vec<u8>> {
+    let (newest, previous) = {
+        let slot = INSTALLED.read().unwrap_or_else(|e| e.into_inner());
+        let installed = slot.as_ref()?;
+        (installed.newest.clone(), installed.previous.clone())
+    };
+    let scrubbed = newest.scrub_bytes(bytes);
+    let Some(previous) = previous else {
+        return scrubbed;
+    };
+    let once = scrubbed.as_deref().unwrap_or(bytes);
+    previous.scrub_bytes(once).or(scrubbed)
+}
+
+/// `text` scrubbed by the installed redactors.
+pub fn scrub_installed(text: &str) -> String {
+    match scrub_installed_bytes(text.as_bytes()) {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => text.to_string(),
+    }
+}
+
+/// A writer that scrubs what passes through it with the installed redactors: the log writer.
 ///
 /// The log formatter writes each event in one `write_all`, so a secret is never split across two
 /// calls; the scrubbed bytes go out whole, and the caller is told its bytes were all taken.
@@ -267,7 +303,7 @@ pub struct RedactingWriter<W>(pub W);
 
 impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match current().scrub_bytes(buf) {
+        match scrub_installed_bytes(buf) {
             Some(scrubbed) => self.0.write_all(&scrubbed)?,
             None => self.0.write_all(buf)?,
         }
