@@ -145,29 +145,47 @@ pub fn prepare_with(
     }
 }
 
-/// The redactor for `config`: every secret read from its files, and each password with the user
-/// name configured beside it (so the AUTH PLAIN and basic-auth strings made of both are known).
+/// The redactor for `config`: every secret read from its files, each password with the user name
+/// configured beside it (so the AUTH PLAIN and basic-auth strings made of both are known), and
+/// what `${…}` put into request headers (`Authorization: Bearer ${SHOP_API_TOKEN}`), which a
+/// server may echo just as well.
 fn redactor_for(config: &Config) -> Redactor {
-    let mut builder: RedactorBuilder = config.secrets.clone();
-    let mut login = |user: &Option<crate::value::Text>, password: &Option<crate::value::Secret>| {
+    use crate::notify::ServiceSpec;
+    use crate::value::{Secret, Text};
+    fn login(builder: &mut RedactorBuilder, user: &Option<Text>, password: &Option<Secret>) {
         if let (Some(user), Some(password)) = (user, password) {
             builder.login(user.expose(), password.expose());
         }
-    };
+    }
+    fn headers(builder: &mut RedactorBuilder, headers: &std::collections::BTreeMap<String, Text>) {
+        for value in headers.values().filter(|v| v.is_interpolated()) {
+            // The words the template does not hold came from `${…}`: `Bearer` stays readable.
+            for word in value.expose().split_whitespace() {
+                if !value.template().contains(word) {
+                    builder.secret(word);
+                }
+            }
+        }
+    }
+    let mut builder: RedactorBuilder = config.secrets.clone();
     for mailbox in config.mailboxes.values() {
-        login(&mailbox.user, &mailbox.password);
+        login(&mut builder, &mailbox.user, &mailbox.password);
     }
     for check in &config.checks {
-        // Only `mail` checks log in with a user name and a password.
-        if let CheckSpec::Mail(mail) = &check.spec {
-            login(&mail.user, &mail.password);
+        match &check.spec {
+            CheckSpec::Mail(mail) => login(&mut builder, &mail.user, &mail.password),
+            CheckSpec::Http(http) => headers(&mut builder, &http.headers),
+            CheckSpec::Form(form) | CheckSpec::Callback(form) => {
+                headers(&mut builder, &form.headers)
+            }
+            CheckSpec::Chat(chat) => headers(&mut builder, &chat.headers),
+            CheckSpec::Browser(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) => {}
         }
     }
     for notifier in config.notifiers.values() {
-        use crate::notify::ServiceSpec;
         match &notifier.service {
-            ServiceSpec::Email(email) => login(&email.user, &email.password),
-            ServiceSpec::Alertmanager(am) => login(&am.user, &am.password),
+            ServiceSpec::Email(email) => login(&mut builder, &email.user, &email.password),
+            ServiceSpec::Alertmanager(am) => login(&mut builder, &am.user, &am.password),
             ServiceSpec::Telegram(_) | ServiceSpec::Webhook(_) | ServiceSpec::Slack(_) => {}
         }
     }

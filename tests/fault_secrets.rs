@@ -492,3 +492,22 @@ fn a_reload_brings_the_new_configs_secrets() {
         "refused 4242:first-token and <redacted>"
     );
 }
+
+#[test]
+fn what_interpolation_puts_into_a_request_header_is_a_secret() {
+    let vars = [("SW_HEADER_TOKEN".to_string(), "shop-api-7731".to_string())].into();
+    let config = supportwatch::value::with_overlay(&vars, || {
+        supportwatch::config::load_sources(&[(
+            "headers.yaml".into(),
+            "checks:\n  - name: api\n    kind: http\n    url: \"http://127.0.0.1:9/\"\n    headers: { Authorization: \"Bearer ${SW_HEADER_TOKEN}\" }\n".into(),
+        )])
+    })
+    .expect("the config loads");
+    let prepared = supportwatch::assemble::prepare(config).expect("the config prepares");
+    assert_eq!(
+        prepared
+            .redactor
+            .scrub("401: invalid header Authorization: Bearer shop-api-7731"),
+        "401: invalid header Authorization: Bearer <redacted>"
+    );
+}
