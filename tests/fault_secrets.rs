@@ -23,6 +23,8 @@ const IMAP_USER: &str = "support@shop.test";
 const IMAP_PASSWORD: &str = "imap-Pa55word/with+chars";
 const SMTP_USER: &str = "monitor@shop.test";
 const SMTP_PASSWORD: &str = "smtp-Secret horse~battery";
+/// The e-mail notifier logs in to the same hostile server, with the same password.
+const ALERTS_USER: &str = "alerts@shop.test";
 const MARKER: &str = "<redacted>";
 
 /// What the hostile servers received: proof that the secrets were on the wire to be echoed.
@@ -183,7 +185,7 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// Every form of the two passwords that must not leave the process.
-fn forbidden(received: &[String]) -> Vec<String> {
+fn forbidden_forms(received: &[String]) -> Vec<String> {
     let mut forms = vec![
         IMAP_PASSWORD.to_string(),
         SMTP_PASSWORD.to_string(),
@@ -247,10 +249,11 @@ async fn setup() -> Setup {
   support: {{ imap: \"imaps://127.0.0.1:{imap_port}\", user: {IMAP_USER}, password: \"${{SW_FAULT_IMAP_PASSWORD}}\", ca_file: \"{ca}\" }}
 notifiers:
   ops: {{ kind: webhook, url: \"{hook}\" }}
+  mail: {{ kind: email, smtp: \"smtp://127.0.0.1:{hostile_smtp}\", user: {ALERTS_USER}, password: \"${{file:{password_file}}}\", from: {ALERTS_USER}, to: [owner@shop.test] }}
 alerting:
   group_wait: 0s
   failure_threshold: 1
-  routes: [ {{ notify: [ops] }} ]
+  routes: [ {{ notify: [ops, mail] }} ]
 checks:
   - name: smtp-auth
     kind: mail
@@ -304,6 +307,51 @@ async fn check(setup: &Setup, json: bool) -> Output {
         .expect("run supportwatch check")
 }
 
+/// The address in the daemon's "supportwatch running addr=…" log line.
+async fn wait_for_listen_address(log: &Mutex<String>) -> String {
+    let started = Instant::now();
+    loop {
+        let found = log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lines()
+            .find(|l| l.contains("supportwatch running"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string);
+        if let Some(addr) = found {
+            return addr;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the daemon never said where it listens"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `/healthz` once it lists `notifier` as failing.
+async fn wait_for_failing_notifier(addr: &str, notifier: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let body = reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .expect("GET /healthz")
+            .text()
+            .await
+            .expect("the /healthz body");
+        let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if health["notifiers_failing"].get(notifier).is_some() {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "`{notifier}` never failed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Every value of every table, as text.
 fn database_text(path: &std::path::Path) -> String {
     let db = rusqlite::Connection::open(path).expect("open the alert database");
@@ -354,7 +402,7 @@ async fn echoed_credentials_never_leave_the_process() {
         received.iter().any(|r| r.len() > 20 && r != IMAP_PASSWORD),
         "the SMTP server got an AUTH PLAIN string: {received:?}"
     );
-    let forbidden = forbidden(&received);
+    let forbidden = forbidden_forms(&received);
     for (what, output) in [("check", &text), ("check --json", &json)] {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -391,6 +439,21 @@ async fn echoed_credentials_never_leave_the_process() {
         .kill_on_drop(true)
         .spawn()
         .expect("start supportwatch run");
+    // The log, read as it comes: it names the address the server listens on.
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = daemon.stderr.take().expect("piped stderr");
+    let reader = {
+        let log = log.clone();
+        // Reads the daemon's stderr to its end (the daemon's exit), so its pipe never fills.
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        })
+    };
     setup
         .hook
         .wait_until("alerts for both checks", |got| {
@@ -401,6 +464,11 @@ async fn echoed_credentials_never_leave_the_process() {
             bodies.contains("smtp-auth") && bodies.contains("imap-login")
         })
         .await;
+    // The e-mail notifier's refusal (a 535 quoting its AUTH PLAIN string) shows in /healthz.
+    let addr = wait_for_listen_address(&log).await;
+    let health = wait_for_failing_notifier(&addr, "mail").await;
+    assert_clean("/healthz", &health, &forbidden_forms(&setup.received.all()));
+    assert!(health.contains(MARKER), "{health}");
     // SIGTERM drains the runs and flushes the history.
     let pid = daemon.id().expect("the daemon's pid");
     let killed = std::process::Command::new("kill")
@@ -418,8 +486,14 @@ async fn echoed_credentials_never_leave_the_process() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    reader.await.expect("the log reader ends with the daemon");
+    let forbidden = forbidden_forms(&setup.received.all());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        stderr.contains(ALERTS_USER),
+        "the e-mail notifier logged in: {stderr}"
+    );
     assert_clean("run stdout", &stdout, &forbidden);
     assert_clean("run log", &stderr, &forbidden);
     assert!(
