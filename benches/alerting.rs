@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant, UNIX_EPOCH};
 use supportwatch::alert::dispatch;
 use supportwatch::alert::engine::{AlertState, FinishedRun};
-use supportwatch::alert::store::{Queued, RunRecord, Store};
+use supportwatch::alert::store::{OutboxRow, Queued, RunRecord, Store};
 use supportwatch::alert::{Policy, WindowRule};
 use supportwatch::notify::{AlertNotice, AlertStatus};
 use supportwatch::value::{Channel, Dur, Kind};
@@ -83,6 +83,7 @@ fn main() {
     );
 
     let notice = |i: usize| AlertNotice {
+        id: format!("check-{i}@1:firing"),
         fingerprint: format!("check-{i}@1"),
         check: format!("check-{i}"),
         channel: Channel::FeedbackForm,
@@ -96,17 +97,22 @@ fn main() {
         reason: "not delivered within 5m".into(),
         link: None,
     };
-    let queued: Vec<Queued> = (0..10_000)
-        .map(|i| Queued {
-            notifier: format!("notifier-{}", i % 5),
-            shop: format!("shop-{}", i % 100),
-            fallback: None,
-            is_fallback: false,
-            due_at: 0.0,
-            notice: notice(i),
+    let queued: Vec<OutboxRow> = (0..10_000)
+        .map(|i| OutboxRow {
+            id: i64::try_from(i).expect("small") + 1,
+            queued: Queued {
+                notifier: format!("notifier-{}", i % 5),
+                shop: format!("shop-{}", i % 100),
+                fallback: None,
+                is_fallback: false,
+                due_at: 0.0,
+                notice: notice(i),
+            },
+            attempts: 0,
+            next_attempt_at: 0.0,
         })
         .collect();
-    store.enqueue(&queued).expect("enqueue");
+    store.hand_over(&queued, &[]).expect("enqueue");
     let started = Instant::now();
     let rows = store.outbox().expect("outbox");
     let read = started.elapsed();

@@ -150,14 +150,20 @@ impl Daemon {
         });
         // With --listen the config's server.listen is not used, so a change to it means nothing.
         let configured_listen = listen.is_none().then_some(prepared.config.server.listen);
+        let running = Running {
+            scheduler: scheduler.clone(),
+            metrics: metrics.clone(),
+            hooks: hooks.clone(),
+            alerts: alerts.commands(),
+            current: Arc::new(prepared),
+        };
+        // The one task that reloads: requests from SIGHUP and the endpoint queue in its channel.
         let reload_task = tokio::spawn(reload_loop(
             source,
             reload_rx,
-            scheduler.clone(),
-            metrics.clone(),
-            hooks.clone(),
+            running,
             configured_listen,
-            (alerts.commands(), storage_path),
+            storage_path,
         ));
         Ok(Daemon {
             addr,
@@ -240,20 +246,26 @@ async fn load_blocking(source: ConfigSource, hooks: Arc<Hooks>) -> Result<Prepar
     }
 }
 
-async fn reload_loop(
-    source: ConfigSource,
-    mut requests: mpsc::Receiver<ReloadRequest>,
+/// What the reload loop keeps between reloads.
+struct Running {
     scheduler: Scheduler,
     metrics: Arc<Metrics>,
     hooks: Arc<Hooks>,
+    alerts: AlertCommands,
+    /// The config that runs now, re-applied when applying a new one fails half way.
+    current: Arc<Prepared>,
+}
+
+async fn reload_loop(
+    source: ConfigSource,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+    mut running: Running,
     configured_listen: Option<SocketAddr>,
-    (alerts, storage_path): (AlertCommands, PathBuf),
+    storage_path: PathBuf,
 ) {
     while let Some(reply) = requests.recv().await {
-        let answer = match load_blocking(source.clone(), hooks.clone()).await {
+        let answer = match load_blocking(source.clone(), running.hooks.clone()).await {
             Ok(prepared) => {
-                // Only an accepted config changes which hooks exist and their secrets.
-                hooks.configure(&prepared.config.hooks);
                 if let Some(listening_on) = configured_listen
                     && prepared.config.server.listen != listening_on
                 {
@@ -273,15 +285,35 @@ async fn reload_loop(
                 for warning in &prepared.warnings {
                     tracing::warn!("{warning}");
                 }
-                alerts.apply(prepared.alert_setup()).await;
-                scheduler.apply(&prepared);
-                metrics.record_reload(true);
-                let summary = format!("config reloaded: {} checks", prepared.checks.len());
-                tracing::info!("{summary}");
-                Ok(summary)
+                let prepared = Arc::new(prepared);
+                match apply_caught(&running, prepared.clone()).await {
+                    Ok(()) => {
+                        running.current = prepared.clone();
+                        running.metrics.record_reload(true);
+                        let summary = format!("config reloaded: {} checks", prepared.checks.len());
+                        tracing::info!("{summary}");
+                        Ok(summary)
+                    }
+                    Err(panic) => {
+                        // Whatever the new config changed before the failure is undone by
+                        // applying the old one again; that one applied cleanly before.
+                        if apply_caught(&running, running.current.clone())
+                            .await
+                            .is_err()
+                        {
+                            tracing::error!("re-applying the previous config failed too");
+                        }
+                        running.metrics.record_reload(false);
+                        let message = format!(
+                            "applying the new config failed ({panic}); the previous config keeps running"
+                        );
+                        tracing::error!("config reload failed: {message}");
+                        Err(message)
+                    }
+                }
             }
             Err(errors) => {
-                metrics.record_reload(false);
+                running.metrics.record_reload(false);
                 tracing::error!(
                     "config reload refused; the previous config keeps running:\n{errors}"
                 );
@@ -289,5 +321,59 @@ async fn reload_loop(
             }
         };
         let _ = reply.send(answer);
+    }
+}
+
+/// Applies `prepared` to hooks, alerting and the scheduler in a task of its own, so that a panic
+/// while applying is a failed reload (`Err` with the panic message) and the reload loop, and with
+/// it `POST /-/reload` and SIGHUP, keeps working.
+async fn apply_caught(running: &Running, prepared: Arc<Prepared>) -> Result<(), String> {
+    let (scheduler, hooks, alerts) = (
+        running.scheduler.clone(),
+        running.hooks.clone(),
+        running.alerts.clone(),
+    );
+    caught(async move {
+        // Only an accepted config changes which hooks exist and their secrets.
+        hooks.configure(&prepared.config.hooks);
+        alerts.apply(prepared.alert_setup()).await;
+        scheduler.apply(&prepared);
+    })
+    .await
+}
+
+/// Runs `work` to completion; a panic in it becomes `Err` with the panic's message.
+async fn caught(
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    // Spawned only to catch a panic as a JoinError; awaited at once, so reloads stay serial.
+    tokio::spawn(work)
+        .await
+        .map_err(|e| match e.try_into_panic() {
+            Ok(panic) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".to_string()),
+            Err(e) => e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::caught;
+
+    #[tokio::test]
+    async fn a_panic_while_applying_is_an_error_with_its_message() {
+        assert_eq!(caught(async {}).await, Ok(()));
+        let limit = usize::MAX;
+        let err = caught(async move { panic!("too many permits: {limit}") })
+            .await
+            .unwrap_err();
+        assert_eq!(err, format!("too many permits: {}", usize::MAX));
+        let err = caught(async { std::panic::panic_any(7_u8) })
+            .await
+            .unwrap_err();
+        assert_eq!(err, "panic");
     }
 }

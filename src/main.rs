@@ -153,7 +153,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(p) => p,
                 Err(errors) => {
                     eprintln!("{errors}");
-                    return Ok(ExitCode::from(1));
+                    // 2 like every other command's config error (README, "Command line").
+                    return Ok(ExitCode::from(2));
                 }
             };
             let plural = |n: usize, one: &str, many: &str| {
@@ -181,18 +182,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::List { config } => {
             let prepared = ConfigSource::Dir(config).load()?;
-            for c in &prepared.checks {
-                let c = &c.check;
-                println!(
-                    "{:<28} {:<5} {:<14} every {:<6} shop={:<12} {}",
-                    c.name,
-                    c.kind().as_str(),
-                    c.channel.as_str(),
-                    c.interval.to_string(),
-                    c.shop(),
-                    c.spec.summary()
-                );
-            }
+            let rows: Vec<Vec<String>> = prepared
+                .checks
+                .iter()
+                .map(|c| {
+                    let c = &c.check;
+                    vec![
+                        c.name.to_string(),
+                        c.kind().as_str().to_string(),
+                        c.channel.as_str().to_string(),
+                        format!("every {}", c.interval),
+                        format!("shop={}", c.shop()),
+                        c.spec.summary(),
+                    ]
+                })
+                .collect();
+            print!("{}", supportwatch::report::table(&rows));
             Ok(ExitCode::SUCCESS)
         }
         Command::Check {

@@ -112,3 +112,75 @@ pub fn detail(report: &RunReport) -> String {
     }
     out
 }
+
+/// Rows as text columns, each as wide as its longest cell (the last one unpadded), one row per
+/// line: `list` lines up whatever names, kinds and channels the config holds.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn columns_line_up_whatever_the_cells_hold() {
+        let rows = vec![
+            vec![
+                "home".into(),
+                "http".into(),
+                "website".into(),
+                "GET https://shop.ru/".into(),
+            ],
+            vec![
+                "callback-request".into(),
+                "callback".into(),
+                "callback".into(),
+                "form".into(),
+            ],
+            vec![
+                "чат".into(),
+                "chat".into(),
+                "chat".into(),
+                "wss://shop.ru/ws".into(),
+            ],
+        ];
+        let text = table(&rows);
+        let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        // "callback-request" is 16 wide and "callback" 8, two spaces between columns.
+        for (line, row) in lines.iter().zip(&rows) {
+            for (start, cell) in [0, 18, 28, 38].into_iter().zip(row) {
+                let at: String = line[start..].iter().take(cell.chars().count()).collect();
+                assert_eq!(&at, cell, "{text}");
+            }
+        }
+        assert!(text.lines().all(|l| l == l.trim_end()), "{text}");
+    }
+}

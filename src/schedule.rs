@@ -9,7 +9,7 @@
 //! permit, never the other checks' timers.
 
 use crate::assemble::{Prepared, PreparedCheck};
-use crate::config::SchedulerConfig;
+use crate::config::{MAX_CONCURRENCY_LIMIT, SchedulerConfig};
 use crate::metrics::{ConfiguredCheck, Metrics};
 use crate::outcome::RunReport;
 use crate::runner;
@@ -32,6 +32,14 @@ pub struct Limits {
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
+/// A semaphore for a limit of `n` runs. Config load refuses limits outside
+/// `1..=`[`MAX_CONCURRENCY_LIMIT`]; clamping here as well means no value that ever reaches the
+/// scheduler can panic it (`Semaphore::new` panics past `Semaphore::MAX_PERMITS`) or leave a kind
+/// that never runs (a limit of 0).
+fn limit_semaphore(n: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(n.clamp(1, MAX_CONCURRENCY_LIMIT)))
+}
+
 /// Permits held by one run; released when dropped.
 pub struct Permits(#[allow(dead_code)] Vec<OwnedSemaphorePermit>);
 
@@ -40,11 +48,11 @@ impl Limits {
     pub fn new(config: &SchedulerConfig) -> Self {
         Limits {
             config: config.clone(),
-            global: Arc::new(Semaphore::new(config.max_concurrent)),
+            global: limit_semaphore(config.max_concurrent),
             per_kind: config
                 .max_per_kind
                 .iter()
-                .map(|(k, n)| (*k, Arc::new(Semaphore::new(*n))))
+                .map(|(k, n)| (*k, limit_semaphore(*n)))
                 .collect(),
             hosts: Mutex::new(HashMap::new()),
         }
@@ -65,7 +73,7 @@ impl Limits {
                     .get(host)
                     .copied()
                     .unwrap_or(self.config.max_per_host);
-                Arc::new(Semaphore::new(n.max(1)))
+                limit_semaphore(n)
             })
             .clone()
     }
@@ -168,11 +176,15 @@ impl Scheduler {
                 delivers: c.check.delivers(),
             }));
         let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.tickers.cancel();
         // Unchanged limits keep their semaphores, so runs in flight across a reload still count.
-        if state.limits.config != prepared.config.scheduler {
-            state.limits = Arc::new(Limits::new(&prepared.config.scheduler));
-        }
+        // Built before the old tickers stop, so nothing has changed yet if building fails.
+        let limits = if state.limits.config != prepared.config.scheduler {
+            Arc::new(Limits::new(&prepared.config.scheduler))
+        } else {
+            state.limits.clone()
+        };
+        state.tickers.cancel();
+        state.limits = limits;
         state.tickers = inner.shutdown.child_token();
         for check in &prepared.checks {
             let ticker = Ticker {
@@ -473,6 +485,30 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(scheduler.shutdown(Duration::from_secs(10)).await);
+    }
+
+    #[test]
+    fn limits_clamp_values_the_semaphore_would_panic_on() {
+        let config = SchedulerConfig {
+            max_concurrent: usize::MAX,
+            max_per_kind: [(Kind::Http, 0), (Kind::Tls, usize::MAX)].into(),
+            max_per_host: usize::MAX,
+            hosts: [("h".to_string(), usize::MAX), ("z".to_string(), 0)].into(),
+            ..SchedulerConfig::default()
+        };
+        let limits = Limits::new(&config);
+        assert_eq!(limits.global.available_permits(), MAX_CONCURRENCY_LIMIT);
+        assert_eq!(limits.per_kind[&Kind::Http].available_permits(), 1);
+        assert_eq!(
+            limits.per_kind[&Kind::Tls].available_permits(),
+            MAX_CONCURRENCY_LIMIT
+        );
+        assert_eq!(limits.host("h").available_permits(), MAX_CONCURRENCY_LIMIT);
+        assert_eq!(limits.host("z").available_permits(), 1);
+        assert_eq!(
+            limits.host("other").available_permits(),
+            MAX_CONCURRENCY_LIMIT
+        );
     }
 
     #[test]

@@ -81,11 +81,12 @@ async fn healthz(State(state): State<AppState>) -> Response {
         ),
         None => (Vec::new(), false, None),
     };
-    // Still 200: supportwatch itself runs; restarting it would not fix a notifier. The status
-    // says what needs a human.
-    let status = if all_failing || storage.is_some() {
+    // 503 only for "failing": alerts can be neither sent (every notifier fails) nor persisted, or
+    // the config on disk is not what runs (the last reload was refused or failed). "degraded"
+    // (one notifier down) stays 200. The body says what needs a human.
+    let status = if all_failing || storage.is_some() || !reload_ok {
         "failing"
-    } else if !failing.is_empty() || !reload_ok {
+    } else if !failing.is_empty() {
         "degraded"
     } else {
         "ok"
@@ -94,15 +95,19 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|(name, error)| (name, serde_json::Value::String(error)))
         .collect();
-    Json(serde_json::json!({
+    let code = match status {
+        "failing" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    };
+    let body = Json(serde_json::json!({
         "status": status,
         "checks": state.metrics.configured.get(),
         "running": state.metrics.running.get(),
         "last_reload_successful": reload_ok,
         "notifiers_failing": failing,
         "storage_error": storage,
-    }))
-    .into_response()
+    }));
+    (code, body).into_response()
 }
 
 async fn reload(State(state): State<AppState>) -> Response {

@@ -51,10 +51,10 @@ fn secret_config(port: u16) -> String {
 }
 
 #[test]
-fn validate_prints_file_line_column_and_exits_1() {
+fn validate_prints_file_line_column_and_exits_2() {
     let dir = config_dir("checks:\n  - name: home\n    kind: http\n    urll: https://x.example/\n");
     let out = run(&["validate"], dir.path());
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let text = all_output(&out);
     let expected = format!(
         "{}:4:5: check \"home\": unknown field `urll`",

@@ -173,3 +173,31 @@ checks:
     assert!(!shown.contains("file-secret-42"), "{shown}");
     assert!(shown.contains("${SW_TEST_API_KEY}"), "{shown}");
 }
+
+#[test]
+fn secret_files_that_are_devices_or_too_large_are_located_errors_of_their_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'a'; 64 * 1024 + 1]).expect("write");
+    let yaml = format!(
+        "checks:\n  - name: api\n    kind: http\n    url: https://shop.example/\n    \
+         headers:\n      authorization: \"${{file:/dev/zero}}\"\n  - name: other\n    kind: http\n    \
+         url: https://shop.example/\n    headers:\n      x-key: \"${{file:{}}}\"\n",
+        big.display()
+    );
+    let errors = load("s.yaml", &yaml).expect_err("refused");
+    let shown: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "s.yaml:2:5: check \"api\": cannot read secret file `/dev/zero` (from `${file:/dev/zero}`): \
+             it is not a regular file (it is a device)"
+                .to_string(),
+            format!(
+                "s.yaml:7:5: check \"other\": cannot read secret file `{0}` (from `${{file:{0}}}`): \
+                 it is larger than the 65536 bytes a secret file may have",
+                big.display()
+            ),
+        ]
+    );
+}

@@ -185,6 +185,7 @@ mod tests {
                 is_fallback: false,
                 due_at: due,
                 notice: AlertNotice {
+                    id: format!("{check}@1:{}", status.as_str()),
                     fingerprint: format!("{check}@1"),
                     check: check.into(),
                     channel: Channel::Chat,

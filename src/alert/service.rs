@@ -4,6 +4,13 @@
 //! one at a time and never race. Sends run in their own tasks (a slow notifier must not delay the
 //! others) and report back. SQLite work runs on the blocking pool.
 //!
+//! Alerting never waits for the disk: states and the outbox of notifications live in the task's
+//! memory, and sends go out from there. Every change is written through to SQLite at once; when a
+//! write fails (disk full, read-only, I/O error) the task keeps alerting from memory, retries
+//! with backoff, and writes what it holds in one transaction once the disk takes writes again
+//! ([`Store::catch_up`]). A send's result is recorded as soon as it comes back, so a crash can
+//! repeat at most the messages whose sending and recording it fell between.
+//!
 //! The config side ([`Setup`]) and the health record ([`Health`]) live in `service/setup.rs` and
 //! `service/health.rs`; this file is the task itself.
 
@@ -15,12 +22,12 @@ pub use setup::{Setup, send_test};
 
 use super::dispatch::{self, AfterFailure, Batch};
 use super::engine::{self, AlertState, Event};
-use super::store::{Queued, RunRecord, Store};
+use super::store::{OutboxRow, Queued, RunRecord, Store};
 use crate::metrics::Metrics;
-use crate::notify::{AlertNotice, NotifyError};
+use crate::notify::{AlertNotice, AlertStatus, NotifyError};
 use crate::outcome::{Observation, RunReport};
 use setup::CheckEntry;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, mpsc};
@@ -38,6 +45,19 @@ const HISTORY_DELAY: Duration = Duration::from_millis(100);
 
 /// ...or until this many runs wait. Together they bound what a crash can lose of the history.
 const HISTORY_BATCH: usize = 500;
+
+/// Run history held in memory while the disk refuses writes; the oldest rows go first beyond it.
+const HISTORY_BACKLOG: usize = 10_000;
+
+/// First pause before writing again after a storage failure; doubles up to [`CATCH_UP_MAX`].
+const CATCH_UP_FIRST: Duration = Duration::from_millis(500);
+
+/// Longest pause between two attempts to bring the disk up to date.
+const CATCH_UP_MAX: Duration = Duration::from_secs(5);
+
+/// How long a stop waits for sends in flight to answer, so that their results are recorded
+/// rather than the messages sent again after the next start.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// A request to the alerting task.
 pub enum Command {
@@ -64,6 +84,9 @@ impl AlertService {
         clock: Clock,
     ) -> Result<AlertService, super::store::StoreError> {
         let states = store.load_states()?;
+        let outbox: BTreeMap<i64, OutboxRow> =
+            store.outbox()?.into_iter().map(|r| (r.id, r)).collect();
+        let next_row = outbox.keys().next_back().map_or(1, |id| id + 1);
         let timed = states
             .iter()
             .filter(|(_, s)| s.time_driven())
@@ -71,6 +94,7 @@ impl AlertService {
             .collect();
         let (commands, command_rx) = mpsc::channel(8);
         let health = Arc::new(Health::new(metrics.clone()));
+        health.storage_ok(engine::secs(clock()));
         let stop = CancellationToken::new();
         let (results_tx, results_rx) = mpsc::channel(64);
         let worker = Worker {
@@ -84,6 +108,9 @@ impl AlertService {
             unsaved: HashSet::new(),
             history: Vec::new(),
             flush_at: None,
+            outbox,
+            next_row,
+            behind: None,
             tick_visits: 0,
             metrics,
             clock,
@@ -105,8 +132,9 @@ impl AlertService {
         AlertCommands(self.commands.clone())
     }
 
-    /// Stops the task after writing the run history that still waits for its batch. Alert state
-    /// is already on disk; queued notifications go out at the next start.
+    /// Stops the task: sends in flight get up to 5 s to answer and their results are recorded,
+    /// then the waiting run history is written (and, if the disk failed, everything it missed).
+    /// Queued notifications not yet sent go out at the next start.
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
@@ -125,6 +153,14 @@ impl AlertCommands {
     }
 }
 
+/// The disk missed writes; when to try to catch up.
+struct Behind {
+    /// Catch-up attempts that failed.
+    failures: u32,
+    /// The next attempt.
+    retry_at: tokio::time::Instant,
+}
+
 struct SendResult {
     batch: Batch,
     result: Result<(), NotifyError>,
@@ -138,10 +174,18 @@ struct Worker {
     timed: HashSet<String>,
     /// Checks whose last state write failed: written again with their next run, changed or not.
     unsaved: HashSet<String>,
-    /// Runs that changed no alert state, waiting to be written together (see [`HISTORY_BATCH`]).
+    /// Runs that changed no alert state, waiting to be written together (see [`HISTORY_BATCH`]);
+    /// while the disk fails, every run not yet written (see [`HISTORY_BACKLOG`]).
     history: Vec<RunRecord>,
     /// When `history` is written at the latest.
     flush_at: Option<tokio::time::Instant>,
+    /// Notifications decided and not yet sent, by row id: what is sent from. The outbox table is
+    /// its copy on disk, under the same ids.
+    outbox: BTreeMap<i64, OutboxRow>,
+    /// The id of the next queued notification.
+    next_row: i64,
+    /// Set while the disk is behind memory (a write failed): no write is tried except the catch-up.
+    behind: Option<Behind>,
     /// States looked at by ticks, for tests that pin a tick's cost.
     tick_visits: u64,
     metrics: Arc<Metrics>,
@@ -188,7 +232,26 @@ impl Worker {
                 _ = tick.tick() => self.tick().await,
             }
         }
+        // Sends in flight finish within STOP_WAIT and their results are recorded: a message that
+        // went out is not sent again after the next start. Only the result channel is read now.
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        while !self.in_flight.is_empty() {
+            match tokio::time::timeout_at(deadline, results.recv()).await {
+                Ok(Some(done)) => self.sent(done).await,
+                Ok(None) | Err(_) => {
+                    tracing::warn!(
+                        sends = self.in_flight.len(),
+                        "stopping with notifications in flight; they are sent again at the next start"
+                    );
+                    break;
+                }
+            }
+        }
         self.flush().await;
+        if let Some(behind) = &mut self.behind {
+            behind.retry_at = tokio::time::Instant::now();
+        }
+        self.catch_up().await;
     }
 
     /// Writes the run history that waits for its batch.
@@ -197,43 +260,137 @@ impl Worker {
         if self.history.is_empty() {
             return;
         }
+        if self.behind.is_some() {
+            // The catch-up writes them; until then memory holds a bounded backlog.
+            let excess = self.history.len().saturating_sub(HISTORY_BACKLOG);
+            self.history.drain(..excess);
+            return;
+        }
         let runs = std::mem::take(&mut self.history);
         let keep = self.setup.keep_runs;
         let now = engine::secs(self.now());
-        self.with_store("recording runs", move |s| {
-            s.commit_runs(&runs, keep, None, &[], now)
-        })
-        .await;
+        let written = runs.clone();
+        if !self
+            .write("record_runs", "recording runs", move |s| {
+                s.commit_runs(&written, keep, None, &[], now)
+            })
+            .await
+        {
+            self.history = runs;
+        }
     }
 
     fn now(&self) -> SystemTime {
         (self.clock)()
     }
 
-    /// Runs a store operation on the blocking pool; failures are logged and shown in `/healthz`.
-    async fn with_store<T: Send + 'static>(
-        &self,
+    /// Writes through to the store on the blocking pool, unless the disk is already behind
+    /// (then the catch-up writes it). Whether it was written; a failure is logged, counted, shown
+    /// in `/healthz`, and puts the task behind. Memory has the change either way: the caller
+    /// only remembers what the catch-up must write besides the outbox (states, runs).
+    async fn write(
+        &mut self,
+        operation: &'static str,
         what: &'static str,
-        op: impl FnOnce(&Store) -> Result<T, super::store::StoreError> + Send + 'static,
-    ) -> Option<T> {
-        let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || op(&store)).await;
-        match result {
-            Ok(Ok(v)) => {
-                self.health.storage(None);
-                Some(v)
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "{what} failed");
-                self.health.storage(Some(e.to_string()));
-                None
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "{what} panicked");
-                self.health.storage(Some(format!("{what} panicked")));
-                None
-            }
+        op: impl FnOnce(&Store) -> Result<(), super::store::StoreError> + Send + 'static,
+    ) -> bool {
+        if self.behind.is_some() {
+            return false;
         }
+        let store = self.store.clone();
+        // The blocking pool, so that a slow disk never stalls the runtime's workers.
+        let result = tokio::task::spawn_blocking(move || op(&store)).await;
+        let error = match result {
+            Ok(Ok(())) => {
+                self.health.storage_ok(engine::secs(self.now()));
+                return true;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("{what} panicked: {e}"),
+        };
+        tracing::error!(
+            error = %error,
+            "{what} failed; alerting goes on from memory and writes it when storage works again"
+        );
+        self.health.storage_failed(operation, error);
+        self.behind = Some(Behind {
+            failures: 0,
+            retry_at: tokio::time::Instant::now() + CATCH_UP_FIRST,
+        });
+        false
+    }
+
+    /// When the disk is behind and the time has come, writes what it missed: the states whose
+    /// writes failed, the waiting runs and the whole outbox, in one transaction.
+    async fn catch_up(&mut self) {
+        let Some(behind) = &self.behind else {
+            return;
+        };
+        if tokio::time::Instant::now() < behind.retry_at {
+            return;
+        }
+        let states: Vec<(String, Option<AlertState>)> = self
+            .unsaved
+            .iter()
+            .map(|name| (name.clone(), self.states.get(name).cloned()))
+            .collect();
+        let outbox: Vec<OutboxRow> = self.outbox.values().cloned().collect();
+        let runs = self.history.clone();
+        let keep = self.setup.keep_runs;
+        let now = engine::secs(self.now());
+        let store = self.store.clone();
+        // The blocking pool, as every write.
+        let result =
+            tokio::task::spawn_blocking(move || store.catch_up(&runs, keep, &states, &outbox, now))
+                .await;
+        let error = match result {
+            Ok(Ok(())) => {
+                tracing::info!(
+                    states = self.unsaved.len(),
+                    queued = self.outbox.len(),
+                    runs = self.history.len(),
+                    "storage works again; alert state and queued notifications written"
+                );
+                self.behind = None;
+                self.unsaved.clear();
+                self.history.clear();
+                self.flush_at = None;
+                self.health.storage_ok(now);
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("writing to storage panicked: {e}"),
+        };
+        tracing::warn!(error = %error, "storage still fails; alerting goes on from memory");
+        self.health.storage_failed("catch_up", error);
+        if let Some(behind) = &mut self.behind {
+            behind.failures += 1;
+            let pause = CATCH_UP_FIRST
+                .saturating_mul(1 << behind.failures.min(16))
+                .min(CATCH_UP_MAX);
+            behind.retry_at = tokio::time::Instant::now() + pause;
+        }
+    }
+
+    /// Puts `queued` into the outbox under fresh ids; the rows, for writing through.
+    fn admit(&mut self, queued: Vec<Queued>) -> Vec<OutboxRow> {
+        let rows: Vec<OutboxRow> = queued
+            .into_iter()
+            .map(|queued| {
+                let id = self.next_row;
+                self.next_row += 1;
+                OutboxRow {
+                    id,
+                    next_attempt_at: queued.due_at,
+                    queued,
+                    attempts: 0,
+                }
+            })
+            .collect();
+        for row in &rows {
+            self.outbox.insert(row.id, row.clone());
+        }
+        rows
     }
 
     async fn apply(&mut self, setup: Setup) {
@@ -258,14 +415,16 @@ impl Worker {
                 Some(entry) => self.queue(&name, entry, &events, now),
                 None => Vec::new(),
             };
+            let queued = self.admit(queued);
             let keep = self.setup.keep_runs;
             let forget = name.clone();
             let saved = self
-                .with_store("forgetting a removed check's alert", move |s| {
-                    s.commit(None, keep, &forget, None, &queued, engine::secs(now))
-                })
-                .await
-                .is_some();
+                .write(
+                    "save_alert_state",
+                    "forgetting a removed check's alert",
+                    move |s| s.commit(None, keep, &forget, None, &queued, engine::secs(now)),
+                )
+                .await;
             self.saved(name, saved);
         }
         self.health.sync(setup.notifiers.keys().cloned());
@@ -288,8 +447,19 @@ impl Worker {
         let due = engine::secs(now) + self.setup.group_wait.as_secs_f64();
         let mut out = Vec::new();
         for event in events {
+            let fingerprint = format!("{check}@{}", engine::secs(event.since) as u64);
+            // One key per transition: a re-send of it carries the same, a reminder its own.
+            let id = match event.status {
+                AlertStatus::Firing | AlertStatus::Resolved => {
+                    format!("{fingerprint}:{}", event.status.as_str())
+                }
+                AlertStatus::Reminder => {
+                    format!("{fingerprint}:reminder@{}", engine::secs(now) as u64)
+                }
+            };
             let notice = AlertNotice {
-                fingerprint: format!("{check}@{}", engine::secs(event.since) as u64),
+                id,
+                fingerprint,
                 check: check.to_string(),
                 channel: entry.channel,
                 kind: entry.kind,
@@ -387,6 +557,7 @@ impl Worker {
             // Not alerting: its state was removed when it stopped; again only if that failed.
             (self.unsaved.contains(&name).then_some(None), Vec::new())
         };
+        let queued = self.admit(queued);
         if queued.is_empty() && write.is_none() {
             self.history.push(record);
             if self.history.len() >= HISTORY_BATCH {
@@ -402,14 +573,23 @@ impl Worker {
         let keep = self.setup.keep_runs;
         let queued_any = !queued.is_empty();
         let check = name.clone();
+        let state_written = write.is_some();
+        let written = runs.clone();
         let saved = self
-            .with_store("recording a run", move |s| {
+            .write("save_alert_state", "recording a run", move |s| {
                 let state = write.as_ref().map(|w| (check.as_str(), w.as_ref()));
-                s.commit_runs(&runs, keep, state, &queued, engine::secs(now))
+                s.commit_runs(&written, keep, state, &queued, engine::secs(now))
             })
-            .await
-            .is_some();
-        self.saved(name, saved);
+            .await;
+        if !saved {
+            // Kept for the catch-up, the oldest first to go.
+            self.history = runs;
+            let excess = self.history.len().saturating_sub(HISTORY_BACKLOG);
+            self.history.drain(..excess);
+        }
+        if state_written {
+            self.saved(name, saved);
+        }
         if queued_any && self.setup.group_wait.is_zero() {
             self.pump().await;
         }
@@ -441,30 +621,29 @@ impl Worker {
             }
             let state = state.clone();
             let queued = self.queue(&name, &entry, &events, now);
+            let queued = self.admit(queued);
             let keep = self.setup.keep_runs;
             let check = name.clone();
             let saved = self
-                .with_store("saving alert state", move |s| {
+                .write("save_alert_state", "saving alert state", move |s| {
                     s.commit(None, keep, &check, Some(&state), &queued, engine::secs(now))
                 })
-                .await
-                .is_some();
+                .await;
             self.saved(name, saved);
         }
+        self.catch_up().await;
         self.pump().await;
     }
 
     /// Sends what is due.
     async fn pump(&mut self) {
-        let Some(rows) = self
-            .with_store("reading queued notifications", |s| s.outbox())
-            .await
-        else {
-            return;
-        };
         self.metrics
             .notifications_queued
-            .set(i64::try_from(rows.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(self.outbox.len()).unwrap_or(i64::MAX));
+        if self.outbox.is_empty() {
+            return;
+        }
+        let rows: Vec<OutboxRow> = self.outbox.values().cloned().collect();
         let now = engine::secs(self.now());
         for batch in dispatch::ready(rows, now, &self.in_flight) {
             let Some(entry) = self.setup.notifier(&batch.notifier).cloned() else {
@@ -473,8 +652,13 @@ impl Worker {
                     "notifier no longer configured; its queued notifications are dropped"
                 );
                 let ids: Vec<i64> = batch.rows.iter().map(|r| r.id).collect();
-                self.with_store("dropping notifications", move |s| s.remove(&ids))
-                    .await;
+                for id in &ids {
+                    self.outbox.remove(id);
+                }
+                self.write("update_outbox", "dropping notifications", move |s| {
+                    s.remove(&ids)
+                })
+                .await;
                 continue;
             };
             self.in_flight
@@ -483,6 +667,8 @@ impl Worker {
                 self.setup
                     .notification(&entry, &batch.shop, batch.notices.clone(), false);
             let results = self.results.clone();
+            // Its own task, so that a slow notifier delays nobody; the result comes back over
+            // `results` to this task, which alone changes the outbox.
             tokio::spawn(async move {
                 let result = entry.notifier.send(&notification).await;
                 let _ = results.send(SendResult { batch, result }).await;
@@ -495,8 +681,9 @@ impl Worker {
         self.in_flight
             .remove(&(batch.notifier.clone(), batch.shop.clone()));
         let ids: Vec<i64> = batch.rows.iter().map(|r| r.id).collect();
+        let metrics = self.metrics.clone();
         let counter = |result: &str| {
-            self.metrics
+            metrics
                 .notifications
                 .with_label_values(&[batch.notifier.as_str(), result])
                 .inc();
@@ -511,8 +698,15 @@ impl Worker {
                     alerts = batch.notices.len(),
                     "notification sent"
                 );
-                self.with_store("removing sent notifications", move |s| s.remove(&ids))
-                    .await;
+                for id in &ids {
+                    self.outbox.remove(id);
+                }
+                // Written at once, before anything else is handled: the window in which a crash
+                // makes this message go out again is this one write.
+                self.write("update_outbox", "removing sent notifications", move |s| {
+                    s.remove(&ids)
+                })
+                .await;
             }
             Err(error) => {
                 counter("error");
@@ -529,7 +723,13 @@ impl Worker {
                             error = %error,
                             "notification failed; will retry"
                         );
-                        self.with_store("scheduling a retry", move |s| {
+                        for id in &ids {
+                            if let Some(row) = self.outbox.get_mut(id) {
+                                row.attempts = attempts;
+                                row.next_attempt_at = at;
+                            }
+                        }
+                        self.write("update_outbox", "scheduling a retry", move |s| {
                             s.retry_later(&ids, attempts, at)
                         })
                         .await;
@@ -543,9 +743,12 @@ impl Worker {
                             fallback = fallbacks.first().map(|f| f.notifier.as_str()).unwrap_or("none"),
                             "notification given up"
                         );
-                        self.with_store("handing over to the fallback", move |s| {
-                            s.enqueue(&fallbacks)?;
-                            s.remove(&ids)
+                        for id in &ids {
+                            self.outbox.remove(id);
+                        }
+                        let fallbacks = self.admit(fallbacks);
+                        self.write("update_outbox", "handing over to the fallback", move |s| {
+                            s.hand_over(&fallbacks, &ids)
                         })
                         .await;
                     }

@@ -6,6 +6,10 @@
 //! only after they were sent: one decided before a restart is sent after it, and an announced
 //! incident is remembered as announced, so it is neither re-sent nor forgotten.
 //!
+//! The store is the alerting task's copy on disk, not its working memory: the task keeps states
+//! and the outbox in memory and sends from there, so a failing disk delays persistence, never an
+//! alert. After failed writes [`Store::catch_up`] writes what memory holds in one go.
+//!
 //! The schema is versioned with `PRAGMA user_version`; each entry of [`MIGRATIONS`] moves it one
 //! version up and is applied once, in order, in a transaction.
 
@@ -191,6 +195,15 @@ impl Store {
         conn.transaction().map_err(|e| self.err(e))
     }
 
+    /// Makes every write fail (`PRAGMA query_only`) while `refuse` holds, as a full or
+    /// read-only disk would.
+    #[cfg(test)]
+    pub(crate) fn refuse_writes(&self, refuse: bool) {
+        self.conn()
+            .pragma_update(None, "query_only", refuse)
+            .expect("set query_only");
+    }
+
     /// Write transactions begun since the store was opened.
     pub fn transactions(&self) -> u64 {
         self.transactions.load(Ordering::Relaxed)
@@ -234,7 +247,7 @@ impl Store {
         keep_runs: u32,
         check: &str,
         state: Option<&AlertState>,
-        queued: &[Queued],
+        queued: &[OutboxRow],
         now: f64,
     ) -> Result<(), StoreError> {
         let runs = run.map(std::slice::from_ref).unwrap_or_default();
@@ -249,40 +262,48 @@ impl Store {
         runs: &[RunRecord],
         keep_runs: u32,
         state: Option<(&str, Option<&AlertState>)>,
-        queued: &[Queued],
+        queued: &[OutboxRow],
         now: f64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = self.begin(&mut conn)?;
         insert_runs(&tx, runs, keep_runs).map_err(|e| self.err(e))?;
-        match state {
-            Some((check, Some(state))) => {
-                let json = serde_json::to_string(state).unwrap_or_default();
-                tx.execute(
-                    "INSERT INTO alert_state (check_name, state, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (check_name) DO UPDATE SET state = ?2, updated_at = ?3",
-                    params![check, json, now],
-                )
-                .map_err(|e| self.err(e))?;
-            }
-            Some((check, None)) => {
-                tx.execute(
-                    "DELETE FROM alert_state WHERE check_name = ?1",
-                    params![check],
-                )
-                .map_err(|e| self.err(e))?;
-            }
-            None => {}
+        if let Some((check, state)) = state {
+            write_state(&tx, check, state, now).map_err(|e| self.err(e))?;
         }
-        insert_queued(&tx, queued).map_err(|e| self.err(e))?;
+        insert_rows(&tx, queued).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
-    /// Queues notifications (fallback deliveries).
-    pub fn enqueue(&self, queued: &[Queued]) -> Result<(), StoreError> {
+    /// Queues notifications (fallback deliveries) and removes the rows `done`, together.
+    pub fn hand_over(&self, queued: &[OutboxRow], done: &[i64]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = self.begin(&mut conn)?;
-        insert_queued(&tx, queued).map_err(|e| self.err(e))?;
+        insert_rows(&tx, queued).map_err(|e| self.err(e))?;
+        delete_rows(&tx, done).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Brings the disk up to what the alerting task holds in memory after writes failed: the
+    /// waiting `runs`, the `states` whose writes were lost (`None`: forgotten), and the whole
+    /// `outbox` in place of the table's, in one transaction.
+    pub fn catch_up(
+        &self,
+        runs: &[RunRecord],
+        keep_runs: u32,
+        states: &[(String, Option<AlertState>)],
+        outbox: &[OutboxRow],
+        now: f64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = self.begin(&mut conn)?;
+        insert_runs(&tx, runs, keep_runs).map_err(|e| self.err(e))?;
+        for (check, state) in states {
+            write_state(&tx, check, state.as_ref(), now).map_err(|e| self.err(e))?;
+        }
+        tx.execute("DELETE FROM outbox", [])
+            .map_err(|e| self.err(e))?;
+        insert_rows(&tx, outbox).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -343,10 +364,7 @@ impl Store {
     pub fn remove(&self, ids: &[i64]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = self.begin(&mut conn)?;
-        for id in ids {
-            tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])
-                .map_err(|e| self.err(e))?;
-        }
+        delete_rows(&tx, ids).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -433,22 +451,62 @@ fn insert_runs(
     Ok(())
 }
 
-fn insert_queued(tx: &rusqlite::Transaction<'_>, queued: &[Queued]) -> rusqlite::Result<()> {
-    for q in queued {
+/// Writes one check's alert state, or forgets it (`None`).
+fn write_state(
+    tx: &rusqlite::Transaction<'_>,
+    check: &str,
+    state: Option<&AlertState>,
+    now: f64,
+) -> rusqlite::Result<()> {
+    match state {
+        Some(state) => {
+            let json = serde_json::to_string(state).unwrap_or_default();
+            tx.execute(
+                "INSERT INTO alert_state (check_name, state, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (check_name) DO UPDATE SET state = ?2, updated_at = ?3",
+                params![check, json, now],
+            )?;
+        }
+        None => {
+            tx.execute(
+                "DELETE FROM alert_state WHERE check_name = ?1",
+                params![check],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn delete_rows(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> rusqlite::Result<()> {
+    let mut delete = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+    for id in ids {
+        delete.execute(params![id])?;
+    }
+    Ok(())
+}
+
+/// Writes `rows` under their own ids (the alerting task numbers them, so that its copy in memory
+/// and the table name the same row), replacing a row of the same id.
+fn insert_rows(tx: &rusqlite::Transaction<'_>, rows: &[OutboxRow]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO outbox (id, notifier, shop, fallback, is_fallback, due_at,
+                                        next_attempt_at, attempts, notice)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for row in rows {
+        let q = &row.queued;
         let json = serde_json::to_string(&q.notice).unwrap_or_default();
-        tx.execute(
-            "INSERT INTO outbox (notifier, shop, fallback, is_fallback, due_at, next_attempt_at,
-                                 attempts, notice)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6)",
-            params![
-                q.notifier,
-                q.shop,
-                q.fallback,
-                q.is_fallback,
-                q.due_at,
-                json
-            ],
-        )?;
+        insert.execute(params![
+            row.id,
+            q.notifier,
+            q.shop,
+            q.fallback,
+            q.is_fallback,
+            q.due_at,
+            row.next_attempt_at,
+            row.attempts,
+            json
+        ])?;
     }
     Ok(())
 }
@@ -522,6 +580,7 @@ mod tests {
             ..AlertState::default()
         };
         let notice = AlertNotice {
+            id: "a@1:firing".into(),
             fingerprint: "a@1".into(),
             check: "a".into(),
             channel: crate::value::Channel::Chat,
@@ -544,11 +603,15 @@ mod tests {
             notice,
         };
         store
-            .commit(None, 10, "a", Some(&state), &[queued], 5.0)
+            .commit(None, 10, "a", Some(&state), &[queued_row(7, queued)], 5.0)
             .expect("commit");
         assert_eq!(store.load_states().expect("states")["a"], state);
         let rows = store.outbox().expect("outbox");
         assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].id, 7,
+            "a row keeps the id the alerting task gave it"
+        );
         assert_eq!(rows[0].queued.fallback.as_deref(), Some("mail"));
         store.retry_later(&[rows[0].id], 2, 20.0).expect("retry");
         let rows = store.outbox().expect("outbox");
@@ -557,5 +620,75 @@ mod tests {
         assert!(store.outbox().expect("outbox").is_empty());
         store.commit(None, 10, "a", None, &[], 6.0).expect("forget");
         assert!(store.load_states().expect("states").is_empty());
+    }
+
+    fn queued_row(id: i64, queued: Queued) -> OutboxRow {
+        OutboxRow {
+            id,
+            next_attempt_at: queued.due_at,
+            queued,
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn catching_up_replaces_the_outbox_and_writes_lost_states() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("sw.db")).expect("open");
+        let notice = |check: &str| AlertNotice {
+            id: format!("{check}@1:firing"),
+            fingerprint: format!("{check}@1"),
+            check: check.into(),
+            channel: crate::value::Channel::Chat,
+            kind: crate::value::Kind::Chat,
+            labels: Default::default(),
+            status: crate::notify::AlertStatus::Firing,
+            since: std::time::UNIX_EPOCH,
+            resolved_at: None,
+            consecutive_failures: 3,
+            reason_kind: "no_reply".into(),
+            reason: "no reply".into(),
+            link: None,
+        };
+        let queued = |check: &str| Queued {
+            notifier: "ops".into(),
+            shop: "demo".into(),
+            fallback: None,
+            is_fallback: false,
+            due_at: 1.0,
+            notice: notice(check),
+        };
+        let state = AlertState {
+            firing: true,
+            announced: true,
+            ..AlertState::default()
+        };
+        // On disk before the failure: a state of "gone" and a row already sent since.
+        store
+            .commit(
+                None,
+                10,
+                "gone",
+                Some(&state),
+                &[queued_row(1, queued("gone"))],
+                1.0,
+            )
+            .expect("commit");
+        store
+            .catch_up(
+                &[run("a", 1)],
+                10,
+                &[("a".into(), Some(state.clone())), ("gone".into(), None)],
+                &[queued_row(2, queued("a"))],
+                2.0,
+            )
+            .expect("catch up");
+        let states = store.load_states().expect("states");
+        assert_eq!(states.len(), 1);
+        assert_eq!(states["a"], state);
+        let rows = store.outbox().expect("outbox");
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].id, rows[0].queued.notice.check.as_str()), (2, "a"));
+        assert_eq!(store.run_count("a").expect("count"), 1);
     }
 }

@@ -5,6 +5,7 @@
 //! parts (a check's delivery to a mailbox or hook, an alert route to a notifier) validated. The
 //! order of the steps is the order problems are reported in.
 
+use super::bounds;
 use super::error::ConfigError;
 use super::parse::{CheckDoc, FileDoc};
 use super::{
@@ -30,14 +31,14 @@ const MAX_STATIC_LABELS: usize = 10;
 struct Sections {
     defaults: Option<(PathBuf, Defaults)>,
     server: Option<(PathBuf, ServerConfig)>,
-    scheduler: Option<(PathBuf, SchedulerConfig)>,
-    browser: Option<(PathBuf, crate::browser::BrowserConfig)>,
+    scheduler: Option<(PathBuf, Spanned<SchedulerConfig>)>,
+    browser: Option<(PathBuf, Spanned<crate::browser::BrowserConfig>)>,
     raw_checks: Vec<(PathBuf, Spanned<CheckDoc>)>,
     mailboxes: BTreeMap<String, MailboxSpec>,
     hooks: BTreeMap<String, crate::hooks::HookSpec>,
     notifiers: BTreeMap<String, crate::notify::NotifierSpec>,
     alerting: Option<(PathBuf, Spanned<crate::alert::AlertingConfig>)>,
-    storage: Option<(PathBuf, crate::alert::StorageConfig)>,
+    storage: Option<(PathBuf, Spanned<crate::alert::StorageConfig>)>,
 }
 
 /// What a check is completed and validated against: the defaults and the named sections its
@@ -70,7 +71,7 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
         scheduler,
         notifiers: sections.notifiers,
         alerting,
-        storage: sections.storage.map(|(_, s)| s).unwrap_or_default(),
+        storage: storage(sections.storage, errors),
         files,
         secrets: Default::default(),
     }
@@ -97,7 +98,7 @@ fn gather(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Secti
             "mailbox",
             &path,
             doc.mailboxes,
-            crate::mailbox::validate,
+            |m| crate::mailbox::validate(m).and_then(|()| joined(bounds::mailbox(m))),
             &mut s.mailboxes,
             &mut mailbox_origins,
             errors,
@@ -106,7 +107,7 @@ fn gather(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Secti
             "notifier",
             &path,
             doc.notifiers,
-            crate::notify::validate,
+            |n| crate::notify::validate(n).and_then(|()| joined(bounds::notifier(n))),
             &mut s.notifiers,
             &mut notifier_origins,
             errors,
@@ -127,35 +128,68 @@ fn gather(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Secti
 /// The browser section (validated) and the scheduler's limits, which take the browser pool's size
 /// as the default cap on browser checks.
 fn browser_and_scheduler(
-    browser: Option<(PathBuf, crate::browser::BrowserConfig)>,
-    scheduler: Option<(PathBuf, SchedulerConfig)>,
+    browser: Option<(PathBuf, Spanned<crate::browser::BrowserConfig>)>,
+    scheduler: Option<(PathBuf, Spanned<SchedulerConfig>)>,
     errors: &mut Vec<ConfigError>,
 ) -> (crate::browser::BrowserConfig, SchedulerConfig) {
-    let mut scheduler = scheduler.map(|(_, s)| s).unwrap_or_default();
-    let (browser_file, browser) = match browser {
-        Some((file, b)) => (Some(file), b),
-        None => (None, crate::browser::BrowserConfig::default()),
-    };
-    if let Err(problems) = crate::browser::validate(&browser) {
-        errors.extend(problems.into_iter().map(|message| ConfigError {
-            file: browser_file.clone(),
-            position: None,
-            check: None,
-            message,
-        }));
-    }
+    let (browser_at, browser) = section_origin(browser);
+    let mut problems = crate::browser::validate(&browser).err().unwrap_or_default();
+    problems.extend(bounds::browser(&browser));
+    push_located(errors, browser_at.as_ref(), problems);
+    let (scheduler_at, mut scheduler) = section_origin(scheduler);
+    // Checked before the browser's default cap is added: only the user's values are reported.
+    push_located(errors, scheduler_at.as_ref(), bounds::scheduler(&scheduler));
     // Browser runs beyond the pool would only wait for a session inside their timeout; let them
     // wait in the scheduler instead.
     scheduler
         .max_per_kind
         .entry(Kind::Browser)
-        .or_insert(browser.max_sessions.max(1));
-    if scheduler.max_concurrent == 0 || scheduler.max_per_host == 0 {
-        errors.push(ConfigError::general(
-            "scheduler: max_concurrent and max_per_host must be at least 1",
-        ));
-    }
+        .or_insert(browser.max_sessions.clamp(1, bounds::MAX_CONCURRENCY_LIMIT));
     (browser, scheduler)
+}
+
+/// A single section's value (its default when absent) and where it starts.
+fn section_origin<T: Default>(section: Option<(PathBuf, Spanned<T>)>) -> (Option<Origin>, T) {
+    match section {
+        Some((file, spanned)) => (
+            Some(Origin {
+                file,
+                line: spanned.referenced.line(),
+                column: spanned.referenced.column(),
+            }),
+            spanned.value,
+        ),
+        None => (None, T::default()),
+    }
+}
+
+/// Adds `problems` of a section that starts at `at`.
+fn push_located(errors: &mut Vec<ConfigError>, at: Option<&Origin>, problems: Vec<String>) {
+    errors.extend(problems.into_iter().map(|message| ConfigError {
+        file: at.map(|o| o.file.clone()),
+        position: at.map(|o| (o.line, o.column)),
+        check: None,
+        message,
+    }));
+}
+
+/// The `storage:` section, its numbers checked.
+fn storage(
+    section: Option<(PathBuf, Spanned<crate::alert::StorageConfig>)>,
+    errors: &mut Vec<ConfigError>,
+) -> crate::alert::StorageConfig {
+    let (at, storage) = section_origin(section);
+    push_located(errors, at.as_ref(), bounds::storage(&storage));
+    storage
+}
+
+/// Several range problems of one named thing as one message.
+fn joined(problems: Vec<String>) -> Result<(), String> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// Every check completed from the defaults and validated, in file order; names unique across files.
@@ -209,6 +243,20 @@ fn merge_check(
     let timing = check_timing(&doc, context.defaults, &mut problem);
     if let Err(m) = doc.spec.validate() {
         problem(m);
+    }
+    bounds::check_spec(&doc.spec)
+        .into_iter()
+        .for_each(&mut problem);
+    if let Some(a) = &doc.alert {
+        bounds::alert_rules(
+            "alert.",
+            a.failure_threshold,
+            a.success_threshold,
+            a.repeat,
+            a.window.as_ref(),
+        )
+        .into_iter()
+        .for_each(&mut problem);
     }
     let (deliver, auto_reply) = doc.spec.deliveries();
     if let Err(m) = crate::deliver::validate(deliver, auto_reply, context.mailboxes, context.hooks)
@@ -277,21 +325,13 @@ fn check_timing(doc: &CheckDoc, defaults: &Defaults, problem: &mut impl FnMut(St
         .retry_delay
         .or(defaults.retry_delay)
         .unwrap_or(DEFAULT_RETRY_DELAY);
-    if interval < Dur::secs(1) {
-        problem(format!(
-            "interval {interval} is shorter than the minimum 1s"
-        ));
-    }
-    if timeout.get().is_zero() {
-        problem("timeout must be longer than 0s".into());
-    }
+    bounds::timing(interval, timeout, retries, retry_delay)
+        .into_iter()
+        .for_each(&mut *problem);
     if timeout > interval {
         problem(format!(
             "timeout {timeout} is longer than interval {interval}; runs would pile up"
         ));
-    }
-    if retries > 10 {
-        problem(format!("retries {retries} is more than 10"));
     }
     Timing {
         interval,
@@ -309,17 +349,12 @@ fn merge_alerting(
     checks: &[Check],
     errors: &mut Vec<ConfigError>,
 ) -> crate::alert::AlertingConfig {
-    let (alerting_origin, alerting) = match alerting {
-        Some((file, a)) => (
-            Some(Origin {
-                file,
-                line: a.referenced.line(),
-                column: a.referenced.column(),
-            }),
-            a.value,
-        ),
-        None => (None, crate::alert::AlertingConfig::default()),
-    };
+    let (alerting_origin, alerting) = section_origin(alerting);
+    push_located(
+        errors,
+        alerting_origin.as_ref(),
+        bounds::alerting(&alerting),
+    );
     for (check, message) in
         crate::alert::validate(&alerting, notifiers, checks.iter().map(Check::alert_rules))
     {

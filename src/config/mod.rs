@@ -5,6 +5,7 @@
 //! names — is found here and reported together, each problem with `file:line:column` and the
 //! check it belongs to. Nothing here touches the network.
 
+mod bounds;
 mod error;
 mod load;
 mod merge;
@@ -12,6 +13,7 @@ mod parse;
 
 mod warnings;
 
+pub use bounds::MAX_CONCURRENCY_LIMIT;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_dir, load_sources};
 pub use warnings::warnings;

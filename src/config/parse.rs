@@ -26,13 +26,13 @@ pub(super) struct FileDoc {
     pub(super) mailboxes: BTreeMap<String, Spanned<MailboxSpec>>,
     #[serde(default)]
     pub(super) hooks: BTreeMap<String, Spanned<crate::hooks::HookSpec>>,
-    pub(super) browser: Option<crate::browser::BrowserConfig>,
+    pub(super) browser: Option<Spanned<crate::browser::BrowserConfig>>,
     pub(super) server: Option<ServerConfig>,
-    pub(super) scheduler: Option<SchedulerConfig>,
+    pub(super) scheduler: Option<Spanned<SchedulerConfig>>,
     #[serde(default)]
     pub(super) notifiers: BTreeMap<String, Spanned<crate::notify::NotifierSpec>>,
     pub(super) alerting: Option<Spanned<crate::alert::AlertingConfig>>,
-    pub(super) storage: Option<crate::alert::StorageConfig>,
+    pub(super) storage: Option<Spanned<crate::alert::StorageConfig>>,
 }
 
 /// Top-level sections other than `checks`, parsed alone when a file has errors.
@@ -111,15 +111,18 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigE
             storage: None,
         });
     }
-    let first = match serde_saphyr::from_str_with_options::<FileDoc>(text, options(false)) {
-        Ok(doc) => return Ok(doc),
-        Err(e) => e,
-    };
+    let first =
+        match serde_saphyr::from_str_with_options::<FileDoc>(text, options(false, text.len())) {
+            Ok(doc) => return Ok(doc),
+            Err(e) => e,
+        };
     let whole_file_error = || vec![saphyr_error(path, None, &first, &[])];
     // Find every problem, not just the first: parse each check alone, then the other sections.
     // Duplicate keys are tolerated here only to find the checks; the strict per-check parse below
     // still reports them.
-    let Ok(lenient) = serde_saphyr::from_str_with_options::<LenientDoc>(text, options(true)) else {
+    let Ok(lenient) =
+        serde_saphyr::from_str_with_options::<LenientDoc>(text, options(true, text.len()))
+    else {
         return Err(whole_file_error());
     };
     let mut errors = Vec::new();
@@ -133,7 +136,7 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigE
         let Some(block) = isolate_block(text, loc.line(), loc.column()) else {
             return Err(whole_file_error());
         };
-        match serde_saphyr::from_str_with_options::<CheckDoc>(&block, options(false)) {
+        match serde_saphyr::from_str_with_options::<CheckDoc>(&block, options(false, block.len())) {
             Err(e) => {
                 let mut error = saphyr_error(path, Some(name), &e, COMMON_FIELDS);
                 // Errors raised inside the kind-specific part carry no position; point at the check.
@@ -153,7 +156,9 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigE
             }
         }
     }
-    if let Err(e) = serde_saphyr::from_str_with_options::<SectionsDoc>(text, options(false)) {
+    if let Err(e) =
+        serde_saphyr::from_str_with_options::<SectionsDoc>(text, options(false, text.len()))
+    {
         errors.push(saphyr_error(path, None, &e, &[]));
     }
     if errors.is_empty() {
@@ -172,8 +177,22 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigE
     Err(unique)
 }
 
-fn options(tolerate_duplicates: bool) -> serde_saphyr::Options {
+/// Parser options for a document of `text_len` bytes.
+///
+/// The node and event budgets grow with the document: YAML needs at least one byte of text per
+/// node it writes out, so an ordinary file of any size the loader accepts (8 MiB) fits, however
+/// many checks it has. What an alias bomb multiplies — nodes replayed through aliases — stays
+/// under the library's fixed alias limits (`alias_limits`, 1,000,000 replayed events, and the
+/// alias/anchor ratio heuristic), so a bomb is refused after bounded work and memory whatever
+/// the file's size.
+fn options(tolerate_duplicates: bool, text_len: usize) -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(text_len.saturating_add(1024));
+    budget.max_events = budget
+        .max_events
+        .max(text_len.saturating_mul(2).saturating_add(1024));
+    options.budget = Some(budget);
     options.duplicate_keys = if tolerate_duplicates {
         serde_saphyr::DuplicateKeyPolicy::LastWins
     } else {

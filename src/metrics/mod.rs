@@ -25,6 +25,15 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 use std::collections::BTreeMap;
+
+/// The alert database's write operations: the bounded values of
+/// `supportwatch_storage_errors_total{operation}`.
+pub const STORAGE_OPERATIONS: [&str; 4] = [
+    "record_runs",
+    "save_alert_state",
+    "update_outbox",
+    "catch_up",
+];
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -196,6 +205,12 @@ pub struct Metrics {
     pub notifier_up: IntGaugeVec,
     /// Notifications decided but not yet sent (grouping, retries, waiting for a fallback).
     pub notifications_queued: IntGauge,
+    /// Failed writes of the alert database, by operation.
+    pub storage_errors: IntCounterVec,
+    /// 1 while the alert database takes writes, 0 while they fail.
+    pub storage_healthy: IntGauge,
+    /// Unix time of the last successful write of the alert database.
+    pub storage_last_success: Gauge,
     /// Run durations per kind: the distribution lives here, bounded by the kinds, rather than in
     /// a histogram per check (per check, Prometheus keeps the last durations).
     run_duration: HistogramVec,
@@ -290,6 +305,31 @@ impl Metrics {
             "Alert notifications decided but not yet sent.",
         )
         .expect("static metric definition");
+        let storage_errors = IntCounterVec::new(
+            Opts::new(
+                n("storage_errors_total"),
+                "Failed writes of the alert database by operation (record_runs, save_alert_state, \
+                 update_outbox, catch_up); alerting goes on from memory meanwhile.",
+            ),
+            &["operation"],
+        )
+        .expect("static metric definition");
+        for operation in STORAGE_OPERATIONS {
+            storage_errors.with_label_values(&[operation]);
+        }
+        let storage_healthy = IntGauge::new(
+            n("storage_healthy"),
+            "1 while the alert database takes writes, 0 while writes fail and alert state and \
+             queued notifications live only in memory.",
+        )
+        .expect("static metric definition");
+        // The daemon does not start without its database: healthy until a write fails.
+        storage_healthy.set(1);
+        let storage_last_success = Gauge::new(
+            n("storage_last_success_timestamp_seconds"),
+            "Unix time of the last successful write of the alert database.",
+        )
+        .expect("static metric definition");
         let histogram = |name: &str, help: &str, label: &str, buckets: &[f64]| {
             HistogramVec::new(
                 HistogramOpts::new(n(name), help).buckets(buckets.to_vec()),
@@ -338,6 +378,9 @@ impl Metrics {
             Box::new(notifications.clone()),
             Box::new(notifier_up.clone()),
             Box::new(notifications_queued.clone()),
+            Box::new(storage_errors.clone()),
+            Box::new(storage_healthy.clone()),
+            Box::new(storage_last_success.clone()),
         ] {
             // `collect()` yields a label vector's family even before it has a series.
             for family in c.collect() {
@@ -359,6 +402,9 @@ impl Metrics {
             notifications,
             notifier_up,
             notifications_queued,
+            storage_errors,
+            storage_healthy,
+            storage_last_success,
             run_duration,
             delivery_latency,
             auto_reply_latency,

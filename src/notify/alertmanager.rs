@@ -296,6 +296,7 @@ mod tests {
     fn alerts_carry_identity_labels_and_times() {
         let since = UNIX_EPOCH + Duration::from_secs(1_773_324_300);
         let a = AlertNotice {
+            id: "f:firing".into(),
             fingerprint: "f".into(),
             check: "support-form".into(),
             channel: Channel::FeedbackForm,
@@ -338,6 +339,24 @@ mod tests {
                 "endsAt": "2026-03-12T14:15:00Z",
                 "generatorURL": "https://status.example/"
             })
+        );
+        // A re-send (after a crash between sending and recording it) names the same alert:
+        // Alertmanager merges it by its labels and start instead of opening a second one.
+        let firing = AlertNotice {
+            status: AlertStatus::Firing,
+            resolved_at: None,
+            ..a
+        };
+        let first = alert(&n, &firing, since, DEFAULT_ENDS_AFTER);
+        let again = alert(
+            &n,
+            &firing,
+            since + Duration::from_secs(90),
+            DEFAULT_ENDS_AFTER,
+        );
+        assert_eq!(
+            (&first.labels, &first.starts_at),
+            (&again.labels, &again.starts_at)
         );
     }
 }

@@ -68,6 +68,12 @@ impl AlertStatus {
 /// One check's alert inside a [`Notification`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AlertNotice {
+    /// Idempotency key of this message about this incident: the same on every re-send of one
+    /// transition (`<fingerprint>:firing`, `<fingerprint>:resolved`, one per reminder), so a
+    /// receiver that keeps the ids it has seen can drop duplicates. Empty in notifications queued
+    /// by a supportwatch older than this field.
+    #[serde(default)]
+    pub id: String,
     /// Stable id of this incident (check name and the time it started): the same for firing,
     /// reminders and resolve, different for the next incident.
     pub fingerprint: String,

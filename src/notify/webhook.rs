@@ -12,7 +12,8 @@
 //!   "title": "…", "text": "…",     // the rendered message, in the notifier's language and audience
 //!   "status_url": "https://…",     // or null
 //!   "alerts": [{
-//!     "fingerprint": "support-form-1773324300", "check": "support-form",
+//!     "id": "support-form@1773324300:firing", // idempotency key: same on every re-send
+//!     "fingerprint": "support-form@1773324300", "check": "support-form",
 //!     "channel": "feedback_form", "kind": "form", "labels": {"shop": "shop.example"},
 //!     "status": "firing",          // "firing" | "reminder" | "resolved"
 //!     "since": 1773324300.0,       // Unix seconds

@@ -26,6 +26,10 @@ impl Dur {
     }
 }
 
+/// The longest duration any config field accepts (ten years). Fields have tighter ranges of their
+/// own; this bound is what makes `Instant + duration` and timer arithmetic safe everywhere.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
 /// Parses `500ms`, `30s`, `5m`, `2h`, `21d` and sums like `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
@@ -69,10 +73,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        let part = number
-            .checked_mul(millis_per_unit)
-            .ok_or_else(|| format!("invalid duration `{s}`: too large"))?;
-        total += Duration::from_millis(part);
+        let too_large = || {
+            format!(
+                "invalid duration `{s}`: longer than the {} a config duration may be",
+                Dur(MAX_DURATION)
+            )
+        };
+        let part = number.checked_mul(millis_per_unit).ok_or_else(too_large)?;
+        total = total
+            .checked_add(Duration::from_millis(part))
+            .filter(|t| *t <= MAX_DURATION)
+            .ok_or_else(too_large)?;
     }
     Ok(total)
 }
@@ -145,6 +156,28 @@ mod tests {
                 .contains("expected a number")
         );
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn refuses_sums_and_parts_that_overflow() {
+        for text in [
+            "18446744073709551615d",
+            "18446744073709551615ms18446744073709551615ms",
+            "99999999999999999999s",
+            "3651d",
+            "3650d1ms",
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(e.contains(&format!("`{text}`")), "{text}: {e}");
+        }
+        // Each part fits; their sum overflows `Duration` itself.
+        let many = "18446744073709551615ms".repeat(1100);
+        assert!(
+            parse_duration(&many)
+                .unwrap_err()
+                .contains("longer than the 3650d")
+        );
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
     }
 
     #[test]

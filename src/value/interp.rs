@@ -158,11 +158,69 @@ pub fn expand(template: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// The most a `${file:PATH}` file may hold: a password, token or key is far smaller, and the bound
+/// keeps a mistyped path (`/dev/zero`, a log file) from being read into memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// The text of a secret file: a regular file (not a FIFO, device or directory, which could block
+/// the load or never end) of at most [`MAX_SECRET_FILE_BYTES`].
+fn read_secret_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let cannot = |what: String| {
+        format!("cannot read secret file `{path}` (from `${{file:{path}}}`): {what}")
+    };
+    // Checked before opening: opening a FIFO for reading blocks until a writer appears.
+    let meta = std::fs::metadata(path).map_err(|e| cannot(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(cannot(format!(
+            "it is not a regular file (it is a {})",
+            file_type_name(&meta.file_type())
+        )));
+    }
+    let file = std::fs::File::open(path).map_err(|e| cannot(e.to_string()))?;
+    let mut bytes = Vec::new();
+    // One byte more than allowed tells "too large" apart from "exactly at the limit", also for a
+    // file that grows after the size check.
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(e.to_string()))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(cannot(format!(
+            "it is larger than the {MAX_SECRET_FILE_BYTES} bytes a secret file may have"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))
+}
+
+/// What a file that is not a regular file is, in words.
+pub fn file_type_name(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "FIFO";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "device";
+        }
+        if t.is_socket() {
+            return "socket";
+        }
+    }
+    if t.is_dir() {
+        "directory"
+    } else if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_file() {
+        "regular file"
+    } else {
+        "special file"
+    }
+}
+
 fn resolve(reference: &str) -> Result<String, String> {
     if let Some(path) = reference.strip_prefix("file:") {
-        let content = std::fs::read_to_string(path).map_err(|e| {
-            format!("cannot read secret file `{path}` (from `${{file:{path}}}`): {e}")
-        })?;
+        let content = read_secret_file(path)?;
         // Files written by editors and `echo` end in a newline; that one is not part of the secret.
         let trimmed = content
             .strip_suffix("\r\n")
@@ -245,6 +303,39 @@ mod tests {
         assert_eq!(t.expose(), "hunter2");
         let secret = Secret(t);
         assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn secret_files_are_bounded_and_regular() {
+        let dir = tempfile::tempdir().unwrap();
+        let at_limit = dir.path().join("at_limit");
+        std::fs::write(&at_limit, "a".repeat(MAX_SECRET_FILE_BYTES as usize)).unwrap();
+        let t = Text::interpolate(&format!("${{file:{}}}", at_limit.display())).unwrap();
+        assert_eq!(t.expose().len(), MAX_SECRET_FILE_BYTES as usize);
+
+        let big = dir.path().join("big");
+        std::fs::write(&big, "a".repeat(MAX_SECRET_FILE_BYTES as usize + 1)).unwrap();
+        let err = Text::interpolate(&format!("${{file:{}}}", big.display())).unwrap_err();
+        assert!(err.contains("larger than the 65536 bytes"), "{err}");
+
+        let err = Text::interpolate("${file:/dev/zero}").unwrap_err();
+        assert!(
+            err.contains("`/dev/zero`") && err.contains("not a regular file (it is a device)"),
+            "{err}"
+        );
+
+        let err = Text::interpolate(&format!("${{file:{}}}", dir.path().display())).unwrap_err();
+        assert!(err.contains("it is a directory"), "{err}");
+
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Would block forever if the FIFO were opened.
+        let err = Text::interpolate(&format!("${{file:{}}}", fifo.display())).unwrap_err();
+        assert!(err.contains("it is a FIFO"), "{err}");
     }
 
     #[test]

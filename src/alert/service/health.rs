@@ -87,7 +87,20 @@ impl Health {
         }
     }
 
-    pub(super) fn storage(&self, error: Option<String>) {
-        self.lock().storage_error = error;
+    /// A write reached the disk at `now` (unix seconds): storage is healthy.
+    pub(super) fn storage_ok(&self, now: f64) {
+        self.lock().storage_error = None;
+        self.metrics.storage_healthy.set(1);
+        self.metrics.storage_last_success.set(now);
+    }
+
+    /// A write of `operation` (one of [`crate::metrics::STORAGE_OPERATIONS`]) failed with `error`.
+    pub(super) fn storage_failed(&self, operation: &str, error: String) {
+        self.lock().storage_error = Some(error);
+        self.metrics.storage_healthy.set(0);
+        self.metrics
+            .storage_errors
+            .with_label_values(&[operation])
+            .inc();
     }
 }

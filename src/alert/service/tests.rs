@@ -51,6 +51,9 @@ fn worker(store: Arc<Store>, setup: Setup) -> Worker {
         unsaved: HashSet::new(),
         history: Vec::new(),
         flush_at: None,
+        outbox: BTreeMap::new(),
+        next_row: 1,
+        behind: None,
         tick_visits: 0,
         health: Arc::new(Health::new(metrics.clone())),
         metrics,
@@ -212,4 +215,64 @@ async fn waiting_history_is_written_without_further_runs() {
     stop.cancel();
     task.await.expect("task");
     assert!(written, "a lone run's history must not wait for more runs");
+}
+
+#[tokio::test]
+async fn a_store_that_refuses_writes_delays_persistence_not_alerts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("sw.db")).expect("open"));
+    let mut w = worker(store.clone(), setup(0));
+    let mut routed = setup(1);
+    for entry in routed.checks.values_mut() {
+        let mut e = entry.as_ref().clone();
+        e.targets = vec![crate::alert::Target {
+            notifier: "ops".into(),
+            fallback: None,
+        }];
+        *entry = Arc::new(e);
+    }
+    w.apply(routed).await;
+
+    store.refuse_writes(true);
+    w.observe(&report("check-0", false)).await;
+    w.observe(&report("check-0", false)).await;
+    // Decided and queued in memory, from where it is sent; the disk has none of it.
+    assert!(w.states["check-0"].firing);
+    assert_eq!(w.outbox.len(), 1);
+    let queued = w.outbox.values().next().expect("queued").clone();
+    assert_eq!(queued.queued.notice.id, "check-0@1800000000:firing");
+    assert!(store.outbox().expect("outbox").is_empty());
+    assert!(store.load_states().expect("states").is_empty());
+    assert!(w.health.storage_error().is_some());
+    assert_eq!(w.metrics.storage_healthy.get(), 0);
+    let metrics = w.metrics.clone();
+    let errors = |op: &str| metrics.storage_errors.with_label_values(&[op]).get();
+    assert_eq!(
+        errors("save_alert_state"),
+        1,
+        "no write is tried while behind"
+    );
+
+    // Still refused: the catch-up fails and waits longer before the next attempt.
+    let now = tokio::time::Instant::now();
+    w.behind.as_mut().expect("behind").retry_at = now;
+    w.catch_up().await;
+    let behind = w.behind.as_ref().expect("still behind");
+    assert_eq!(behind.failures, 1);
+    assert!(behind.retry_at >= now + CATCH_UP_FIRST);
+    assert_eq!(errors("catch_up"), 1);
+
+    // Writable again: one transaction brings the disk up to memory.
+    store.refuse_writes(false);
+    w.behind.as_mut().expect("behind").retry_at = tokio::time::Instant::now();
+    w.catch_up().await;
+    assert!(w.behind.is_none());
+    assert!(w.health.storage_error().is_none());
+    assert_eq!(w.metrics.storage_healthy.get(), 1);
+    assert!(store.load_states().expect("states")["check-0"].firing);
+    let rows = store.outbox().expect("outbox");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, queued.id);
+    assert_eq!(rows[0].queued.notice.id, queued.queued.notice.id);
+    assert_eq!(store.run_count("check-0").expect("count"), 2);
 }

@@ -11,6 +11,7 @@ fn t0() -> SystemTime {
 
 fn alert(check: &str, channel: Channel, reason_kind: &str, status: AlertStatus) -> AlertNotice {
     AlertNotice {
+        id: format!("{check}-1773324300:{}", status.as_str()),
         fingerprint: format!("{check}-1773324300"),
         check: check.into(),
         channel,

@@ -91,6 +91,16 @@ impl Pacing {
         self.backoff.as_ref().filter(|b| b.until > now)
     }
 
+    /// How long a run at `now` waits out the back-off before sending, when the back-off ends with
+    /// at least half of the attempt's time left (the attempt ends at `deadline`); `None` when no
+    /// back-off is in force or it lasts too long, and the run fails as backing off.
+    pub fn backoff_wait(&self, now: Instant, deadline: Option<Instant>) -> Option<Duration> {
+        let backoff = self.backing_off(now)?;
+        let left = backoff.until.saturating_duration_since(now);
+        let remaining = deadline?.saturating_duration_since(now);
+        (left <= remaining / 2).then_some(left)
+    }
+
     /// How long a run must wait at `now` so that `min_interval` has passed since the last use.
     pub fn wait_needed(&self, now: Instant, min_interval: Duration) -> Duration {
         match self.last_use {
@@ -151,6 +161,10 @@ mod tests {
         );
         pacing.success();
         assert!(pacing.backing_off(t0).is_none());
+        assert_eq!(
+            pacing.backoff_wait(t0, Some(t0 + Duration::from_secs(30))),
+            None
+        );
         assert_eq!(pacing.transient(t0, "451".into()), BACKOFF_FIRST);
     }
 
@@ -188,5 +202,30 @@ mod tests {
         });
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(c.key.to_string(), "[::1]:25");
+    }
+
+    /// A back-off that ends within the first half of the attempt is waited out; a longer one,
+    /// or one with no deadline known, fails the run at once.
+    #[test]
+    fn a_back_off_ending_soon_is_waited_out() {
+        let t0 = Instant::now();
+        let mut pacing = Pacing::default();
+        pacing.transient(t0, "421 busy".into());
+        let until = t0 + BACKOFF_FIRST;
+        let near_end = until - Duration::from_millis(46);
+        assert_eq!(
+            pacing.backoff_wait(near_end, Some(near_end + Duration::from_secs(20))),
+            Some(Duration::from_millis(46))
+        );
+        assert_eq!(
+            pacing.backoff_wait(t0, Some(t0 + Duration::from_secs(20))),
+            None
+        );
+        assert_eq!(pacing.backoff_wait(near_end, None), None);
+        assert_eq!(
+            pacing.backoff_wait(until, Some(until + Duration::from_secs(20))),
+            None,
+            "no back-off in force"
+        );
     }
 }

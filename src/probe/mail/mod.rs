@@ -259,6 +259,15 @@ impl MailProbe {
                 self.account.state.lock().await
             }
         };
+        // A back-off that is about to end is waited out rather than failing the run: the server
+        // asked for a pause, not for this run to be lost.
+        if let Some(wait) = pacing.backoff_wait(Instant::now(), ctx.deadline()) {
+            if !queued {
+                ctx.begin("queue");
+                queued = true;
+            }
+            tokio::time::sleep(wait).await;
+        }
         if let Some(backoff) = pacing.backing_off(Instant::now()) {
             ctx.end();
             let left = backoff.until.saturating_duration_since(Instant::now());
