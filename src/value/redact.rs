@@ -7,16 +7,17 @@
 //! run's report leaves the runner, in the log writer and in the binary's error output.
 //!
 //! Which values are secret: every [`Secret`](super::Secret) read while a config loads (collected
-//! by [`collect_secrets`]), whether it came from `${ENV}`, `${file:…}` or a literal. Plain
+//! by [`collect_secrets`]), whether it came from `${ENV}`, `${file:…}` or a literal, and what
+//! `${…}` put into a request header (added when the config is prepared). Other
 //! [`Text`](super::Text) interpolations (host names, ports) are not secrets and stay readable.
 //!
 //! Which forms are matched, for each secret: the value itself; its base64 (standard and URL-safe,
 //! with and without padding); the AUTH PLAIN strings `base64("\0user\0pass")` and
 //! `base64("user\0user\0pass")` (and basic auth's `base64("user:pass")`) for every user name
-//! configured next to a password; the part of
-//! any base64 text that encodes the secret at any byte offset (so an AUTH PLAIN string with an
-//! unknown user name is still covered, up to a few characters at its edges); its percent-encoded
-//! forms (upper and lower case hex, `+` for space); and its JSON and Rust string escapes.
+//! configured next to a password; the part of any base64 text that encodes the secret at any
+//! byte offset (so an AUTH PLAIN string with an unknown user name is still covered, up to a few
+//! characters at its edges); its percent-encoded forms (upper and lower case hex, `+` for
+//! space); and its JSON and Rust string escapes.
 //!
 //! A message cut short (ending in `…`, as every truncation in supportwatch does) may end in the
 //! first part of a secret; any first part of at least [`MIN_SECRET_CHARS`] characters followed by
