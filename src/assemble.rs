@@ -7,6 +7,7 @@
 
 use crate::config::{Check, CheckSpec, Config, ConfigError, ConfigErrors};
 use crate::probe::{self, Probe, Shared};
+use crate::value::redact::{Redactor, RedactorBuilder};
 use std::sync::Arc;
 
 /// A check with its probe built: ready to run.
@@ -17,6 +18,8 @@ pub struct PreparedCheck {
     pub probe: Arc<dyn Probe>,
     /// Endpoints (`host:port`) it contacts, for the per-endpoint limit; sorted and deduplicated.
     pub hosts: Vec<String>,
+    /// Scrubs the config's secrets from the run's report (see [`Prepared::redactor`]).
+    pub redactor: Arc<Redactor>,
     name: Arc<str>,
 }
 
@@ -31,7 +34,14 @@ impl PreparedCheck {
             check,
             probe,
             hosts,
+            redactor: Arc::default(),
         }
+    }
+
+    /// The same check, its reports scrubbed by `redactor`.
+    pub fn with_redactor(mut self, redactor: Arc<Redactor>) -> Self {
+        self.redactor = redactor;
+        self
     }
 
     /// The check's name as a shared string.
@@ -50,6 +60,9 @@ pub struct Prepared {
     pub notifiers: std::collections::BTreeMap<String, crate::notify::NotifierEntry>,
     /// Things that work but probably are not what the user wants (`validate` prints them).
     pub warnings: Vec<String>,
+    /// Every secret of this config: what the runner scrubs from reports and, once this config is
+    /// in force, the log writer from log lines. A reload brings its own.
+    pub redactor: Arc<Redactor>,
 }
 
 impl Prepared {
@@ -81,6 +94,7 @@ pub fn prepare_with(
     hooks: Arc<crate::hooks::Hooks>,
 ) -> Result<Prepared, ConfigErrors> {
     crate::tlsconf::install_crypto_provider();
+    let redactor = Arc::new(redactor_for(&config));
     let mut errors = Vec::new();
     let mailboxes = crate::deliver::Mailboxes::build(&config.mailboxes)
         .unwrap_or_else(|messages| {
@@ -107,7 +121,9 @@ pub fn prepare_with(
     let mut checks = Vec::with_capacity(config.checks.len());
     for check in std::mem::take(&mut config.checks) {
         match build_probe(&check.spec, &shared) {
-            Ok(probe) => checks.push(Arc::new(PreparedCheck::new(check, probe))),
+            Ok(probe) => checks.push(Arc::new(
+                PreparedCheck::new(check, probe).with_redactor(redactor.clone()),
+            )),
             Err(message) => errors.push(ConfigError {
                 file: Some(check.origin.file.clone()),
                 position: Some((check.origin.line, check.origin.column)),
@@ -122,10 +138,58 @@ pub fn prepare_with(
             checks,
             notifiers,
             warnings,
+            redactor,
         })
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// The redactor for `config`: every secret read from its files, each password with the user name
+/// configured beside it (so the AUTH PLAIN and basic-auth strings made of both are known), and
+/// what `${…}` put into request headers (`Authorization: Bearer ${SHOP_API_TOKEN}`), which a
+/// server may echo just as well.
+fn redactor_for(config: &Config) -> Redactor {
+    use crate::notify::ServiceSpec;
+    use crate::value::{Secret, Text};
+    fn login(builder: &mut RedactorBuilder, user: &Option<Text>, password: &Option<Secret>) {
+        if let (Some(user), Some(password)) = (user, password) {
+            builder.login(user.expose(), password.expose());
+        }
+    }
+    fn headers(builder: &mut RedactorBuilder, headers: &std::collections::BTreeMap<String, Text>) {
+        for value in headers.values().filter(|v| v.is_interpolated()) {
+            // The words the template does not hold came from `${…}`: `Bearer` stays readable.
+            for word in value.expose().split_whitespace() {
+                if !value.template().contains(word) {
+                    builder.secret(word);
+                }
+            }
+        }
+    }
+    let mut builder: RedactorBuilder = config.secrets.clone();
+    for mailbox in config.mailboxes.values() {
+        login(&mut builder, &mailbox.user, &mailbox.password);
+    }
+    for check in &config.checks {
+        match &check.spec {
+            CheckSpec::Mail(mail) => login(&mut builder, &mail.user, &mail.password),
+            CheckSpec::Http(http) => headers(&mut builder, &http.headers),
+            CheckSpec::Form(form) | CheckSpec::Callback(form) => {
+                headers(&mut builder, &form.headers)
+            }
+            CheckSpec::Chat(chat) => headers(&mut builder, &chat.headers),
+            CheckSpec::Browser(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) => {}
+        }
+    }
+    for notifier in config.notifiers.values() {
+        match &notifier.service {
+            ServiceSpec::Email(email) => login(&mut builder, &email.user, &email.password),
+            ServiceSpec::Alertmanager(am) => login(&mut builder, &am.user, &am.password),
+            ServiceSpec::Telegram(_) | ServiceSpec::Webhook(_) | ServiceSpec::Slack(_) => {}
+        }
+    }
+    builder.build()
 }
 
 /// Builds the probe for a check kind. Errors are config problems (an unreadable `ca_file`, ...).

@@ -52,7 +52,10 @@ impl ConfigSource {
                 config::load_sources(&[(path.clone(), text.clone())])
             })?,
         };
-        crate::assemble::prepare_with(config, hooks)
+        let prepared = crate::assemble::prepare_with(config, hooks)?;
+        // From here on the log writer and error output scrub this config's secrets too.
+        crate::value::redact::install(prepared.redactor.clone());
+        Ok(prepared)
     }
 }
 

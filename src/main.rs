@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use supportwatch::daemon::{ConfigSource, Daemon};
 use supportwatch::value::Channel;
+use supportwatch::value::redact::{self, RedactingWriter};
 use supportwatch::{report, runner, schedule};
 
 #[derive(Parser)]
@@ -117,7 +118,8 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let message = redact::scrub_installed(&format!("{e:#}"));
+            eprintln!("error: {message}");
             ExitCode::from(2)
         }
     }
@@ -130,7 +132,9 @@ fn init_logging(format: LogFormat, default_level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        // Every log line passes the redactor of the config in force: servers echo secrets into
+        // the errors that get logged.
+        .with_writer(|| RedactingWriter(std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -227,7 +231,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    // A mail server may quote the credentials it refused.
+                    eprintln!("error: {}", redact::scrub_installed(&e.to_string()));
                     Ok(ExitCode::from(1))
                 }
             }

@@ -8,8 +8,10 @@ use crate::outcome::{
     Failure, FailureKind, FollowUp, LateDelivery, Outcome, RunContext, RunReport, RunResult,
     new_token,
 };
+use crate::value::redact::Redactor;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// A run whose submit stage is over and whose delivery, if any, is still to be awaited.
@@ -18,6 +20,7 @@ pub struct Submitted {
     started: Instant,
     follow_up: Option<FollowUp>,
     ctx: Option<RunContext>,
+    redactor: Arc<Redactor>,
 }
 
 impl Submitted {
@@ -123,6 +126,7 @@ pub async fn submit(check: &PreparedCheck, run_id: u64, lag: Option<Duration>) -
         started,
         ctx: follow_up.is_some().then_some(ctx),
         follow_up,
+        redactor: check.redactor.clone(),
     }
 }
 
@@ -133,6 +137,7 @@ pub async fn finish(submitted: Submitted) -> Finished {
         started,
         follow_up,
         ctx,
+        redactor,
     } = submitted;
     let mut late = None;
     if let Some(follow_up) = follow_up {
@@ -174,7 +179,20 @@ pub async fn finish(submitted: Submitted) -> Finished {
         Some(f) if f.kind == FailureKind::Timeout => RunResult::Timeout,
         Some(_) => RunResult::Failure,
     };
+    scrub(&mut report, &redactor);
     Finished { report, late }
+}
+
+/// Scrubs the config's secrets from the texts of `report`, which servers may have filled with
+/// what they were sent (an IMAP `NO` quoting the password). Every consumer (metrics, logs, the
+/// alert store, notifiers, `check` output) reads the report after this, so this is the one place.
+fn scrub(report: &mut RunReport, redactor: &Redactor) {
+    if let Some(failure) = &mut report.failure {
+        redactor.scrub_in_place(&mut failure.message);
+    }
+    for detail in &mut report.details {
+        redactor.scrub_in_place(detail);
+    }
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

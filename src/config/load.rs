@@ -103,6 +103,15 @@ fn read_limited(path: &Path) -> Result<String, String> {
 
 /// Loads config from already-read `(path, text)` pairs; the paths are only used in messages.
 pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Config, ConfigErrors> {
+    // Every `Secret` deserialized while the files are parsed is remembered for the redactor.
+    let (loaded, secrets) = crate::value::redact::collect_secrets(|| load_collected(sources));
+    loaded.map(|mut config| {
+        config.secrets.secrets(secrets.iter().map(String::as_str));
+        config
+    })
+}
+
+fn load_collected(sources: &[(PathBuf, String)]) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut docs = Vec::new();
     for (path, text) in sources {

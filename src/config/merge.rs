@@ -75,6 +75,7 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
         alerting,
         storage: storage(sections.storage, errors),
         files,
+        secrets: Default::default(),
     }
 }
 

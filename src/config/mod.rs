@@ -53,6 +53,8 @@ pub struct Config {
     pub storage: crate::alert::StorageConfig,
     /// The files the config was read from.
     pub files: Vec<PathBuf>,
+    /// Every secret value read from the files (for the redactor; `Debug` shows only a count).
+    pub secrets: crate::value::redact::RedactorBuilder,
 }
 
 impl Config {

@@ -121,7 +121,10 @@ impl fmt::Display for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Text::deserialize(deserializer).map(Secret)
+        let text = Text::deserialize(deserializer)?;
+        // The config's redactor learns every secret as it is read; see `value::redact`.
+        super::redact::note_secret(text.expose());
+        Ok(Secret(text))
     }
 }
 

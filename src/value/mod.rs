@@ -1,7 +1,8 @@
 //! Value types at the ground of the crate: what config files are made of and every layer names.
 //!
 //! Durations, `${ENV}` text and secrets, compiled patterns and templates, sizes, the check kinds
-//! and channels, "did you mean" hints and small formatting helpers. Nothing here knows about
+//! and channels, "did you mean" hints, small formatting helpers and the redactor that scrubs
+//! secrets from text leaving the process. Nothing here knows about
 //! checks, probes or the daemon, so any module may use it without creating an import circle.
 
 mod duration;
@@ -9,6 +10,7 @@ mod format;
 mod interp;
 mod kind;
 mod pattern;
+pub mod redact;
 mod size;
 mod suggest;
 

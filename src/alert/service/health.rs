@@ -34,12 +34,16 @@ impl Health {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Notifiers whose last attempt failed, with the error.
+    /// Notifiers whose last attempt failed, with the error (scrubbed of the config's secrets:
+    /// a mail server may quote the AUTH string it refused).
     pub fn failing_notifiers(&self) -> Vec<(String, String)> {
         self.lock()
             .notifiers
             .iter()
-            .filter_map(|(name, e)| Some((name.clone(), e.clone()?)))
+            .filter_map(|(name, e)| {
+                let error = crate::value::redact::scrub_installed(e.as_deref()?);
+                Some((name.clone(), error))
+            })
             .collect()
     }
 
