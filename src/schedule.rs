@@ -609,6 +609,7 @@ mod tests {
             checks,
             notifiers: Default::default(),
             warnings: Vec::new(),
+            redactor: Default::default(),
         }
     }
 
