@@ -33,6 +33,7 @@
 //! part matches inside it, and of two secrets that overlap in a text neither is left in part.
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -349,27 +350,9 @@ fn base64_forms(bytes: &[u8], forms: &mut BTreeSet<String>) {
     forms.insert(url_safe);
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Standard base64 with padding.
 fn base64(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(BASE64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// The base64 characters that depend only on `bytes` when they start `offset` bytes into a

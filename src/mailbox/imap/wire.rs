@@ -6,6 +6,7 @@
 //! placeholder; [`Wire`] replaces it with the real bytes on their way to the socket, and only while
 //! the login is in progress ([`Wire::arm`] / [`Wire::disarm`]).
 
+use base64::Engine;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -137,24 +138,7 @@ impl AsyncWrite for Wire {
 
 /// Standard base64 with padding (RFC 4648), as async-imap encodes AUTHENTICATE responses.
 pub(crate) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
