@@ -2,9 +2,14 @@
 //! passed a run's token on to us.
 //!
 //! Hooks are declared once under top-level `hooks:`, each with a secret that authenticates the
-//! sender: either the raw secret in a header (`signature: header`), or a hex HMAC-SHA256 of the
+//! sender: either the raw secret in a header (`signature: header`), a hex HMAC-SHA256 of the
 //! body keyed with the secret (`signature: hmac-sha256`, the default, as GitHub and most CRMs
-//! send it). A request that fails authentication never counts as a delivery.
+//! send it), or the secret as the last path segment, `POST /hooks/NAME/SECRET`
+//! (`signature: url`), for the many CRMs and telephony systems that let an integrator set a URL
+//! and nothing else. A request that fails authentication never counts as a delivery.
+//!
+//! Refused requests to a declared hook are remembered for a while (bounded), so a run that waited
+//! in vain can say that its CRM did call but was turned away, and why.
 //!
 //! One [`Hooks`] lives as long as the process (the daemon holds it): the web server feeds it and
 //! `deliver: { webhook: NAME }` waits on it, and a reload only swaps the declarations, so a run
@@ -44,7 +49,14 @@ pub enum Signature {
     /// The header carries the secret itself.
     #[serde(rename = "header")]
     Header,
+    /// The last path segment carries the secret: `POST /hooks/NAME/SECRET`.
+    #[serde(rename = "url")]
+    Url,
 }
+
+/// A secret in a URL must be at least this long: it travels in every request line, so it must
+/// not be guessable, and the log redactor must recognise it.
+pub const URL_SECRET_MIN: usize = 16;
 
 /// One entry under `hooks:`.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,7 +64,7 @@ pub enum Signature {
 pub struct HookSpec {
     /// The shared secret; use `${ENV}` or `${file:…}`, it is never shown.
     pub secret: Secret,
-    /// `hmac-sha256` (default) or `header`.
+    /// `hmac-sha256` (default), `header` or `url`.
     #[serde(default)]
     pub signature: Signature,
     /// The header that carries the signature or secret (default `X-Signature`).
@@ -71,6 +83,19 @@ pub fn validate(spec: &HookSpec) -> Result<(), String> {
     }
     http::HeaderName::from_bytes(spec.header.as_bytes())
         .map_err(|_| format!("header `{}` is not a valid header name", spec.header))?;
+    if spec.signature == Signature::Url {
+        // Only unreserved characters: the secret then reads the same percent-encoded or not,
+        // so the sender's URL, our route and the log redactor all agree on it.
+        let secret = spec.secret.expose();
+        let unreserved = secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+        if !unreserved || secret.chars().count() < URL_SECRET_MIN {
+            return Err(format!(
+                "signature: url needs a secret of at least {URL_SECRET_MIN} letters, digits, `-`, `.`, `_` or `~` (it becomes the URL's last segment); make one with `openssl rand -hex 16`"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -113,6 +138,19 @@ pub enum Rejection {
     TooLarge,
     /// The body did not arrive in time.
     SlowBody,
+}
+
+/// Refusals remembered per hook, newest last, so the list stays bounded under a flood.
+const REFUSALS_KEPT: usize = 32;
+
+/// One refused request to a declared hook: when, and why in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// When the request was refused.
+    pub at: SystemTime,
+    /// Why, for a person: "bad signature", "wrong secret in the URL", … Never the secret or
+    /// anything the sender presented.
+    pub why: &'static str,
 }
 
 impl Rejection {
@@ -199,6 +237,8 @@ struct State {
     /// Arrival order, for forgetting the oldest first.
     order: VecDeque<(Instant, (String, String))>,
     waiters: Vec<Waiter>,
+    /// hook → its latest refused requests, oldest first.
+    refusals: HashMap<String, VecDeque<Refusal>>,
 }
 
 struct Declared {
@@ -243,6 +283,8 @@ impl Hooks {
     /// hooks that stay declared is kept, so a reload does not refill their buckets.
     pub fn configure(&self, specs: &BTreeMap<String, HookSpec>) {
         let mut state = self.lock();
+        // Refusals of hooks no longer declared would never be asked for again.
+        state.refusals.retain(|name, _| specs.contains_key(name));
         let mut old = std::mem::take(&mut state.declared);
         for (name, spec) in specs {
             let bucket = old.remove(name).map_or_else(Bucket::full, |d| d.bucket);
@@ -257,25 +299,30 @@ impl Hooks {
     }
 
     /// Handles one request to hook `name`: authentication, rate limit, then every token in the
-    /// body is recorded and waiting runs are answered.
-    pub fn receive(&self, name: &str, headers: &http::HeaderMap, body: &[u8]) -> Receipt {
+    /// body is recorded and waiting runs are answered. `url_secret` is the path segment after
+    /// the name (`POST /hooks/NAME/SECRET`), if the request had one.
+    pub fn receive(
+        &self,
+        name: &str,
+        url_secret: Option<&str>,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Receipt {
         let now = Instant::now();
         let mut state = self.lock();
         let Some(hook) = state.declared.get_mut(name) else {
             return Receipt::Unknown;
         };
-        let presented = headers
-            .get(hook.spec.header.as_str())
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
         // The signature first: a forged request must never spend the budget of signed ones,
         // or a flood of forgeries would make every genuine delivery answer 429. Checking costs
         // one HMAC over at most MAX_BODY bytes.
-        if !authentic(&hook.spec, presented, body) {
+        if let Err(why) = check(&hook.spec, url_secret, headers, body) {
+            remember_refusal(&mut state, name, why);
             return Receipt::BadSignature;
         }
         // The limit still bounds what a leaked secret can do.
         if !hook.bucket.take(now) {
+            remember_refusal(&mut state, name, "rate limited (over 10 requests/s)");
             return Receipt::RateLimited;
         }
         let tokens = crate::outcome::find_tokens(&String::from_utf8_lossy(body));
@@ -337,6 +384,37 @@ impl Hooks {
         found
     }
 
+    /// Remembers a request to `name` refused before it reached [`Hooks::receive`] (too large,
+    /// too slow), if such a hook is declared; undeclared names come from whoever sends.
+    pub fn note_refused(&self, name: &str, reason: Rejection) {
+        let why = match reason {
+            Rejection::TooLarge => "body over 64 KiB",
+            Rejection::SlowBody => "body too slow",
+            Rejection::BadSignature => "bad signature",
+            Rejection::RateLimited => "rate limited (over 10 requests/s)",
+            Rejection::UnknownHook => return,
+        };
+        let mut state = self.lock();
+        if state.declared.contains_key(name) {
+            remember_refusal(&mut state, name, why);
+        }
+    }
+
+    /// Requests to `hook` refused at or after `since` (less the clock skew allowed for
+    /// deliveries), oldest first.
+    pub fn refused_since(&self, hook: &str, since: SystemTime) -> Vec<Refusal> {
+        self.lock()
+            .refusals
+            .get(hook)
+            .map(|list| {
+                list.iter()
+                    .filter(|r| r.at + CLOCK_SKEW >= since)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Marks the registry as fed by a web server.
     pub fn mark_served(&self) {
         self.served.store(true, Ordering::Relaxed);
@@ -372,10 +450,59 @@ fn forget_old(state: &mut State, now: Instant) {
     }
 }
 
+fn remember_refusal(state: &mut State, name: &str, why: &'static str) {
+    let list = state.refusals.entry(name.to_string()).or_default();
+    if list.len() >= REFUSALS_KEPT {
+        list.pop_front();
+    }
+    list.push_back(Refusal {
+        at: SystemTime::now(),
+        why,
+    });
+}
+
+/// Whether the request proves knowledge of the hook's secret; if not, why in words (never
+/// quoting what was presented).
+fn check(
+    spec: &HookSpec,
+    url_secret: Option<&str>,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<(), &'static str> {
+    if spec.signature == Signature::Url {
+        let Some(presented) = url_secret else {
+            return Err("no secret in the URL (expected /hooks/NAME/SECRET)");
+        };
+        return if authentic(spec, presented.as_bytes(), body) {
+            Ok(())
+        } else {
+            Err("wrong secret in the URL")
+        };
+    }
+    if url_secret.is_some() {
+        // A header hook called with a path segment: most likely the sender was given a URL
+        // meant for `signature: url`; refuse rather than ignore what could be a secret.
+        return Err(match spec.signature {
+            Signature::Header => {
+                "a path segment after the hook name, but the hook expects signature: header"
+            }
+            _ => "a path segment after the hook name, but the hook expects signature: hmac-sha256",
+        });
+    }
+    let Some(presented) = headers.get(spec.header.as_str()) else {
+        return Err("no signature header");
+    };
+    if authentic(spec, presented.as_bytes(), body) {
+        Ok(())
+    } else {
+        Err("bad signature")
+    }
+}
+
 fn authentic(spec: &HookSpec, presented: &[u8], body: &[u8]) -> bool {
     let secret = spec.secret.expose().as_bytes();
     match spec.signature {
-        Signature::Header => constant_time_eq(presented, secret),
+        Signature::Header | Signature::Url => constant_time_eq(presented, secret),
         Signature::HmacSha256 => {
             let hex = presented.strip_prefix(b"sha256=").unwrap_or(presented);
             let Some(expected) = decode_hex(hex) else {
@@ -433,15 +560,125 @@ mod tests {
     use super::*;
 
     fn spec(signature: Signature) -> HookSpec {
+        spec_with(signature, "s3cret")
+    }
+
+    fn spec_with(signature: Signature, secret: &str) -> HookSpec {
         HookSpec {
             secret: crate::value::with_overlay(
-                &HashMap::from([("S".to_string(), "s3cret".to_string())]),
+                &HashMap::from([("S".to_string(), secret.to_string())]),
                 || serde_json::from_str::<Secret>("\"${S}\""),
             )
             .unwrap(),
             signature,
             header: "X-Signature".into(),
         }
+    }
+
+    const URL_SECRET: &str = "0123456789abcdef-url";
+
+    #[test]
+    fn url_mode_takes_the_secret_from_the_path_only() {
+        let hooks = Hooks::default();
+        hooks.configure(&BTreeMap::from([(
+            "crm".into(),
+            spec_with(Signature::Url, URL_SECRET),
+        )]));
+        let mut with_header = http::HeaderMap::new();
+        with_header.insert("x-signature", http::HeaderValue::from_static(URL_SECRET));
+        let empty = http::HeaderMap::new();
+        let since = SystemTime::now();
+        assert_eq!(
+            hooks.receive(
+                "crm",
+                Some(URL_SECRET),
+                &empty,
+                b"sw-cb-1795430400-0a1b2c3d"
+            ),
+            Receipt::Accepted(1)
+        );
+        // The secret in a header does not do for a URL hook, nor a near miss in the path.
+        assert_eq!(
+            hooks.receive("crm", None, &with_header, b"x"),
+            Receipt::BadSignature
+        );
+        assert_eq!(
+            hooks.receive("crm", Some("0123456789abcdef-urL"), &empty, b"x"),
+            Receipt::BadSignature
+        );
+        let refused = hooks.refused_since("crm", since);
+        let why: Vec<_> = refused.iter().map(|r| r.why).collect();
+        assert_eq!(
+            why,
+            [
+                "no secret in the URL (expected /hooks/NAME/SECRET)",
+                "wrong secret in the URL"
+            ]
+        );
+        assert!(
+            hooks
+                .refused_since("crm", since + Duration::from_secs(60))
+                .is_empty()
+        );
+        assert!(hooks.refused_since("other", since).is_empty());
+    }
+
+    #[test]
+    fn header_hooks_refuse_a_path_segment_and_say_which_header_was_missing() {
+        let hooks = Hooks::default();
+        hooks.configure(&BTreeMap::from([("crm".into(), spec(Signature::Header))]));
+        let mut signed = http::HeaderMap::new();
+        signed.insert("x-signature", http::HeaderValue::from_static("s3cret"));
+        let since = SystemTime::now();
+        assert_eq!(
+            hooks.receive("crm", Some("s3cret"), &signed, b"x"),
+            Receipt::BadSignature
+        );
+        assert_eq!(
+            hooks.receive("crm", None, &http::HeaderMap::new(), b"x"),
+            Receipt::BadSignature
+        );
+        let why: Vec<_> = hooks
+            .refused_since("crm", since)
+            .iter()
+            .map(|r| r.why)
+            .collect();
+        assert_eq!(
+            why,
+            [
+                "a path segment after the hook name, but the hook expects signature: header",
+                "no signature header"
+            ]
+        );
+    }
+
+    #[test]
+    fn refusals_are_bounded_and_forgotten_with_their_hook() {
+        let hooks = Hooks::default();
+        let declared = BTreeMap::from([("crm".into(), spec(Signature::Header))]);
+        hooks.configure(&declared);
+        let since = SystemTime::now();
+        for _ in 0..100 {
+            hooks.note_refused("crm", Rejection::TooLarge);
+        }
+        hooks.note_refused("undeclared", Rejection::TooLarge);
+        assert_eq!(hooks.refused_since("crm", since).len(), REFUSALS_KEPT);
+        assert!(hooks.refused_since("undeclared", since).is_empty());
+        hooks.configure(&BTreeMap::new());
+        hooks.configure(&declared);
+        assert!(hooks.refused_since("crm", since).is_empty());
+    }
+
+    #[test]
+    fn url_secrets_must_be_long_and_unreserved() {
+        assert!(validate(&spec_with(Signature::Url, URL_SECRET)).is_ok());
+        let short = validate(&spec_with(Signature::Url, "s3cret")).unwrap_err();
+        assert!(short.contains("at least 16"), "{short}");
+        assert!(!short.contains("s3cret"), "{short}");
+        assert!(validate(&spec_with(Signature::Url, "0123456789abcdef/x")).is_err());
+        assert!(validate(&spec_with(Signature::Url, "0123456789abcdef%2F")).is_err());
+        // Header modes keep accepting any non-empty secret.
+        assert!(validate(&spec(Signature::Header)).is_ok());
     }
 
     #[test]
@@ -471,7 +708,7 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-signature", http::HeaderValue::from_static("s3cret"));
         let since = SystemTime::now();
-        let receipt = hooks.receive("crm", &headers, b"call sw-cb-1795430400-0a1b2c3d");
+        let receipt = hooks.receive("crm", None, &headers, b"call sw-cb-1795430400-0a1b2c3d");
         assert_eq!(receipt, Receipt::Accepted(1));
         let found = hooks
             .wait(
@@ -482,7 +719,7 @@ mod tests {
             )
             .await;
         assert!(found.is_some());
-        assert_eq!(hooks.receive("nope", &headers, b""), Receipt::Unknown);
+        assert_eq!(hooks.receive("nope", None, &headers, b""), Receipt::Unknown);
     }
 
     #[test]
@@ -492,14 +729,20 @@ mod tests {
         let mut forged = http::HeaderMap::new();
         forged.insert("x-signature", http::HeaderValue::from_static("guess"));
         for _ in 0..500 {
-            assert_eq!(hooks.receive("crm", &forged, b""), Receipt::BadSignature);
+            assert_eq!(
+                hooks.receive("crm", None, &forged, b""),
+                Receipt::BadSignature
+            );
         }
         let mut signed = http::HeaderMap::new();
         signed.insert("x-signature", http::HeaderValue::from_static("s3cret"));
-        assert_eq!(hooks.receive("crm", &signed, b"x"), Receipt::Accepted(0));
+        assert_eq!(
+            hooks.receive("crm", None, &signed, b"x"),
+            Receipt::Accepted(0)
+        );
         // Signed requests still have a limit.
         let accepted = (0..100)
-            .filter(|_| hooks.receive("crm", &signed, b"x") == Receipt::Accepted(0))
+            .filter(|_| hooks.receive("crm", None, &signed, b"x") == Receipt::Accepted(0))
             .count();
         assert!(accepted < 100, "{accepted}");
     }

@@ -1,5 +1,7 @@
 //! The built-in web server: `/metrics`, `/healthz`, `POST /-/reload`, and the webhook receiver
-//! `POST /hooks/NAME` (see [`crate::hooks`]), optionally on a listener of its own.
+//! `POST /hooks/NAME` (and `POST /hooks/NAME/SECRET` for `signature: url`; see [`crate::hooks`]),
+//! optionally on a listener of its own. No request path is ever logged: for URL-signed hooks it
+//! holds the secret.
 //!
 //! Connections are accepted by [`conn`] (limits, timeouts, TLS); [`auth`] holds basic auth.
 //! `/-/reload` is off unless `server.enable_lifecycle` is set together with basic auth, and then
@@ -106,7 +108,9 @@ fn main_router(served: Served, with_hooks: bool) -> Router {
         .route("/-/reload", post(reload));
     if with_hooks {
         served.app.hooks.mark_served();
-        router = router.route("/hooks/{name}", post(hook));
+        router = router
+            .route("/hooks/{name}", post(hook))
+            .route("/hooks/{name}/{secret}", post(hook_with_secret));
     }
     // Every route has a body limit; the hook handler reads its own, bounded by MAX_BODY.
     router
@@ -119,6 +123,7 @@ fn hooks_router(served: Served) -> Router {
     served.app.hooks.mark_served();
     Router::new()
         .route("/hooks/{name}", post(hook))
+        .route("/hooks/{name}/{secret}", post(hook_with_secret))
         .layer(DefaultBodyLimit::max(OTHER_BODY_MAX))
         .with_state(served)
 }
@@ -340,6 +345,26 @@ async fn hook(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
+    receive_hook(served, name, None, headers, body).await
+}
+
+/// `POST /hooks/NAME/SECRET`: the secret is the last path segment (`signature: url`).
+async fn hook_with_secret(
+    State(served): State<Served>,
+    Path((name, secret)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    receive_hook(served, name, Some(secret), headers, body).await
+}
+
+async fn receive_hook(
+    served: Served,
+    name: String,
+    url_secret: Option<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
     // Read here rather than by an extractor, so a slow or oversized body is counted like any
     // other refusal.
     let body = match tokio::time::timeout(
@@ -358,7 +383,10 @@ async fn hook(
             return (StatusCode::REQUEST_TIMEOUT, "body too slow\n").into_response();
         }
     };
-    let receipt = served.app.hooks.receive(&name, &headers, &body);
+    let receipt = served
+        .app
+        .hooks
+        .receive(&name, url_secret.as_deref(), &headers, &body);
     if let Some(reason) = receipt.rejection() {
         refused(&served, &name, reason);
     }
@@ -376,6 +404,10 @@ async fn hook(
 /// Counts a refused webhook and, at most once a minute per hook and reason, logs how many.
 /// Logged without the body or the signature: either may carry a secret or personal data.
 fn refused(served: &Served, name: &str, reason: Rejection) {
+    if matches!(reason, Rejection::TooLarge | Rejection::SlowBody) {
+        // Refused before the registry saw it: tell the registry, so a waiting run can say so.
+        served.app.hooks.note_refused(name, reason);
+    }
     served
         .app
         .metrics

@@ -20,6 +20,8 @@ use supportwatch::runner;
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "test-hook-secret";
+/// Differs from [`SECRET`] in its last character only.
+const WRONG_URL_SECRET: &str = "test-hook-secreT";
 
 /// What the shop's backend does with a callback request.
 #[derive(Clone, Copy, PartialEq)]
@@ -30,6 +32,11 @@ enum Backend {
     Drop,
     /// Posts it with a wrong signature.
     WrongSignature,
+    /// Posts unsigned JSON to the hook URL with the secret as the last segment, as a CRM that
+    /// only lets an integrator set a URL does.
+    UrlSecret,
+    /// Like `UrlSecret`, with a wrong secret in the URL.
+    WrongUrlSecret,
 }
 
 #[derive(Clone)]
@@ -72,10 +79,18 @@ async fn submit(State(shop): State<Shop>, Form(form): Form<HashMap<String, Strin
                 }
                 _ => supportwatch::hooks::sign(SECRET, body.as_bytes()),
             };
-            let answer = reqwest::Client::new()
-                .post(&shop.hook_url)
+            let client = reqwest::Client::new();
+            let request = match shop.backend {
+                Backend::UrlSecret => client.post(format!("{}/{SECRET}", shop.hook_url)),
+                Backend::WrongUrlSecret => {
+                    client.post(format!("{}/{WRONG_URL_SECRET}", shop.hook_url))
+                }
+                _ => client
+                    .post(&shop.hook_url)
+                    .header("x-signature", format!("sha256={signature}")),
+            };
+            let answer = request
                 .header("content-type", "application/json")
-                .header("x-signature", format!("sha256={signature}"))
                 .body(body)
                 .send()
                 .await;
@@ -558,4 +573,48 @@ fn active_hours_without_outside_hours_is_refused() {
         errors.contains("`active_hours` needs `outside_hours`"),
         "{errors}"
     );
+}
+
+/// The callback check with hook `crm` signed by its URL, delivering within `within`.
+fn url_yaml(shop: SocketAddr, within: &str) -> String {
+    callback_yaml(
+        shop,
+        ", signature: url",
+        &format!(
+            "    expect: {{ status: 200, body: \"(?i)call you back\" }}\n    deliver: {{ webhook: crm, within: {within}, late_window: 100ms }}\n"
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crm_that_can_only_set_a_url_proves_delivery_with_the_secret_in_the_path() {
+    let (shop, state, hooks) = shop_and_receiver(Backend::UrlSecret).await;
+    let report = run(&url_yaml(shop, "5s"), &hooks).await;
+    passed_with_latency(&report, "url-signed webhook");
+    assert_eq!(hook_answers(&state).await, vec![200]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_in_the_url_is_refused_and_named_in_the_failure() {
+    let (shop, state, hooks) = shop_and_receiver(Backend::WrongUrlSecret).await;
+    let report = run(&url_yaml(shop, "1s"), &hooks).await;
+    assert_eq!(hook_answers(&state).await, vec![401]);
+    let failure = report
+        .failure
+        .clone()
+        .expect("a wrong secret must not count");
+    assert_eq!(failure.kind, FailureKind::NotDelivered);
+    let prefix = "not delivered within 1s (webhook crm); the request to hook crm at ";
+    let suffix = " UTC was refused: wrong secret in the URL";
+    assert!(
+        failure.message.starts_with(prefix) && failure.message.ends_with(suffix),
+        "{}",
+        failure.message
+    );
+    // Between them only the time of day, HH:MM:SS.
+    let time = &failure.message[prefix.len()..failure.message.len() - suffix.len()];
+    assert_eq!(time.len(), 8, "{time}");
+    assert!(!failure.message.contains(SECRET), "{}", failure.message);
+    let shown = format!("{report:?}");
+    assert!(!shown.contains(SECRET) && !shown.contains(WRONG_URL_SECRET));
 }

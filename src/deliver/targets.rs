@@ -101,10 +101,13 @@ pub(super) async fn webhook_stage(
             } else {
                 "; nothing receives webhooks here: `supportwatch check` has no web server, run the daemon (`supportwatch run`) to prove webhook delivery"
             };
+            // The CRM may well have called and been turned away (a wrong secret is the usual
+            // mistake): say so in the failure, not only in the daemon's log.
+            let refused = refusals_note(&name, &hooks.refused_since(&name, submitted_at));
             outcome.fail_with(
                 FailureKind::NotDelivered,
                 format!(
-                    "not delivered within {} (webhook {name}){hint}",
+                    "not delivered within {} (webhook {name}){refused}{hint}",
                     spec.within
                 ),
             );
@@ -117,6 +120,27 @@ pub(super) async fn webhook_stage(
         }
     }
     FollowUpResult { outcome, late }
+}
+
+/// `; the request to hook crm at 12:00:01 UTC was refused: bad signature` (or how many were, and
+/// the last), or nothing when no request was refused.
+fn refusals_note(hook: &str, refused: &[crate::hooks::Refusal]) -> String {
+    let Some(last) = refused.last() else {
+        return String::new();
+    };
+    let at = jiff::Timestamp::try_from(last.at)
+        .map(|t| t.strftime("%H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| "an unknown time".into());
+    match refused.len() {
+        1 => format!(
+            "; the request to hook {hook} at {at} was refused: {}",
+            last.why
+        ),
+        n => format!(
+            "; {n} requests to hook {hook} were refused, the last at {at}: {}",
+            last.why
+        ),
+    }
 }
 
 /// Polls the API until the token shows up or `deadline` passes.
@@ -272,4 +296,33 @@ fn proven(outcome: &mut Outcome, submitted_at: SystemTime, at: SystemTime, what:
         "{what} after {}",
         crate::value::short_duration(latency)
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::Refusal;
+
+    #[test]
+    fn refusals_are_named_with_their_time_and_reason() {
+        // 2026-12-06 12:00:01 UTC
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_558_401);
+        let one = Refusal {
+            at,
+            why: "bad signature",
+        };
+        assert_eq!(refusals_note("crm", &[]), "");
+        assert_eq!(
+            refusals_note("crm", std::slice::from_ref(&one)),
+            "; the request to hook crm at 12:00:01 UTC was refused: bad signature"
+        );
+        let last = Refusal {
+            at: at + Duration::from_secs(2),
+            why: "wrong secret in the URL",
+        };
+        assert_eq!(
+            refusals_note("crm", &[one, last]),
+            "; 2 requests to hook crm were refused, the last at 12:00:03 UTC: wrong secret in the URL"
+        );
+    }
 }
