@@ -102,7 +102,7 @@ pub fn prepare_with(
             crate::deliver::Mailboxes::default()
         })
         .with_hooks(hooks);
-    let shared = probe::Shared {
+    let mut shared = probe::Shared {
         mailboxes,
         browser: Some(Arc::new(crate::browser::Browser::new(
             config.browser.clone(),
@@ -120,6 +120,7 @@ pub fn prepare_with(
     });
     let mut checks = Vec::with_capacity(config.checks.len());
     for check in std::mem::take(&mut config.checks) {
+        shared.resolve = check.resolve.clone();
         match build_probe(&check.spec, &shared) {
             Ok(probe) => checks.push(Arc::new(
                 PreparedCheck::new(check, probe).with_redactor(redactor.clone()),

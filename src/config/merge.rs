@@ -275,6 +275,10 @@ fn merge_check(
     }
     let labels = std::sync::Arc::new(check_labels(&doc, context.defaults, &mut problem));
     let timing = check_timing(&doc, context.defaults, &mut problem);
+    let resolve = crate::net::Resolve::parse(&doc.resolve).unwrap_or_else(|problems| {
+        problems.into_iter().for_each(&mut problem);
+        crate::net::Resolve::default()
+    });
     if let Err(m) = doc.spec.validate() {
         problem(m);
     }
@@ -308,6 +312,7 @@ fn merge_check(
         retry_delay: timing.retry_delay,
         alert: doc.alert,
         spec: doc.spec,
+        resolve,
         origin,
     }
 }

@@ -85,6 +85,8 @@ pub struct Check {
     pub alert: Option<crate::alert::CheckAlert>,
     /// What the check does.
     pub spec: CheckSpec,
+    /// Host overrides (`resolve:`): where its connections go instead of what DNS says.
+    pub resolve: crate::net::Resolve,
     /// Where the check is defined.
     pub origin: Origin,
 }

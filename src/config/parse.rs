@@ -75,6 +75,7 @@ const COMMON_FIELDS: &[&str] = &[
     "retry_delay",
     "labels",
     "alert",
+    "resolve",
 ];
 
 #[derive(Deserialize)]
@@ -89,6 +90,8 @@ pub(super) struct CheckDoc {
     #[serde(default)]
     pub(super) labels: BTreeMap<String, String>,
     pub(super) alert: Option<crate::alert::CheckAlert>,
+    #[serde(default)]
+    pub(super) resolve: BTreeMap<String, String>,
     #[serde(flatten)]
     pub(super) spec: CheckSpec,
 }

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct ClientKey {
     pub(crate) max_redirects: usize,
     pub(crate) ca_file: Option<PathBuf>,
+    /// The check's host overrides: checks with different ones must not share a client.
+    pub(crate) resolve: super::Resolve,
 }
 
 /// HTTP clients shared by checks with the same transport options, so that 10,000 checks do not
@@ -24,7 +26,9 @@ impl ClientCache {
             return Ok(client.clone());
         }
         let roots = crate::tlsconf::roots(key.ca_file.as_deref())?;
-        let client = client_builder(roots, key.max_redirects)
+        let client = key
+            .resolve
+            .apply(client_builder(roots, key.max_redirects))
             // A new connection per run: the probe must see connect and handshake problems.
             .pool_max_idle_per_host(0)
             .build()

@@ -6,10 +6,12 @@
 
 mod client;
 mod exchange;
+mod resolve;
 
 pub use client::ClientCache;
 pub(crate) use client::{ClientKey, client_builder};
 pub(crate) use exchange::{Answer, read_body, send};
+pub use resolve::Resolve;
 
 use crate::value::Text;
 use std::collections::BTreeMap;

@@ -320,6 +320,7 @@ impl ChatProbe {
                 Some(shared.http_clients.get(crate::net::ClientKey {
                     max_redirects: super::http::default_max_redirects(),
                     ca_file,
+                    resolve: shared.resolve.clone(),
                 })?),
                 None,
             ),

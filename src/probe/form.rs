@@ -213,6 +213,8 @@ pub struct FormProbe {
     selectors: Arc<Selectors>,
     /// Loaded once at build, so a run only builds its client around them.
     roots: Arc<rustls::RootCertStore>,
+    /// The check's host overrides, applied to each run's client.
+    resolve: crate::net::Resolve,
     hosts: Vec<String>,
     mailboxes: Mailboxes,
     /// With `via: browser`: the browser pool and the steps.
@@ -252,6 +254,7 @@ impl FormProbe {
             url,
             selectors: Arc::new(selectors),
             roots,
+            resolve: shared.resolve.clone(),
             hosts,
             mailboxes: shared.mailboxes.clone(),
             browser,

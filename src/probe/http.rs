@@ -153,6 +153,7 @@ impl HttpProbe {
         let client = shared.http_clients.get(ClientKey {
             max_redirects: spec.max_redirects,
             ca_file: spec.ca_file.as_ref().map(|t| PathBuf::from(t.expose())),
+            resolve: shared.resolve.clone(),
         })?;
         Ok(HttpProbe {
             spec: spec.clone(),

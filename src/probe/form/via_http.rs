@@ -78,7 +78,12 @@ impl FormProbe {
     /// The run's own client around its own cookie jar (see the module doc of `form`).
     fn client(&self) -> Result<(Arc<reqwest::cookie::Jar>, reqwest::Client), Outcome> {
         let jar = Arc::new(reqwest::cookie::Jar::default());
-        match crate::net::client_builder(self.roots.clone(), self.spec.max_redirects)
+        match self
+            .resolve
+            .apply(crate::net::client_builder(
+                self.roots.clone(),
+                self.spec.max_redirects,
+            ))
             .cookie_provider(jar.clone())
             .build()
         {
