@@ -6,73 +6,10 @@
 
 mod common;
 
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::routing::get;
+use common::breakable::Shop;
 use common::daemon::ConfigDir;
 use common::recorder::{Answer, Recorder, Request};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Which channels of the shop are broken, by name.
-type Broken = Arc<Mutex<BTreeMap<String, bool>>>;
-
-/// A shop whose channels answer 200 or 500 as the test says.
-struct Shop {
-    addr: SocketAddr,
-    broken: Broken,
-}
-
-impl Shop {
-    async fn start() -> Self {
-        async fn answer(
-            State(broken): State<Broken>,
-            UrlPath(channel): UrlPath<String>,
-        ) -> StatusCode {
-            let broken = broken
-                .lock()
-                .expect("lock")
-                .get(&channel)
-                .copied()
-                .unwrap_or(false);
-            if broken {
-                StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                StatusCode::OK
-            }
-        }
-        let broken = Broken::default();
-        let app = Router::new()
-            .route("/svc/{channel}", get(answer))
-            .with_state(broken.clone());
-        Shop {
-            addr: common::serve(app).await,
-            broken,
-        }
-    }
-
-    fn set(&self, channel: &str, broken: bool) {
-        self.broken
-            .lock()
-            .expect("lock")
-            .insert(channel.to_string(), broken);
-    }
-
-    /// `checks:` with an http check of each of `channels`, run every second.
-    fn checks(&self, channels: &[&str]) -> String {
-        let shop = self.addr;
-        let mut out = String::from("checks:\n");
-        for c in channels {
-            out.push_str(&format!(
-                "  - {{ name: {c}, kind: http, channel: {c}, url: \"http://{shop}/svc/{c}\", interval: 1s, timeout: 1s, retries: 0 }}\n"
-            ));
-        }
-        out
-    }
-}
 
 /// A notification receiver: records every request and, unless scripted otherwise, answers as a
 /// content Bot API does.

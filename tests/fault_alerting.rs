@@ -7,66 +7,17 @@
 
 mod common;
 
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::routing::get;
+use common::breakable::Shop;
 use common::recorder::{Answer, Recorder, Request};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long one awaited event (a start, a message, a state) may take on a loaded machine.
 const WITHIN: Duration = Duration::from_secs(20);
-
-/// Which channels of the shop are broken.
-type Broken = Arc<Mutex<BTreeMap<String, bool>>>;
-
-/// A shop whose channels answer 200 or 500 as the test says.
-struct Shop {
-    addr: SocketAddr,
-    broken: Broken,
-}
-
-impl Shop {
-    async fn start() -> Self {
-        async fn answer(
-            State(broken): State<Broken>,
-            UrlPath(channel): UrlPath<String>,
-        ) -> StatusCode {
-            let broken = broken
-                .lock()
-                .expect("lock")
-                .get(&channel)
-                .copied()
-                .unwrap_or(false);
-            if broken {
-                StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                StatusCode::OK
-            }
-        }
-        let broken = Broken::default();
-        let app = Router::new()
-            .route("/svc/{channel}", get(answer))
-            .with_state(broken.clone());
-        Shop {
-            addr: common::serve(app).await,
-            broken,
-        }
-    }
-
-    fn set(&self, channel: &str, broken: bool) {
-        self.broken
-            .lock()
-            .expect("lock")
-            .insert(channel.to_string(), broken);
-    }
-}
 
 /// A config directory for one `chat` check run every second, alerting the receiver at once on
 /// the first failure and the first pass, with its database at `db`.
