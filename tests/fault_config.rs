@@ -7,14 +7,10 @@ mod common;
 
 use axum::Router;
 use axum::routing::get;
+use common::binary::{Binary, WITHIN};
 use common::daemon::ConfigDir;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// How long anything the daemon should do may take on a loaded machine.
-const WITHIN: Duration = Duration::from_secs(30);
 
 /// The values a reviewer found that used to panic or silently stop checks, each with the exact
 /// problem the reload must report (file-relative location, field and allowed range).
@@ -83,52 +79,20 @@ fn enable_reload(dir: &ConfigDir) {
     );
 }
 
-/// The daemon binary with its stderr (JSON log lines) collected as it runs.
+/// The daemon binary, and a client that signs in as the operator.
 struct Daemon {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+    binary: Binary,
     base: String,
     http: reqwest::Client,
 }
 
 impl Daemon {
     fn start(dir: &ConfigDir) -> Daemon {
-        supportwatch::tlsconf::install_crypto_provider();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_supportwatch"))
-            .args(["--log-format", "json", "run", "--listen", "127.0.0.1:0"])
-            .arg("--config")
-            .arg(dir.path())
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start supportwatch");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let lines = log.clone();
-        // Reads the log until the process exits; the listening address comes from its first
-        // "supportwatch running" line.
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["fields"]["message"] == "supportwatch running"
-                    && let Some(addr) = v["fields"]["addr"].as_str()
-                {
-                    let _ = addr_tx.send(addr.to_string());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = addr_rx.recv_timeout(WITHIN).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("daemon did not start:\n{}", log.lock().unwrap().join("\n"))
-        });
+        let mut binary = Binary::start(dir.path(), &[]);
+        let base = format!("http://{}", binary.addr());
         Daemon {
-            child,
-            log,
-            base: format!("http://{addr}"),
+            binary,
+            base,
             http: reqwest::Client::new(),
         }
     }
@@ -190,24 +154,9 @@ impl Daemon {
         (code, serde_json::from_str(&text).expect("healthz is JSON"))
     }
 
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
     /// SIGTERM, then the process's exit status and its whole log.
-    fn stop(mut self) -> (Option<i32>, String) {
-        common::daemon::signal(&self.child, "-TERM");
-        let started = Instant::now();
-        while self.child.try_wait().expect("wait").is_none() {
-            if started.elapsed() > WITHIN {
-                let _ = self.child.kill();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let status = self.child.wait().expect("exit status");
-        // The reader thread ends with the process; give it a moment to take the last lines.
-        std::thread::sleep(Duration::from_millis(200));
-        (status.code(), self.log())
+    fn stop(self) -> (Option<i32>, String) {
+        self.binary.stop()
     }
 }
 
@@ -251,7 +200,7 @@ async fn absurd_reloads_are_refused_and_checks_keep_running() {
     assert_eq!(failures, 4.0);
     let (_, yaml, _) = absurd_configs(&url).remove(0);
     dir.write("shop.yaml", &yaml);
-    assert!(common::daemon::signal(&daemon.child, "-HUP"));
+    assert!(common::daemon::signal(&daemon.binary.child, "-HUP"));
     let started = Instant::now();
     while daemon
         .counter("supportwatch_config_reloads_total", r#"result="failure""#)
@@ -273,7 +222,7 @@ async fn absurd_reloads_are_refused_and_checks_keep_running() {
     assert_eq!(code, 200, "{health}");
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["last_reload_successful"], true, "{health}");
-    assert!(common::daemon::signal(&daemon.child, "-HUP"));
+    assert!(common::daemon::signal(&daemon.binary.child, "-HUP"));
     let started = Instant::now();
     while daemon
         .counter("supportwatch_config_reloads_total", r#"result="success""#)

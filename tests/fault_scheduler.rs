@@ -7,16 +7,12 @@ mod common;
 
 use axum::Router;
 use axum::routing::get;
-use std::io::BufRead;
+use common::binary::{Binary, WITHIN, metric_sum};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
-
-/// How long anything the test waits for may take on a loaded machine.
-const WITHIN: Duration = Duration::from_secs(30);
 
 /// Connections a hanging server saw: when each opened and, once the client gave up, closed.
 #[derive(Default)]
@@ -88,106 +84,9 @@ async fn start_hanging() -> (SocketAddr, Arc<Connections>) {
     (addr, seen)
 }
 
-/// The running binary and everything it has logged so far (ANSI colours removed).
-struct Running {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(dir: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_supportwatch"))
-            .args(["run", "--listen", "127.0.0.1:0", "--config"])
-            .arg(dir)
-            .current_dir(dir)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the supportwatch binary");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let sink = log.clone();
-        // A reader thread, so the pipe never fills and blocks the daemon.
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
-                log.push_str(&strip_ansi(&line));
-                log.push('\n');
-            }
-        });
-        Running { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Waits until the log has a line containing `text` (after `skip` bytes); returns that line.
-    async fn wait_for_log(&self, text: &str, skip: usize) -> String {
-        let deadline = tokio::time::Instant::now() + WITHIN;
-        loop {
-            let log = self.log();
-            if let Some(line) = log
-                .get(skip..)
-                .and_then(|tail| tail.lines().find(|l| l.contains(text)))
-            {
-                return line.to_string();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no `{text}` in the log within {WITHIN:?}:\n{log}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The address the daemon's web server listens on, from its start-up line.
-    async fn addr(&self) -> String {
-        let line = self.wait_for_log("supportwatch running", 0).await;
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .unwrap_or_else(|| panic!("no addr= in `{line}`"))
-            .to_string()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // The test is done with it (or failed); a daemon must not outlive its test.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ parameters, ending with a letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The value of the series of `name` whose labels include every one of `labels`.
 fn value(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    metric_sum(metrics, name, labels)
 }
 
 /// The checks on the hung port.
@@ -222,8 +121,8 @@ async fn a_hung_port_does_not_starve_another_port_of_the_same_host() {
              \x20 - {{ name: home, kind: http, url: \"http://{healthy}/\", interval: 1s, timeout: 1s, retries: 0 }}\n"
         ),
     );
-    let daemon = Running::start(dir.path());
-    let addr = daemon.addr().await;
+    let mut daemon = Binary::start(dir.path(), &[]);
+    let addr = daemon.addr();
     let metrics_url = format!("http://{addr}/metrics");
     // A bounded window: until runs on the hung port have been skipped for permits, and the
     // healthy check has run a few times meanwhile.
@@ -289,9 +188,7 @@ async fn a_hung_port_does_not_starve_another_port_of_the_same_host() {
         "runs on the hung port overlapped for {overlap:?}"
     );
     // The log names the limit that held a skipped run.
-    let line = daemon
-        .wait_for_log("run skipped: still waiting for", 0)
-        .await;
+    let line = daemon.wait_for_line("run skipped: still waiting for", 0);
     assert!(
         line.contains(&format!("the per-endpoint limit of {hung} (1 at a time)"))
             && line.contains("chat-")
@@ -325,8 +222,8 @@ async fn a_reload_while_a_slow_check_runs_starts_no_second_run() {
         "shop.yaml",
         &format!("scheduler: {{ max_per_host: 4 }}\nchecks:\n{check}"),
     );
-    let daemon = Running::start(dir.path());
-    let addr = daemon.addr().await;
+    let mut daemon = Binary::start(dir.path(), &[]);
+    let addr = daemon.addr();
     // Wait for the slow run to be in progress at the server.
     let deadline = tokio::time::Instant::now() + WITHIN;
     while seen.open.load(Ordering::SeqCst) == 0 {
@@ -337,7 +234,7 @@ async fn a_reload_while_a_slow_check_runs_starts_no_second_run() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Reload a changed config (one more check) while it runs.
-    let before = daemon.log().len();
+    let before = daemon.lines().len();
     dir.write(
         "shop.yaml",
         &format!(
@@ -345,13 +242,9 @@ async fn a_reload_while_a_slow_check_runs_starts_no_second_run() {
         ),
     );
     assert!(common::daemon::signal(&daemon.child, "-HUP"));
-    daemon
-        .wait_for_log("config reloaded: 2 checks", before)
-        .await;
+    daemon.wait_for_line("config reloaded: 2 checks", before);
     // The reloaded schedule finds the run still going and skips, rather than starting another.
-    let line = daemon
-        .wait_for_log("run skipped: the previous run is still in progress", before)
-        .await;
+    let line = daemon.wait_for_line("run skipped: the previous run is still in progress", before);
     assert!(line.contains("slow"), "{line}");
     let metrics = common::daemon::get_text(&format!("http://{addr}/metrics")).await;
     assert!(

@@ -4,126 +4,18 @@
 
 mod common;
 
+use common::binary::{Binary, WITHIN, metric_sum};
 use common::daemon::ConfigDir;
 use common::start_shop;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_supportwatch");
-/// Generous: the machine running the tests may be busy.
-const WITHIN: Duration = Duration::from_secs(30);
 
-/// The binary running `run --config DIR`, its stderr (JSON log lines) collected as it comes.
-struct Running {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Running {
-    /// Starts the binary; with `fd_limit`, under `ulimit -n` (soft and hard, so the daemon
-    /// cannot raise it).
-    fn start(dir: &ConfigDir, fd_limit: Option<u32>, env: &[(&str, &str)]) -> Running {
-        let mut command = match fd_limit {
-            Some(limit) => {
-                let mut c = std::process::Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-                    .arg(BIN);
-                c
-            }
-            None => std::process::Command::new(BIN),
-        };
-        let mut child = command
-            .args([
-                "--log-format",
-                "json",
-                "run",
-                "--listen",
-                "127.0.0.1:0",
-                "--config",
-            ])
-            .arg(dir.path())
-            .current_dir(dir.path())
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the supportwatch binary");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        // Drains stderr as it comes, so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().expect("log").push(line);
-            }
-        });
-        Running { child, log }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.log.lock().expect("log").clone()
-    }
-
-    /// The value of field `field` in the first log line whose message is `message`.
-    fn logged(&mut self, message: &str, field: &str) -> String {
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader catch the last lines.
-                std::thread::sleep(Duration::from_millis(200));
-                panic!(
-                    "supportwatch exited ({status}):\n{}",
-                    self.lines().join("\n")
-                );
-            }
-            for line in self.lines() {
-                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if json["fields"]["message"] == message
-                    && let Some(value) = json["fields"][field].as_str()
-                {
-                    return value.to_string();
-                }
-            }
-            assert!(
-                started.elapsed() < WITHIN,
-                "no `{message}` logged:\n{}",
-                self.lines().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn addr(&mut self) -> SocketAddr {
-        self.logged("supportwatch running", "addr")
-            .parse()
-            .expect("a socket address")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sums the samples of `metric` whose labels contain every one of `labels`.
+/// Sums the samples of `metric` whose labels contain every one of `labels` (0 when none).
 fn sum(metrics: &str, metric: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| {
-            line.starts_with(&format!("{metric}{{")) || line.starts_with(&format!("{metric} "))
-        })
-        .filter(|line| labels.iter().all(|l| line.contains(l)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(metrics, metric, labels).unwrap_or(0.0)
 }
 
 /// A config file with one passing check against `shop` (the daemon needs one to start).
@@ -182,7 +74,7 @@ async fn idle_and_slow_connections_past_the_fd_limit_starve_neither_scrapes_nor_
         })
         .collect();
     dir.write("shop.yaml", &format!("checks:\n{checks}"));
-    let mut daemon = Running::start(&dir, Some(1024), &[]);
+    let mut daemon = Binary::start_limited(dir.path(), &[], Some(1024));
     let addr = daemon.addr();
     let client = client();
     let runs = |metrics: &str, result: &str| {
@@ -301,7 +193,7 @@ async fn forged_webhooks_do_not_block_signed_ones_and_are_logged_in_aggregate() 
         "hooks.yaml",
         "server: { hooks_listen: \"127.0.0.1:0\" }\nhooks:\n  crm: { secret: \"${SW_HOOK_SECRET}\" }\n",
     );
-    let mut daemon = Running::start(&dir, None, &[("SW_HOOK_SECRET", "hook-secret")]);
+    let mut daemon = Binary::start(dir.path(), &[("SW_HOOK_SECRET", "hook-secret")]);
     let addr = daemon.addr();
     let hooks: SocketAddr = daemon
         .logged("webhooks served on their own listener", "hooks_addr")
@@ -386,7 +278,7 @@ async fn reload_over_http_needs_the_lifecycle_switch_a_password_and_the_same_ori
     // Off by default: refused, with the way to turn it on; SIGHUP still reloads.
     let plain = ConfigDir::new();
     let _shop = one_check(&plain).await;
-    let mut daemon = Running::start(&plain, None, &[]);
+    let mut daemon = Binary::start(plain.path(), &[]);
     let addr = daemon.addr();
     let answer = client
         .post(format!("http://{addr}/-/reload"))
@@ -421,7 +313,7 @@ async fn reload_over_http_needs_the_lifecycle_switch_a_password_and_the_same_ori
             bcrypt::hash("ops-pw", 4).expect("bcrypt")
         ),
     );
-    let mut daemon = Running::start(&enabled, None, &[]);
+    let mut daemon = Binary::start(enabled.path(), &[]);
     let url = format!("http://{}/-/reload", daemon.addr());
     let status = |request: reqwest::RequestBuilder| async move {
         request.send().await.expect("post").status().as_u16()
@@ -479,7 +371,7 @@ async fn tls_and_basic_auth_protect_the_metrics() {
             bcrypt::hash("scrape-pw", 4).expect("bcrypt")
         ),
     );
-    let mut daemon = Running::start(&dir, None, &[]);
+    let mut daemon = Binary::start(dir.path(), &[]);
     let addr = daemon.addr();
     let client = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("pem")])
@@ -541,14 +433,7 @@ fn validate_names_unusable_server_settings() {
         "shop.yaml",
         "checks:\n  - { name: home, kind: http, url: \"http://127.0.0.1:1/\" }\nserver:\n  enable_lifecycle: true\n  tls_server_config: { cert_file: missing.pem, key_file: missing.key }\n",
     );
-    let out = std::process::Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(dir.path())
-        .output()
-        .expect("run validate");
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    let text = validate_refuses(&dir);
     assert!(
         text.contains("server.enable_lifecycle needs server.basic_auth_users"),
         "{text}"
@@ -562,6 +447,15 @@ fn validate_names_unusable_server_settings() {
         "shop.yaml",
         "checks:\n  - { name: home, kind: http, url: \"http://127.0.0.1:1/\" }\nserver:\n  basic_auth_users: { ops: \"plain-password\" }\n",
     );
+    let text = validate_refuses(&dir);
+    assert!(
+        text.contains("the hash of user `ops` is not a bcrypt hash"),
+        "{text}"
+    );
+}
+
+/// Runs `validate` on `dir`, asserts it refuses the config, and returns what it said.
+fn validate_refuses(dir: &ConfigDir) -> String {
     let out = std::process::Command::new(BIN)
         .args(["validate", "--config"])
         .arg(dir.path())
@@ -570,8 +464,5 @@ fn validate_names_unusable_server_settings() {
     let text =
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
-    assert!(
-        text.contains("the hash of user `ops` is not a bcrypt hash"),
-        "{text}"
-    );
+    text
 }

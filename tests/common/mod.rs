@@ -3,6 +3,7 @@
 //! metrics text. The daemon starter and the recording server live in `daemon` and `recorder`.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod breakable;
 pub mod browser_shop;
 pub mod daemon;
