@@ -412,17 +412,31 @@ mod tests {
     }
 
     fn prepared_with(probes: Vec<(&str, Arc<dyn Probe>)>) -> Prepared {
+        prepared_from(
+            "{ max_per_host: 1 }",
+            "interval: 1s, timeout: 1s, retries: 0",
+            probes,
+        )
+    }
+
+    /// A config of http checks on `shop.test`, one per probe (named as given, each with the
+    /// `check_fields`), under `scheduler`, whose runs are the given probes.
+    fn prepared_from(
+        scheduler: &str,
+        check_fields: &str,
+        probes: Vec<(&str, Arc<dyn Probe>)>,
+    ) -> Prepared {
         let yaml: String = probes
             .iter()
             .map(|(name, _)| {
                 format!(
-                    "  - {{ name: {name}, kind: http, url: \"http://shop.test/\", interval: 1s, timeout: 1s, retries: 0 }}\n"
+                    "  - {{ name: {name}, kind: http, url: \"http://shop.test/\", {check_fields} }}\n"
                 )
             })
             .collect();
         let mut config = crate::config::load_sources(&[(
             "t.yaml".into(),
-            format!("scheduler: {{ max_per_host: 1 }}\nchecks:\n{yaml}"),
+            format!("scheduler: {scheduler}\nchecks:\n{yaml}"),
         )])
         .expect("valid config");
         let checks = std::mem::take(&mut config.checks)
@@ -579,38 +593,22 @@ mod tests {
         seen: &Arc<Seen>,
         release: &Arc<tokio::sync::Semaphore>,
     ) -> Prepared {
-        let yaml: String = names
+        let probes = names
             .iter()
             .map(|name| {
-                format!(
-                    "  - {{ name: {name}, kind: http, url: \"http://shop.test/\", interval: 2s, timeout: 2s, retries: 3, retry_delay: 100ms }}\n"
-                )
-            })
-            .collect();
-        let mut config = crate::config::load_sources(&[(
-            "t.yaml".into(),
-            format!("scheduler: {scheduler}\nchecks:\n{yaml}"),
-        )])
-        .expect("valid config");
-        let checks = std::mem::take(&mut config.checks)
-            .into_iter()
-            .zip(names)
-            .map(|(check, name)| {
                 let probe: Arc<dyn Probe> = Arc::new(Held {
                     name,
                     seen: seen.clone(),
                     release: release.clone(),
                 });
-                Arc::new(PreparedCheck::new(check, probe))
+                (*name, probe)
             })
             .collect();
-        Prepared {
-            config,
-            checks,
-            notifiers: Default::default(),
-            warnings: Vec::new(),
-            redactor: Default::default(),
-        }
+        prepared_from(
+            scheduler,
+            "interval: 2s, timeout: 2s, retries: 3, retry_delay: 100ms",
+            probes,
+        )
     }
 
     fn skipped(metrics: &Metrics, check: &str, reason: &str) -> f64 {

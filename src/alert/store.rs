@@ -569,20 +569,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn state_and_outbox_round_trip() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("sw.db")).expect("open");
-        let state = AlertState {
-            firing: true,
-            announced: true,
-            consecutive_failures: 3,
-            ..AlertState::default()
-        };
-        let notice = AlertNotice {
-            id: "a@1:firing".into(),
-            fingerprint: "a@1".into(),
-            check: "a".into(),
+    /// A firing notice of chat check `check`.
+    fn firing(check: &str) -> AlertNotice {
+        AlertNotice {
+            id: format!("{check}@1:firing"),
+            fingerprint: format!("{check}@1"),
+            check: check.into(),
             channel: crate::value::Channel::Chat,
             kind: crate::value::Kind::Chat,
             labels: Default::default(),
@@ -593,7 +585,20 @@ mod tests {
             reason_kind: "no_reply".into(),
             reason: "no reply within 30s".into(),
             link: None,
+        }
+    }
+
+    #[test]
+    fn state_and_outbox_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("sw.db")).expect("open");
+        let state = AlertState {
+            firing: true,
+            announced: true,
+            consecutive_failures: 3,
+            ..AlertState::default()
         };
+        let notice = firing("a");
         let queued = Queued {
             notifier: "tg".into(),
             shop: "demo".into(),
@@ -635,28 +640,13 @@ mod tests {
     fn catching_up_replaces_the_outbox_and_writes_lost_states() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("sw.db")).expect("open");
-        let notice = |check: &str| AlertNotice {
-            id: format!("{check}@1:firing"),
-            fingerprint: format!("{check}@1"),
-            check: check.into(),
-            channel: crate::value::Channel::Chat,
-            kind: crate::value::Kind::Chat,
-            labels: Default::default(),
-            status: crate::notify::AlertStatus::Firing,
-            since: std::time::UNIX_EPOCH,
-            resolved_at: None,
-            consecutive_failures: 3,
-            reason_kind: "no_reply".into(),
-            reason: "no reply".into(),
-            link: None,
-        };
         let queued = |check: &str| Queued {
             notifier: "ops".into(),
             shop: "demo".into(),
             fallback: None,
             is_fallback: false,
             due_at: 1.0,
-            notice: notice(check),
+            notice: firing(check),
         };
         let state = AlertState {
             firing: true,

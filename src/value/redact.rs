@@ -34,6 +34,7 @@
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -342,7 +343,7 @@ fn forms_of(secret: &str, forms: &mut BTreeSet<String>) {
 }
 
 fn base64_forms(bytes: &[u8], forms: &mut BTreeSet<String>) {
-    let padded = base64(bytes);
+    let padded = BASE64.encode(bytes);
     let url_safe = padded.replace('+', "-").replace('/', "_");
     forms.insert(padded.trim_end_matches('=').to_string());
     forms.insert(url_safe.trim_end_matches('=').to_string());
@@ -350,17 +351,12 @@ fn base64_forms(bytes: &[u8], forms: &mut BTreeSet<String>) {
     forms.insert(url_safe);
 }
 
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 /// The base64 characters that depend only on `bytes` when they start `offset` bytes into a
 /// longer text: whatever precedes or follows them, these characters are the same.
 fn base64_core(bytes: &[u8], offset: usize) -> String {
     let mut padded = vec![0u8; offset];
     padded.extend_from_slice(bytes);
-    let encoded = base64(&padded);
+    let encoded = BASE64.encode(&padded);
     let start_bit = 8 * offset;
     let end_bit = 8 * (offset + bytes.len());
     encoded
@@ -393,28 +389,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_the_reference_vectors() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
-    }
-
-    #[test]
     fn scrubs_the_secret_and_its_encodings() {
         let secret = "Hunter2 pass/word+";
         let r = Redactor::for_secrets([secret]);
         for form in [
             secret.to_string(),
-            base64(secret.as_bytes()),
-            base64(secret.as_bytes()).trim_end_matches('=').to_string(),
+            BASE64.encode(secret.as_bytes()),
+            BASE64
+                .encode(secret.as_bytes())
+                .trim_end_matches('=')
+                .to_string(),
             "Hunter2%20pass%2Fword%2B".to_string(),
             "Hunter2+pass%2fword%2b".to_string(),
         ] {
@@ -434,13 +418,13 @@ mod tests {
             format!("\0monitor@shop.example\0{password}"),
             format!("monitor@shop.example\0monitor@shop.example\0{password}"),
         ] {
-            let encoded = base64(plain.as_bytes());
+            let encoded = BASE64.encode(plain.as_bytes());
             let text = format!("535 5.7.8 rejected {encoded}");
             assert_eq!(r.scrub(&text), "535 5.7.8 rejected <redacted>");
         }
         // A user name nobody configured: the part that encodes the password still goes.
         for user in ["x", "xy", "xyz"] {
-            let encoded = base64(format!("\0{user}\0{password}").as_bytes());
+            let encoded = BASE64.encode(format!("\0{user}\0{password}").as_bytes());
             let scrubbed = r.scrub(&format!("535 {encoded}"));
             assert!(scrubbed.contains(MARKER), "{user}: {scrubbed}");
             // At most a few characters at each edge of the password's part are left.
