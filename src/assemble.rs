@@ -102,7 +102,7 @@ pub fn prepare_with(
             crate::deliver::Mailboxes::default()
         })
         .with_hooks(hooks);
-    let mut shared = probe::Shared {
+    let shared = probe::Shared {
         mailboxes,
         browser: Some(Arc::new(crate::browser::Browser::new(
             config.browser.clone(),
@@ -120,8 +120,7 @@ pub fn prepare_with(
     });
     let mut checks = Vec::with_capacity(config.checks.len());
     for check in std::mem::take(&mut config.checks) {
-        shared.resolve = check.resolve.clone();
-        match build_probe(&check.spec, &shared) {
+        match build_probe(&check.spec, &check.resolve, &shared) {
             Ok(probe) => checks.push(Arc::new(
                 PreparedCheck::new(check, probe).with_redactor(redactor.clone()),
             )),
@@ -194,17 +193,32 @@ fn redactor_for(config: &Config) -> Redactor {
 }
 
 /// Builds the probe for a check kind. Errors are config problems (an unreadable `ca_file`, ...).
-pub fn build_probe(spec: &CheckSpec, shared: &Shared) -> Result<Arc<dyn Probe>, String> {
+///
+/// `resolve` (the check's host overrides) goes to the kinds whose connections honour it; the
+/// match says which do not yet.
+pub fn build_probe(
+    spec: &CheckSpec,
+    resolve: &crate::net::Resolve,
+    shared: &Shared,
+) -> Result<Arc<dyn Probe>, String> {
     match spec {
-        CheckSpec::Http(s) => probe::http::HttpProbe::build(s, shared).map(|p| Arc::new(p) as _),
-        CheckSpec::Form(s) => probe::form::FormProbe::build(s, shared).map(|p| Arc::new(p) as _),
-        CheckSpec::Callback(s) => probe::callback::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Http(s) => {
+            probe::http::HttpProbe::build(s, resolve, shared).map(|p| Arc::new(p) as _)
+        }
+        CheckSpec::Form(s) => {
+            probe::form::FormProbe::build(s, resolve, shared).map(|p| Arc::new(p) as _)
+        }
+        CheckSpec::Callback(s) => {
+            probe::callback::build(s, resolve, shared).map(|p| Arc::new(p) as _)
+        }
         CheckSpec::Mail(s) => probe::mail::MailProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Browser(s) => {
             probe::browser::BrowserProbe::build(s, shared).map(|p| Arc::new(p) as _)
         }
         CheckSpec::Tls(s) => probe::tls::TlsProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Dns(s) => probe::dns::DnsProbe::build(s, shared).map(|p| Arc::new(p) as _),
-        CheckSpec::Chat(s) => probe::chat::ChatProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Chat(s) => {
+            probe::chat::ChatProbe::build(s, resolve, shared).map(|p| Arc::new(p) as _)
+        }
     }
 }

@@ -22,9 +22,13 @@ pub fn validate(spec: &FormSpec) -> Result<(), String> {
 }
 
 /// Builds the probe: the `form` probe over the same spec.
-pub fn build(spec: &Arc<FormSpec>, shared: &Shared) -> Result<FormProbe, String> {
+pub fn build(
+    spec: &Arc<FormSpec>,
+    resolve: &crate::net::Resolve,
+    shared: &Shared,
+) -> Result<FormProbe, String> {
     validate(spec)?;
-    FormProbe::build(spec, shared)
+    FormProbe::build(spec, resolve, shared)
 }
 
 /// What `list` shows.

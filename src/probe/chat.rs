@@ -308,7 +308,11 @@ pub struct ChatProbe {
 
 impl ChatProbe {
     /// Builds the probe; HTTP clients are shared with checks of the same transport options.
-    pub fn build(spec: &Arc<ChatSpec>, shared: &Shared) -> Result<Self, String> {
+    pub fn build(
+        spec: &Arc<ChatSpec>,
+        resolve: &crate::net::Resolve,
+        shared: &Shared,
+    ) -> Result<Self, String> {
         let Compiled { url, request } = compile(spec)?;
         let host = crate::net::url_endpoint(&url);
         let ca_file = spec
@@ -320,7 +324,7 @@ impl ChatProbe {
                 Some(shared.http_clients.get(crate::net::ClientKey {
                     max_redirects: super::http::default_max_redirects(),
                     ca_file,
-                    resolve: shared.resolve.clone(),
+                    resolve: resolve.clone(),
                 })?),
                 None,
             ),

@@ -223,7 +223,11 @@ pub struct FormProbe {
 
 impl FormProbe {
     /// Builds the probe.
-    pub fn build(spec: &Arc<FormSpec>, shared: &Shared) -> Result<Self, String> {
+    pub fn build(
+        spec: &Arc<FormSpec>,
+        resolve: &crate::net::Resolve,
+        shared: &Shared,
+    ) -> Result<Self, String> {
         shared.mailboxes.check(spec.deliver.as_ref(), None)?;
         validate(spec)?;
         let Compiled { url, selectors } = compile(spec)?;
@@ -254,7 +258,7 @@ impl FormProbe {
             url,
             selectors: Arc::new(selectors),
             roots,
-            resolve: shared.resolve.clone(),
+            resolve: resolve.clone(),
             hosts,
             mailboxes: shared.mailboxes.clone(),
             browser,

@@ -147,13 +147,17 @@ pub struct HttpProbe {
 
 impl HttpProbe {
     /// Builds the probe, sharing a client with checks of the same transport options.
-    pub fn build(spec: &Arc<HttpSpec>, shared: &Shared) -> Result<Self, String> {
+    pub fn build(
+        spec: &Arc<HttpSpec>,
+        resolve: &crate::net::Resolve,
+        shared: &Shared,
+    ) -> Result<Self, String> {
         let Compiled { url, method, json } = compile(spec)?;
         let host = crate::net::url_endpoint(&url);
         let client = shared.http_clients.get(ClientKey {
             max_redirects: spec.max_redirects,
             ca_file: spec.ca_file.as_ref().map(|t| PathBuf::from(t.expose())),
-            resolve: shared.resolve.clone(),
+            resolve: resolve.clone(),
         })?;
         Ok(HttpProbe {
             spec: spec.clone(),

@@ -36,7 +36,4 @@ pub struct Shared {
     pub mailboxes: crate::deliver::Mailboxes,
     /// The browser pool (started on first use).
     pub browser: Option<Arc<crate::browser::Browser>>,
-    /// The host overrides (`resolve:`) of the check being built: `prepare` sets them before each
-    /// build, so a probe takes them with the rest of what it builds from here.
-    pub resolve: crate::net::Resolve,
 }
