@@ -466,3 +466,59 @@ fn validate_refuses(dir: &ConfigDir) -> String {
     assert!(!out.status.success(), "{text}");
     text
 }
+
+/// A CRM that can only set a URL: the secret in the last path segment proves the request, a wrong
+/// one is refused, and the secret shows nowhere in the log, even at `debug`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_signed_hook_keeps_its_secret_out_of_the_log() {
+    const SECRET: &str = "Pbx-url-secret-7f3a9c2e41d8";
+    let dir = ConfigDir::new();
+    let _shop = one_check(&dir).await;
+    dir.write(
+        "hooks.yaml",
+        "hooks:\n  pbx: { secret: \"${SW_PBX_SECRET}\", signature: url }\n",
+    );
+    let mut daemon = Binary::start(
+        dir.path(),
+        &[("SW_PBX_SECRET", SECRET), ("RUST_LOG", "debug")],
+    );
+    let addr = daemon.addr();
+    let client = client();
+    let post = |path: String| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("http://{addr}{path}"))
+                .body("{\"token\": \"sw-callback-1795430400-0000abcd\"}")
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post(format!("/hooks/pbx/{SECRET}")).await, 200);
+    assert_eq!(
+        post("/hooks/pbx/Pbx-url-secret-guessed-0000".into()).await,
+        401
+    );
+    assert_eq!(post("/hooks/pbx".into()).await, 401);
+    let metrics = scrape(&client, addr).await;
+    assert_eq!(
+        sum(
+            &metrics,
+            "supportwatch_webhook_rejected_total",
+            &["reason=\"bad_signature\""]
+        ),
+        2.0,
+        "{metrics}"
+    );
+    daemon.wait_for_line("refused", 0);
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("\"level\":\"DEBUG\""),
+        "not a debug log:\n{log}"
+    );
+    assert!(!log.contains(SECRET), "the URL secret was logged:\n{log}");
+}
