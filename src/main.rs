@@ -7,10 +7,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use supportwatch::config::ServerConfig;
 use supportwatch::daemon::{ConfigSource, Daemon};
+use supportwatch::deliver::Target;
+use supportwatch::hooks::Hooks;
+use supportwatch::server::{self, WebOptions};
 use supportwatch::value::Channel;
 use supportwatch::value::redact::{self, RedactingWriter};
 use supportwatch::{report, runner, schedule};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +62,10 @@ enum Command {
         /// Directory with the *.yaml config files.
         #[arg(long, short, default_value = "checks")]
         config: PathBuf,
+        /// Where to receive webhook deliveries (`/hooks/NAME`) while checks wait for them,
+        /// overriding server.hooks_listen and server.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
     /// Check the config as the daemon would at start, and report every problem.
     Validate {
@@ -205,7 +214,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             all,
             json,
             config,
-        } => check(config, names, all, json).await,
+            listen,
+        } => check(config, names, all, json, listen).await,
         Command::Demo {
             listen,
             breaks,
@@ -245,8 +255,12 @@ async fn check(
     names: Vec<String>,
     all: bool,
     json: bool,
+    listen: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
-    let prepared = ConfigSource::Dir(config).load()?;
+    // One registry for the checks and the receiver below, as in the daemon.
+    let hooks = Arc::new(Hooks::default());
+    let prepared = ConfigSource::Dir(config).load_with(hooks.clone())?;
+    hooks.configure(&prepared.config.hooks);
     let selected: Vec<_> = if all {
         prepared.checks.clone()
     } else {
@@ -268,6 +282,13 @@ async fn check(
         }
         picked
     };
+    // Bound before any check submits anything: a port that is taken fails the command at once,
+    // instead of every webhook check waiting out its deadline.
+    let receiver = if selected.iter().any(|c| waits_for_webhook(&c.check)) {
+        Some(HookReceiver::start(&prepared.config.server, listen, hooks).await?)
+    } else {
+        None
+    };
     // The same limits as the daemon: `check --all` must not burst a shop either.
     let limits = Arc::new(schedule::Limits::new(&prepared.config.scheduler));
     let runs = selected.iter().enumerate().map(|(i, c)| {
@@ -279,6 +300,9 @@ async fn check(
         }
     });
     let reports = futures::future::join_all(runs).await;
+    if let Some(receiver) = receiver {
+        receiver.stop().await;
+    }
     let all_passed = reports.iter().all(|r| r.result.passed());
     if json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -294,6 +318,59 @@ async fn check(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Whether a run of `check` waits for a `deliver: { webhook: … }`.
+fn waits_for_webhook(check: &supportwatch::config::Check) -> bool {
+    let (deliver, _) = check.spec.deliveries();
+    deliver.is_some_and(|d| matches!(d.target(), Ok(Target::Webhook(_))))
+}
+
+/// `/hooks/` served while `check` waits for webhook deliveries; nothing else is served.
+struct HookReceiver {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HookReceiver {
+    /// Binds `listen`, else `server.hooks_listen`, else `server.listen` (where the daemon would
+    /// receive the shop's webhooks, so the shop posts there), and starts serving.
+    async fn start(
+        server: &ServerConfig,
+        listen: Option<SocketAddr>,
+        hooks: Arc<Hooks>,
+    ) -> anyhow::Result<Self> {
+        let addr = listen.or(server.hooks_listen).unwrap_or(server.listen);
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot serve /hooks/ on {addr} for the webhook deliveries the checks wait for: \
+                 {e} (is `supportwatch run` listening there?); pass --listen ADDR to receive them \
+                 on another address, one the shop's system can post to"
+            )
+        })?;
+        let addr = listener.local_addr().unwrap_or(addr);
+        // TLS and connection limits as the daemon's; basic auth never applies to /hooks/.
+        let options = WebOptions::from_config(server, server::conn::raise_fd_limit())?;
+        let (reload, _) = tokio::sync::mpsc::channel(1);
+        let state = server::AppState {
+            metrics: Arc::new(supportwatch::metrics::Metrics::new()),
+            // The hooks router has no reload route; the closed channel is never used.
+            reload,
+            hooks,
+            alert_health: None,
+        };
+        let stop = CancellationToken::new();
+        // The receiver runs beside the checks and ends when `stop` is cancelled after them.
+        let task = tokio::spawn(server::serve_hooks(listener, state, options, stop.clone()));
+        eprintln!("serving /hooks/ on {addr} while waiting for webhook deliveries");
+        Ok(HookReceiver { stop, task })
+    }
+
+    /// Stops accepting; a request in flight gets a moment to finish.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }
 
 async fn demo(

@@ -180,6 +180,34 @@ pub async fn serve_with(
     }
 }
 
+/// Serves only `/hooks/` on `listener` until `shutdown`, with `options`' TLS and limits: what
+/// `supportwatch check` runs while its checks wait for webhook deliveries. No `/metrics` and no
+/// `/-/reload` there: a one-off command has no metrics to scrape and no config to reload.
+pub async fn serve_hooks(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    options: WebOptions,
+    shutdown: CancellationToken,
+) {
+    let tracker = Tracker::new(options.limits, state.metrics.server.clone());
+    let served = Served {
+        app: state,
+        // The hook routes never ask for basic auth: they carry their own signature.
+        basic_auth: None,
+        lifecycle: false,
+        rejections: Arc::default(),
+    };
+    conn::accept_loop(
+        listener,
+        Listener::Hooks,
+        hooks_router(served),
+        options.tls,
+        tracker,
+        shutdown,
+    )
+    .await;
+}
+
 /// `None` when the request may go on; else the 401 to answer.
 async fn authorize(served: &Served, headers: &HeaderMap) -> Option<Response> {
     let auth = served.basic_auth.as_ref()?;

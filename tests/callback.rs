@@ -618,3 +618,90 @@ async fn a_wrong_secret_in_the_url_is_refused_and_named_in_the_failure() {
     let shown = format!("{report:?}");
     assert!(!shown.contains(SECRET) && !shown.contains(WRONG_URL_SECRET));
 }
+
+/// Runs the real `supportwatch check callback` on a config dir holding `yaml`, with the hook's
+/// secret in the environment; returns the exit code and stdout + stderr.
+async fn check_binary(yaml: String, extra: Vec<String>) -> (Option<i32>, String) {
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("shop.yaml"), yaml).expect("write config");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_supportwatch"))
+            .args(["check", "callback", "--config"])
+            .arg(dir.path())
+            .args(&extra)
+            .env("CRM_HOOK_SECRET", SECRET)
+            .output()
+            .expect("run supportwatch");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    })
+    .await
+    .expect("join")
+}
+
+/// `yaml` of the signed callback check, with `server.listen` at `listen`.
+fn yaml_listening_at(shop: SocketAddr, listen: SocketAddr) -> String {
+    format!(
+        "server:\n  listen: \"{listen}\"\n{}",
+        yaml(shop, "{ webhook: crm, within: 10s }")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_serves_hooks_on_its_listen_address_and_proves_the_webhook() {
+    // The shop's CRM posts with reqwest, which needs the TLS provider even for plain HTTP.
+    supportwatch::tlsconf::install_crypto_provider();
+    // server.listen is held by another listener (as by a running daemon); `--listen` moves the
+    // receiver to a free port, which the shop's CRM posts to.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_addr = taken.local_addr().expect("addr");
+    let listen: SocketAddr = format!("127.0.0.1:{}", common::closed_port())
+        .parse()
+        .expect("addr");
+    let (shop, state) = start_shop(Backend::Deliver, format!("http://{listen}/hooks/crm")).await;
+    let (code, text) = check_binary(
+        yaml_listening_at(shop, taken_addr),
+        vec!["--listen".into(), listen.to_string()],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{text}");
+    for needle in [
+        &format!("serving /hooks/ on {listen} while waiting for webhook deliveries")[..],
+        "webhook crm received the token",
+        "1 passed, 0 failed",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+    assert_eq!(hook_answers(&state).await, vec![200]);
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_with_its_hook_port_taken_exits_2_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_addr = taken.local_addr().expect("addr");
+    let (shop, state) =
+        start_shop(Backend::Deliver, format!("http://{taken_addr}/hooks/crm")).await;
+    let started = std::time::Instant::now();
+    let (code, text) = check_binary(yaml_listening_at(shop, taken_addr), Vec::new()).await;
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(&format!("cannot serve /hooks/ on {taken_addr}")),
+        "{text}"
+    );
+    assert!(text.contains("--listen ADDR"), "{text}");
+    // Refused before the check ran: nothing was submitted to the shop, no deadline waited out.
+    assert!(
+        state
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    );
+    assert!(started.elapsed() < Duration::from_secs(8), "{text}");
+    drop(taken);
+}

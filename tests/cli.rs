@@ -123,6 +123,8 @@ async fn check_prints_phases_and_exits_0_when_all_pass() {
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
+    // No check waits for a webhook: nothing is served.
+    assert!(!text.contains("serving /hooks/"), "{text}");
 }
 
 #[test]

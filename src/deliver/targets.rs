@@ -99,7 +99,7 @@ pub(super) async fn webhook_stage(
             let hint = if hooks.is_served() {
                 ""
             } else {
-                "; nothing receives webhooks here: `supportwatch check` has no web server, run the daemon (`supportwatch run`) to prove webhook delivery"
+                "; nothing receives webhooks in this process: no web server serves /hooks/"
             };
             // The CRM may well have called and been turned away (a wrong secret is the usual
             // mistake): say so in the failure, not only in the daemon's log.
