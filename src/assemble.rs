@@ -195,7 +195,7 @@ fn redactor_for(config: &Config) -> Redactor {
 /// Builds the probe for a check kind. Errors are config problems (an unreadable `ca_file`, ...).
 ///
 /// `resolve` (the check's host overrides) goes to the kinds whose connections honour it; the
-/// match says which do not yet.
+/// config refuses it on the others (`Kind::ignores_resolve`).
 pub fn build_probe(
     spec: &CheckSpec,
     resolve: &crate::net::Resolve,
@@ -215,7 +215,9 @@ pub fn build_probe(
         CheckSpec::Browser(s) => {
             probe::browser::BrowserProbe::build(s, shared).map(|p| Arc::new(p) as _)
         }
-        CheckSpec::Tls(s) => probe::tls::TlsProbe::build(s, shared).map(|p| Arc::new(p) as _),
+        CheckSpec::Tls(s) => {
+            probe::tls::TlsProbe::build(s, resolve, shared).map(|p| Arc::new(p) as _)
+        }
         CheckSpec::Dns(s) => probe::dns::DnsProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Chat(s) => {
             probe::chat::ChatProbe::build(s, resolve, shared).map(|p| Arc::new(p) as _)

@@ -279,6 +279,9 @@ fn merge_check(
         problems.into_iter().for_each(&mut problem);
         crate::net::Resolve::default()
     });
+    if let (false, Some(why)) = (doc.resolve.is_empty(), doc.spec.kind().ignores_resolve()) {
+        problem(format!("`resolve` does not apply here: {why}"));
+    }
     if let Err(m) = doc.spec.validate() {
         problem(m);
     }

@@ -275,8 +275,10 @@ pub async fn serve_tls(
                     _ => return,
                 };
             let io = hyper_util::rt::TokioIo::new(tls);
+            // With upgrades, so a WebSocket chat can be served over TLS as well.
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, service)
+                .with_upgrades()
                 .await;
         });
     }

@@ -144,6 +144,9 @@ fn classify(e: reqwest::Error, what: &str, max_redirects: usize) -> Outcome {
     } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
     {
         FailureKind::Tls
+    } else if e.is_connect() && lower.contains("dns error") {
+        // hyper's connector names a failed lookup so; the override-free name did not resolve.
+        FailureKind::Dns
     } else if e.is_connect() {
         FailureKind::Connect
     } else {

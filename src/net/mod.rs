@@ -11,7 +11,7 @@ mod resolve;
 pub use client::ClientCache;
 pub(crate) use client::{ClientKey, client_builder};
 pub(crate) use exchange::{Answer, read_body, send};
-pub use resolve::Resolve;
+pub use resolve::{ConnectError, Resolve};
 
 use crate::value::Text;
 use std::collections::BTreeMap;

@@ -54,6 +54,53 @@ impl Resolve {
             .map(|(_, a)| *a)
     }
 
+    /// Where a connection to `host` on `port` goes: the override, else what DNS says. The
+    /// override's own port is used only when `port_explicit` is false (the URL names none), as
+    /// reqwest does for [`Resolve::apply`], so every kind treats an override alike.
+    pub async fn addresses(
+        &self,
+        host: &str,
+        port: u16,
+        port_explicit: bool,
+    ) -> Result<Vec<SocketAddr>, std::io::Error> {
+        if let Some(addr) = self.lookup(host) {
+            let port = if port_explicit || addr.port() == 0 {
+                port
+            } else {
+                addr.port()
+            };
+            return Ok(vec![SocketAddr::new(addr.ip(), port)]);
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let found: Vec<_> = tokio::net::lookup_host((host, port)).await?.collect();
+        if found.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the name has no address",
+            ));
+        }
+        Ok(found)
+    }
+
+    /// A TCP connection to `host`'s [`Resolve::addresses`], trying each in turn, with Nagle off
+    /// (probes time small request/response exchanges; delayed ACKs would add to them).
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        port_explicit: bool,
+    ) -> Result<tokio::net::TcpStream, ConnectError> {
+        let addrs = self
+            .addresses(host, port, port_explicit)
+            .await
+            .map_err(ConnectError::Dns)?;
+        let tcp = tokio::net::TcpStream::connect(&addrs[..])
+            .await
+            .map_err(ConnectError::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
     /// `builder` with these overrides; reqwest keeps the URL's host for `Host` and for TLS name
     /// verification, and uses an override's port only when the URL names none.
     pub fn apply(&self, mut builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
@@ -62,6 +109,15 @@ impl Resolve {
         }
         builder
     }
+}
+
+/// Why [`Resolve::connect`] failed: the name (a `dns` failure) or the connection (`connect`).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the name does not resolve: {0}")]
+    Dns(std::io::Error),
+    #[error("{0}")]
+    Connect(std::io::Error),
 }
 
 /// A host name as an override key: letters, digits, `-` and `.`, no port (the address may carry

@@ -302,6 +302,9 @@ pub struct ChatProbe {
     client: Option<reqwest::Client>,
     /// For `wss://`.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The check's host overrides, for the WebSocket's own connection (`via: http` has them in
+    /// its client).
+    resolve: crate::net::Resolve,
     /// For `via: browser`: the pool, and the plans within and outside active hours.
     browser: Option<via_browser::Browsing>,
 }
@@ -345,6 +348,7 @@ impl ChatProbe {
             host,
             client,
             tls,
+            resolve: resolve.clone(),
             browser,
         })
     }

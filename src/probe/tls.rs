@@ -20,6 +20,7 @@ use self::cert::InspectAnyChain;
 use self::starttls::starttls;
 use self::target::{Target, parse_target};
 use super::{Probe, Shared};
+use crate::net::ConnectError;
 use crate::outcome::{FailureKind, Outcome, RunContext};
 use crate::value::{Dur, Text};
 use futures::future::BoxFuture;
@@ -31,7 +32,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// How long the polite goodbye after the handshake may take.
 const GOODBYE: Duration = Duration::from_millis(500);
@@ -100,11 +100,18 @@ pub struct TlsProbe {
     roots: Arc<RootCertStore>,
     algorithms: WebPkiSupportedAlgorithms,
     connector: tokio_rustls::TlsConnector,
+    /// The check's host overrides: a target's host connects there, and is still the name sent
+    /// and verified.
+    resolve: crate::net::Resolve,
 }
 
 impl TlsProbe {
     /// Builds the probe; reads `ca_file` (the system roots are shared by all probes).
-    pub fn build(spec: &TlsSpec, _shared: &Shared) -> Result<Self, String> {
+    pub fn build(
+        spec: &TlsSpec,
+        resolve: &crate::net::Resolve,
+        _shared: &Shared,
+    ) -> Result<Self, String> {
         let targets = parse_targets(spec)?;
         let server_name = match &spec.server_name {
             Some(text) => Some((text.clone(), parse_server_name(text)?)),
@@ -126,6 +133,7 @@ impl TlsProbe {
             roots,
             algorithms,
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            resolve: resolve.clone(),
         })
     }
 
@@ -174,23 +182,20 @@ impl TlsProbe {
         phase_suffix: &str,
     ) -> Step<Vec<CertificateDer<'static>>> {
         ctx.begin(format!("connect{phase_suffix}"));
-        let addrs: Vec<_> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        let mut tcp = self
+            .resolve
+            .connect(&target.host, target.port, target.port_explicit)
             .await
-            .map_err(|e| {
-                (
+            .map_err(|e| match e {
+                ConnectError::Dns(e) => (
                     FailureKind::Dns,
                     format!("cannot resolve the host of {label}: {e}"),
-                )
-            })?
-            .collect();
-        let mut tcp = TcpStream::connect(&addrs[..]).await.map_err(|e| {
-            (
-                FailureKind::Connect,
-                format!("cannot connect to {label}: {e}"),
-            )
-        })?;
-        // Handshake messages are small writes; Nagle would add delayed-ACK waits to the timing.
-        let _ = tcp.set_nodelay(true);
+                ),
+                ConnectError::Connect(e) => (
+                    FailureKind::Connect,
+                    format!("cannot connect to {label}: {e}"),
+                ),
+            })?;
         if let (true, Some(protocol)) = (target.starttls, target.protocol) {
             ctx.begin(format!("starttls{phase_suffix}"));
             tcp = starttls(tcp, protocol, label).await?;

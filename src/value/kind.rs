@@ -58,6 +58,23 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// Why `resolve:` (host overrides) has no meaning for this kind, or `None` when every
+    /// connection a check of this kind makes honours it. Exhaustive, so a new kind decides.
+    pub fn ignores_resolve(self) -> Option<&'static str> {
+        match self {
+            Kind::Http | Kind::Form | Kind::Callback | Kind::Chat | Kind::Tls | Kind::Browser => {
+                None
+            }
+            Kind::Dns => Some("a `dns` check asks DNS itself; set `nameserver` instead"),
+            Kind::Mail => Some(
+                "a `mail` check's SMTP connection takes no host overrides; write the server's \
+                 address in `smtp`",
+            ),
+        }
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -70,12 +70,26 @@ impl Conversation {
             .max_frame_size(Some(MAX_MESSAGE));
         let connector = probe.tls.clone().map(tokio_tungstenite::Connector::Rustls);
         ctx.begin("connect");
-        let connecting = tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(config),
-            true,
-            connector,
-        );
+        // The TCP connection is made here, not by tungstenite, so that `resolve:` applies and a
+        // name that does not resolve is told from a server that does not answer.
+        let connecting = async {
+            let host = probe.url.host_str().unwrap_or_default();
+            let port = probe.url.port_or_known_default().unwrap_or(80);
+            let tcp = probe
+                .resolve
+                .connect(host, port, probe.url.port().is_some())
+                .await
+                .map_err(|e| {
+                    let kind = match e {
+                        crate::net::ConnectError::Dns(_) => FailureKind::Dns,
+                        crate::net::ConnectError::Connect(_) => FailureKind::Connect,
+                    };
+                    Outcome::fail(kind, format!("{}: {e}", probe.spec.url))
+                })?;
+            tokio_tungstenite::client_async_tls_with_config(request, tcp, Some(config), connector)
+                .await
+                .map_err(|e| classify(&e, &probe.spec.url.to_string()))
+        };
         let connected = tokio::time::timeout(within.get(), connecting).await;
         ctx.end();
         let (mut stream, response) = match connected {
@@ -88,8 +102,7 @@ impl Conversation {
                     ),
                 ));
             }
-            Ok(Err(e)) => return Err(classify(&e, &probe.spec.url.to_string())),
-            Ok(Ok(ok)) => ok,
+            Ok(result) => result?,
         };
         if let Some(wanted) = &probe.spec.subprotocol {
             let got = response

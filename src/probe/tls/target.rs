@@ -16,6 +16,9 @@ pub(super) struct Target {
     /// The host as a name to send and verify (an IP address stays an IP address).
     pub(super) name: ServerName<'static>,
     pub(super) port: u16,
+    /// Whether the port was written (else it is the scheme's), so a `resolve:` override's port
+    /// applies only to targets that name none, as for URLs.
+    pub(super) port_explicit: bool,
     /// What the server speaks, when known (`https` and `tls` speak nothing we know of).
     pub(super) protocol: Option<Protocol>,
     /// Upgrade a plain connection with STARTTLS before the handshake.
@@ -70,6 +73,7 @@ pub(super) fn parse_target(text: &str) -> Result<Target, String> {
     if host.is_empty() {
         return Err("missing host".into());
     }
+    let port_explicit = port.is_some();
     let port = match (port, default_port) {
         (Some(p), _) => match p.parse::<u16>() {
             Ok(p) if p > 0 => p,
@@ -88,6 +92,7 @@ pub(super) fn parse_target(text: &str) -> Result<Target, String> {
         host: host.to_string(),
         name,
         port,
+        port_explicit,
         protocol,
         starttls,
     })
@@ -102,6 +107,7 @@ mod tests {
             host: host.into(),
             name: ServerName::try_from(host.to_string()).unwrap(),
             port,
+            port_explicit: true,
             protocol,
             starttls,
         }
