@@ -335,7 +335,7 @@ impl ChatProbe {
             Via::Websocket | Via::Browser => (None, None),
         };
         let browser = match spec.via {
-            Via::Browser => Some(via_browser::Browsing::build(spec, shared)?),
+            Via::Browser => Some(via_browser::Browsing::build(spec, resolve, shared)?),
             _ => None,
         };
         Ok(ChatProbe {

@@ -233,10 +233,16 @@ impl FormProbe {
         let Compiled { url, selectors } = compile(spec)?;
         let browser = match spec.via {
             Via::Http => None,
-            Via::Browser => Some((
-                shared.browser.clone().ok_or("no browser configured")?,
-                via_browser::plan(spec)?,
-            )),
+            Via::Browser => {
+                let browser = shared.browser.clone().ok_or("no browser configured")?;
+                let mut plan = via_browser::plan(spec)?;
+                plan.session = crate::probe::browser::session_options(
+                    spec.ca_file.as_ref(),
+                    resolve,
+                    &browser,
+                )?;
+                Some((browser, plan))
+            }
         };
         let ca_file = spec
             .ca_file
