@@ -156,8 +156,12 @@ impl Browser {
             let launcher = match (&profile, options.trust.is_empty()) {
                 (_, true) => None,
                 (Some(profile), false) => Some(
-                    nssdb::prepare(profile.path(), &options.trust, self.config.chromium.as_deref())
-                        .await?,
+                    nssdb::prepare(
+                        profile.path(),
+                        &options.trust,
+                        self.config.chromium.as_deref(),
+                    )
+                    .await?,
                 ),
                 (None, false) => return Err(BrowserError::Session(REMOTE_CA_FILE.into())),
             };

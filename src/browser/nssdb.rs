@@ -42,7 +42,8 @@ pub(super) async fn prepare(
     let chromium = find_chromium(chromium)?;
     let home = profile.join("home");
     let db = home.join(".pki").join("nssdb");
-    std::fs::create_dir_all(&db).map_err(|e| fail(format!("cannot create {}: {e}", db.display())))?;
+    std::fs::create_dir_all(&db)
+        .map_err(|e| fail(format!("cannot create {}: {e}", db.display())))?;
     let db_arg = format!("sql:{}", db.display());
     certutil(&["-N", "-d", &db_arg, "--empty-password"]).await?;
     for (i, cert) in trust.iter().enumerate() {
@@ -52,7 +53,10 @@ pub(super) async fn prepare(
         let file = file.display().to_string();
         let nickname = format!("supportwatch ca_file {}", i + 1);
         // `C,,`: a CA trusted to issue server certificates, and nothing else (not mail, not code).
-        certutil(&["-A", "-d", &db_arg, "-t", "C,,", "-n", &nickname, "-i", &file]).await?;
+        certutil(&[
+            "-A", "-d", &db_arg, "-t", "C,,", "-n", &nickname, "-i", &file,
+        ])
+        .await?;
     }
     let launcher = profile.join("chromium");
     let script = format!(
@@ -108,9 +112,8 @@ async fn certutil(args: &[&str]) -> Result<(), BrowserError> {
 fn find_chromium(configured: Option<&str>) -> Result<PathBuf, BrowserError> {
     match configured {
         Some(c) if c.contains('/') => Ok(PathBuf::from(c)),
-        Some(c) => super::driver::on_path(c).ok_or_else(|| {
-            BrowserError::Session(format!("browser.chromium `{c}` is not on PATH"))
-        }),
+        Some(c) => super::driver::on_path(c)
+            .ok_or_else(|| BrowserError::Session(format!("browser.chromium `{c}` is not on PATH"))),
         None => CHROMIUM_NAMES
             .iter()
             .find_map(|n| super::driver::on_path(n))

@@ -72,7 +72,8 @@ pub struct FormSpec {
     /// Bytes read at most of the page and of the answer.
     #[serde(default = "http::default_max_body")]
     pub max_body: ByteSize,
-    /// PEM file with the CA(s) to trust instead of the system roots; `${ENV}` allowed.
+    /// PEM file with the CA(s) to trust instead of the system roots (with `via: browser`:
+    /// besides chromium's own, for that check's browser only); `${ENV}` allowed.
     pub ca_file: Option<Text>,
     /// Where the submitted message must arrive.
     pub deliver: Option<DeliverSpec>,
