@@ -26,6 +26,17 @@ static BROWSER_RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(
 /// What the page says; a check that reads it has loaded the real page, not an error page.
 const GREETING: &str = "Магазин работает";
 
+/// A chat widget whose bot answers in the page itself, a moment after the message is sent.
+const WIDGET: &str = r#"<!doctype html><html><body>
+<input id="msg"><button id="send">Send</button><div class="reply"></div>
+<script>
+document.getElementById("send").addEventListener("click", () => {
+  setTimeout(() => {
+    document.querySelector(".reply").textContent = "Здравствуйте, это бот поддержки";
+  }, 100);
+});
+</script></body></html>"#;
+
 /// A private CA, its certificate in a PEM file for `ca_file`, and a directory for evidence.
 struct Pki {
     ca: Authority,
@@ -58,23 +69,25 @@ impl Shop {
 async fn https_shop(cert: &Issued) -> Shop {
     let hosts = Arc::new(Mutex::new(Vec::new()));
     let seen = hosts.clone();
-    let router = Router::new().route(
-        "/",
-        get(move |headers: HeaderMap| {
-            let seen = seen.clone();
-            async move {
-                let host = headers
-                    .get("host")
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                seen.lock().unwrap_or_else(|e| e.into_inner()).push(host);
-                Html(format!(
-                    "<!doctype html><html><body><h1 id=\"hello\">{GREETING}</h1></body></html>"
-                ))
-            }
-        }),
-    );
+    let router = Router::new()
+        .route("/widget", get(|| async { Html(WIDGET) }))
+        .route(
+            "/",
+            get(move |headers: HeaderMap| {
+                let seen = seen.clone();
+                async move {
+                    let host = headers
+                        .get("host")
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).push(host);
+                    Html(format!(
+                        "<!doctype html><html><body><h1 id=\"hello\">{GREETING}</h1></body></html>"
+                    ))
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -281,6 +294,23 @@ async fn a_form_via_browser_trusts_its_ca_file_and_honours_resolve() {
     assert_eq!(shop.hosts(), [format!("shop.invalid:{port}")]);
 }
 
+#[tokio::test]
+async fn a_chat_widget_via_browser_trusts_its_ca_file_and_honours_resolve() {
+    let pki = pki();
+    let cert = pki
+        .ca
+        .issue(&["chat.invalid"], Validity::days(90))
+        .expect("leaf");
+    let shop = https_shop(&cert).await;
+    let port = shop.addr.port();
+    let checks = format!(
+        "  - name: private-chat\n    kind: chat\n    via: browser\n    retries: 0\n    timeout: 60s\n    url: \"https://chat.invalid:{port}/widget\"\n{}    resolve: {{ chat.invalid: 127.0.0.1 }}\n    reply_in: \".reply\"\n    steps:\n      - fill: {{ selector: \"#msg\", text: \"Automated test {{{{token}}}}, please ignore\" }}\n      - click: \"#send\"\n    expect: {{ reply: \"бот поддержки\", within: 10s }}\n",
+        ca_line(&pki)
+    );
+    let report = run(&pki, &checks).await;
+    assert_eq!(report.result, RunResult::Success, "{report:#?}");
+}
+
 #[test]
 fn ca_file_with_an_external_webdriver_is_refused_at_load() {
     let pki = pki();
@@ -300,6 +330,23 @@ fn ca_file_with_an_external_webdriver_is_refused_at_load() {
         text.contains(
             "`ca_file` on a browser check needs the chromedriver supportwatch starts itself"
         ),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unreadable_ca_file_is_a_config_error_of_the_check() {
+    let yaml = "checks:\n  - name: private-shop\n    kind: browser\n    ca_file: /nonexistent/ca.pem\n    steps:\n      - open: \"https://shop.example/\"\n";
+    supportwatch::tlsconf::install_crypto_provider();
+    let config = supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), yaml.into())])
+        .expect("loads");
+    let Err(e) = supportwatch::assemble::prepare(config) else {
+        panic!("a missing ca_file must not load");
+    };
+    let text = e.to_string();
+    assert!(text.contains("private-shop"), "{text}");
+    assert!(
+        text.contains("cannot read ca_file `/nonexistent/ca.pem`"),
         "{text}"
     );
 }
