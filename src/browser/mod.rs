@@ -3,8 +3,9 @@
 //!
 //! [`Browser`] owns the WebDriver endpoint — a chromedriver it starts itself on loopback and keeps
 //! warm ([`driver`]), or an existing one at `browser.webdriver_url` — and a bounded pool of
-//! sessions. Each run gets a fresh session with a fresh profile ([`Session`]); what a run does
-//! with it (the steps) is the probe's business.
+//! sessions. Each run gets a fresh session with a fresh profile ([`Session`]) and its check's own
+//! trust and host overrides ([`SessionOptions`]), so no browser is shared between checks; what a
+//! run does with it (the steps) is the probe's business.
 //!
 //! The pool never leaks a browser: a session closed, dropped, or abandoned on a dead driver ends
 //! its chromium (see [`session`]), and dropping the `Browser` kills chromedriver's whole process
