@@ -213,7 +213,7 @@ pub fn build_probe(
         }
         CheckSpec::Mail(s) => probe::mail::MailProbe::build(s, shared).map(|p| Arc::new(p) as _),
         CheckSpec::Browser(s) => {
-            probe::browser::BrowserProbe::build(s, shared).map(|p| Arc::new(p) as _)
+            probe::browser::BrowserProbe::build(s, resolve, shared).map(|p| Arc::new(p) as _)
         }
         CheckSpec::Tls(s) => {
             probe::tls::TlsProbe::build(s, resolve, shared).map(|p| Arc::new(p) as _)

@@ -35,28 +35,32 @@ pub fn system_roots() -> Arc<RootCertStore> {
 
 /// Roots from a PEM `ca_file` (only those: a private CA should not be mixed with public ones).
 pub fn roots_from_file(path: &Path) -> Result<Arc<RootCertStore>, String> {
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("cannot read ca_file `{}`: {e}", path.display()))?;
     let mut store = RootCertStore::empty();
-    let mut count = 0;
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert =
-            cert.map_err(|e| format!("ca_file `{}` is not valid PEM: {e}", path.display()))?;
+    for cert in certificates_from_file(path)? {
         store.add(cert).map_err(|e| {
             format!(
                 "ca_file `{}` holds an unusable certificate: {e}",
                 path.display()
             )
         })?;
-        count += 1;
     }
-    if count == 0 {
+    Ok(Arc::new(store))
+}
+
+/// The certificates of a PEM `ca_file`, at least one.
+pub fn certificates_from_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot read ca_file `{}`: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ca_file `{}` is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
         return Err(format!(
             "ca_file `{}` holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
             path.display()
         ));
     }
-    Ok(Arc::new(store))
+    Ok(certs)
 }
 
 /// Roots for a probe: its `ca_file` when given, else the system's.

@@ -231,12 +231,16 @@ fn locate(path: &str) -> Result<PathBuf, BrowserError> {
         let p = PathBuf::from(path);
         return if p.is_file() { Ok(p) } else { Err(not_found()) };
     }
+    on_path(path).ok_or_else(not_found)
+}
+
+/// The first file named `name` in a directory of PATH.
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(path))
+        .map(|dir| dir.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(not_found)
 }
 
 /// What `/status` says.

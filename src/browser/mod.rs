@@ -3,8 +3,9 @@
 //!
 //! [`Browser`] owns the WebDriver endpoint — a chromedriver it starts itself on loopback and keeps
 //! warm ([`driver`]), or an existing one at `browser.webdriver_url` — and a bounded pool of
-//! sessions. Each run gets a fresh session with a fresh profile ([`Session`]); what a run does
-//! with it (the steps) is the probe's business.
+//! sessions. Each run gets a fresh session with a fresh profile ([`Session`]) and its check's own
+//! trust and host overrides ([`SessionOptions`]), so no browser is shared between checks; what a
+//! run does with it (the steps) is the probe's business.
 //!
 //! The pool never leaks a browser: a session closed, dropped, or abandoned on a dead driver ends
 //! its chromium (see [`session`]), and dropping the `Browser` kills chromedriver's whole process
@@ -14,12 +15,16 @@
 mod artifacts;
 mod config;
 mod driver;
+mod nssdb;
+mod options;
 mod procs;
 mod session;
 mod stats;
 
 pub use artifacts::Artifacts;
 pub use config::{ArtifactsConfig, BrowserConfig, validate};
+pub use nssdb::CERTUTIL_HINT;
+pub use options::SessionOptions;
 pub use session::Session;
 pub use stats::{PoolStats, pool_stats};
 
@@ -32,6 +37,11 @@ use tokio::sync::{Mutex, Semaphore};
 
 /// The Debian packages a browser check needs.
 pub const INSTALL_HINT: &str = "apt-get install chromium chromium-driver";
+
+/// Why a `ca_file` cannot be used with an external WebDriver endpoint.
+pub const REMOTE_CA_FILE: &str = "`ca_file` on a browser check needs the chromedriver supportwatch \
+     starts itself (the CA is trusted in a database made for that run's chromium on this machine); \
+     browser.webdriver_url is set";
 
 /// How long chromedriver may take to create a session (it launches chromium).
 const NEW_SESSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -114,6 +124,12 @@ impl Browser {
     /// A session that fails because the local driver cannot be talked to restarts the driver and
     /// is tried once more.
     pub async fn session(&self) -> Result<Session, BrowserError> {
+        self.session_with(&SessionOptions::default()).await
+    }
+
+    /// [`Self::session`] with a check's own trust and host overrides. A `ca_file` needs the local
+    /// chromedriver: its database is made on this machine's file system.
+    pub async fn session_with(&self, options: &SessionOptions) -> Result<Session, BrowserError> {
         let slot = {
             let _waiting = stats::Waiting::enter();
             self.slots
@@ -138,7 +154,23 @@ impl Browser {
                 ),
                 None => None,
             };
-            let caps = self.capabilities(profile.as_ref().map(|p| p.path()));
+            let launcher = match (&profile, options.trust.is_empty()) {
+                (_, true) => None,
+                (Some(profile), false) => Some(
+                    nssdb::prepare(
+                        profile.path(),
+                        &options.trust,
+                        self.config.chromium.as_deref(),
+                    )
+                    .await?,
+                ),
+                (None, false) => return Err(BrowserError::Session(REMOTE_CA_FILE.into())),
+            };
+            let caps = self.capabilities(
+                profile.as_ref().map(|p| p.path()),
+                launcher.as_deref(),
+                options,
+            );
             let opened = tokio::time::timeout(NEW_SESSION_TIMEOUT, async {
                 fantoccini::ClientBuilder::rustls()
                     .map_err(|e| OpenError::Refused(format!("TLS setup: {e}")))?
@@ -289,9 +321,13 @@ impl Browser {
     }
 
     /// The capabilities of a new session.
+    ///
+    /// `launcher` starts chromium in place of the configured binary (see [`nssdb`]).
     fn capabilities(
         &self,
         profile: Option<&std::path::Path>,
+        launcher: Option<&std::path::Path>,
+        options: &SessionOptions,
     ) -> serde_json::Map<String, serde_json::Value> {
         // `validate` rejected a bad window at load; the default is a sane fallback regardless.
         let (width, height) = config::parse_window(&self.config.window).unwrap_or((1366, 768));
@@ -309,12 +345,17 @@ impl Browser {
         if let Some(profile) = profile {
             args.push(format!("--user-data-dir={}", profile.display()));
         }
-        let mut options = serde_json::json!({
+        args.extend(options.resolver_flag());
+        let mut chrome = serde_json::json!({
             "args": args,
             "prefs": { "intl.accept_languages": config::accept_languages(&self.config.locale) },
         });
-        if let Some(binary) = &self.config.chromium {
-            options["binary"] = serde_json::Value::String(binary.clone());
+        let binary = match launcher {
+            Some(l) => Some(l.display().to_string()),
+            None => self.config.chromium.clone(),
+        };
+        if let Some(binary) = binary {
+            chrome["binary"] = serde_json::Value::String(binary);
         }
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), "chrome".into());
@@ -323,7 +364,7 @@ impl Browser {
             "goog:loggingPrefs".into(),
             serde_json::json!({ "browser": "ALL" }),
         );
-        caps.insert("goog:chromeOptions".into(), options);
+        caps.insert("goog:chromeOptions".into(), chrome);
         caps
     }
 

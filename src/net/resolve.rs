@@ -44,6 +44,11 @@ impl Resolve {
         self.0.is_empty()
     }
 
+    /// The overrides, host name (lowercase) and address; a port of `0` stands for the URL's own.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, SocketAddr)> {
+        self.0.iter().map(|(h, a)| (h.as_str(), *a))
+    }
+
     /// The address connections to `host` go to instead of what DNS says, if overridden; a port
     /// of `0` stands for the URL's own.
     pub fn lookup(&self, host: &str) -> Option<SocketAddr> {

@@ -80,7 +80,8 @@ pub struct ChatSpec {
     pub active_hours: Option<ActiveHours>,
     /// Expectations outside `active_hours` (typically an auto-reply with an ETA).
     pub outside_hours: Option<ChatExpect>,
-    /// PEM file with the CA(s) to trust instead of the system roots.
+    /// PEM file with the CA(s) to trust instead of the system roots (with `via: browser`:
+    /// besides chromium's own, for that check's browser only).
     pub ca_file: Option<Text>,
     /// `via: browser`: steps that type and send the message in the page's chat widget, after
     /// `url` is opened (the browser kind's step language).
@@ -338,7 +339,7 @@ impl ChatProbe {
             Via::Websocket | Via::Browser => (None, None),
         };
         let browser = match spec.via {
-            Via::Browser => Some(via_browser::Browsing::build(spec, shared)?),
+            Via::Browser => Some(via_browser::Browsing::build(spec, resolve, shared)?),
             _ => None,
         };
         Ok(ChatProbe {

@@ -72,7 +72,8 @@ pub struct FormSpec {
     /// Bytes read at most of the page and of the answer.
     #[serde(default = "http::default_max_body")]
     pub max_body: ByteSize,
-    /// PEM file with the CA(s) to trust instead of the system roots; `${ENV}` allowed.
+    /// PEM file with the CA(s) to trust instead of the system roots (with `via: browser`:
+    /// besides chromium's own, for that check's browser only); `${ENV}` allowed.
     pub ca_file: Option<Text>,
     /// Where the submitted message must arrive.
     pub deliver: Option<DeliverSpec>,
@@ -233,10 +234,16 @@ impl FormProbe {
         let Compiled { url, selectors } = compile(spec)?;
         let browser = match spec.via {
             Via::Http => None,
-            Via::Browser => Some((
-                shared.browser.clone().ok_or("no browser configured")?,
-                via_browser::plan(spec)?,
-            )),
+            Via::Browser => {
+                let browser = shared.browser.clone().ok_or("no browser configured")?;
+                let mut plan = via_browser::plan(spec)?;
+                plan.session = crate::probe::browser::session_options(
+                    spec.ca_file.as_ref(),
+                    resolve,
+                    &browser,
+                )?;
+                Some((browser, plan))
+            }
         };
         let ca_file = spec
             .ca_file

@@ -59,7 +59,12 @@ pub(super) async fn run_step(
             client
                 .goto(&url.render(vars))
                 .await
-                .map_err(|e| load_error(e, timeout))
+                .map_err(|e| load_error(e, timeout))?;
+            match client.execute(ERROR_PAGE, Vec::new()).await {
+                Ok(serde_json::Value::String(code)) => Err(net_error(&code)),
+                Ok(_) => Ok(()),
+                Err(e) => Err(classify(e)),
+            }
         }
         Action::Click(css) => {
             poll(timeout, move || async move {
@@ -318,6 +323,59 @@ fn retryable(e: &CmdError) -> bool {
     .any(|s| is(e, s))
 }
 
+/// Tells whether the page that `goto` ended on is chromium's own error page, and which network
+/// error it shows: `null` for a real page, else the code (`ERR_CERT_DATE_INVALID`).
+///
+/// chromedriver reports most failed loads as a failed `goto`, but a certificate error is shown as
+/// an interstitial that chromium commits like a page: the `goto` succeeds, and WebDriver's URL is
+/// still the one asked for. The document's own URL is not: chromium's error pages, interstitial
+/// or not, are `chrome-error://chromewebdata/`, which no site can serve. The code is the page's
+/// load-time data (`errorCode`, the interstitial's `net::ERR_…`), else what the page shows in
+/// `#error-code` or its text; the text a site could write plays no part in the decision itself.
+const ERROR_PAGE: &str = r#"
+if (!String(document.URL).startsWith("chrome-error://")) { return null; }
+const data = (typeof loadTimeDataRaw === "object" && loadTimeDataRaw) || {};
+const shown = document.getElementById("error-code");
+const texts = [data.errorCode, shown && shown.textContent, document.body && document.body.innerText];
+for (const text of texts) {
+  const found = /ERR_[A-Z0-9_]+/.exec(String(text || ""));
+  if (found) { return found[0]; }
+}
+return "an error page without a code";
+"#;
+
+/// chromium's error page instead of the page: its network error, classified like a failed
+/// `goto`'s.
+fn net_error(code: &str) -> StepError {
+    let code = match code.strip_prefix("net::") {
+        Some(_) => code.to_string(),
+        None if code.starts_with("ERR_") => format!("net::{code}"),
+        None => code.to_string(),
+    };
+    let hint = if code == "net::ERR_CERT_AUTHORITY_INVALID" {
+        " (the certificate's issuer is not trusted; for a private CA, give it as `ca_file`)"
+    } else {
+        ""
+    };
+    StepError {
+        kind: net_error_kind(&code),
+        message: format!("the page did not load: {code}{hint}"),
+        lost: false,
+        cause: None,
+    }
+}
+
+/// The failure kind of a chromium network error code, as the `http` kind would file it.
+fn net_error_kind(code: &str) -> FailureKind {
+    if code.contains("NAME_NOT_RESOLVED") {
+        FailureKind::Dns
+    } else if code.contains("CERT") || code.contains("SSL") {
+        FailureKind::Tls
+    } else {
+        FailureKind::Connect
+    }
+}
+
 /// A failed `goto`: the page's network error classified like the `http` kind's.
 fn load_error(e: CmdError, timeout: Duration) -> StepError {
     if is(&e, ErrorStatus::Timeout) {
@@ -334,15 +392,8 @@ fn load_error(e: CmdError, timeout: Duration) -> StepError {
         .split(|c: char| c.is_whitespace())
         .next()
         .unwrap_or("");
-    let kind = if code.contains("NAME_NOT_RESOLVED") {
-        FailureKind::Dns
-    } else if code.contains("CERT") || code.contains("SSL") {
-        FailureKind::Tls
-    } else {
-        FailureKind::Connect
-    };
     StepError {
-        kind,
+        kind: net_error_kind(code),
         message: format!("the page did not load: {code}"),
         lost: false,
         cause: None,

@@ -36,6 +36,8 @@ pub(crate) struct Plan {
     pub step_timeout: Duration,
     /// Whether a console error fails the run.
     pub fail_on_console_error: bool,
+    /// The check's own trust (`ca_file`) and host overrides (`resolve:`).
+    pub session: crate::browser::SessionOptions,
 }
 
 impl Plan {
@@ -61,7 +63,7 @@ pub(crate) async fn drive(browser: &Browser, ctx: &RunContext, plan: &Plan) -> D
     let mut submitted_at = SystemTime::now();
     // Waiting for a pool slot and starting chromium can take seconds: time it as its own phase.
     ctx.begin("session");
-    let session = browser.session().await;
+    let session = browser.session_with(&plan.session).await;
     ctx.end();
     let session = match session {
         Ok(s) => s,

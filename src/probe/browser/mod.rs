@@ -19,7 +19,7 @@ pub(crate) use drive::{Plan, drive};
 use super::{Probe, Shared};
 use crate::deliver::{DeliverSpec, Mailboxes};
 use crate::outcome::{Outcome, RunContext};
-use crate::value::{Dur, TemplateVars};
+use crate::value::{Dur, TemplateVars, Text};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -40,6 +40,9 @@ pub struct BrowserSpec {
     pub fail_on_console_error: bool,
     /// Where the submitted message must arrive.
     pub deliver: Option<DeliverSpec>,
+    /// PEM file with CA(s) that this check's chromium trusts besides its own roots; `${ENV}`
+    /// allowed.
+    pub ca_file: Option<Text>,
 }
 
 /// The default `step_timeout`.
@@ -113,7 +116,22 @@ pub(crate) fn plan_after_url(
         steps,
         step_timeout: step_timeout.get(),
         fail_on_console_error,
+        session: crate::browser::SessionOptions::default(),
     })
+}
+
+/// A check's trust and host overrides for its sessions: the CAs of its `ca_file` (read now, so
+/// a bad file is a config error) and its `resolve:`.
+pub(crate) fn session_options(
+    ca_file: Option<&Text>,
+    resolve: &crate::net::Resolve,
+    browser: &crate::browser::Browser,
+) -> Result<crate::browser::SessionOptions, String> {
+    if ca_file.is_some() && browser.config().webdriver_url.is_some() {
+        return Err(crate::browser::REMOTE_CA_FILE.into());
+    }
+    let ca_file = ca_file.map(|t| std::path::PathBuf::from(t.expose()));
+    crate::browser::SessionOptions::new(ca_file.as_deref(), resolve)
 }
 
 /// The first field of `fields` (name, is set, what to do instead) that is set: the fields a
@@ -165,17 +183,23 @@ pub struct BrowserProbe {
 }
 
 impl BrowserProbe {
-    /// Builds the probe.
-    pub fn build(spec: &BrowserSpec, shared: &Shared) -> Result<Self, String> {
+    /// Builds the probe; reads `ca_file`.
+    pub fn build(
+        spec: &BrowserSpec,
+        resolve: &crate::net::Resolve,
+        shared: &Shared,
+    ) -> Result<Self, String> {
         shared.mailboxes.check(spec.deliver.as_ref(), None)?;
         validate(spec)?;
         let browser = shared.browser.clone().ok_or("no browser configured")?;
+        let session = session_options(spec.ca_file.as_ref(), resolve, &browser)?;
         Ok(BrowserProbe {
             browser,
             plan: Plan {
                 steps: spec.steps.0.clone(),
                 step_timeout: spec.step_timeout.get(),
                 fail_on_console_error: spec.fail_on_console_error,
+                session,
             },
             hosts: first_host(&spec.steps.0),
             deliver: spec.deliver.clone(),

@@ -62,11 +62,6 @@ pub(super) fn check(spec: &ChatSpec) -> Result<(), String> {
             !spec.handshake.is_empty(),
             "the page opens its own sockets",
         ),
-        (
-            "ca_file",
-            spec.ca_file.is_some(),
-            "chromium trusts the system's CA store",
-        ),
     ];
     if let Some((field, hint)) = browser::first_set(&http_only) {
         return Err(format!("`{field}` is not for via: browser; {hint}"));
@@ -117,15 +112,26 @@ pub(super) struct Browsing {
 }
 
 impl Browsing {
-    pub(super) fn build(spec: &ChatSpec, shared: &Shared) -> Result<Self, String> {
+    /// Builds both plans with the check's trust (`ca_file`, read now) and host overrides.
+    pub(super) fn build(
+        spec: &ChatSpec,
+        resolve: &crate::net::Resolve,
+        shared: &Shared,
+    ) -> Result<Self, String> {
+        let browser = shared.browser.clone().ok_or("no browser configured")?;
+        let session = browser::session_options(spec.ca_file.as_ref(), resolve, &browser)?;
+        let with_session = |mut plan: Plan| {
+            plan.session = session.clone();
+            plan
+        };
         Ok(Browsing {
-            browser: shared.browser.clone().ok_or("no browser configured")?,
-            within: plan(spec, &spec.expect)?,
+            within: with_session(plan(spec, &spec.expect)?),
             outside: spec
                 .outside_hours
                 .as_ref()
-                .map(|o| plan(spec, o))
+                .map(|o| plan(spec, o).map(with_session))
                 .transpose()?,
+            browser,
         })
     }
 

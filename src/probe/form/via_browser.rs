@@ -46,7 +46,7 @@ pub(super) fn plan(spec: &FormSpec) -> Result<Plan, String> {
         ))
     };
     let expect = &spec.expect;
-    let checks: [(&str, bool, &str); 15] = [
+    let checks: [(&str, bool, &str); 14] = [
         (
             "form",
             spec.form != super::default_form(),
@@ -106,11 +106,6 @@ pub(super) fn plan(spec: &FormSpec) -> Result<Plan, String> {
             "active_hours",
             spec.active_hours.is_some() || spec.outside_hours.is_some(),
             "accept both acknowledgements in one `expect_text` pattern",
-        ),
-        (
-            "ca_file",
-            spec.ca_file.is_some(),
-            "chromium trusts the system's CA store; add the CA there",
         ),
         (
             "max_redirects",
