@@ -136,7 +136,7 @@ pub fn fields(body: &str) -> Dsn {
         .iter()
         .filter(|b| {
             b.iter()
-                .any(|(n, _)| n == "final-recipient" || n == "action")
+                .any(|(n, _)| matches!(n.as_str(), "final-recipient" | "action" | "status"))
         })
         .collect();
     let chosen = recipients
