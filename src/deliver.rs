@@ -654,3 +654,14 @@ pub(crate) fn late_watch(
     }
     .boxed()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quota_sizes_read_as_providers_state_them() {
+        assert_eq!(super::binary_size(10 << 20), "10.0 MiB");
+        assert_eq!(super::binary_size(995_600), "972.3 KiB");
+        assert_eq!(super::binary_size(3 << 30), "3.0 GiB");
+        assert_eq!(super::binary_size(512), "512 B");
+    }
+}
