@@ -159,6 +159,8 @@ impl DeliverSpec {
 #[derive(Clone, Default)]
 pub struct Mailboxes {
     watchers: HashMap<String, (Watcher, Option<f64>)>,
+    /// Own address (lower case) → mailbox name: where bounces of mail sent from it arrive.
+    senders: HashMap<String, String>,
     hooks: Arc<crate::hooks::Hooks>,
 }
 
@@ -166,8 +168,13 @@ impl Mailboxes {
     /// Builds a watcher for every declaration. Errors name the mailbox.
     pub fn build(specs: &BTreeMap<String, MailboxSpec>) -> Result<Self, Vec<String>> {
         let mut watchers = HashMap::new();
+        let mut senders = HashMap::new();
         let mut errors = Vec::new();
         for (name, spec) in specs {
+            if let Some(address) = spec.own_address() {
+                // Two declarations of one address (say, IMAP and its Maildir): the first name wins.
+                senders.entry(address).or_insert_with(|| name.clone());
+            }
             match mailbox::build(name, spec) {
                 Ok(store) => {
                     watchers.insert(
@@ -181,6 +188,7 @@ impl Mailboxes {
         if errors.is_empty() {
             Ok(Mailboxes {
                 watchers,
+                senders,
                 hooks: Arc::default(),
             })
         } else {
@@ -198,6 +206,18 @@ impl Mailboxes {
         self.watchers
             .get(name)
             .ok_or_else(|| format!("unknown mailbox `{name}`"))
+    }
+
+    /// Whether `address` (`user@domain`, any case) is a declared mailbox's own address.
+    pub fn is_declared_address(&self, address: &str) -> bool {
+        self.senders
+            .contains_key(&address.trim().to_ascii_lowercase())
+    }
+
+    /// The watcher of the mailbox whose own address is `address`, if one is declared.
+    fn sender(&self, address: &str) -> Option<Watcher> {
+        let name = self.senders.get(&address.trim().to_ascii_lowercase())?;
+        Some(self.get(name).ok()?.0.clone())
     }
 
     /// Checks at build time that a probe's references resolve.
@@ -219,12 +239,17 @@ impl Mailboxes {
 }
 
 /// The stage that waits for `deliver` (and `auto_reply`) after a submit at `submitted_at`.
+///
+/// `sender` is the address the submitted mail comes from (a mail check's `from`, a form's e-mail
+/// field). When it is a declared mailbox, a bounce of the mail arriving there fails the run at
+/// once instead of after `within`.
 pub fn follow_up(
     ctx: &RunContext,
     submitted_at: SystemTime,
     deliver: Option<&DeliverSpec>,
     auto_reply: Option<&AutoReplySpec>,
     mailboxes: &Mailboxes,
+    sender: Option<&str>,
 ) -> Option<FollowUp> {
     if deliver.is_none() && auto_reply.is_none() {
         return None;
@@ -235,7 +260,8 @@ pub fn follow_up(
         Some(match d.target().ok()? {
             Target::Mailbox(name) => {
                 let (watcher, quota_max) = mailboxes.get(name).ok()?.clone();
-                MainWait::Mailbox(d.clone(), watcher, quota_max)
+                let bounces = sender.and_then(|a| mailboxes.sender(a));
+                MainWait::Mailbox(d.clone(), watcher, quota_max, bounces)
             }
             Target::Webhook(name) => {
                 MainWait::Webhook(d.clone(), mailboxes.hooks.clone(), name.to_string())
@@ -259,8 +285,9 @@ pub fn follow_up(
         let main_wait = async {
             let deadline = |spec: &DeliverSpec| started + spec.within.get();
             let result = match main? {
-                MainWait::Mailbox(spec, watcher, quota_max) => {
-                    mailbox_stage(spec, watcher, quota_max, &token, submitted_at, started).await
+                MainWait::Mailbox(spec, watcher, quota_max, bounces) => {
+                    let watchers = (watcher, bounces);
+                    mailbox_stage(spec, watchers, quota_max, &token, submitted_at, started).await
                 }
                 MainWait::Webhook(spec, hooks, name) => {
                     let until = deadline(&spec);
@@ -347,14 +374,57 @@ pub fn follow_up(
 
 /// The `deliver` wait, resolved to its target when the stage is made.
 enum MainWait {
-    Mailbox(DeliverSpec, Watcher, Option<f64>),
+    /// The target mailbox, its `quota_max`, and the sender's mailbox where bounces arrive.
+    Mailbox(DeliverSpec, Watcher, Option<f64>, Option<Watcher>),
     Webhook(DeliverSpec, Arc<crate::hooks::Hooks>, String),
     HttpPoll(DeliverSpec),
 }
 
+/// How the delivery wait ended: an answer from the target mailbox, or a bounce in the sender's.
+enum Waited {
+    Target(Result<Delivered, WaitError>),
+    Bounced(Delivered, Watcher),
+}
+
+/// Waits for the message in the target mailbox and, when the sender's mailbox is declared, for
+/// a bounce of it there; whichever comes first decides.
+async fn wait_or_bounce(
+    watcher: &Watcher,
+    bounces: Option<Watcher>,
+    request: &WaitRequest,
+    deadline: Instant,
+) -> Waited {
+    let delivered = watcher.wait(request.clone(), deadline);
+    let Some(sender) = bounces else {
+        return Waited::Target(delivered.await);
+    };
+    let bounce = WaitRequest {
+        pattern: None,
+        ..request.clone()
+    };
+    let bounced = sender.wait_bounce(bounce, deadline);
+    tokio::pin!(delivered, bounced);
+    // Both waits share the deadline. The delivery is preferred when both are ready; the loser's
+    // future is dropped, which ends its wait in the watcher.
+    tokio::select! {
+        biased;
+        result = &mut delivered => Waited::Target(result),
+        result = &mut bounced => match result {
+            Ok(found) => Waited::Bounced(found, sender.clone()),
+            Err(e) => {
+                // No bounce seen (or the sender's mailbox is unreadable): the delivery decides.
+                if let WaitError::Mailbox(e) = &e {
+                    tracing::warn!(mailbox = %sender.name(), error = %e, "cannot look for bounces");
+                }
+                Waited::Target(delivered.await)
+            }
+        },
+    }
+}
+
 async fn mailbox_stage(
     spec: DeliverSpec,
-    watcher: Watcher,
+    (watcher, bounces): (Watcher, Option<Watcher>),
     quota_max: Option<f64>,
     token: &str,
     submitted_at: SystemTime,
@@ -366,11 +436,22 @@ async fn mailbox_stage(
         pattern: spec.pattern.clone(),
         cleanup: spec.cleanup,
     };
-    let result = watcher
-        .wait(request.clone(), started + spec.within.get())
-        .await;
+    let deadline = started + spec.within.get();
+    let waited = wait_or_bounce(&watcher, bounces, &request, deadline).await;
     let mut outcome = Outcome::default();
     let mut late = None;
+    let result = match waited {
+        Waited::Target(result) => result,
+        Waited::Bounced(found, sender) => {
+            judge_bounce(&mut outcome, &watcher, &sender, &found);
+            // A bounced message will not arrive late: it is lost.
+            let lost = async { LateDelivery::Lost }.boxed();
+            return FollowUpResult {
+                outcome,
+                late: Some(lost),
+            };
+        }
+    };
     match result {
         Ok(found) => judge_delivery(&mut outcome, &watcher, quota_max, &found, submitted_at),
         Err(WaitError::NotFound) => {
@@ -393,9 +474,12 @@ async fn mailbox_stage(
                 None => outcome.fail_with(
                     FailureKind::NotDelivered,
                     format!(
-                        "not delivered within {} (mailbox {})",
+                        "not delivered within {} (mailbox {}){}",
                         spec.within,
-                        watcher.name()
+                        watcher.name(),
+                        near_full(&watcher)
+                            .map(|full| format!("; {full}"))
+                            .unwrap_or_default()
                     ),
                 ),
             }
@@ -483,6 +567,64 @@ fn judge_delivery(
     }
 }
 
+/// Quota used from which a failed delivery names it, even without `quota_max`: a mailbox this
+/// full is the likely reason mail does not arrive.
+const NEAR_FULL: f64 = 0.95;
+
+/// `mailbox support is 100% full (10.0 MiB of 10.0 MiB)` when the mailbox's quota is known and
+/// at least [`NEAR_FULL`] used.
+fn near_full(watcher: &Watcher) -> Option<String> {
+    let quota = watcher.last_quota().filter(|q| q.ratio() >= NEAR_FULL)?;
+    Some(format!(
+        "mailbox {} is {:.0}% full ({} of {})",
+        watcher.name(),
+        quota.ratio() * 100.0,
+        binary_size(quota.used),
+        binary_size(quota.limit)
+    ))
+}
+
+/// `10.0 MiB`, `512.0 KiB`, `2.0 GiB`: sizes as mail providers state quotas.
+fn binary_size(bytes: u64) -> String {
+    const UNITS: [(&str, f64); 3] = [
+        ("GiB", (1u64 << 30) as f64),
+        ("MiB", (1u64 << 20) as f64),
+        ("KiB", 1024.0),
+    ];
+    let value = bytes as f64;
+    match UNITS.iter().find(|(_, size)| value >= *size) {
+        Some((unit, size)) => format!("{:.1} {unit}", value / size),
+        None => format!("{bytes} B"),
+    }
+}
+
+/// A bounce of the run's message reached the sender's mailbox: the run fails with what it says.
+fn judge_bounce(outcome: &mut Outcome, target: &Watcher, sender: &Watcher, found: &Delivered) {
+    let dsn = found.bounce.clone().unwrap_or_default();
+    let mut message = format!("bounced: {}", dsn.summary());
+    if let Some(full) = near_full(target) {
+        message.push_str(&format!("; {full}"));
+    }
+    outcome.fail_with(FailureKind::Bounced, message);
+    let recipient = dsn
+        .recipient
+        .map(|r| format!(" to {r}"))
+        .unwrap_or_default();
+    outcome.details.push(format!(
+        "bounce of the message{recipient} found in {}/{}: \"{}\"",
+        sender.name(),
+        found.folder,
+        found.subject
+    ));
+    match &found.cleanup {
+        Some(Ok(())) => outcome.details.push("bounce deleted".into()),
+        Some(Err(e)) => outcome
+            .details
+            .push(format!("could not delete the bounce: {e}")),
+        None => {}
+    }
+}
+
 fn note_cleanup(outcome: &mut Outcome, found: &Delivered) {
     match &found.cleanup {
         Some(Ok(())) => outcome.details.push("test message deleted".into()),
@@ -511,4 +653,15 @@ pub(crate) fn late_watch(
         }
     }
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quota_sizes_read_as_providers_state_them() {
+        assert_eq!(super::binary_size(10 << 20), "10.0 MiB");
+        assert_eq!(super::binary_size(995_600), "972.3 KiB");
+        assert_eq!(super::binary_size(3 << 30), "3.0 GiB");
+        assert_eq!(super::binary_size(512), "512 B");
+    }
 }

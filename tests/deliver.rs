@@ -230,8 +230,15 @@ fn stage(
     let deliver: supportwatch::deliver::DeliverSpec =
         serde_saphyr::from_str(deliver_yaml).expect("deliver parses");
     let ctx = supportwatch::outcome::RunContext::new("feedback".into(), token.to_string());
-    supportwatch::deliver::follow_up(&ctx, SystemTime::now(), Some(&deliver), None, &mailboxes)
-        .expect("a deliver block makes a follow-up")
+    supportwatch::deliver::follow_up(
+        &ctx,
+        SystemTime::now(),
+        Some(&deliver),
+        None,
+        &mailboxes,
+        None,
+    )
+    .expect("a deliver block makes a follow-up")
 }
 
 #[tokio::test]

@@ -1,12 +1,15 @@
 //! The `mail` probe end to end against a real postfix + dovecot on loopback: delivery, TLS, AUTH
 //! and the auto-reply. `scripted` covers the answers a real server will not give on demand (552
-//! mailbox full, 421 go away); `config` the refused configs and the shipped example.
+//! mailbox full, 421 go away); `config` the refused configs and the shipped example; `bounce`
+//! a mailbox filled past its quota, whose bounce fails the run at once.
 //!
 //! Deliveries are proven in the harness users' Maildirs (`maildir:` mailboxes), which runs the
 //! whole `deliver` path: watcher, token matching, cleanup.
 
 mod common;
 // Explicit paths: next to this crate root, `config.rs` would be the config tests' own crate.
+#[path = "mail/bounce.rs"]
+mod bounce;
 #[path = "mail/config.rs"]
 mod config;
 #[path = "mail/scripted.rs"]

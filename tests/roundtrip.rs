@@ -1,6 +1,7 @@
 //! The whole trip against real servers on loopback: a shop's contact form (a real HTTP server in
 //! this test) mails through real postfix into real dovecot, and the `form` check proves delivery
-//! over IMAP, then removes the test message.
+//! over IMAP, then removes the test message; a bounce to the form's e-mail field fails the run at
+//! once.
 
 mod common;
 
@@ -30,6 +31,10 @@ enum Handler {
     MailsToFullMailbox,
     /// Mails with a subject the mail server's spam rule files into Junk.
     MailsSpam,
+    /// Mails on the customer's behalf (the form's e-mail field is the sender) to the nearly full
+    /// mailbox, the message as the subject, padded past what the quota's grace lets in, so
+    /// dovecot refuses it and the bounce goes to the customer.
+    MailsBigOnBehalfToFullMailbox,
 }
 
 #[derive(Clone)]
@@ -41,7 +46,7 @@ async fn page() -> Html<&'static str> {
     Html(
         "<!doctype html><html><body><form id=\"feedback\" method=\"post\">\
          <input type=\"hidden\" name=\"form_id\" value=\"contact\">\
-         <input name=\"name\" required><textarea name=\"message\" required></textarea>\
+         <input name=\"name\" required><input name=\"email\"><textarea name=\"message\" required></textarea>\
          <button>Send</button></form></body></html>",
     )
 }
@@ -50,22 +55,29 @@ async fn submit(
     State((shop, handler)): State<(Shop, Handler)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let text = format!(
+    let mut text = format!(
         "Имя: {}\nСообщение: {}\n",
         form.get("name").map(String::as_str).unwrap_or(""),
         form.get("message").map(String::as_str).unwrap_or("")
     );
     let server = mail_server();
-    let (to, subject) = match handler {
+    let mut from = "Shop <shop@test.local>".to_string();
+    let mut subject = "Contact form".to_string();
+    let to = match handler {
         Handler::Silent => return Html("<h1>Спасибо!</h1>").into_response(),
-        Handler::MailsToFullMailbox => (server.user("full").address.clone(), "Contact form"),
-        Handler::MailsSpam => (
-            server.user("support").address.clone(),
-            "[spam-test] Contact form",
-        ),
-        Handler::Mails | Handler::MailsQuotedPrintable => {
-            (server.user("support").address.clone(), "Contact form")
+        Handler::MailsBigOnBehalfToFullMailbox => {
+            from = form.get("email").cloned().unwrap_or_default();
+            subject = form.get("message").cloned().unwrap_or_default();
+            // `full` has ~53 KB left and a 10% (~105 KB) grace: 200 KB is refused outright.
+            text.push_str(&"padding to exceed the quota grace of the full mailbox\n".repeat(4000));
+            server.user("full").address.clone()
         }
+        Handler::MailsToFullMailbox => server.user("full").address.clone(),
+        Handler::MailsSpam => {
+            subject = "[spam-test] Contact form".into();
+            server.user("support").address.clone()
+        }
+        Handler::Mails | Handler::MailsQuotedPrintable => server.user("support").address.clone(),
     };
     let part = match handler {
         Handler::MailsQuotedPrintable => SinglePart::builder()
@@ -75,7 +87,7 @@ async fn submit(
         _ => SinglePart::plain(text),
     };
     let message = Message::builder()
-        .from("Shop <shop@test.local>".parse().expect("address"))
+        .from(from.parse().expect("address"))
         .to(to.parse().expect("address"))
         .subject(subject)
         .singlepart(part)
@@ -304,4 +316,43 @@ checks:
     for secret in [&customer.password, &autoreply.password] {
         assert!(!format!("{report:?}").contains(secret.as_str()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounce_to_the_forms_email_field_fails_the_run_at_once() {
+    let server = mail_server();
+    let shop = start_shop(Handler::MailsBigOnBehalfToFullMailbox).await;
+    let spare = server.user("spare");
+    // The customer's address in the form is the mailbox `customer-box` (its `address`), so the
+    // bounce of the shop's mail is looked for there.
+    let yaml = config(shop, "support", "120s", "").replace(
+        "checks:\n",
+        &format!(
+            "  customer-box: {{ maildir: \"{}\", address: {}, poll_interval: 200ms }}\nchecks:\n",
+            spare.maildir.display(),
+            spare.address
+        ),
+    );
+    let yaml = yaml.replace(
+        "      name: Monitoring\n",
+        &format!("      name: Monitoring\n      email: {}\n", spare.address),
+    );
+    let password = server.user("support").password.clone();
+    let report = run(&yaml, &password).await;
+    let failure = report.failure.clone().expect("failed");
+    assert_eq!(failure.kind, FailureKind::Bounced, "{}", failure.message);
+    assert_eq!(
+        failure.message,
+        "bounced: 5.2.2 mailbox full (552 5.2.2 <full@test.local> Quota exceeded (mailbox for \
+         user is full))"
+    );
+    assert!(
+        report.duration < Duration::from_secs(60),
+        "ended by the bounce, not by within (120s): {:?}",
+        report.duration
+    );
+    assert!(
+        server.find_message("spare", &report.token).is_none(),
+        "the bounce is deleted"
+    );
 }

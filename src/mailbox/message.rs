@@ -16,15 +16,20 @@ pub struct Decoded {
     pub text: String,
     /// Correlation tokens found anywhere in `text`.
     pub tokens: Vec<String>,
+    /// Set when the message is a delivery status notification (a bounce of the message whose
+    /// tokens it carries), which is never the delivery or the acknowledgement itself.
+    pub dsn: Option<super::dsn::Dsn>,
 }
 
 /// Decodes `raw` and collects its tokens. Never fails: unparsable input yields its raw text.
 pub fn decode(raw: &[u8]) -> Decoded {
     let mut text = String::new();
     let mut subject = String::new();
+    let mut dsn = None;
     match mail_parser::MessageParser::default().parse(raw) {
         Some(message) => {
             subject = message.subject().unwrap_or_default().to_string();
+            dsn = super::dsn::from_message(&message);
             // Raw header block first: catches tokens in custom headers (X-...) as sent.
             let header_end = find_header_end(raw);
             text.push_str(&String::from_utf8_lossy(&raw[..header_end]).replace("\r\n", "\n"));
@@ -58,6 +63,7 @@ pub fn decode(raw: &[u8]) -> Decoded {
         subject,
         text,
         tokens,
+        dsn,
     }
 }
 

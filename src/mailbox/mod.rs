@@ -5,6 +5,7 @@
 //! change ([`MailSession`]). Everything about tokens — decoding MIME, matching, remembering which
 //! message carried which token — lives in [`watch`], so IMAP and Maildir behave the same.
 
+pub mod dsn;
 pub mod imap;
 pub mod maildir;
 pub mod message;
@@ -31,6 +32,9 @@ pub struct MailboxSpec {
     pub maildir: Option<Text>,
     /// IMAP login name.
     pub user: Option<Text>,
+    /// The mailbox's own e-mail address (default: `user`, when it is an address). Bounces of a
+    /// check's mail sent from this address are looked for here.
+    pub address: Option<Text>,
     /// IMAP password; `${ENV}` or `${file:...}`, never printed.
     pub password: Option<Secret>,
     /// IMAP authentication: `login` (default) or `plain` (AUTHENTICATE PLAIN).
@@ -57,6 +61,18 @@ pub struct MailboxSpec {
     /// Largest message fetched when looking for a token; bigger ones are skipped.
     #[serde(default = "default_max_message")]
     pub max_message: crate::value::ByteSize,
+}
+
+impl MailboxSpec {
+    /// The address mail to this mailbox is sent to, lower case: `address`, else `user` when it
+    /// is an address.
+    pub fn own_address(&self) -> Option<String> {
+        self.address
+            .as_ref()
+            .or(self.user.as_ref())
+            .map(|a| a.expose().trim().to_ascii_lowercase())
+            .filter(|a| a.contains('@'))
+    }
 }
 
 fn default_folders() -> Vec<String> {
@@ -125,6 +141,13 @@ impl<'de> Deserialize<'de> for Ratio {
 
 /// Checks a mailbox declaration without touching the network.
 pub fn validate(spec: &MailboxSpec) -> Result<(), String> {
+    if let Some(address) = &spec.address
+        && !address.expose().contains('@')
+    {
+        return Err(format!(
+            "`address` `{address}` is not an e-mail address: write e.g. monitor@example.ru"
+        ));
+    }
     match (&spec.imap, &spec.maildir) {
         (Some(_), Some(_)) => Err("set only one of `imap` and `maildir`".into()),
         (None, None) => Err("set `imap: imaps://host` or `maildir: /path`".into()),

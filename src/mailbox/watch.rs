@@ -55,6 +55,8 @@ pub struct Delivered {
     pub cleanup: Option<Result<(), String>>,
     /// The mailbox's quota as last read, if the server reports one.
     pub quota: Option<Quota>,
+    /// What the bounce says, when this is the answer to [`Watcher::wait_bounce`].
+    pub bounce: Option<super::dsn::Dsn>,
 }
 
 /// Why a wait ended without a delivery.
@@ -95,6 +97,8 @@ struct State {
 
 struct Waiter {
     request: WaitRequest,
+    /// Waits for a bounce of the message (a DSN carrying the token), not the message itself.
+    bounce: bool,
     deadline: Instant,
     reply: oneshot::Sender<Result<Delivered, WaitError>>,
 }
@@ -142,11 +146,32 @@ impl Watcher {
         request: WaitRequest,
         deadline: Instant,
     ) -> Result<Delivered, WaitError> {
+        self.enqueue(request, false, deadline).await
+    }
+
+    /// Waits until a delivery status notification that failed the message carrying
+    /// `request.token` is found (its [`Delivered::bounce`] says why) or `deadline` passes. Watch
+    /// the sender's mailbox with it, beside the delivery wait; dropping the future ends the wait.
+    pub async fn wait_bounce(
+        &self,
+        request: WaitRequest,
+        deadline: Instant,
+    ) -> Result<Delivered, WaitError> {
+        self.enqueue(request, true, deadline).await
+    }
+
+    async fn enqueue(
+        &self,
+        request: WaitRequest,
+        bounce: bool,
+        deadline: Instant,
+    ) -> Result<Delivered, WaitError> {
         let (reply, answer) = oneshot::channel();
         let spawn = {
             let mut state = self.shared.lock();
             state.waiters.push(Waiter {
                 request,
+                bounce,
                 deadline,
                 reply,
             });
@@ -283,6 +308,7 @@ async fn run(shared: Arc<Shared>) {
                 subject: seen.decoded.subject.clone(),
                 cleanup,
                 quota,
+                bounce: seen.decoded.dsn.clone(),
             }));
         }
         // Idle until the mailbox changes, a new wait arrives, or the next look is due.
@@ -355,9 +381,16 @@ fn answer_waiters(state: &mut State, ready: &mut Vec<(Waiter, Seen, bool)>) {
     let mut i = 0;
     while i < state.waiters.len() {
         let request = &state.waiters[i].request;
+        let bounce = state.waiters[i].bounce;
         let found = state.seen.get_mut(&request.token).and_then(|list| {
             list.iter_mut().find(|s| {
+                // A bounce carries the token too, but is never the delivery or the reply.
+                let kind_fits = match &s.decoded.dsn {
+                    Some(dsn) => bounce && dsn.is_failure(),
+                    None => !bounce,
+                };
                 !s.claimed
+                    && kind_fits
                     && request
                         .pattern
                         .as_ref()
@@ -380,7 +413,9 @@ fn answer_waiters(state: &mut State, ready: &mut Vec<(Waiter, Seen, bool)>) {
 fn expire(state: &mut State, now: Instant, last_error: &Option<MailboxError>) {
     let mut i = 0;
     while i < state.waiters.len() {
-        if state.waiters[i].deadline <= now {
+        // A closed reply is a wait given up (its run was answered otherwise): drop it, so the
+        // session is not kept open for nobody.
+        if state.waiters[i].deadline <= now || state.waiters[i].reply.is_closed() {
             let waiter = state.waiters.swap_remove(i);
             let answer = match last_error {
                 Some(e) => Err(WaitError::Mailbox(e.clone())),

@@ -381,6 +381,18 @@ fn problem(lang: Language, channel: Channel, reason_kind: &str) -> Problem {
                 "is full"
             },
         ),
+        Some(F::Bounced) => State(
+            if ru {
+                "письма в ящик"
+            } else {
+                "mail to the mailbox"
+            },
+            if ru {
+                "возвращаются отправителю"
+            } else {
+                "bounces"
+            },
+        ),
         Some(F::Quota) => State(
             if ru { "ящик" } else { "the mailbox" },
             if ru {
@@ -428,6 +440,13 @@ fn advice(lang: Language, reason_kind: &str) -> Option<&'static str> {
                 "Проверьте и продлите сертификат сайта."
             } else {
                 "Check and renew the site's certificate."
+            }
+        }
+        F::Bounced => {
+            if ru {
+                "Проверьте ящик, указанный в возврате: переполнен, удалён или заблокирован."
+            } else {
+                "Check the mailbox named in the bounce: full, removed or blocked."
             }
         }
         F::Spam => {

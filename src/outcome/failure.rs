@@ -44,6 +44,9 @@ pub enum FailureKind {
     Spam,
     /// The mail server refused the message because the mailbox is full (452/552).
     MailboxFull,
+    /// The message was accepted, then bounced: a delivery status notification of it reached
+    /// the sender's mailbox.
+    Bounced,
     /// The mailbox's storage quota is used above `quota_max`.
     Quota,
     /// The mailbox could not be read (login rejected, folder missing, session lost).
@@ -60,7 +63,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, for metrics that must expose all label values.
-    pub const ALL: [FailureKind; 18] = [
+    pub const ALL: [FailureKind; 19] = [
         FailureKind::Timeout,
         FailureKind::Connect,
         FailureKind::Tls,
@@ -73,6 +76,7 @@ impl FailureKind {
         FailureKind::NotDelivered,
         FailureKind::Spam,
         FailureKind::MailboxFull,
+        FailureKind::Bounced,
         FailureKind::Quota,
         FailureKind::Mailbox,
         FailureKind::Smtp,
@@ -101,6 +105,7 @@ impl FailureKind {
             FailureKind::NotDelivered => "not_delivered",
             FailureKind::Spam => "spam",
             FailureKind::MailboxFull => "mailbox_full",
+            FailureKind::Bounced => "bounced",
             FailureKind::Quota => "quota",
             FailureKind::Mailbox => "mailbox",
             FailureKind::Smtp => "smtp",

@@ -104,6 +104,36 @@ fn owner_states_read_naturally() {
 }
 
 #[test]
+fn owner_hears_that_mail_to_the_mailbox_bounces() {
+    for (lang, title, advice) in [
+        (
+            Language::En,
+            "shop.example: Support mail: mail to the mailbox bounces since 17:05",
+            "Check the mailbox named in the bounce",
+        ),
+        (
+            Language::Ru,
+            "shop.example: Почта поддержки: письма в ящик возвращаются отправителю с 17:05",
+            "Проверьте ящик, указанный в возврате",
+        ),
+    ] {
+        let n = notification(
+            lang,
+            Audience::Owner,
+            vec![alert(
+                "mail",
+                Channel::Email,
+                "bounced",
+                AlertStatus::Firing,
+            )],
+        );
+        let r = render_at(&n, later());
+        assert_eq!(r.title, title);
+        assert!(r.body.contains(advice), "{}", r.body);
+    }
+}
+
+#[test]
 fn resolved_says_from_when_to_when() {
     let n = notification(
         Language::Ru,

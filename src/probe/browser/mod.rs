@@ -235,7 +235,7 @@ pub(crate) async fn run_plan(
     let mut outcome = driven.outcome;
     if outcome.passed() {
         outcome.follow_up =
-            crate::deliver::follow_up(ctx, driven.submitted_at, deliver, None, mailboxes);
+            crate::deliver::follow_up(ctx, driven.submitted_at, deliver, None, mailboxes, None);
     }
     outcome
 }

@@ -306,12 +306,26 @@ impl FormProbe {
         }
         expect.check(&mut outcome, answer);
         if outcome.passed() {
+            // A field holding a declared mailbox's address (the customer's e-mail) is where a
+            // bounce of the shop's mail would go when the shop sends on the customer's behalf.
+            let now = ctx.now_rfc3339();
+            let vars = TemplateVars {
+                token: &ctx.token,
+                check: &ctx.check,
+                now: &now,
+            };
+            let sender = spec
+                .fields
+                .values()
+                .map(|t| t.render(&vars))
+                .find(|v| self.mailboxes.is_declared_address(v));
             outcome.follow_up = crate::deliver::follow_up(
                 ctx,
                 submitted_at,
                 spec.deliver.as_ref(),
                 None,
                 &self.mailboxes,
+                sender.as_deref(),
             );
         }
         outcome

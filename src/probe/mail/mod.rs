@@ -332,6 +332,7 @@ impl MailProbe {
                     self.spec.deliver.as_ref(),
                     self.spec.auto_reply.as_ref(),
                     &self.mailboxes,
+                    Some(c.from.email.as_ref()),
                 );
                 outcome
             }
