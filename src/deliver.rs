@@ -445,7 +445,7 @@ async fn mailbox_stage(
         Waited::Bounced(found, sender) => {
             judge_bounce(&mut outcome, &watcher, &sender, &found);
             // A bounced message will not arrive late: it is lost.
-            let lost = async { LateDelivery::Lost }.boxed();
+            let lost = async { LateDelivery::Bounced }.boxed();
             return FollowUpResult {
                 outcome,
                 late: Some(lost),

@@ -339,6 +339,9 @@ async fn run_one(
                     crate::outcome::LateDelivery::Lost => {
                         tracing::warn!(check = %name, "delivery lost: not arrived within the late window")
                     }
+                    crate::outcome::LateDelivery::Bounced => {
+                        tracing::warn!(check = %name, "delivery lost: the mail bounced")
+                    }
                 }
                 metrics.record_late(&name, outcome);
             }

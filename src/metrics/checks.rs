@@ -253,7 +253,7 @@ impl Metrics {
             let mut s = lock(&s);
             match late {
                 LateDelivery::Arrived(_) => s.deliveries_late += 1,
-                LateDelivery::Lost => s.deliveries_lost += 1,
+                LateDelivery::Lost | LateDelivery::Bounced => s.deliveries_lost += 1,
             }
         }
     }

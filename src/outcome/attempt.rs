@@ -51,6 +51,8 @@ pub enum LateDelivery {
     Arrived(Duration),
     /// It did not arrive within the late window.
     Lost,
+    /// It bounced: it will never arrive.
+    Bounced,
 }
 
 impl Outcome {
