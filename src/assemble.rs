@@ -184,7 +184,8 @@ fn redactor_for(config: &Config) -> Redactor {
                 headers(&mut builder, &form.headers)
             }
             CheckSpec::Chat(chat) => headers(&mut builder, &chat.headers),
-            CheckSpec::Browser(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) | CheckSpec::Phone(_) => {}
+            CheckSpec::Browser(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) | CheckSpec::Phone(_) => {
+            }
         }
     }
     for phone in config.phones.values() {

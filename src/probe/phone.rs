@@ -79,21 +79,27 @@ pub fn validate(spec: &PhoneCheckSpec) -> Result<(), String> {
     match spec.via {
         Via::Options => {}
         Via::Call => {
-            return Err("`via: call` is not available yet; use `via: options` to ping the PBX".into());
+            return Err(
+                "`via: call` is not available yet; use `via: options` to ping the PBX".into(),
+            );
         }
     }
     match (&spec.target, &spec.phone) {
         (None, None) => {
-            return Err("set `target` (a SIP URI such as `sip:pbx.shop.example`) or `phone` \
+            return Err(
+                "set `target` (a SIP URI such as `sip:pbx.shop.example`) or `phone` \
                         (an account under `phones:`)"
-                .into());
+                    .into(),
+            );
         }
         (Some(target), _) => {
             let uri = parse_target(target)?;
             if spec.ca_file.is_some() && (uri.transport != Transport::Tls || spec.phone.is_some()) {
-                return Err("`ca_file` applies to a TLS `target` reached without an account; an \
+                return Err(
+                    "`ca_file` applies to a TLS `target` reached without an account; an \
                             account's trust is its own `ca_file`"
-                    .into());
+                        .into(),
+                );
             }
         }
         (None, Some(_)) => {
@@ -103,9 +109,16 @@ pub fn validate(spec: &PhoneCheckSpec) -> Result<(), String> {
         }
     }
     if spec.expect.status.is_empty() {
-        return Err("`expect.status` is empty; list the final statuses that pass, e.g. [200]".into());
+        return Err(
+            "`expect.status` is empty; list the final statuses that pass, e.g. [200]".into(),
+        );
     }
-    if let Some(bad) = spec.expect.status.iter().find(|s| !(200..=699).contains(*s)) {
+    if let Some(bad) = spec
+        .expect
+        .status
+        .iter()
+        .find(|s| !(200..=699).contains(*s))
+    {
         return Err(format!(
             "`expect.status` {bad} is not a final SIP status (200 to 699)"
         ));
@@ -150,9 +163,12 @@ impl PhoneProbe {
     pub fn build(spec: &PhoneCheckSpec, shared: &Shared) -> Result<Self, String> {
         validate(spec)?;
         let account: Option<&Arc<PhoneSpec>> = match &spec.phone {
-            Some(name) => Some(shared.phones.get(name).ok_or_else(|| {
-                format!("`phone: {name}` names no account under `phones:`")
-            })?),
+            Some(name) => Some(
+                shared
+                    .phones
+                    .get(name)
+                    .ok_or_else(|| format!("`phone: {name}` names no account under `phones:`"))?,
+            ),
             None => None,
         };
         let target = spec.target.as_ref().map(parse_target).transpose()?;
@@ -277,8 +293,14 @@ impl PhoneProbe {
                         .to_string(),
                 ),
             },
-            404 | 484 => (FailureKind::NotFound, "the server does not know this URI".to_string()),
-            480 | 503 => (FailureKind::Unavailable, "the line is unavailable".to_string()),
+            404 | 484 => (
+                FailureKind::NotFound,
+                "the server does not know this URI".to_string(),
+            ),
+            480 | 503 => (
+                FailureKind::Unavailable,
+                "the line is unavailable".to_string(),
+            ),
             _ => (
                 FailureKind::Rejected,
                 format!("expected {}", statuses(&self.expect)),
