@@ -237,4 +237,3 @@ fn config_problems_are_refused_at_load_with_their_place() {
         "{account}"
     );
 }
-
