@@ -322,8 +322,12 @@ fn merge_check(
         && let Some(name) = &spec.phone
         && !context.phones.contains_key(name)
     {
+        let declared: Vec<String> = context.phones.keys().cloned().collect();
+        let hint = crate::value::closest(name, &declared)
+            .map(|best| format!(" (did you mean `{best}`?)"))
+            .unwrap_or_default();
         problem(format!(
-            "`phone: {name}` names no account under `phones:` (declared: {})",
+            "`phone: {name}` names no account under `phones:` (declared: {}){hint}",
             names(context.phones.keys())
         ));
     }
@@ -538,7 +542,7 @@ fn validate_label_name(name: &str) -> Result<(), String> {
 
 /// Declared names for a message: `a`, `b` or `none`.
 fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
-    let list: Vec<String> = keys.map(|k| format!("`{k}`")).collect();
+    let list: Vec<&str> = keys.map(String::as_str).collect();
     if list.is_empty() {
         "none".to_string()
     } else {
