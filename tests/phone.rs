@@ -1,7 +1,7 @@
 //! `phone` checks with `via: options` against a real Kamailio on 127.0.0.1 (see
 //! `common::sipserver`): a live PBX over UDP and TCP, a dead port, digest authentication with
-//! MD5 and SHA-256 (right and wrong passwords, 401 and 407), and each status a PBX may answer
-//! with. Config problems (`via: call`, an unknown account, a bad URI) are refused at load.
+//! MD5 and SHA-256 (right and wrong passwords, 401 and 407), each status a PBX may answer
+//! with, and `sips:` against an in-process TLS responder. Config problems (`via: call`, an unknown account, a bad URI) are refused at load.
 
 mod common;
 
@@ -235,5 +235,88 @@ fn config_problems_are_refused_at_load_with_their_place() {
             && account.contains("phone `line`")
             && account.contains("sctp"),
         "{account}"
+    );
+}
+
+/// A SIP-over-TLS responder presenting a certificate for 127.0.0.1 from a private CA: it answers
+/// every request with 200 OK, echoing the headers that tie a response to its request. Returns
+/// its port and the CA file.
+async fn tls_responder() -> (u16, tempfile::TempDir, PathBuf) {
+    use supportwatch::demo::pki::{Authority, Validity};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    supportwatch::tlsconf::install_crypto_provider();
+    let ca = Authority::new("supportwatch SIP test CA").unwrap();
+    let cert = ca.issue(&["127.0.0.1"], Validity::days(30)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca.cert_pem).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config(&[]).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // One task accepts, one task per connection answers; both end with the test's runtime.
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 2048];
+                while let Ok(n) = tls.read(&mut chunk).await {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end + 4);
+                    let mut response = String::from("SIP/2.0 200 OK\r\n");
+                    for line in head.lines().skip(1) {
+                        let name = line.split(':').next().unwrap_or_default();
+                        if ["Via", "From", "To", "Call-ID", "CSeq"].contains(&name) {
+                            response.push_str(line);
+                            response.push_str("\r\n");
+                        }
+                    }
+                    response.push_str("Content-Length: 0\r\n\r\n");
+                    if tls.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, dir, ca_file)
+}
+
+#[tokio::test]
+async fn sips_targets_are_verified_against_the_configured_ca() {
+    let (port, _dir, ca_file) = tls_responder().await;
+    let target = format!("sips:127.0.0.1:{port}");
+    let ca = format!("    ca_file: \"{}\"\n", ca_file.display());
+    let report = common::run_once(&direct(&target, &ca)).await;
+    assert_eq!(report.result, RunResult::Success, "{report:?}");
+    assert_eq!(phases(&report), ["connect", "options"]);
+    // The same server through an account whose proxy is `sips:` and trusts the CA.
+    let yaml = format!(
+        "phones:\n  tls:\n    proxy: \"{target}\"\n    user: monitor\n    domain: 127.0.0.1\n{}\
+         checks:\n  - name: pbx\n    kind: phone\n    via: options\n    phone: tls\n    \
+         timeout: 10s\n    retries: 0\n",
+        ca
+    );
+    let report = common::run_once(&yaml).await;
+    assert_eq!(report.result, RunResult::Success, "{report:?}");
+    // Without the CA, the system roots do not trust it: the run fails as tls.
+    let report = common::run_once(&direct(&target, "")).await;
+    assert_eq!(reason(&report), Some(FailureKind::Tls), "{report:?}");
+    assert!(
+        report
+            .failure
+            .unwrap()
+            .message
+            .contains("TLS handshake with 127.0.0.1")
     );
 }
