@@ -107,6 +107,11 @@ pub fn prepare_with(
         browser: Some(Arc::new(crate::browser::Browser::new(
             config.browser.clone(),
         ))),
+        phones: config
+            .phones
+            .iter()
+            .map(|(name, spec)| (name.clone(), Arc::new(spec.clone())))
+            .collect(),
         ..probe::Shared::default()
     };
     let warnings = crate::config::warnings(&config);
@@ -179,7 +184,14 @@ fn redactor_for(config: &Config) -> Redactor {
                 headers(&mut builder, &form.headers)
             }
             CheckSpec::Chat(chat) => headers(&mut builder, &chat.headers),
-            CheckSpec::Browser(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) => {}
+            CheckSpec::Browser(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) | CheckSpec::Phone(_) => {
+            }
+        }
+    }
+    for phone in config.phones.values() {
+        login(&mut builder, &Some(phone.user.clone()), &phone.password);
+        if let Some(auth_user) = &phone.auth_user {
+            login(&mut builder, &Some(auth_user.clone()), &phone.password);
         }
     }
     for notifier in config.notifiers.values() {
@@ -222,5 +234,6 @@ pub fn build_probe(
         CheckSpec::Chat(s) => {
             probe::chat::ChatProbe::build(s, resolve, shared).map(|p| Arc::new(p) as _)
         }
+        CheckSpec::Phone(s) => probe::phone::PhoneProbe::build(s, shared).map(|p| Arc::new(p) as _),
     }
 }

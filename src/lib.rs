@@ -11,6 +11,7 @@
 pub mod hours;
 pub mod net;
 pub mod outcome;
+pub mod sip;
 pub mod tlsconf;
 pub mod value;
 

@@ -166,6 +166,8 @@ pub(super) fn check_spec(spec: &super::CheckSpec) -> Vec<String> {
                 r.number("poll.interval", p.interval, Dur::millis(10), MAX_ATTEMPT);
             }
         }
+        // Its only numbers, `expect.status`, are SIP codes, checked by `probe::phone::validate`.
+        CheckSpec::Phone(_) => {}
     }
     r.problems
 }

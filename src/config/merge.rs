@@ -35,6 +35,7 @@ struct Sections {
     browser: Option<(PathBuf, Spanned<crate::browser::BrowserConfig>)>,
     raw_checks: Vec<(PathBuf, Spanned<CheckDoc>)>,
     mailboxes: BTreeMap<String, MailboxSpec>,
+    phones: BTreeMap<String, crate::sip::PhoneSpec>,
     hooks: BTreeMap<String, crate::hooks::HookSpec>,
     notifiers: BTreeMap<String, crate::notify::NotifierSpec>,
     alerting: Option<(PathBuf, Spanned<crate::alert::AlertingConfig>)>,
@@ -46,6 +47,7 @@ struct Sections {
 struct CheckContext<'a> {
     defaults: &'a Defaults,
     mailboxes: &'a BTreeMap<String, MailboxSpec>,
+    phones: &'a BTreeMap<String, crate::sip::PhoneSpec>,
     hooks: &'a BTreeMap<String, crate::hooks::HookSpec>,
 }
 
@@ -58,6 +60,7 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
     let context = CheckContext {
         defaults: &defaults,
         mailboxes: &sections.mailboxes,
+        phones: &sections.phones,
         hooks: &sections.hooks,
     };
     let checks = merge_checks(sections.raw_checks, &context, errors);
@@ -67,6 +70,7 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
     Config {
         checks,
         mailboxes: sections.mailboxes,
+        phones: sections.phones,
         hooks: sections.hooks,
         browser,
         server,
@@ -84,6 +88,7 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
 fn gather(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Sections {
     let mut s = Sections::default();
     let mut mailbox_origins: HashMap<String, Origin> = HashMap::new();
+    let mut phone_origins: HashMap<String, Origin> = HashMap::new();
     let mut hook_origins: HashMap<String, Origin> = HashMap::new();
     let mut notifier_origins: HashMap<String, Origin> = HashMap::new();
     for (path, doc) in docs {
@@ -103,6 +108,15 @@ fn gather(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Secti
             |m| crate::mailbox::validate(m).and_then(|()| joined(bounds::mailbox(m))),
             &mut s.mailboxes,
             &mut mailbox_origins,
+            errors,
+        );
+        merge_named(
+            "phone",
+            &path,
+            doc.phones,
+            crate::sip::account::validate,
+            &mut s.phones,
+            &mut phone_origins,
             errors,
         );
         merge_named(
@@ -303,6 +317,19 @@ fn merge_check(
     if let Err(m) = crate::deliver::validate(deliver, auto_reply, context.mailboxes, context.hooks)
     {
         problem(m);
+    }
+    if let crate::config::CheckSpec::Phone(spec) = &doc.spec
+        && let Some(name) = &spec.phone
+        && !context.phones.contains_key(name)
+    {
+        let declared: Vec<String> = context.phones.keys().cloned().collect();
+        let hint = crate::value::closest(name, &declared)
+            .map(|best| format!(" (did you mean `{best}`?)"))
+            .unwrap_or_default();
+        problem(format!(
+            "`phone: {name}` names no account under `phones:` (declared: {}){hint}",
+            names(context.phones.keys())
+        ));
     }
     let channel = doc.channel.unwrap_or(doc.spec.kind().default_channel());
     Check {
@@ -511,4 +538,14 @@ fn validate_label_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Declared names for a message: `a`, `b` or `none`.
+fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = keys.map(String::as_str).collect();
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list.join(", ")
+    }
 }

@@ -37,6 +37,8 @@ pub struct Config {
     pub checks: Vec<Check>,
     /// Mailboxes deliveries are proven in, by name.
     pub mailboxes: BTreeMap<String, crate::mailbox::MailboxSpec>,
+    /// SIP accounts `phone` checks send as, by name.
+    pub phones: BTreeMap<String, crate::sip::PhoneSpec>,
     /// Webhook receivers (`POST /hooks/NAME`) deliveries can be proven at, by name.
     pub hooks: BTreeMap<String, crate::hooks::HookSpec>,
     /// The browser used by `browser` checks and `form` checks with `via: browser`.
@@ -161,6 +163,8 @@ pub enum CheckSpec {
     Dns(DnsSpec),
     /// Talk to a chat bot and time its reply.
     Chat(std::sync::Arc<crate::probe::chat::ChatSpec>),
+    /// Ping a PBX or SIP trunk over SIP.
+    Phone(std::sync::Arc<crate::probe::phone::PhoneCheckSpec>),
 }
 
 impl CheckSpec {
@@ -175,6 +179,7 @@ impl CheckSpec {
             CheckSpec::Tls(_) => Kind::Tls,
             CheckSpec::Dns(_) => Kind::Dns,
             CheckSpec::Chat(_) => Kind::Chat,
+            CheckSpec::Phone(_) => Kind::Phone,
         }
     }
 
@@ -189,6 +194,7 @@ impl CheckSpec {
             CheckSpec::Tls(s) => probe::tls::validate(s),
             CheckSpec::Dns(s) => probe::dns::validate(s),
             CheckSpec::Chat(s) => probe::chat::validate(s),
+            CheckSpec::Phone(s) => probe::phone::validate(s),
         }
     }
 
@@ -208,6 +214,7 @@ impl CheckSpec {
                 .join(", "),
             CheckSpec::Dns(s) => probe::dns::summary(s),
             CheckSpec::Chat(s) => probe::chat::summary(s),
+            CheckSpec::Phone(s) => probe::phone::summary(s),
         }
     }
 
@@ -217,9 +224,11 @@ impl CheckSpec {
             CheckSpec::Browser(_) => true,
             CheckSpec::Form(s) | CheckSpec::Callback(s) => s.via == probe::form::Via::Browser,
             CheckSpec::Chat(s) => s.via == probe::chat::Via::Browser,
-            CheckSpec::Http(_) | CheckSpec::Mail(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) => {
-                false
-            }
+            CheckSpec::Http(_)
+            | CheckSpec::Mail(_)
+            | CheckSpec::Tls(_)
+            | CheckSpec::Dns(_)
+            | CheckSpec::Phone(_) => false,
         }
     }
 
@@ -229,9 +238,11 @@ impl CheckSpec {
             CheckSpec::Form(s) | CheckSpec::Callback(s) => (s.deliver.as_ref(), None),
             CheckSpec::Mail(s) => (s.deliver.as_ref(), s.auto_reply.as_ref()),
             CheckSpec::Browser(s) => (s.deliver.as_ref(), None),
-            CheckSpec::Http(_) | CheckSpec::Tls(_) | CheckSpec::Dns(_) | CheckSpec::Chat(_) => {
-                (None, None)
-            }
+            CheckSpec::Http(_)
+            | CheckSpec::Tls(_)
+            | CheckSpec::Dns(_)
+            | CheckSpec::Chat(_)
+            | CheckSpec::Phone(_) => (None, None),
         }
     }
 }

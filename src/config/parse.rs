@@ -25,6 +25,8 @@ pub(super) struct FileDoc {
     #[serde(default)]
     pub(super) mailboxes: BTreeMap<String, Spanned<MailboxSpec>>,
     #[serde(default)]
+    pub(super) phones: BTreeMap<String, Spanned<crate::sip::PhoneSpec>>,
+    #[serde(default)]
     pub(super) hooks: BTreeMap<String, Spanned<crate::hooks::HookSpec>>,
     pub(super) browser: Option<Spanned<crate::browser::BrowserConfig>>,
     pub(super) server: Option<ServerConfig>,
@@ -43,6 +45,7 @@ struct SectionsDoc {
     defaults: Option<Defaults>,
     checks: Option<IgnoredAny>,
     mailboxes: Option<BTreeMap<String, MailboxSpec>>,
+    phones: Option<BTreeMap<String, crate::sip::PhoneSpec>>,
     hooks: Option<BTreeMap<String, crate::hooks::HookSpec>>,
     browser: Option<crate::browser::BrowserConfig>,
     server: Option<ServerConfig>,
@@ -105,6 +108,7 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigE
             defaults: None,
             checks: Vec::new(),
             mailboxes: BTreeMap::new(),
+            phones: BTreeMap::new(),
             hooks: BTreeMap::new(),
             browser: None,
             server: None,

@@ -28,6 +28,7 @@ const PHASES: &[&str] = &[
     "deliver",
     "dmarc",
     "load",
+    "options",
     "parse",
     "poll",
     "queue",
@@ -641,6 +642,15 @@ mod tests {
             text.contains(r#"phase="steps",shop="vesna"} 0.04"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn phone_phases_keep_their_names() {
+        // The round trip of a phone check's OPTIONS is its `options` phase (and `auth` when the
+        // server challenged): no series of its own.
+        for phase in ["connect", "options", "auth"] {
+            assert_eq!(phase_label(phase), phase);
+        }
     }
 
     /// Every per-check family of a check with every observation: rendered, with the declared type,

@@ -414,6 +414,26 @@ fn problem(lang: Language, channel: Channel, reason_kind: &str) -> Problem {
         } else {
             "is not accepting mail"
         }),
+        Some(F::Auth) => Verb(if ru {
+            "не принимает пароль учётной записи мониторинга"
+        } else {
+            "refuses the monitoring account's password"
+        }),
+        Some(F::NotFound) => Verb(if ru {
+            "не знает этот номер"
+        } else {
+            "does not know the number"
+        }),
+        Some(F::Unavailable) => Verb(if ru {
+            "временно недоступен"
+        } else {
+            "is temporarily unavailable"
+        }),
+        Some(F::Rejected) => Verb(if ru {
+            "отклоняет вызовы"
+        } else {
+            "is refusing calls"
+        }),
         Some(F::Expectation | F::Internal | F::Mailbox) | None => Verb(if ru {
             "не работает"
         } else {
@@ -456,8 +476,18 @@ fn advice(lang: Language, reason_kind: &str) -> Option<&'static str> {
                 "Check the mail setup (SPF, DKIM, DMARC)."
             }
         }
+        F::Auth => {
+            if ru {
+                "Проверьте пароль SIP-учётной записи мониторинга на АТС."
+            } else {
+                "Check the monitoring SIP account's password on the PBX."
+            }
+        }
         F::Timeout
         | F::Connect
+        | F::NotFound
+        | F::Unavailable
+        | F::Rejected
         | F::Dns
         | F::Status
         | F::Expectation

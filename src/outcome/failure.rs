@@ -59,11 +59,19 @@ pub enum FailureKind {
     NoReply,
     /// The chat bot answered, but later than `within`: alive, and too slow.
     SlowReply,
+    /// The SIP server refused the account's credentials (401/407 after answering the challenge).
+    Auth,
+    /// The SIP server does not know the number or URI (404/484).
+    NotFound,
+    /// The line or PBX is temporarily unavailable (480/503).
+    Unavailable,
+    /// The SIP server refused the request with another final status (4xx–6xx).
+    Rejected,
 }
 
 impl FailureKind {
     /// Every kind, for metrics that must expose all label values.
-    pub const ALL: [FailureKind; 19] = [
+    pub const ALL: [FailureKind; 23] = [
         FailureKind::Timeout,
         FailureKind::Connect,
         FailureKind::Tls,
@@ -83,6 +91,10 @@ impl FailureKind {
         FailureKind::AutoReply,
         FailureKind::NoReply,
         FailureKind::SlowReply,
+        FailureKind::Auth,
+        FailureKind::NotFound,
+        FailureKind::Unavailable,
+        FailureKind::Rejected,
     ];
 
     /// The kind whose label value is `label` (as stored with alerts), if any.
@@ -112,6 +124,10 @@ impl FailureKind {
             FailureKind::AutoReply => "auto_reply",
             FailureKind::NoReply => "no_reply",
             FailureKind::SlowReply => "slow_reply",
+            FailureKind::Auth => "auth",
+            FailureKind::NotFound => "not_found",
+            FailureKind::Unavailable => "unavailable",
+            FailureKind::Rejected => "rejected",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod form;
 pub mod http;
 pub mod mail;
+pub mod phone;
 pub mod tls;
 
 use crate::outcome::{Outcome, RunContext};
@@ -36,4 +37,6 @@ pub struct Shared {
     pub mailboxes: crate::deliver::Mailboxes,
     /// The browser pool (started on first use).
     pub browser: Option<Arc<crate::browser::Browser>>,
+    /// Every SIP account under `phones:`, by name.
+    pub phones: std::collections::BTreeMap<String, Arc<crate::sip::PhoneSpec>>,
 }

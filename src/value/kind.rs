@@ -25,6 +25,8 @@ pub enum Kind {
     Callback,
     /// `chat`
     Chat,
+    /// `phone`
+    Phone,
 }
 
 impl Kind {
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Browser => "browser",
             Kind::Callback => "callback",
             Kind::Chat => "chat",
+            Kind::Phone => "phone",
         }
     }
 
@@ -47,6 +50,7 @@ impl Kind {
     pub fn default_channel(self) -> Channel {
         match self {
             Kind::Callback => Channel::Callback,
+            Kind::Phone => Channel::Phone,
             Kind::Chat
             | Kind::Http
             | Kind::Tls
@@ -67,6 +71,10 @@ impl Kind {
                 None
             }
             Kind::Dns => Some("a `dns` check asks DNS itself; set `nameserver` instead"),
+            Kind::Phone => Some(
+                "a `phone` check connects where its SIP URI (or its account's proxy) says; write \
+                 the address there",
+            ),
             Kind::Mail => Some(
                 "a `mail` check's SMTP connection takes no host overrides; write the server's \
                  address in `smtp`",

@@ -1,0 +1,253 @@
+//! A real SIP server for integration tests: a private Kamailio (registrar and proxy with digest
+//! authentication, locations in memory) on 127.0.0.1, UDP and TCP on one free port.
+//!
+//! Each test starts its own instance with its own users ([`SipServer::start`]); it runs in the
+//! foreground (`-DD -E`) with its pid file and runtime directory in a temporary directory, never
+//! the system's, and is stopped (SIGTERM to the main process, which stops its children) when the
+//! value is dropped. A watchdog shell stops it too should the test process die without
+//! unwinding. Nothing listens beyond 127.0.0.1.
+//!
+//! OPTIONS requests are answered by the Request-URI's user part, so each failure a phone check
+//! reports has a line to test against:
+//!
+//! | user | answer |
+//! |---|---|
+//! | none (`sip:127.0.0.1:PORT`) | 200 OK |
+//! | `auth` | 407 with a digest challenge for the From user (realm: From's domain), then 200 |
+//! | `www` | 401 with a digest challenge, then 200 |
+//! | `down` | 503 Service Unavailable |
+//! | `forbidden` | 403 Forbidden |
+//! | `silent` | nothing at all |
+//! | anything else | 404 Not Found |
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Digest algorithm the server challenges with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Md5,
+    Sha256,
+}
+
+/// A running private Kamailio.
+pub struct SipServer {
+    /// UDP and TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Configuration and `kamailio.log`.
+    pub dir: PathBuf,
+    child: Child,
+    _tempdir: tempfile::TempDir,
+}
+
+const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
+
+impl SipServer {
+    /// Starts Kamailio with `users` (name, password) and MD5 challenges.
+    pub fn start(users: &[(&str, &str)]) -> SipServer {
+        SipServer::start_with(users, Algorithm::Md5)
+    }
+
+    /// Starts Kamailio with `users` and the given digest algorithm. Panics with the server's
+    /// log if it does not answer within 10 s: a test that needs it fails, it never skips.
+    pub fn start_with(users: &[(&str, &str)], algorithm: Algorithm) -> SipServer {
+        let tempdir = tempfile::tempdir().expect("temporary directory");
+        let dir = tempdir.path().to_path_buf();
+        let port = free_port();
+        let config = dir.join("kamailio.cfg");
+        std::fs::write(&config, config_text(port, users, algorithm)).expect("write config");
+        let log = std::fs::File::create(dir.join("kamailio.log")).expect("log file");
+        let child = Command::new("/usr/sbin/kamailio")
+            .arg("-f")
+            .arg(&config)
+            .args(["-DD", "-E"])
+            .arg("-P")
+            .arg(dir.join("kamailio.pid"))
+            .arg("-Y")
+            .arg(&dir)
+            .args(["-m", "32", "-M", "4"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("kamailio is installed (scripts/test installs it)");
+        // Should this process die without unwinding, stop the server anyway.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {me} 2>/dev/null && kill -0 {kam} 2>/dev/null; do sleep 1; done; \
+                 kill -TERM {kam} 2>/dev/null",
+                me = std::process::id(),
+                kam = child.id()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let server = SipServer {
+            port,
+            dir,
+            child,
+            _tempdir: tempdir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// `sip:[user@]127.0.0.1:PORT[;transport=tcp]`.
+    pub fn uri(&self, user: Option<&str>, tcp: bool) -> String {
+        let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+        let transport = if tcp { ";transport=tcp" } else { "" };
+        format!("sip:{user}127.0.0.1:{}{transport}", self.port)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        while Instant::now() < deadline {
+            if ping_udp(addr)
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "kamailio did not answer on 127.0.0.1:{} within 10 s; log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+}
+
+impl Drop for SipServer {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the main process then stops the children it forked.
+        if let Ok(pid) = i32::try_from(self.child.id())
+            && let Some(pid) = rustix::process::Pid::from_raw(pid)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1.
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1");
+}
+
+/// One OPTIONS over UDP answered with 200.
+fn ping_udp(addr: SocketAddr) -> bool {
+    let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else {
+        return false;
+    };
+    let Ok(local) = socket.local_addr() else {
+        return false;
+    };
+    let _ = socket.set_read_timeout(Some(Duration::from_millis(200)));
+    let request = format!(
+        "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKready{}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:ready@127.0.0.1>;tag=1\r\nTo: <sip:{addr}>\r\n\
+         Call-ID: ready-{}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        local.port(),
+        local.port()
+    );
+    if socket.send_to(request.as_bytes(), addr).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 2048];
+    matches!(socket.recv(&mut buf), Ok(n) if buf[..n].starts_with(b"SIP/2.0 200"))
+}
+
+fn config_text(port: u16, users: &[(&str, &str)], algorithm: Algorithm) -> String {
+    let users: String = users
+        .iter()
+        .map(|(name, password)| format!("    $sht(users=>{name}) = \"{password}\";\n"))
+        .collect();
+    let algorithm = match algorithm {
+        Algorithm::Md5 => "MD5",
+        Algorithm::Sha256 => "SHA-256",
+    };
+    format!(
+        r#"#!KAMAILIO
+# supportwatch's test SIP server: a registrar and proxy with digest auth from a table.
+debug=2
+log_stderror=yes
+fork=yes
+children=1
+tcp_children=1
+disable_sctp=yes
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
+alias="sip.test"
+mpath="{MODULES}"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "auth.so"
+loadmodule "htable.so"
+modparam("usrloc", "db_mode", 0)
+modparam("htable", "htable", "users=>size=4;")
+modparam("auth", "algorithm", "{algorithm}")
+
+route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (is_method("OPTIONS") && uri==myself) {{
+        if ($rU==$null) {{ sl_send_reply("200", "OK"); exit; }}
+        if ($rU=="auth") {{
+            if (!pv_auth_check("$fd", "$sht(users=>$fU)", "0", "1")) {{ auth_challenge("$fd", "1"); exit; }}
+            sl_send_reply("200", "OK"); exit;
+        }}
+        if ($rU=="www") {{
+            # pv_auth_check reads Proxy-Authorization on anything but REGISTER; this reads Authorization.
+            if (!pv_www_authenticate("$fd", "$sht(users=>$fU)", "0")) {{ www_challenge("$fd", "1"); exit; }}
+            sl_send_reply("200", "OK"); exit;
+        }}
+        if ($rU=="down") {{ sl_send_reply("503", "Service Unavailable"); exit; }}
+        if ($rU=="forbidden") {{ sl_send_reply("403", "Forbidden"); exit; }}
+        if ($rU=="silent") {{ drop; }}
+        sl_send_reply("404", "Not Found"); exit;
+    }}
+    if (is_method("REGISTER")) {{
+        if (!pv_auth_check("$fd", "$sht(users=>$fU)", "0", "1")) {{ auth_challenge("$fd", "0"); exit; }}
+        save("location");
+        exit;
+    }}
+    sl_send_reply("405", "Method Not Allowed");
+}}
+
+event_route[htable:mod-init] {{
+{users}}}
+"#
+    )
+}
