@@ -112,6 +112,14 @@ pub fn prepare_with(
             .iter()
             .map(|(name, spec)| (name.clone(), Arc::new(spec.clone())))
             .collect(),
+        phone_lines: config
+            .phones
+            .iter()
+            .map(|(name, spec)| {
+                let permits = spec.max_calls.unwrap_or(1) as usize;
+                (name.clone(), Arc::new(tokio::sync::Semaphore::new(permits)))
+            })
+            .collect(),
         ..probe::Shared::default()
     };
     let warnings = crate::config::warnings(&config);

@@ -64,6 +64,9 @@ pub fn line(report: &RunReport) -> String {
                 | Observation::BodyTruncated
                 | Observation::Cert(_)
                 | Observation::ChatFirstResponse(_)
+                | Observation::PhoneRing(_)
+                | Observation::PhoneAnswer(_)
+                | Observation::PhoneAudioLevel(_)
                 | Observation::MailboxQuota { .. }
                 | Observation::Evidence(_)
                 | Observation::SpfLookups { .. } => {}

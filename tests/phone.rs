@@ -1,7 +1,8 @@
 //! `phone` checks with `via: options` against a real Kamailio on 127.0.0.1 (see
 //! `common::sipserver`): a live PBX over UDP and TCP, a dead port, digest authentication with
 //! MD5 and SHA-256 (right and wrong passwords, 401 and 407), each status a PBX may answer
-//! with, and `sips:` against an in-process TLS responder. Config problems (`via: call`, an unknown account, a bad URI) are refused at load.
+//! with, and `sips:` against an in-process TLS responder. Config problems (a call's field on a ping, an unknown account, a bad URI) are refused at
+//! load.
 
 mod common;
 
@@ -191,9 +192,9 @@ fn load_errors(yaml: &str) -> String {
 
 #[test]
 fn config_problems_are_refused_at_load_with_their_place() {
-    let call = load_errors(&direct("sip:pbx.example", "").replace("via: options", "via: call"));
+    let call = load_errors(&direct("sip:pbx.example", "    to: \"100\"\n"));
     assert!(
-        call.contains("test.yaml:2:") && call.contains("`via: call` is not available yet"),
+        call.contains("test.yaml:2:") && call.contains("`to` applies to `via: call` only"),
         "{call}"
     );
     let unknown =

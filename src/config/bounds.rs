@@ -166,8 +166,17 @@ pub(super) fn check_spec(spec: &super::CheckSpec) -> Vec<String> {
                 r.number("poll.interval", p.interval, Dur::millis(10), MAX_ATTEMPT);
             }
         }
-        // Its only numbers, `expect.status`, are SIP codes, checked by `probe::phone::validate`.
-        CheckSpec::Phone(_) => {}
+        // `expect.status` (SIP codes) and `expect.min_level_dbfs` are checked by
+        // `probe::phone::validate`.
+        CheckSpec::Phone(s) => {
+            r.opt_duration("listen", s.listen, Dur::millis(100), Dur::secs(300));
+            r.opt_duration(
+                "expect.answer_within",
+                s.expect.answer_within,
+                Dur::millis(100),
+                Dur::secs(600),
+            );
+        }
     }
     r.problems
 }

@@ -20,6 +20,7 @@ use std::time::SystemTime;
 /// step (`3_click`) as `steps`, so a check's series never depend on what a step is called or how
 /// many there are.
 const PHASES: &[&str] = &[
+    "answer",
     "artifacts",
     "auth",
     "auto_reply",
@@ -27,7 +28,10 @@ const PHASES: &[&str] = &[
     "connect",
     "deliver",
     "dmarc",
+    "hangup",
     "load",
+    "line",
+    "listen",
     "options",
     "parse",
     "poll",
@@ -35,6 +39,7 @@ const PHASES: &[&str] = &[
     "reply",
     "request",
     "resolve",
+    "ringing",
     "send",
     "session",
     "spf",
@@ -85,6 +90,9 @@ pub(super) struct CheckSeries {
     deliveries_lost: u64,
     auto_reply_latency: Option<f64>,
     chat_first_response: Option<f64>,
+    phone_ring: Option<f64>,
+    phone_answer: Option<f64>,
+    phone_audio_level: Option<f64>,
     /// Whether the check's alert fires; `None` until the alert engine has said.
     alert_firing: Option<bool>,
 }
@@ -222,6 +230,9 @@ impl Metrics {
                         .with_label_values(&[report.channel])
                         .observe(d.as_secs_f64());
                 }
+                Observation::PhoneRing(d) => s.phone_ring = Some(d.as_secs_f64()),
+                Observation::PhoneAnswer(d) => s.phone_answer = Some(d.as_secs_f64()),
+                Observation::PhoneAudioLevel(level) => s.phone_audio_level = Some(*level),
                 Observation::MailboxQuota { mailbox, ratio } => {
                     self.mailbox_quota
                         .with_label_values(&[mailbox.as_str()])
@@ -437,6 +448,21 @@ impl CheckSeries {
             "chat_first_response_seconds" => {
                 if let Some(d) = self.chat_first_response {
                     emit(&[], d);
+                }
+            }
+            "phone_ring_seconds" => {
+                if let Some(d) = self.phone_ring {
+                    emit(&[], d);
+                }
+            }
+            "phone_answer_seconds" => {
+                if let Some(d) = self.phone_answer {
+                    emit(&[], d);
+                }
+            }
+            "phone_audio_level_dbfs" => {
+                if let Some(level) = self.phone_audio_level {
+                    emit(&[], level);
                 }
             }
             "alert_firing" => {

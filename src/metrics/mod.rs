@@ -161,6 +161,21 @@ pub const CHECK_METRICS: &[(&str, &str, MetricType)] = &[
         MetricType::GAUGE,
     ),
     (
+        "phone_ring_seconds",
+        "Time from a phone call's INVITE until the line rang (first 180/183), last run that rang.",
+        MetricType::GAUGE,
+    ),
+    (
+        "phone_answer_seconds",
+        "Time from a phone call's INVITE until it was answered (2xx), last answered run.",
+        MetricType::GAUGE,
+    ),
+    (
+        "phone_audio_level_dbfs",
+        "RMS level in dBFS (0 is full scale) of what the answered line played while listened to; -100 for silence or no audio. Last answered run.",
+        MetricType::GAUGE,
+    ),
+    (
         "alert_firing",
         "1 while the check's alert is firing (failure threshold reached, not yet resolved).",
         MetricType::GAUGE,

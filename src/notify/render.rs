@@ -434,6 +434,17 @@ fn problem(lang: Language, channel: Channel, reason_kind: &str) -> Problem {
         } else {
             "is refusing calls"
         }),
+        Some(F::Busy) => Verb(if ru { "занят" } else { "is busy" }),
+        Some(F::NoAnswer) => Verb(if ru {
+            "не отвечает: звонок не берут"
+        } else {
+            "rings but nobody answers"
+        }),
+        Some(F::SilentLine) => Verb(if ru {
+            "отвечает тишиной: приветствие не звучит"
+        } else {
+            "answers with silence: the greeting does not play"
+        }),
         Some(F::Expectation | F::Internal | F::Mailbox) | None => Verb(if ru {
             "не работает"
         } else {
@@ -483,8 +494,17 @@ fn advice(lang: Language, reason_kind: &str) -> Option<&'static str> {
                 "Check the monitoring SIP account's password on the PBX."
             }
         }
+        F::SilentLine => {
+            if ru {
+                "Проверьте голосовое меню (IVR) и файл приветствия на АТС."
+            } else {
+                "Check the voice menu (IVR) and the greeting's audio file on the PBX."
+            }
+        }
         F::Timeout
         | F::Connect
+        | F::Busy
+        | F::NoAnswer
         | F::NotFound
         | F::Unavailable
         | F::Rejected

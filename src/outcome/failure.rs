@@ -67,11 +67,17 @@ pub enum FailureKind {
     Unavailable,
     /// The SIP server refused the request with another final status (4xx–6xx).
     Rejected,
+    /// The called line is busy (486/600).
+    Busy,
+    /// The called line rang past `expect.answer_within` without being answered (cancelled).
+    NoAnswer,
+    /// The call was answered but nothing, or nothing above `expect.min_level_dbfs`, was heard.
+    SilentLine,
 }
 
 impl FailureKind {
     /// Every kind, for metrics that must expose all label values.
-    pub const ALL: [FailureKind; 23] = [
+    pub const ALL: [FailureKind; 26] = [
         FailureKind::Timeout,
         FailureKind::Connect,
         FailureKind::Tls,
@@ -95,6 +101,9 @@ impl FailureKind {
         FailureKind::NotFound,
         FailureKind::Unavailable,
         FailureKind::Rejected,
+        FailureKind::Busy,
+        FailureKind::NoAnswer,
+        FailureKind::SilentLine,
     ];
 
     /// The kind whose label value is `label` (as stored with alerts), if any.
@@ -128,6 +137,9 @@ impl FailureKind {
             FailureKind::NotFound => "not_found",
             FailureKind::Unavailable => "unavailable",
             FailureKind::Rejected => "rejected",
+            FailureKind::Busy => "busy",
+            FailureKind::NoAnswer => "no_answer",
+            FailureKind::SilentLine => "silent_line",
         }
     }
 }

@@ -17,6 +17,13 @@ pub enum Observation {
     AutoReplyLatency(Duration),
     /// A chat bot's first reply came this long after the first message was sent.
     ChatFirstResponse(Duration),
+    /// A call's first 180/183 came this long after its INVITE (the one that went through).
+    PhoneRing(Duration),
+    /// A call's 2xx came this long after its INVITE (the one that went through).
+    PhoneAnswer(Duration),
+    /// The RMS level of what an answered call played, dBFS (`sip::audio::FLOOR_DBFS` for
+    /// silence or nothing).
+    PhoneAudioLevel(f64),
     /// A mailbox's storage quota usage.
     MailboxQuota {
         /// The mailbox's name under `mailboxes:`.

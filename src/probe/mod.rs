@@ -14,6 +14,7 @@ pub mod form;
 pub mod http;
 pub mod mail;
 pub mod phone;
+pub mod phone_call;
 pub mod tls;
 
 use crate::outcome::{Outcome, RunContext};
@@ -39,4 +40,7 @@ pub struct Shared {
     pub browser: Option<Arc<crate::browser::Browser>>,
     /// Every SIP account under `phones:`, by name.
     pub phones: std::collections::BTreeMap<String, Arc<crate::sip::PhoneSpec>>,
+    /// One semaphore per account under `phones:` (its `max_calls` permits): how many calls the
+    /// account may have up at once.
+    pub phone_lines: std::collections::BTreeMap<String, Arc<tokio::sync::Semaphore>>,
 }

@@ -8,7 +8,8 @@
 //!
 //! Phases: `connect` (name lookup, socket, TCP and TLS handshakes), `options` (the first round
 //! trip) and, when the server asks for credentials, `auth` (the authenticated round trip).
-//! `via: call` (a real call) is not available yet and is refused at load.
+//!
+//! `via: call` places a real call and listens to the line: see `phone_call`.
 
 use super::{Probe, Shared};
 use crate::outcome::{FailureKind, Outcome, RunContext};
@@ -17,7 +18,7 @@ use crate::sip::transaction::{self, Exchange};
 use crate::sip::transport::Connection;
 use crate::sip::uac::{self, Client};
 use crate::sip::{PhoneSpec, Response, SipError, SipUri, Transport};
-use crate::value::Text;
+use crate::value::{Dur, Text};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::path::Path;
@@ -27,11 +28,20 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneCheckSpec {
-    /// What the check does: `options` (a ping of the PBX).
+    /// What the check does: `options` (a ping of the PBX) or `call`.
     pub via: Via,
-    /// The SIP URI to ping (`sip:pbx.shop.example`, `sip:100@pbx.shop.example;transport=tcp`);
-    /// the account's proxy when absent. `${ENV}` allowed.
+    /// The SIP URI to ping or call directly (`sip:pbx.shop.example`,
+    /// `sip:100@pbx.shop.example;transport=tcp`); the account's proxy when absent. `${ENV}`
+    /// allowed.
     pub target: Option<Text>,
+    /// `via: call`: the number (`+74950000000`, `100`) or SIP URI to call through the account's
+    /// proxy.
+    pub to: Option<Text>,
+    /// `via: call`: how long to listen to the line once answered (default 3 s).
+    pub listen: Option<Dur>,
+    /// `via: call`: ringing (180/183) is success; the call is cancelled at once, never answered.
+    #[serde(default)]
+    pub ring_only: bool,
     /// The account under `phones:` to send as: its proxy carries the request and its
     /// credentials answer challenges.
     pub phone: Option<String>,
@@ -48,41 +58,58 @@ pub struct PhoneCheckSpec {
 pub enum Via {
     /// An OPTIONS ping.
     Options,
-    /// A real call (not available yet; refused at load).
+    /// A real call: INVITE, ring, answer, listen, hang up.
     Call,
 }
 
 /// `expect:` of a `phone` check.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneExpect {
-    /// Final statuses that pass (default `[200]`).
-    #[serde(default = "default_status")]
-    pub status: Vec<u16>,
-}
-
-impl Default for PhoneExpect {
-    fn default() -> Self {
-        PhoneExpect {
-            status: default_status(),
-        }
-    }
+    /// `via: options`: final statuses that pass (default `[200]`).
+    pub status: Option<Vec<u16>>,
+    /// `via: call`: how long the line may ring before the call counts as unanswered
+    /// (default 30 s).
+    pub answer_within: Option<Dur>,
+    /// `via: call`: whether something must be heard once answered (default true).
+    pub audio: Option<bool>,
+    /// `via: call`: the least RMS level, in dBFS, that counts as heard (default −50).
+    pub min_level_dbfs: Option<f64>,
 }
 
 fn default_status() -> Vec<u16> {
     vec![200]
 }
 
+/// The default of `listen`.
+pub const DEFAULT_LISTEN: Dur = Dur::secs(3);
+/// The default of `expect.answer_within`.
+pub const DEFAULT_ANSWER_WITHIN: Dur = Dur::secs(30);
+/// The default of `expect.min_level_dbfs`: far above digital silence and line hiss (−70 and
+/// below), far below any greeting (−30 to −15).
+pub const DEFAULT_MIN_LEVEL_DBFS: f64 = -50.0;
+
 /// Checks what serde cannot, at load time (the account's existence is checked with the
 /// other sections, in `config`).
 pub fn validate(spec: &PhoneCheckSpec) -> Result<(), String> {
     match spec.via {
-        Via::Options => {}
-        Via::Call => {
-            return Err(
-                "`via: call` is not available yet; use `via: options` to ping the PBX".into(),
-            );
+        Via::Options => {
+            let call_only = [
+                ("to", spec.to.is_some()),
+                ("listen", spec.listen.is_some()),
+                ("ring_only", spec.ring_only),
+                ("expect.answer_within", spec.expect.answer_within.is_some()),
+                ("expect.audio", spec.expect.audio.is_some()),
+                (
+                    "expect.min_level_dbfs",
+                    spec.expect.min_level_dbfs.is_some(),
+                ),
+            ];
+            if let Some((field, _)) = call_only.iter().find(|(_, set)| *set) {
+                return Err(format!("`{field}` applies to `via: call` only"));
+            }
         }
+        Via::Call => return super::phone_call::validate(spec),
     }
     match (&spec.target, &spec.phone) {
         (None, None) => {
@@ -108,17 +135,13 @@ pub fn validate(spec: &PhoneCheckSpec) -> Result<(), String> {
             }
         }
     }
-    if spec.expect.status.is_empty() {
+    let status = spec.expect.status.clone().unwrap_or_else(default_status);
+    if status.is_empty() {
         return Err(
             "`expect.status` is empty; list the final statuses that pass, e.g. [200]".into(),
         );
     }
-    if let Some(bad) = spec
-        .expect
-        .status
-        .iter()
-        .find(|s| !(200..=699).contains(*s))
-    {
+    if let Some(bad) = status.iter().find(|s| !(200..=699).contains(*s)) {
         return Err(format!(
             "`expect.status` {bad} is not a final SIP status (200 to 699)"
         ));
@@ -126,7 +149,7 @@ pub fn validate(spec: &PhoneCheckSpec) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_target(target: &Text) -> Result<SipUri, String> {
+pub(super) fn parse_target(target: &Text) -> Result<SipUri, String> {
     SipUri::parse(target.expose()).map_err(|e| format!("`target` {target}: {e}"))
 }
 
@@ -136,6 +159,9 @@ pub fn summary(spec: &PhoneCheckSpec) -> String {
         Via::Options => "OPTIONS",
         Via::Call => "INVITE",
     };
+    if let (Some(to), Some(p)) = (&spec.to, &spec.phone) {
+        return format!("{via} {to} as {p}");
+    }
     match (&spec.target, &spec.phone) {
         (Some(t), Some(p)) => format!("{via} {t} as {p}"),
         (Some(t), None) => format!("{via} {t}"),
@@ -147,15 +173,17 @@ pub fn summary(spec: &PhoneCheckSpec) -> String {
 /// A ready-to-run `phone` check.
 pub struct PhoneProbe {
     /// The Request-URI, printable form (the template as written).
-    label: String,
-    target: SipUri,
+    pub(super) label: String,
+    pub(super) target: SipUri,
     /// Where the request is sent: the account's proxy, else the target.
-    next_hop: SipUri,
-    from: SipUri,
-    credentials: Option<(String, String)>,
-    account: Option<String>,
-    tls: Option<tokio_rustls::TlsConnector>,
+    pub(super) next_hop: SipUri,
+    pub(super) from: SipUri,
+    pub(super) credentials: Option<(String, String)>,
+    pub(super) account: Option<String>,
+    pub(super) tls: Option<tokio_rustls::TlsConnector>,
     expect: Vec<u16>,
+    /// `via: call`: what the call does and the account's line.
+    pub(super) call: Option<super::phone_call::CallPlan>,
 }
 
 impl PhoneProbe {
@@ -171,7 +199,10 @@ impl PhoneProbe {
             ),
             None => None,
         };
-        let target = spec.target.as_ref().map(parse_target).transpose()?;
+        let target = match (&spec.to, account) {
+            (Some(to), Some(a)) => Some(super::phone_call::number_uri(to, &a.from_uri()?)?),
+            _ => spec.target.as_ref().map(parse_target).transpose()?,
+        };
         let (next_hop, from, credentials, ca_file) = match account {
             Some(a) => (
                 a.proxy_uri()?,
@@ -196,6 +227,7 @@ impl PhoneProbe {
             Transport::Udp | Transport::Tcp => None,
         };
         let label = match (&spec.target, account) {
+            _ if spec.to.is_some() => spec.to.as_ref().map(Text::to_string).unwrap_or_default(),
             (Some(t), _) => t.to_string(),
             (None, Some(a)) => a.proxy.to_string(),
             (None, None) => String::new(),
@@ -208,7 +240,11 @@ impl PhoneProbe {
             credentials,
             account: spec.phone.clone(),
             tls,
-            expect: spec.expect.status.clone(),
+            expect: spec.expect.status.clone().unwrap_or_else(default_status),
+            call: match spec.via {
+                Via::Options => None,
+                Via::Call => Some(super::phone_call::CallPlan::new(spec, shared)),
+            },
         })
     }
 
@@ -258,7 +294,7 @@ impl PhoneProbe {
         transaction::non_invite(conn, &request, &branch, transaction::TIMER_F).await
     }
 
-    fn transport_failure(&self, e: SipError) -> Outcome {
+    pub(super) fn transport_failure(&self, e: SipError) -> Outcome {
         let kind = match &e {
             SipError::Dns { .. } => FailureKind::Dns,
             SipError::Connect { .. } => FailureKind::Connect,
@@ -328,6 +364,9 @@ impl Probe for PhoneProbe {
     }
 
     fn run<'a>(&'a self, ctx: &'a RunContext) -> BoxFuture<'a, Outcome> {
-        Box::pin(self.attempt(ctx))
+        match &self.call {
+            Some(plan) => Box::pin(super::phone_call::attempt(self, plan, ctx)),
+            None => Box::pin(self.attempt(ctx)),
+        }
     }
 }

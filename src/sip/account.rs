@@ -24,6 +24,9 @@ pub struct PhoneSpec {
     pub number: Option<Text>,
     /// PEM file with the CA(s) to trust for TLS instead of the system roots.
     pub ca_file: Option<Text>,
+    /// How many `via: call` checks may have a call up through this account at once (default 1;
+    /// the others wait for the line within their timeout).
+    pub max_calls: Option<u32>,
 }
 
 impl PhoneSpec {
@@ -67,6 +70,11 @@ pub fn validate(spec: &PhoneSpec) -> Result<(), String> {
     spec.from_uri()?;
     if spec.auth_user.is_some() && spec.password.is_none() {
         return Err("`auth_user` is set but `password` is not".into());
+    }
+    if let Some(n) = spec.max_calls
+        && !(1..=100).contains(&n)
+    {
+        return Err(format!("`max_calls` is {n}; allowed 1 to 100"));
     }
     if proxy.transport != Transport::Tls && spec.ca_file.is_some() {
         return Err("`ca_file` only applies to TLS (`sips:` or `;transport=tls`)".into());

@@ -19,10 +19,12 @@ pub struct Request {
     pub uri: String,
     /// Headers in order; Content-Length is added when the request is written.
     pub headers: Vec<(&'static str, String)>,
+    /// The body (an SDP offer), with its Content-Type; none for most requests.
+    pub body: Option<(&'static str, String)>,
 }
 
 impl Request {
-    /// The request as bytes on the wire, with an empty body.
+    /// The request as bytes on the wire, with its body and Content-Length.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = format!("{} {} SIP/2.0\r\n", self.method, self.uri);
         for (name, value) in &self.headers {
@@ -31,8 +33,21 @@ impl Request {
             out.push_str(value);
             out.push_str("\r\n");
         }
-        out.push_str("Content-Length: 0\r\n\r\n");
+        match &self.body {
+            Some((content_type, body)) => {
+                out.push_str(&format!(
+                    "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ));
+            }
+            None => out.push_str("Content-Length: 0\r\n\r\n"),
+        }
         out.into_bytes()
+    }
+
+    /// Removes every header called `name`.
+    pub fn remove_header(&mut self, name: &str) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
     }
 
     /// Replaces the first header called `name`, or appends it.
@@ -57,6 +72,8 @@ pub struct Response {
     pub reason: String,
     /// Header lines in order, names as sent, folded lines joined.
     pub headers: Vec<(String, String)>,
+    /// The body as text (an SDP answer), lossily decoded; empty when there is none.
+    pub body: String,
 }
 
 impl Response {
@@ -200,6 +217,32 @@ pub fn parse_response(bytes: &[u8]) -> Result<Response, String> {
         .ok()
         .filter(|c| (100..=699).contains(c))
         .ok_or_else(|| format!("status `{}` is not a SIP status code", printable(code, 10)))?;
+    let headers = parse_headers(lines)?;
+    let body = body_of(bytes, head_end, &headers);
+    Ok(Response {
+        status,
+        reason: printable(reason, 100),
+        headers,
+        body,
+    })
+}
+
+/// The body after the head ending at `head_end`, cut at Content-Length when there is one.
+fn body_of(bytes: &[u8], head_end: usize, headers: &[(String, String)]) -> String {
+    let rest = bytes.get(head_end + 4..).unwrap_or_default();
+    let length = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("l"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(rest.len())
+        .min(rest.len());
+    String::from_utf8_lossy(&rest[..length]).into_owned()
+}
+
+/// Header lines after the start line: folded lines joined, at most [`MAX_HEADERS`].
+fn parse_headers<'a>(
+    lines: impl Iterator<Item = &'a str>,
+) -> Result<Vec<(String, String)>, String> {
     let mut headers: Vec<(String, String)> = Vec::new();
     for line in lines {
         if line.starts_with([' ', '\t']) {
@@ -223,10 +266,80 @@ pub fn parse_response(bytes: &[u8]) -> Result<Response, String> {
         }
         headers.push((name.to_string(), value.trim().to_string()));
     }
-    Ok(Response {
-        status,
-        reason: printable(reason, 100),
-        headers,
+    Ok(headers)
+}
+
+/// A request the server sent us (a BYE from the far end, a keep-alive OPTIONS).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingRequest {
+    /// The method, as sent.
+    pub method: String,
+    /// Header lines in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl IncomingRequest {
+    /// Every header called `name` (compact forms understood), in order.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let compact = compact_form(name);
+        self.headers
+            .iter()
+            .filter(move |(n, _)| {
+                n.eq_ignore_ascii_case(name) || compact.is_some_and(|c| n.eq_ignore_ascii_case(c))
+            })
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A response with `status` and `reason` to this request: its Vias, From, To, Call-ID and
+    /// CSeq echoed (RFC 3261 8.2.6).
+    pub fn response(&self, status: u16, reason: &str) -> Vec<u8> {
+        let mut out = format!("SIP/2.0 {status} {reason}\r\n");
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            for value in self.headers_named(name) {
+                out.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        out.push_str(&format!(
+            "User-Agent: {}\r\nContent-Length: 0\r\n\r\n",
+            crate::USER_AGENT
+        ));
+        out.into_bytes()
+    }
+}
+
+/// Parses one complete request (a datagram, or a frame cut from a stream).
+pub fn parse_request(bytes: &[u8]) -> Result<IncomingRequest, String> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(format!(
+            "a message of {} bytes (at most {MAX_MESSAGE})",
+            bytes.len()
+        ));
+    }
+    let start = bytes
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    let bytes = &bytes[start..];
+    let head_end = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
+    let head = std::str::from_utf8(&bytes[..head_end])
+        .map_err(|_| "a request head that is not UTF-8".to_string())?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or_default();
+    let version = parts.nth(1);
+    if method.is_empty()
+        || !method.bytes().all(|b| b.is_ascii_uppercase())
+        || version != Some("SIP/2.0")
+    {
+        return Err(format!(
+            "not a SIP request: `{}`",
+            printable(request_line, 40)
+        ));
+    }
+    Ok(IncomingRequest {
+        method: method.to_string(),
+        headers: parse_headers(lines)?,
     })
 }
 

@@ -5,14 +5,19 @@
 //! hard size caps (`message`), digest authentication with MD5 and SHA-256 (`digest`, RFC 8760),
 //! one connection per run (`transport`: `rport`, Via and Contact from the socket actually
 //! used) and the non-INVITE client transaction with its retransmission timers (`transaction`).
+//! A call (`call`) adds the INVITE transaction, its dialog and the hang-up, with an SDP offer
+//! of G.711 (`sdp`) and the level of the audio heard (`audio`).
 //!
 //! Everything here lives for one run: a probe opens a [`transport::Connection`], runs its
 //! transactions and drops it, so no socket outlives the run even when the runner cancels it.
 //! No background task, no shared endpoint.
 
 pub mod account;
+pub mod audio;
+pub mod call;
 pub mod digest;
 pub mod message;
+pub mod sdp;
 pub mod transaction;
 pub mod transport;
 pub mod uac;

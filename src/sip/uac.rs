@@ -36,6 +36,11 @@ impl Client {
         }
     }
 
+    /// The From URI.
+    pub fn from(&self) -> &SipUri {
+        &self.from
+    }
+
     /// A new request of this call with its own branch, addressed to `target`, its Via and Contact
     /// naming `conn`'s local socket. Returns the request and its branch.
     pub fn request(
@@ -87,6 +92,7 @@ impl Client {
             method,
             uri: target.to_string(),
             headers,
+            body: None,
         };
         (request, branch)
     }

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod forms;
 pub mod mailserver;
 pub mod recorder;
+pub mod sipp;
 pub mod sipserver;
 
 use axum::Router;

@@ -19,6 +19,11 @@
 //! | `forbidden` | 403 Forbidden |
 //! | `silent` | nothing at all |
 //! | anything else | 404 Not Found |
+//!
+//! INVITEs are a proxy's: the caller (From user) must answer a 407 challenge, then the call is
+//! relayed (record-routed, statefully, so CANCEL and ACK follow it) to the line named by the
+//! Request-URI's user — a SIPp on 127.0.0.1 given to [`SipServer::start_with_lines`] — or
+//! answered 404 when no such line exists.
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -53,11 +58,25 @@ impl SipServer {
     /// Starts Kamailio with `users` and the given digest algorithm. Panics with the server's
     /// log if it does not answer within 10 s: a test that needs it fails, it never skips.
     pub fn start_with(users: &[(&str, &str)], algorithm: Algorithm) -> SipServer {
+        SipServer::start_full(users, &[], algorithm)
+    }
+
+    /// Starts Kamailio with `users` and `lines` (a user part called, the UDP port on 127.0.0.1
+    /// its INVITEs are relayed to).
+    pub fn start_with_lines(users: &[(&str, &str)], lines: &[(&str, u16)]) -> SipServer {
+        SipServer::start_full(users, lines, Algorithm::Md5)
+    }
+
+    fn start_full(
+        users: &[(&str, &str)],
+        lines: &[(&str, u16)],
+        algorithm: Algorithm,
+    ) -> SipServer {
         let tempdir = tempfile::tempdir().expect("temporary directory");
         let dir = tempdir.path().to_path_buf();
         let port = free_port();
         let config = dir.join("kamailio.cfg");
-        std::fs::write(&config, config_text(port, users, algorithm)).expect("write config");
+        std::fs::write(&config, config_text(port, users, lines, algorithm)).expect("write config");
         let log = std::fs::File::create(dir.join("kamailio.log")).expect("log file");
         let child = Command::new("/usr/sbin/kamailio")
             .arg("-f")
@@ -182,11 +201,21 @@ fn ping_udp(addr: SocketAddr) -> bool {
     matches!(socket.recv(&mut buf), Ok(n) if buf[..n].starts_with(b"SIP/2.0 200"))
 }
 
-fn config_text(port: u16, users: &[(&str, &str)], algorithm: Algorithm) -> String {
-    let users: String = users
+fn config_text(
+    port: u16,
+    users: &[(&str, &str)],
+    lines: &[(&str, u16)],
+    algorithm: Algorithm,
+) -> String {
+    let mut users: String = users
         .iter()
         .map(|(name, password)| format!("    $sht(users=>{name}) = \"{password}\";\n"))
         .collect();
+    for (name, line_port) in lines {
+        users.push_str(&format!(
+            "    $sht(lines=>{name}) = \"sip:127.0.0.1:{line_port}\";\n"
+        ));
+    }
     let algorithm = match algorithm {
         Algorithm::Md5 => "MD5",
         Algorithm::Sha256 => "SHA-256",
@@ -218,6 +247,7 @@ loadmodule "auth.so"
 loadmodule "htable.so"
 modparam("usrloc", "db_mode", 0)
 modparam("htable", "htable", "users=>size=4;")
+modparam("htable", "htable", "lines=>size=4;")
 modparam("auth", "algorithm", "{algorithm}")
 
 route {{
@@ -237,6 +267,23 @@ route {{
         if ($rU=="forbidden") {{ sl_send_reply("403", "Forbidden"); exit; }}
         if ($rU=="silent") {{ drop; }}
         sl_send_reply("404", "Not Found"); exit;
+    }}
+    if (has_totag()) {{
+        # In-dialog: ACK and BYE follow the route set this proxy recorded.
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not Here"); exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    if (is_method("ACK")) {{ t_check_trans(); exit; }}
+    if (is_method("INVITE")) {{
+        if (!pv_auth_check("$fd", "$sht(users=>$fU)", "0", "1")) {{ auth_challenge("$fd", "1"); exit; }}
+        consume_credentials();
+        if ($sht(lines=>$rU) == $null) {{ sl_send_reply("404", "Not Found"); exit; }}
+        $du = $sht(lines=>$rU);
+        record_route();
+        t_relay();
+        exit;
     }}
     if (is_method("REGISTER")) {{
         if (!pv_auth_check("$fd", "$sht(users=>$fU)", "0", "1")) {{ auth_challenge("$fd", "0"); exit; }}

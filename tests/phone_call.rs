@@ -1,0 +1,264 @@
+//! `phone` checks with `via: call` against a real Kamailio (the account's proxy, with digest
+//! authentication, see `common::sipserver`) relaying to SIPp as the shop's line (scenarios in
+//! `tests/fixtures/sipp/`, see `common::sipp`): a line that answers and plays a 1 kHz tone
+//! passes with its ring and answer times and level; silence fails `silent_line`, 486
+//! `busy`, endless ringing `no_answer` with the CANCEL seen by the line, a wrong password
+//! `auth`. After each call the SIPp scenario must have completed (BYE or CANCEL received), so
+//! no call stays open.
+
+mod common;
+
+use common::sipp::{Sipp, free_udp_port, ulaw_pcap};
+use common::sipserver::SipServer;
+use std::time::Duration;
+use supportwatch::outcome::{FailureKind, Observation, RunReport, RunResult};
+
+const MONITOR: (&str, &str) = ("monitor", "monitor-secret");
+
+fn phases(report: &RunReport) -> Vec<&str> {
+    report.phases.iter().map(|p| p.name.as_str()).collect()
+}
+
+fn reason(report: &RunReport) -> Option<FailureKind> {
+    report.failure.as_ref().map(|f| f.kind)
+}
+
+/// A call check of `to` through account `line` (the test server's `monitor`), with `extra`
+/// lines of check config.
+fn call_check(server: &SipServer, to: &str, extra: &str) -> String {
+    format!(
+        "phones:\n  line:\n    proxy: \"{proxy}\"\n    user: monitor\n    domain: 127.0.0.1\n    \
+         password: \"${{LINE_PASSWORD}}\"\n\
+         checks:\n  - name: hotline\n    kind: phone\n    via: call\n    phone: line\n    \
+         to: \"{to}\"\n    timeout: 20s\n    retries: 0\n{extra}",
+        proxy = server.uri(None, false),
+    )
+}
+
+async fn run(yaml: &str, password: &str) -> RunReport {
+    let prepared = common::prepare_with(yaml, &[("LINE_PASSWORD", password)]);
+    supportwatch::runner::execute(&prepared.checks[0], 1, None).await
+}
+
+fn level(report: &RunReport) -> Option<f64> {
+    report.observations.iter().find_map(|o| match o {
+        Observation::PhoneAudioLevel(l) => Some(*l),
+        _ => None,
+    })
+}
+
+fn has_ring_and_answer(report: &RunReport) -> (bool, bool) {
+    (
+        report
+            .observations
+            .iter()
+            .any(|o| matches!(o, Observation::PhoneRing(d) if *d < Duration::from_secs(5))),
+        report
+            .observations
+            .iter()
+            .any(|o| matches!(o, Observation::PhoneAnswer(d) if *d >= Duration::from_millis(300))),
+    )
+}
+
+/// The line must have completed its scenario: exit 0 within 10 s.
+fn assert_completed(sipp: Sipp) {
+    let finished = sipp.finish(Duration::from_secs(10));
+    assert_eq!(
+        finished.code,
+        Some(0),
+        "SIPp did not complete:\n{}",
+        finished.log
+    );
+}
+
+#[tokio::test]
+async fn a_line_that_answers_with_a_tone_passes_with_ring_answer_and_level() {
+    let line = free_udp_port();
+    let server = SipServer::start_with_lines(&[MONITOR], &[("tone", line)]);
+    let sipp = Sipp::start("answer_play.xml", line, Some(&ulaw_pcap(6, 0.5)));
+    let report = run(&call_check(&server, "tone", "    listen: 2s\n"), MONITOR.1).await;
+    assert_eq!(
+        report.result,
+        RunResult::Success,
+        "{report:?}\n{}\n{}",
+        server.log(),
+        sipp.log()
+    );
+    assert_eq!(
+        phases(&report),
+        ["connect", "ringing", "answer", "listen", "hangup"]
+    );
+    assert_eq!(has_ring_and_answer(&report), (true, true), "{report:?}");
+    // A sine at half of full scale: RMS 0.354 of full scale, −9 dBFS.
+    let level = level(&report).expect("a level");
+    assert!((-10.5..=-7.5).contains(&level), "{level}: {report:?}");
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d.contains("hung up: BYE answered 200")),
+        "{:?}",
+        report.details
+    );
+    assert!(!format!("{report:?}").contains(MONITOR.1));
+    assert_completed(sipp);
+}
+
+#[tokio::test]
+async fn a_line_that_answers_with_silence_fails_as_silent_line() {
+    let line = free_udp_port();
+    let server = SipServer::start_with_lines(&[MONITOR], &[("ivr", line)]);
+    let sipp = Sipp::start("answer_play.xml", line, Some(&ulaw_pcap(6, 0.0)));
+    let report = run(&call_check(&server, "ivr", "    listen: 2s\n"), MONITOR.1).await;
+    assert_eq!(reason(&report), Some(FailureKind::SilentLine), "{report:?}");
+    let message = &report.failure.as_ref().unwrap().message;
+    assert!(
+        message.contains("the line was silent: -100.0 dBFS") && message.contains("below -50"),
+        "{message}"
+    );
+    assert_eq!(level(&report), Some(-100.0));
+    assert_completed(sipp);
+}
+
+#[tokio::test]
+async fn a_busy_line_fails_as_busy() {
+    let line = free_udp_port();
+    let server = SipServer::start_with_lines(&[MONITOR], &[("sales", line)]);
+    let sipp = Sipp::start("busy.xml", line, None);
+    let report = run(&call_check(&server, "sales", ""), MONITOR.1).await;
+    assert_eq!(reason(&report), Some(FailureKind::Busy), "{report:?}");
+    let message = &report.failure.as_ref().unwrap().message;
+    assert!(message.contains("486 Busy Here"), "{message}");
+    assert_eq!(phases(&report), ["connect", "ringing"]);
+    assert_completed(sipp);
+}
+
+#[tokio::test]
+async fn a_line_that_rings_forever_is_cancelled_as_no_answer() {
+    let line = free_udp_port();
+    let server = SipServer::start_with_lines(&[MONITOR], &[("hotline", line)]);
+    let sipp = Sipp::start("ring_forever.xml", line, None);
+    let yaml = call_check(&server, "hotline", "    expect: { answer_within: 2s }\n");
+    let report = run(&yaml, MONITOR.1).await;
+    assert_eq!(reason(&report), Some(FailureKind::NoAnswer), "{report:?}");
+    let message = &report.failure.as_ref().unwrap().message;
+    assert!(
+        message.contains("not answered within 2.0s; cancelled"),
+        "{message}"
+    );
+    assert_eq!(phases(&report), ["connect", "ringing", "answer", "hangup"]);
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d == "cancelled: the INVITE ended 487"),
+        "{:?}\n{}\n{}",
+        report.details,
+        server.log(),
+        sipp.log()
+    );
+    // The scenario completes only after CANCEL, its 487 and the ACK.
+    assert_completed(sipp);
+}
+
+#[tokio::test]
+async fn ring_only_passes_on_ringing_and_cancels_at_once() {
+    let line = free_udp_port();
+    let server = SipServer::start_with_lines(&[MONITOR], &[("hotline", line)]);
+    let sipp = Sipp::start("ring_forever.xml", line, None);
+    let report = run(
+        &call_check(&server, "hotline", "    ring_only: true\n"),
+        MONITOR.1,
+    )
+    .await;
+    assert_eq!(report.result, RunResult::Success, "{report:?}");
+    assert!(
+        report.duration < Duration::from_secs(5),
+        "{:?}",
+        report.duration
+    );
+    assert_eq!(has_ring_and_answer(&report), (true, false), "{report:?}");
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d == "cancelled: the INVITE ended 487"),
+        "{:?}",
+        report.details
+    );
+    assert_completed(sipp);
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_as_auth_and_an_unknown_number_as_not_found() {
+    let line = free_udp_port();
+    let server = SipServer::start_with_lines(&[MONITOR], &[("tone", line)]);
+    let report = run(&call_check(&server, "tone", ""), "wrong-secret").await;
+    assert_eq!(reason(&report), Some(FailureKind::Auth), "{report:?}");
+    let message = &report.failure.as_ref().unwrap().message;
+    assert!(
+        message.contains("407") && message.contains("`line`"),
+        "{message}"
+    );
+    assert!(!format!("{report:?}").contains("wrong-secret"));
+    let report = run(&call_check(&server, "+7 (495) 000-00-00", ""), MONITOR.1).await;
+    assert_eq!(reason(&report), Some(FailureKind::NotFound), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_run_cancelled_while_ringing_still_cancels_the_call() {
+    let line = free_udp_port();
+    let server = SipServer::start_with_lines(&[MONITOR], &[("hotline", line)]);
+    let sipp = Sipp::start("ring_forever.xml", line, None);
+    let prepared = common::prepare_with(
+        &call_check(&server, "hotline", ""),
+        &[("LINE_PASSWORD", MONITOR.1)],
+    );
+    // The run is dropped mid-ring, as the scheduler drops a run at shutdown: the call's drop
+    // guard must still CANCEL it.
+    let run = supportwatch::runner::execute(&prepared.checks[0], 1, None);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), run)
+            .await
+            .is_err()
+    );
+    // Keep the runtime alive while the guard's task hangs up.
+    let finished = tokio::task::spawn_blocking(move || sipp.finish(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(
+        finished.code,
+        Some(0),
+        "SIPp saw no CANCEL:\n{}",
+        finished.log
+    );
+}
+
+#[tokio::test]
+async fn a_second_call_of_the_account_waits_for_the_line_then_fails_clearly() {
+    let line = free_udp_port();
+    let server = SipServer::start_with_lines(&[MONITOR], &[("hotline", line)]);
+    let sipp = Sipp::start("ring_forever.xml", line, None);
+    let yaml = call_check(&server, "hotline", "    expect: { answer_within: 4s }\n")
+        .replace("timeout: 20s", "timeout: 10s");
+    let yaml = format!(
+        "{yaml}  - name: second\n    kind: phone\n    via: call\n    phone: line\n    \
+         to: \"hotline\"\n    timeout: 4s\n    retries: 0\n"
+    );
+    let prepared = common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)]);
+    let first = supportwatch::runner::execute(&prepared.checks[0], 1, None);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        supportwatch::runner::execute(&prepared.checks[1], 1, None).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(reason(&first), Some(FailureKind::NoAnswer), "{first:?}");
+    assert_eq!(reason(&second), Some(FailureKind::Timeout), "{second:?}");
+    let message = &second.failure.as_ref().unwrap().message;
+    assert!(
+        message.contains("another call of phone `line` held its line"),
+        "{message}"
+    );
+    assert_eq!(phases(&second), ["line"]);
+    assert_completed(sipp);
+}
