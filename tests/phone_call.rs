@@ -262,3 +262,68 @@ async fn a_second_call_of_the_account_waits_for_the_line_then_fails_clearly() {
     assert_eq!(phases(&second), ["line"]);
     assert_completed(sipp);
 }
+
+fn load_errors(yaml: &str) -> String {
+    supportwatch::config::load_sources(&[(std::path::PathBuf::from("test.yaml"), yaml.to_string())])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| panic!("should not load:\n{yaml}"))
+}
+
+#[test]
+fn call_config_problems_are_refused_at_load() {
+    let call = |extra: &str| {
+        format!(
+            "phones:\n  line:\n    proxy: \"sip:pbx.example\"\n    user: monitor\n\
+             checks:\n  - name: hotline\n    kind: phone\n    via: call\n    phone: line\n{extra}"
+        )
+    };
+    for (extra, words) in [
+        (
+            "",
+            "set `to` (a number to call through `phone`) or `target`",
+        ),
+        (
+            "    to: \"100\"\n    target: \"sip:100@pbx.example\"\n",
+            "set either `to`",
+        ),
+        (
+            "    to: \"call@me!\"\n",
+            "is neither a phone number nor a SIP URI",
+        ),
+        (
+            "    to: \"100\"\n    expect: { status: [200] }\n",
+            "`expect.status` applies to `via: options`",
+        ),
+        (
+            "    to: \"100\"\n    ring_only: true\n    listen: 2s\n",
+            "`listen` does not apply with `ring_only: true`",
+        ),
+        (
+            "    to: \"100\"\n    expect: { min_level_dbfs: 3 }\n",
+            "`expect.min_level_dbfs` is 3; allowed -100 to 0",
+        ),
+        (
+            "    to: \"100\"\n    listen: 1h\n",
+            "`listen` is 1h; allowed 100ms to 5m",
+        ),
+        (
+            "    to: \"100\"\n    expect: { answer_within: 0s }\n",
+            "`expect.answer_within` is 0s; allowed 100ms to 10m",
+        ),
+    ] {
+        let errors = load_errors(&call(extra));
+        assert!(
+            errors.contains(words) && errors.contains("check \"hotline\""),
+            "{extra}: {errors}"
+        );
+    }
+    let max_calls = load_errors(&call("    to: \"100\"\n").replace(
+        "    user: monitor\n",
+        "    user: monitor\n    max_calls: 0\n",
+    ));
+    assert!(
+        max_calls.contains("`max_calls` is 0; allowed 1 to 100"),
+        "{max_calls}"
+    );
+}

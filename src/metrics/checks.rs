@@ -723,6 +723,9 @@ mod tests {
                 Observation::DeliveryLatency(Duration::from_secs(7)),
                 Observation::AutoReplyLatency(Duration::from_secs(9)),
                 Observation::ChatFirstResponse(Duration::from_millis(700)),
+                Observation::PhoneRing(Duration::from_millis(200)),
+                Observation::PhoneAnswer(Duration::from_millis(4200)),
+                Observation::PhoneAudioLevel(-18.5),
             ];
             metrics.record(&r);
             metrics.record_skipped(name, SkipReason::Overlap);
