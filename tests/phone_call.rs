@@ -131,6 +131,16 @@ async fn a_busy_line_fails_as_busy() {
     assert!(message.contains("486 Busy Here"), "{message}");
     assert_eq!(phases(&report), ["connect", "ringing"]);
     assert_completed(sipp);
+    // The same line called directly, without an account or proxy: the line sees our own ACK.
+    let line = free_udp_port();
+    let sipp = Sipp::start("busy.xml", line, None);
+    let yaml = format!(
+        "checks:\n  - name: direct\n    kind: phone\n    via: call\n    \
+         target: \"sip:sales@127.0.0.1:{line}\"\n    timeout: 10s\n    retries: 0\n"
+    );
+    let report = common::run_once(&yaml).await;
+    assert_eq!(reason(&report), Some(FailureKind::Busy), "{report:?}");
+    assert_completed(sipp);
 }
 
 #[tokio::test]
