@@ -450,6 +450,7 @@ mod tests {
             notifiers: Default::default(),
             warnings: Vec::new(),
             redactor: Default::default(),
+            mailboxes: Default::default(),
         }
     }
 

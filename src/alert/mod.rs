@@ -15,6 +15,7 @@
 
 pub mod dispatch;
 pub mod engine;
+pub mod late_mail;
 pub mod maintenance;
 pub mod routes;
 pub mod service;

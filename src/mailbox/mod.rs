@@ -6,6 +6,7 @@
 //! message carried which token — lives in [`watch`], so IMAP and Maildir behave the same.
 
 pub mod imap;
+pub mod late;
 pub mod maildir;
 pub mod message;
 pub mod watch;
