@@ -70,12 +70,12 @@ fn mailboxes(server: &MailServer, dir: &ConfigDir) -> String {
     )
 }
 
-/// A mail check from customer to autoreply every 2 s, failing after 2 s without its mail or the
+/// A mail check from customer to autoreply every 3 s, failing after 2 s without its mail or the
 /// auto-reply.
 fn check(server: &MailServer) -> String {
     format!(
         "checks:\n  - name: support-mail\n    kind: mail\n    channel: email\n    \
-         smtp: \"smtp://127.0.0.1:{}\"\n    interval: 2s\n    timeout: 10s\n    retries: 0\n    \
+         smtp: \"smtp://127.0.0.1:{}\"\n    interval: 3s\n    timeout: 3s\n    retries: 0\n    \
          helo: monitor.test.local\n    from: customer@test.local\n    to: autoreply@test.local\n    \
          deliver: {{ mailbox: autoreply, within: 2s }}\n    \
          auto_reply: {{ mailbox: customer, within: 2s }}\n",
@@ -199,8 +199,15 @@ async fn late_mail_of_runs_before_a_restart_is_deleted_by_the_sweep_after_it() {
         }
     }
 
-    // A new daemon, with no check left to run: its first sweep deletes every one of them.
-    std::fs::remove_file(dir.path().join("checks.yaml")).expect("remove the check");
+    // A new daemon, whose only check has nothing to do with mail (and runs at most once an
+    // hour): its first sweep deletes every one of them.
+    dir.write(
+        "checks.yaml",
+        &format!(
+            "checks:\n  - {{ name: home, kind: http, url: \"http://127.0.0.1:{}/\", interval: 1h }}\n",
+            common::closed_port()
+        ),
+    );
     let daemon = dir.start().await;
     let n = tokens.len() as u64;
     for mailbox in ["autoreply", "customer"] {

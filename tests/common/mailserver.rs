@@ -167,15 +167,25 @@ impl MailServer {
 
     /// Starts this instance's dovecot again and waits until IMAP and LMTP answer.
     pub fn start_dovecot(&self) {
-        let output = Command::new("dovecot")
+        // Into the instance's log, not a pipe: the daemon keeps its output open, so reading a
+        // pipe to its end would wait for as long as dovecot runs.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("start.log"))
+            .expect("open start.log");
+        let status = Command::new("dovecot")
             .arg("-c")
             .arg(self.dir.join("dovecot.conf"))
-            .output()
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .status()
             .expect("run dovecot");
         assert!(
-            output.status.success(),
-            "dovecot did not start: {}",
-            String::from_utf8_lossy(&output.stderr)
+            status.success(),
+            "dovecot did not start; see {}",
+            self.dir.join("start.log").display()
         );
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).is_err()
