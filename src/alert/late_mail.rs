@@ -267,3 +267,72 @@ impl Writer {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits (up to 10 s) until `done` holds.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_is_counted_and_shown_and_caught_up_later() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("sw.db")).expect("open"));
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new(metrics.clone()));
+        let late = Arc::new(LateMail::new());
+        let keeper =
+            LateMailKeeper::start(late.clone(), store.clone(), metrics.clone(), health.clone())
+                .expect("start");
+        let errors = || {
+            metrics
+                .storage_errors
+                .with_label_values(&["late_mail"])
+                .get()
+        };
+        store.refuse_writes(true);
+        let sent = SystemTime::now();
+        late.remember(
+            "support",
+            "sw-support-mail-1-00000001",
+            "support-mail",
+            sent,
+        );
+        until("the failed write is counted", || errors() == 1).await;
+        assert!(
+            health.storage_error().is_some(),
+            "/healthz shows the failure"
+        );
+        assert_eq!(metrics.storage_healthy.get(), 0);
+        store.refuse_writes(false);
+        until("the catch-up writes the token", || {
+            store.late_tokens().is_ok_and(|t| t.len() == 1)
+        })
+        .await;
+        assert!(health.storage_error().is_none());
+        assert_eq!(metrics.mail_late_remembered.get(), 1);
+        // A deletion is counted and forgets the token on disk too.
+        late.forget(
+            "support",
+            "sw-support-mail-1-00000001",
+            Forgotten::Deleted { messages: 2 },
+        );
+        keeper.stop().await;
+        assert_eq!(
+            metrics
+                .mail_late_deleted
+                .with_label_values(&["support"])
+                .get(),
+            2
+        );
+        assert_eq!(store.late_tokens().expect("read"), Vec::new());
+        assert_eq!(errors(), 1, "no failure besides the refused write");
+    }
+}

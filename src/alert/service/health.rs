@@ -23,7 +23,7 @@ struct HealthInner {
 }
 
 impl Health {
-    pub(super) fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Health {
             metrics,
             inner: Mutex::default(),
