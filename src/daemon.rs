@@ -174,7 +174,8 @@ impl Daemon {
             alert_health.clone(),
         )?);
         scheduler.apply(&prepared);
-        late_mail.apply(&prepared.mailboxes, &metrics);
+        let late_mail_for = prepared.config.storage.late_mail_for.get();
+        late_mail.apply(&prepared.mailboxes, late_mail_for, &metrics);
         scheduler.start_watchdog(Duration::from_secs(1));
         metrics.record_reload(true);
         tracing::info!(%addr, checks = prepared.checks.len(), "supportwatch running");
@@ -412,7 +413,8 @@ async fn apply_caught(running: &Running, prepared: Arc<Prepared>) -> Result<(), 
         hooks.configure(&prepared.config.hooks);
         alerts.apply(prepared.alert_setup()).await;
         scheduler.apply(&prepared);
-        late_mail.apply(&prepared.mailboxes, &metrics);
+        let late_mail_for = prepared.config.storage.late_mail_for.get();
+        late_mail.apply(&prepared.mailboxes, late_mail_for, &metrics);
     })
     .await
 }

@@ -99,8 +99,10 @@ impl LateMailKeeper {
         })
     }
 
-    /// Sweeps `mailboxes` from now on (a config was applied), starting with one sweep now.
-    pub fn apply(&self, mailboxes: &Mailboxes, metrics: &Metrics) {
+    /// Sweeps `mailboxes` from now on (a config was applied), starting with one sweep now, and
+    /// remembers new tokens for `late_mail_for`.
+    pub fn apply(&self, mailboxes: &Mailboxes, late_mail_for: Duration, metrics: &Metrics) {
+        self.late.set_remember_for(late_mail_for);
         for name in mailboxes.names() {
             metrics.mail_late_deleted.with_label_values(&[name]);
             metrics.mail_late_expired.with_label_values(&[name]);

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-/// How long a token is remembered by default: a deferred mail is usually retried for days, but a
-/// day covers the outages that matter and bounds what is kept.
+/// How long a token is remembered by default (`storage.late_mail_for`): a deferred mail is
+/// usually retried for days, but a day covers the outages that matter and bounds what is kept.
 pub const REMEMBER_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// A token of a run whose message was not found, in one mailbox.
@@ -77,6 +77,8 @@ pub struct LateMail {
     tokens: Mutex<HashMap<String, HashMap<String, LateToken>>>,
     /// Set once the daemon's database is open (after the config that names it was read).
     journal: OnceLock<Arc<dyn LateJournal>>,
+    /// How long new tokens are remembered, when not [`REMEMBER_FOR`] (the config's setting).
+    remember_for: Mutex<Option<Duration>>,
 }
 
 impl LateMail {
@@ -111,15 +113,25 @@ impl LateMail {
         }
     }
 
-    /// Remembers `token` of `check`, sent at `sent_at`, in `mailbox` until `REMEMBER_FOR` after
-    /// now.
+    /// Remembers tokens from now on for `period` (tokens already remembered keep their expiry).
+    pub fn set_remember_for(&self, period: Duration) {
+        *self.remember_for.lock().unwrap_or_else(|e| e.into_inner()) = Some(period);
+    }
+
+    /// Remembers `token` of `check`, sent at `sent_at`, in `mailbox` for [`REMEMBER_FOR`] (or
+    /// as set) from now.
     pub fn remember(&self, mailbox: &str, token: &str, check: &str, sent_at: SystemTime) {
+        let period = self
+            .remember_for
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or(REMEMBER_FOR);
         let entry = LateToken {
             mailbox: mailbox.to_string(),
             token: token.to_string(),
             check: check.to_string(),
             sent_at,
-            expires_at: SystemTime::now() + REMEMBER_FOR,
+            expires_at: SystemTime::now() + period,
         };
         let fresh = self
             .lock()
