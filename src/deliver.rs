@@ -464,6 +464,7 @@ async fn wait_or_bounce(
             }
         },
     }
+}
 
 /// What a run sent: its token, its check, when.
 struct Sent<'a> {
@@ -487,6 +488,7 @@ async fn mailbox_stage(
         cleanup: spec.cleanup,
     };
     let deadline = started + spec.within.get();
+    let sender = bounces.as_ref().map(|b| b.name().to_string());
     let waited = wait_or_bounce(&watcher, bounces, &request, deadline).await;
     let mut outcome = Outcome::default();
     let mut late = None;
@@ -507,6 +509,10 @@ async fn mailbox_stage(
     if result.is_err() && spec.cleanup {
         let late = watcher.late_mail();
         late.remember(watcher.name(), sent.token, sent.check, submitted_at);
+        // Its bounce, or an auto-reply to it, may turn up in the sender's declared mailbox.
+        if let Some(sender) = &sender {
+            late.remember(sender, sent.token, sent.check, submitted_at);
+        }
     }
     match result {
         Ok(found) => judge_delivery(&mut outcome, &watcher, quota_max, &found, submitted_at),
