@@ -63,6 +63,8 @@ pub struct Prepared {
     /// Every secret of this config: what the runner scrubs from reports and, once this config is
     /// in force, the log writer from log lines. A reload brings its own.
     pub redactor: Arc<Redactor>,
+    /// The declared mailboxes with their watchers (the daemon's late-mail sweep looks at them).
+    pub mailboxes: crate::deliver::Mailboxes,
 }
 
 impl Prepared {
@@ -90,13 +92,23 @@ pub fn prepare(config: Config) -> Result<Prepared, ConfigErrors> {
 /// server feeds. (Plain `prepare` gives the checks a private registry nothing feeds, which is
 /// right for `validate` and `list`.)
 pub fn prepare_with(
+    config: Config,
+    hooks: Arc<crate::hooks::Hooks>,
+) -> Result<Prepared, ConfigErrors> {
+    prepare_shared(config, hooks, Arc::default())
+}
+
+/// [`prepare_with`], the mailboxes deleting late test mail remembered in `late`: the daemon's,
+/// which outlives reloads.
+pub fn prepare_shared(
     mut config: Config,
     hooks: Arc<crate::hooks::Hooks>,
+    late: Arc<crate::mailbox::late::LateMail>,
 ) -> Result<Prepared, ConfigErrors> {
     crate::tlsconf::install_crypto_provider();
     let redactor = Arc::new(redactor_for(&config));
     let mut errors = Vec::new();
-    let mailboxes = crate::deliver::Mailboxes::build(&config.mailboxes)
+    let mailboxes = crate::deliver::Mailboxes::build_with(&config.mailboxes, late)
         .unwrap_or_else(|messages| {
             errors.extend(messages.into_iter().map(ConfigError::general));
             crate::deliver::Mailboxes::default()
@@ -152,6 +164,7 @@ pub fn prepare_with(
             notifiers,
             warnings,
             redactor,
+            mailboxes: shared.mailboxes.clone(),
         })
     } else {
         Err(ConfigErrors(errors))

@@ -5,12 +5,14 @@
 //! (every probe built) before it replaces the running one; if anything is wrong it is refused,
 //! logged, and the old config keeps running.
 
+use crate::alert::late_mail::LateMailKeeper;
 use crate::alert::service::{AlertCommands, AlertService};
 use crate::alert::store::Store;
 use crate::assemble::Prepared;
 use crate::config::ServerConfig;
 use crate::config::{self, ConfigErrors};
 use crate::hooks::Hooks;
+use crate::mailbox::late::LateMail;
 use crate::metrics::Metrics;
 use crate::schedule::Scheduler;
 use crate::server::{self, AppState, ReloadRequest, WebOptions};
@@ -46,13 +48,22 @@ impl ConfigSource {
 
     /// [`Self::load`], with webhook deliveries waiting on `hooks`.
     pub fn load_with(&self, hooks: Arc<Hooks>) -> Result<Prepared, ConfigErrors> {
+        self.load_shared(hooks, Arc::default())
+    }
+
+    /// [`Self::load_with`], the mailboxes deleting late test mail remembered in `late`.
+    pub fn load_shared(
+        &self,
+        hooks: Arc<Hooks>,
+        late: Arc<LateMail>,
+    ) -> Result<Prepared, ConfigErrors> {
         let config = match self {
             ConfigSource::Dir(dir) => config::load_dir(dir)?,
             ConfigSource::Inline { path, text, vars } => crate::value::with_overlay(vars, || {
                 config::load_sources(&[(path.clone(), text.clone())])
             })?,
         };
-        let prepared = crate::assemble::prepare_with(config, hooks)?;
+        let prepared = crate::assemble::prepare_shared(config, hooks, late)?;
         // From here on the log writer and error output scrub this config's secrets too.
         crate::value::redact::install(prepared.redactor.clone());
         Ok(prepared)
@@ -96,6 +107,7 @@ pub struct Daemon {
     /// Notifier and storage health.
     pub alert_health: Arc<crate::alert::service::Health>,
     alerts: AlertService,
+    late_mail: Arc<LateMailKeeper>,
     reload_tx: mpsc::Sender<ReloadRequest>,
     server_stop: CancellationToken,
     grace: Duration,
@@ -111,7 +123,9 @@ impl Daemon {
         // One registry for the process: reloads swap its declarations, never the registry, so
         // runs waiting on a hook across a reload are still answered.
         let hooks = Arc::new(Hooks::default());
-        let prepared = load_blocking(source.clone(), hooks.clone()).await?;
+        // Likewise one memory of late test mail: tokens outlive reloads (and, on disk, restarts).
+        let late = Arc::new(LateMail::new());
+        let prepared = load_blocking(source.clone(), hooks.clone(), late.clone()).await?;
         hooks.configure(&prepared.config.hooks);
         let metrics = Arc::new(Metrics::new());
         let scheduler = Scheduler::new(metrics.clone());
@@ -144,16 +158,24 @@ impl Daemon {
         // Alerting subscribes before the first run can finish, so it misses none.
         let storage_path = prepared.config.storage.path();
         // Opened once at start, before anything runs: a short blocking call is fine here.
-        let store = Store::open(&storage_path)?;
+        let store = Arc::new(Store::open(&storage_path)?);
         let alerts = AlertService::start(
-            Arc::new(store),
+            store.clone(),
             prepared.alert_setup(),
             scheduler.subscribe(),
             metrics.clone(),
             Arc::new(SystemTime::now),
         )?;
         let alert_health = alerts.health.clone();
+        let late_mail = Arc::new(LateMailKeeper::start(
+            late,
+            store,
+            metrics.clone(),
+            alert_health.clone(),
+        )?);
         scheduler.apply(&prepared);
+        let late_mail_for = prepared.config.storage.late_mail_for.get();
+        late_mail.apply(&prepared.mailboxes, late_mail_for, &metrics);
         scheduler.start_watchdog(Duration::from_secs(1));
         metrics.record_reload(true);
         tracing::info!(%addr, checks = prepared.checks.len(), "supportwatch running");
@@ -186,6 +208,7 @@ impl Daemon {
             metrics: metrics.clone(),
             hooks: hooks.clone(),
             alerts: alerts.commands(),
+            late_mail: late_mail.clone(),
             current: Arc::new(prepared),
         };
         // The one task that reloads: requests from SIGHUP and the endpoint queue in its channel.
@@ -204,6 +227,7 @@ impl Daemon {
             hooks,
             alert_health,
             alerts,
+            late_mail,
             reload_tx,
             server_stop,
             grace,
@@ -228,6 +252,8 @@ impl Daemon {
         let drained = self.scheduler.shutdown(self.grace).await;
         // After the runs: their results still reach alerting and the database.
         self.alerts.stop().await;
+        // The tokens of runs that just gave up reach the disk before the process goes.
+        self.late_mail.stop().await;
         self.server_stop.cancel();
         drop(self.reload_tx);
         for task in self.tasks {
@@ -268,9 +294,13 @@ impl Daemon {
     }
 }
 
-async fn load_blocking(source: ConfigSource, hooks: Arc<Hooks>) -> Result<Prepared, ConfigErrors> {
+async fn load_blocking(
+    source: ConfigSource,
+    hooks: Arc<Hooks>,
+    late: Arc<LateMail>,
+) -> Result<Prepared, ConfigErrors> {
     // Reading files and trust stores blocks; keep it off the runtime's worker threads.
-    match tokio::task::spawn_blocking(move || source.load_with(hooks)).await {
+    match tokio::task::spawn_blocking(move || source.load_shared(hooks, late)).await {
         Ok(result) => result,
         Err(e) => Err(ConfigErrors(vec![config::ConfigError::general(format!(
             "config loading panicked: {e}"
@@ -284,6 +314,7 @@ struct Running {
     metrics: Arc<Metrics>,
     hooks: Arc<Hooks>,
     alerts: AlertCommands,
+    late_mail: Arc<LateMailKeeper>,
     /// The config that runs now, re-applied when applying a new one fails half way.
     current: Arc<Prepared>,
 }
@@ -296,7 +327,8 @@ async fn reload_loop(
     storage_path: PathBuf,
 ) {
     while let Some(reply) = requests.recv().await {
-        let answer = match load_blocking(source.clone(), running.hooks.clone()).await {
+        let late = running.late_mail.late.clone();
+        let answer = match load_blocking(source.clone(), running.hooks.clone(), late).await {
             Ok(prepared) => {
                 if let Some(listening_on) = configured_listen
                     && prepared.config.server.listen != listening_on
@@ -375,11 +407,14 @@ async fn apply_caught(running: &Running, prepared: Arc<Prepared>) -> Result<(), 
         running.hooks.clone(),
         running.alerts.clone(),
     );
+    let (late_mail, metrics) = (running.late_mail.clone(), running.metrics.clone());
     caught(async move {
         // Only an accepted config changes which hooks exist and their secrets.
         hooks.configure(&prepared.config.hooks);
         alerts.apply(prepared.alert_setup()).await;
         scheduler.apply(&prepared);
+        let late_mail_for = prepared.config.storage.late_mail_for.get();
+        late_mail.apply(&prepared.mailboxes, late_mail_for, &metrics);
     })
     .await
 }

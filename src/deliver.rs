@@ -4,8 +4,10 @@
 //! its outcome. The runner awaits that second stage after the run has given back its concurrency
 //! permits, so minutes of waiting for mail never block other checks. A delivery that misses its
 //! deadline fails the run at once and is then watched for a while longer, so late and lost mail
-//! can be told apart in metrics.
+//! can be told apart in metrics. A mailbox delivery that was not found leaves its token in the
+//! mailbox's [`LateMail`], so the test mail is deleted whenever it does turn up.
 
+use crate::mailbox::late::{Forgotten, LateMail};
 use crate::mailbox::{self, Delivered, MailboxSpec, WaitError, Watcher, watch::WaitRequest};
 use crate::outcome::{
     FailureKind, FollowUp, FollowUpResult, LateDelivery, Observation, Outcome, RunContext,
@@ -162,11 +164,22 @@ pub struct Mailboxes {
     /// Own address (lower case) → mailbox name: where bounces of mail sent from it arrive.
     senders: HashMap<String, String>,
     hooks: Arc<crate::hooks::Hooks>,
+    /// Tokens of runs that gave up on their mail, shared by every watcher.
+    late: Arc<LateMail>,
 }
 
 impl Mailboxes {
     /// Builds a watcher for every declaration. Errors name the mailbox.
     pub fn build(specs: &BTreeMap<String, MailboxSpec>) -> Result<Self, Vec<String>> {
+        Self::build_with(specs, Arc::new(LateMail::new()))
+    }
+
+    /// [`Mailboxes::build`], the watchers deleting late test mail remembered in `late` (the
+    /// daemon's, which outlives reloads and restarts).
+    pub fn build_with(
+        specs: &BTreeMap<String, MailboxSpec>,
+        late: Arc<LateMail>,
+    ) -> Result<Self, Vec<String>> {
         let mut watchers = HashMap::new();
         let mut senders = HashMap::new();
         let mut errors = Vec::new();
@@ -179,7 +192,10 @@ impl Mailboxes {
                 Ok(store) => {
                     watchers.insert(
                         name.clone(),
-                        (Watcher::new(name, store, spec), spec.quota_max.map(|r| r.0)),
+                        (
+                            Watcher::with_late_mail(name, store, spec, late.clone()),
+                            spec.quota_max.map(|r| r.0),
+                        ),
                     );
                 }
                 Err(e) => errors.push(format!("mailbox `{name}`: {e}")),
@@ -190,6 +206,7 @@ impl Mailboxes {
                 watchers,
                 senders,
                 hooks: Arc::default(),
+                late,
             })
         } else {
             Err(errors)
@@ -200,6 +217,23 @@ impl Mailboxes {
     pub fn with_hooks(mut self, hooks: Arc<crate::hooks::Hooks>) -> Self {
         self.hooks = hooks;
         self
+    }
+
+    /// The declared mailboxes' names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.watchers.keys().map(String::as_str)
+    }
+
+    /// Looks once at every mailbox that has late test mail to delete (see [`LateMail`]);
+    /// returns how many messages were deleted.
+    pub async fn sweep_late(&self) -> usize {
+        let mut deleted = 0;
+        for name in self.late.mailboxes() {
+            if let Some((watcher, _)) = self.watchers.get(&name) {
+                deleted += watcher.sweep().await;
+            }
+        }
+        deleted
     }
 
     fn get(&self, name: &str) -> Result<&(Watcher, Option<f64>), String> {
@@ -286,8 +320,12 @@ pub fn follow_up(
             let deadline = |spec: &DeliverSpec| started + spec.within.get();
             let result = match main? {
                 MainWait::Mailbox(spec, watcher, quota_max, bounces) => {
-                    let watchers = (watcher, bounces);
-                    mailbox_stage(spec, watchers, quota_max, &token, submitted_at, started).await
+                    let sent = Sent {
+                        token: &token,
+                        check: &ctx.check,
+                        at: submitted_at,
+                    };
+                    mailbox_stage(spec, (watcher, bounces), quota_max, sent, started).await
                 }
                 MainWait::Webhook(spec, hooks, name) => {
                     let until = deadline(&spec);
@@ -328,6 +366,12 @@ pub fn follow_up(
         }
         if let Some((spec, watcher, result, took)) = reply_result {
             ctx.record("auto_reply", took);
+            // An auto-reply not found may still come (the shop's mail was deferred): remember
+            // its token so that the sender's mailbox is cleaned when it does.
+            if result.is_err() && spec.cleanup {
+                let late = watcher.late_mail();
+                late.remember(watcher.name(), &token, &ctx.check, submitted_at);
+            }
             match result {
                 Ok(found) => {
                     let latency = found
@@ -422,21 +466,29 @@ async fn wait_or_bounce(
     }
 }
 
+/// What a run sent: its token, its check, when.
+struct Sent<'a> {
+    token: &'a str,
+    check: &'a str,
+    at: SystemTime,
+}
+
 async fn mailbox_stage(
     spec: DeliverSpec,
     (watcher, bounces): (Watcher, Option<Watcher>),
     quota_max: Option<f64>,
-    token: &str,
-    submitted_at: SystemTime,
+    sent: Sent<'_>,
     started: Instant,
 ) -> FollowUpResult {
+    let submitted_at = sent.at;
     let request = WaitRequest {
-        token: token.to_string(),
+        token: sent.token.to_string(),
         since: submitted_at,
         pattern: spec.pattern.clone(),
         cleanup: spec.cleanup,
     };
     let deadline = started + spec.within.get();
+    let sender = bounces.as_ref().map(|b| b.name().to_string());
     let waited = wait_or_bounce(&watcher, bounces, &request, deadline).await;
     let mut outcome = Outcome::default();
     let mut late = None;
@@ -452,6 +504,16 @@ async fn mailbox_stage(
             };
         }
     };
+    // Test mail not found now may still arrive (a deferred queue flushed after an outage): its
+    // token is remembered so that the mail is deleted whenever it turns up.
+    if result.is_err() && spec.cleanup {
+        let late = watcher.late_mail();
+        late.remember(watcher.name(), sent.token, sent.check, submitted_at);
+        // Its bounce, or an auto-reply to it, may turn up in the sender's declared mailbox.
+        if let Some(sender) = &sender {
+            late.remember(sender, sent.token, sent.check, submitted_at);
+        }
+    }
     match result {
         Ok(found) => judge_delivery(&mut outcome, &watcher, quota_max, &found, submitted_at),
         Err(WaitError::NotFound) => {
@@ -485,7 +547,17 @@ async fn mailbox_stage(
             }
             let window = late_window(&spec);
             late = Some(late_watch(submitted_at, async move {
-                let found = watcher.wait(request, Instant::now() + window).await;
+                let found = watcher.wait(request.clone(), Instant::now() + window).await;
+                // Found and deleted (cleanup is on, or the token was not remembered): nothing
+                // is left for a later look.
+                if let Ok(Delivered {
+                    cleanup: Some(Ok(())),
+                    ..
+                }) = &found
+                {
+                    let late = watcher.late_mail();
+                    late.forget(watcher.name(), &request.token, Forgotten::Found);
+                }
                 found.ok().map(|f| f.observed_at)
             }));
         }

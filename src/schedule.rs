@@ -453,6 +453,7 @@ mod tests {
             notifiers: Default::default(),
             warnings: Vec::new(),
             redactor: Default::default(),
+            mailboxes: Default::default(),
         }
     }
 

@@ -15,6 +15,7 @@
 
 pub mod dispatch;
 pub mod engine;
+pub mod late_mail;
 pub mod maintenance;
 pub mod routes;
 pub mod service;
@@ -118,6 +119,14 @@ pub struct StorageConfig {
     /// Runs kept per check (default 1000).
     #[serde(default = "default_keep_runs")]
     pub keep_runs: u32,
+    /// How long the token of test mail not found by its run is remembered, so that the mail is
+    /// deleted when it turns up (default 24h; at least a day).
+    #[serde(default = "default_late_mail_for")]
+    pub late_mail_for: Dur,
+}
+
+fn default_late_mail_for() -> Dur {
+    Dur::secs(crate::mailbox::late::REMEMBER_FOR.as_secs())
 }
 
 fn default_storage_path() -> Text {
@@ -139,6 +148,7 @@ impl Default for StorageConfig {
         StorageConfig {
             path: default_storage_path(),
             keep_runs: default_keep_runs(),
+            late_mail_for: default_late_mail_for(),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! SQLite storage: alert state, run history and the notification outbox.
+//! SQLite storage: alert state, run history, the notification outbox and late test mail.
 //!
 //! A run's record, its check's new alert state and the notifications it caused are written in one
 //! transaction, so after a crash either all of them are there or none. Runs that changed no state
@@ -12,6 +12,10 @@
 //!
 //! The schema is versioned with `PRAGMA user_version`; each entry of [`MIGRATIONS`] moves it one
 //! version up and is applied once, in order, in a transaction.
+//!
+//! The tokens of late test mail have a table of their own ([`late_mail`]).
+
+mod late_mail;
 
 use super::engine::AlertState;
 use crate::notify::AlertNotice;
@@ -49,6 +53,15 @@ const MIGRATIONS: &[&str] = &[
          next_attempt_at REAL NOT NULL,
          attempts        INTEGER NOT NULL DEFAULT 0,
          notice          TEXT NOT NULL
+     );",
+    // 2: tokens of runs whose test mail was not found, so late mail is deleted after a restart.
+    "CREATE TABLE late_mail (
+         mailbox    TEXT NOT NULL,
+         token      TEXT NOT NULL,
+         check_name TEXT NOT NULL,
+         sent_at    REAL NOT NULL,
+         expires_at REAL NOT NULL,
+         PRIMARY KEY (mailbox, token)
      );",
 ];
 

@@ -258,6 +258,13 @@ pub(super) fn alerting(a: &crate::alert::AlertingConfig) -> Vec<String> {
 pub(super) fn storage(s: &crate::alert::StorageConfig) -> Vec<String> {
     let mut r = Ranges::default();
     r.number("storage.keep_runs", s.keep_runs, 1, 1_000_000);
+    // Mail deferred during an outage is delivered hours later: less than a day would leave it.
+    r.number(
+        "storage.late_mail_for",
+        s.late_mail_for,
+        Dur::secs(86_400),
+        MAX_INTERVAL,
+    );
     r.problems
 }
 
@@ -333,6 +340,24 @@ mod tests {
             ["`scheduler.shutdown_grace` is 2h; allowed 0s to 1h"]
         );
         assert!(scheduler(&SchedulerConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn late_mail_is_remembered_between_a_day_and_a_month() {
+        let storage = |secs| crate::alert::StorageConfig {
+            late_mail_for: Dur::secs(secs),
+            ..Default::default()
+        };
+        assert!(super::storage(&storage(86_400)).is_empty());
+        assert!(super::storage(&storage(30 * 86_400)).is_empty());
+        assert_eq!(
+            super::storage(&storage(3_600)),
+            ["`storage.late_mail_for` is 1h; allowed 1d to 30d"]
+        );
+        assert_eq!(
+            super::storage(&storage(31 * 86_400)),
+            ["`storage.late_mail_for` is 31d; allowed 1d to 30d"]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod dsn;
 pub mod imap;
+pub mod late;
 pub mod maildir;
 pub mod message;
 pub mod watch;

@@ -7,7 +7,12 @@
 //! When nobody waits any more it logs out. So a hundred checks delivering into one support inbox
 //! cost one IMAP connection, not a hundred, and a message that arrived before its run started
 //! waiting (fast mail, slow form) is still found, because tokens are remembered per message.
+//!
+//! Every look also deletes mail carrying a token of [`LateMail`] (runs that gave up on their
+//! message), reaching back to when the oldest of them was sent; [`Watcher::sweep`] asks for one
+//! such look when no run waits.
 
+use super::late::{Forgotten, LateMail};
 use super::{MailSession, MailStore, MailboxError, MailboxSpec, MessageRef, Quota, message};
 use crate::value::Pattern;
 use std::collections::HashMap;
@@ -82,12 +87,16 @@ struct Shared {
     max_message: u64,
     wake: Notify,
     state: Mutex<State>,
+    /// Tokens of runs that gave up; mail carrying one is deleted at every look.
+    late: Arc<LateMail>,
 }
 
 #[derive(Default)]
 struct State {
     running: bool,
     waiters: Vec<Waiter>,
+    /// Sweeps waiting for the next look to finish; answered with how much late mail it deleted.
+    sweeps: Vec<oneshot::Sender<usize>>,
     /// Token → messages that carried it (usually one).
     seen: HashMap<String, Vec<Seen>>,
     quota: Option<Quota>,
@@ -114,6 +123,16 @@ struct Seen {
 impl Watcher {
     /// A watcher for `store`; no connection is made until someone waits.
     pub fn new(name: &str, store: Arc<dyn MailStore>, spec: &MailboxSpec) -> Self {
+        Self::with_late_mail(name, store, spec, Arc::new(LateMail::new()))
+    }
+
+    /// [`Watcher::new`], deleting mail that carries a token remembered in `late`.
+    pub fn with_late_mail(
+        name: &str,
+        store: Arc<dyn MailStore>,
+        spec: &MailboxSpec,
+        late: Arc<LateMail>,
+    ) -> Self {
         Watcher {
             shared: Arc::new(Shared {
                 name: name.to_string(),
@@ -121,8 +140,32 @@ impl Watcher {
                 max_message: spec.max_message.0,
                 wake: Notify::new(),
                 state: Mutex::new(State::default()),
+                late,
             }),
         }
+    }
+
+    /// The remembered tokens this watcher deletes mail for.
+    pub fn late_mail(&self) -> &Arc<LateMail> {
+        &self.shared.late
+    }
+
+    /// Looks at the mailbox once for late mail (joining the look of waiting runs, if any),
+    /// returning how many messages it deleted; 0 when the mailbox could not be read.
+    pub async fn sweep(&self) -> usize {
+        let (reply, answer) = oneshot::channel();
+        let spawn = {
+            let mut state = self.shared.lock();
+            state.sweeps.push(reply);
+            !std::mem::replace(&mut state.running, true)
+        };
+        if spawn {
+            // The same task a wait starts: one session per mailbox, whoever asks.
+            tokio::spawn(run(self.shared.clone()));
+        } else {
+            self.shared.wake.notify_one();
+        }
+        answer.await.unwrap_or(0)
     }
 
     /// The mailbox's name under `mailboxes:`.
@@ -178,6 +221,7 @@ impl Watcher {
             !std::mem::replace(&mut state.running, true)
         };
         if spawn {
+            // The mailbox's one background task; it runs while anyone waits.
             tokio::spawn(run(self.shared.clone()));
         } else {
             self.shared.wake.notify_one();
@@ -210,7 +254,7 @@ async fn run(shared: Arc<Shared>) {
         let (pending_since, nearest_deadline) = {
             let mut state = shared.lock();
             expire(&mut state, now, &last_error);
-            if state.waiters.is_empty() {
+            if state.waiters.is_empty() && state.sweeps.is_empty() {
                 state.running = false;
                 break;
             }
@@ -218,6 +262,7 @@ async fn run(shared: Arc<Shared>) {
                 .waiters
                 .iter()
                 .map(|w| w.request.since)
+                .chain(shared.late.oldest(&shared.name))
                 .min()
                 .unwrap_or_else(SystemTime::now);
             let deadline = state.waiters.iter().map(|w| w.deadline).min();
@@ -245,6 +290,8 @@ async fn run(shared: Arc<Shared>) {
                         // Wrong credentials do not fix themselves before the deadline.
                         fail_all(&shared, &e);
                     }
+                    // A sweep does not wait for the mailbox to come back; the next one retries.
+                    shared.lock().sweeps.clear();
                     continue;
                 }
             }
@@ -263,6 +310,7 @@ async fn run(shared: Arc<Shared>) {
             Err(e) => {
                 tracing::warn!(mailbox = %shared.name, error = %e, "mailbox session lost");
                 last_error = Some(e);
+                shared.lock().sweeps.clear();
                 if let Some(s) = session.take() {
                     s.close().await;
                 }
@@ -290,6 +338,10 @@ async fn run(shared: Arc<Shared>) {
                 tracing::warn!(mailbox = %shared.name, error = %e, "could not delete test mail");
             }
             cleanup_results.push((m.clone(), r));
+        }
+        let swept = delete_late(&shared, s.as_mut()).await;
+        for sweep in std::mem::take(&mut shared.lock().sweeps) {
+            let _ = sweep.send(swept);
         }
         let quota = read_quota(&shared, s.as_mut()).await;
         for (waiter, seen, cleanup) in ready {
@@ -374,6 +426,73 @@ async fn scan(
         !v.is_empty()
     });
     Ok(())
+}
+
+/// Deletes the messages seen that carry a remembered token no run waits for, then forgets the
+/// token; returns how many it deleted. A failed delete keeps the token for the next look.
+async fn delete_late(shared: &Shared, session: &mut dyn MailSession) -> usize {
+    let late: Vec<(String, Vec<MessageRef>)> = {
+        let mut state = shared.lock();
+        let waited: Vec<String> = state
+            .waiters
+            .iter()
+            .map(|w| w.request.token.clone())
+            .collect();
+        let mut late = Vec::new();
+        for (token, list) in state.seen.iter_mut() {
+            if waited.contains(token) || !shared.late.contains(&shared.name, token) {
+                continue;
+            }
+            // The mail itself, and any auto-reply or bounce quoting its token.
+            let messages: Vec<MessageRef> = list
+                .iter_mut()
+                .filter(|s| !s.claimed)
+                .map(|s| {
+                    s.claimed = true;
+                    s.message.clone()
+                })
+                .collect();
+            if !messages.is_empty() {
+                late.push((token.clone(), messages));
+            }
+        }
+        late
+    };
+    let mut total = 0;
+    for (token, messages) in late {
+        let mut deleted = 0;
+        for message in &messages {
+            match session.delete(message).await {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(mailbox = %shared.name, error = %e, "could not delete late test mail");
+                    if let Some(list) = shared.lock().seen.get_mut(&token) {
+                        list.iter_mut()
+                            .filter(|s| s.message == *message)
+                            .for_each(|s| s.claimed = false);
+                    }
+                }
+            }
+        }
+        if deleted == 0 {
+            continue;
+        }
+        total += deleted;
+        let why = Forgotten::Deleted { messages: deleted };
+        if let Some(t) = shared.late.forget(&shared.name, &token, why) {
+            let age = SystemTime::now()
+                .duration_since(t.sent_at)
+                .unwrap_or_default();
+            tracing::info!(
+                mailbox = %shared.name,
+                check = %t.check,
+                age = %crate::value::short_duration(age),
+                messages = deleted,
+                "late test mail deleted"
+            );
+        }
+    }
+    total
 }
 
 /// Moves waiters whose message is known into `ready`, claiming the message.

@@ -30,11 +30,12 @@ use std::collections::BTreeMap;
 
 /// The alert database's write operations: the bounded values of
 /// `supportwatch_storage_errors_total{operation}`.
-pub const STORAGE_OPERATIONS: [&str; 4] = [
+pub const STORAGE_OPERATIONS: [&str; 5] = [
     "record_runs",
     "save_alert_state",
     "update_outbox",
     "catch_up",
+    "late_mail",
 ];
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -217,6 +218,12 @@ pub struct Metrics {
     pub last_reload_success_time: Gauge,
     /// Storage quota usage per mailbox.
     pub mailbox_quota: GaugeVec,
+    /// Late test mail deleted per mailbox (messages that arrived after their run gave up).
+    pub mail_late_deleted: IntCounterVec,
+    /// Tokens of late test mail forgotten per mailbox because nothing carrying them arrived.
+    pub mail_late_expired: IntCounterVec,
+    /// Tokens of late test mail remembered now.
+    pub mail_late_remembered: IntGauge,
     /// Notifications by notifier and result (sent, error, dropped).
     pub notifications: IntCounterVec,
     /// 1 while a notifier's last attempt succeeded, 0 while it fails.
@@ -309,6 +316,30 @@ impl Metrics {
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
         }
+        let mail_late_deleted = IntCounterVec::new(
+            Opts::new(
+                n("mail_late_deleted_total"),
+                "Test messages (and auto-replies quoting them) deleted from a mailbox after their \
+                 run had given up on them: mail that arrived late, e.g. after an outage.",
+            ),
+            &["mailbox"],
+        )
+        .expect("static metric definition");
+        let mail_late_expired = IntCounterVec::new(
+            Opts::new(
+                n("mail_late_expired_total"),
+                "Tokens of test mail never found forgotten after a day: nothing carrying them \
+                 reached the mailbox.",
+            ),
+            &["mailbox"],
+        )
+        .expect("static metric definition");
+        let mail_late_remembered = IntGauge::new(
+            n("mail_late_remembered"),
+            "Tokens of test mail not found by its run, still watched for so that the mail is \
+             deleted when it turns up.",
+        )
+        .expect("static metric definition");
         let notifications = IntCounterVec::new(
             Opts::new(
                 n("notifications_total"),
@@ -335,7 +366,7 @@ impl Metrics {
             Opts::new(
                 n("storage_errors_total"),
                 "Failed writes of the alert database by operation (record_runs, save_alert_state, \
-                 update_outbox, catch_up); alerting goes on from memory meanwhile.",
+                 update_outbox, catch_up, late_mail); alerting goes on from memory meanwhile.",
             ),
             &["operation"],
         )
@@ -414,6 +445,9 @@ impl Metrics {
             Box::new(last_reload_success_time.clone()),
             Box::new(build_info),
             Box::new(mailbox_quota.clone()),
+            Box::new(mail_late_deleted.clone()),
+            Box::new(mail_late_expired.clone()),
+            Box::new(mail_late_remembered.clone()),
             Box::new(notifications.clone()),
             Box::new(notifier_up.clone()),
             Box::new(notifications_queued.clone()),
@@ -441,6 +475,9 @@ impl Metrics {
             last_reload_successful,
             last_reload_success_time,
             mailbox_quota,
+            mail_late_deleted,
+            mail_late_expired,
+            mail_late_remembered,
             notifications,
             notifier_up,
             notifications_queued,

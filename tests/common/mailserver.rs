@@ -133,6 +133,84 @@ impl MailServer {
         }
     }
 
+    /// Stops this instance's dovecot (IMAP and LMTP) and waits until IMAP refuses connections.
+    /// Postfix keeps accepting mail meanwhile and holds it deferred in its queue, as a shop's
+    /// mail server does while its mailbox server is down, until [`MailServer::start_dovecot`].
+    pub fn stop_dovecot(&self) {
+        let pid_file = self.dir.join("dovecot/master.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", pid_file.display()));
+        let pid = pid.trim();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        assert_eq!(
+            exe,
+            Path::new("/usr/sbin/dovecot"),
+            "{} names pid {pid}, which is not this instance's dovecot",
+            pid_file.display()
+        );
+        let status = Command::new("kill")
+            .args(["-TERM", pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).is_ok()
+            || dovecot_alive(pid)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "dovecot (pid {pid}) did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts this instance's dovecot again and waits until IMAP and LMTP answer.
+    pub fn start_dovecot(&self) {
+        // Into the instance's log, not a pipe: the daemon keeps its output open, so reading a
+        // pipe to its end would wait for as long as dovecot runs.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("start.log"))
+            .expect("open start.log");
+        let status = Command::new("dovecot")
+            .arg("-c")
+            .arg(self.dir.join("dovecot.conf"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .status()
+            .expect("run dovecot");
+        assert!(
+            status.success(),
+            "dovecot did not start; see {}",
+            self.dir.join("start.log").display()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.imap_port)).is_err()
+            || !self.dir.join("dovecot/lmtp").exists()
+        {
+            assert!(Instant::now() < deadline, "dovecot did not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Asks postfix to deliver its deferred mail now (`postqueue -f`).
+    pub fn flush_queue(&self) {
+        let output = Command::new("postqueue")
+            .arg("-c")
+            .arg(self.dir.join("postfix"))
+            .arg("-f")
+            .output()
+            .expect("run postqueue");
+        assert!(
+            output.status.success(),
+            "postqueue -f failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// The first message file of `user` that contains `needle`.
     pub fn find_message(&self, user: &str, needle: &str) -> Option<PathBuf> {
         let needle = needle.as_bytes();
@@ -141,6 +219,15 @@ impl MailServer {
             // A file can move to cur/ between listing and reading; the next poll finds it.
             .find(|file| std::fs::read(file).is_ok_and(|bytes| contains(&bytes, needle)))
     }
+}
+
+/// Whether process `pid` runs (a zombie counts as gone: it only waits to be reaped).
+fn dovecot_alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
 }
 
 /// Every message file in a Maildir++ tree: `cur/` and `new/` of the root and of each `.Folder`.

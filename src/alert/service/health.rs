@@ -23,7 +23,7 @@ struct HealthInner {
 }
 
 impl Health {
-    pub(super) fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Health {
             metrics,
             inner: Mutex::default(),
@@ -88,14 +88,14 @@ impl Health {
     }
 
     /// A write reached the disk at `now` (unix seconds): storage is healthy.
-    pub(super) fn storage_ok(&self, now: f64) {
+    pub(crate) fn storage_ok(&self, now: f64) {
         self.lock().storage_error = None;
         self.metrics.storage_healthy.set(1);
         self.metrics.storage_last_success.set(now);
     }
 
     /// A write of `operation` (one of [`crate::metrics::STORAGE_OPERATIONS`]) failed with `error`.
-    pub(super) fn storage_failed(&self, operation: &str, error: String) {
+    pub(crate) fn storage_failed(&self, operation: &str, error: String) {
         self.lock().storage_error = Some(error);
         self.metrics.storage_healthy.set(0);
         self.metrics
