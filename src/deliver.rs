@@ -464,6 +464,7 @@ async fn wait_or_bounce(
             }
         },
     }
+}
 
 /// What a run sent: its token, its check, when.
 struct Sent<'a> {
