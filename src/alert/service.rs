@@ -879,7 +879,7 @@ fn latency(report: &RunReport) -> Option<f64> {
         None => report
             .result
             .passed()
-            .then(|| report.duration.as_secs_f64()),
+            .then_some(report.duration.as_secs_f64()),
     }
 }
 
