@@ -59,7 +59,8 @@ fn worker(store: Arc<Store>, setup: Setup) -> Worker {
         next_row: 1,
         behind: None,
         incidents: Vec::new(),
-        prune_at: tokio::time::Instant::now(),
+        // Pruning is hourly upkeep, not per-run work: out of the way of the counted costs.
+        prune_at: tokio::time::Instant::now() + PRUNE_EVERY,
         tick_visits: 0,
         health: Arc::new(Health::new(metrics.clone())),
         metrics,
@@ -340,4 +341,46 @@ async fn firing_and_resolving_records_an_incident() {
         )
         .expect("summary");
     assert_eq!((sum.runs, sum.failures, sum.latency.count()), (3, 2, 1));
+}
+
+/// The hourly upkeep deletes raw runs older than `storage.runs_for` and keeps their roll-ups.
+#[tokio::test]
+async fn a_tick_prunes_runs_past_their_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("sw.db")).expect("open"));
+    let mut w = worker(store.clone(), setup(1));
+    let now = 1_800_000_000.0;
+    let record = |age_days: f64| RunRecord {
+        check: "check-0".into(),
+        started_at: now - age_days * 86_400.0,
+        duration: 1.0,
+        result: "success".into(),
+        reason_kind: None,
+        reason: None,
+        shop: "demo".into(),
+        channel: "chat".into(),
+        kind: "chat".into(),
+        latency: Some(1.0),
+    };
+    store
+        .commit_runs(&[record(8.0), record(1.0)], 10, None, &[], &[], now)
+        .expect("seed");
+    w.tick().await;
+    assert_eq!(store.run_count("check-0").expect("count"), 2, "not due yet");
+    w.prune_at = tokio::time::Instant::now();
+    w.tick().await;
+    assert_eq!(store.run_count("check-0").expect("count"), 1);
+    let at = |secs: f64| UNIX_EPOCH + Duration::from_secs_f64(secs);
+    let sum = crate::alert::history::History::new(&store, at(now))
+        .summary(
+            crate::alert::history::Scope::Check("check-0"),
+            at(now - 10.0 * 86_400.0),
+            at(now),
+        )
+        .expect("summary");
+    assert_eq!(sum.runs, 2, "the roll-ups still count the pruned run");
+    assert!(
+        w.prune_at > tokio::time::Instant::now(),
+        "next prune an hour later"
+    );
 }
