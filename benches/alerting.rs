@@ -70,6 +70,10 @@ fn main() {
             result: "failure".into(),
             reason_kind: Some("status".into()),
             reason: Some("HTTP 500".into()),
+            shop: "demo".into(),
+            channel: "website".into(),
+            kind: "http".into(),
+            latency: None,
         };
         store
             .commit(Some(&record), 1000, &check, Some(&state), &[], f64::from(i))

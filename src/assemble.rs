@@ -72,7 +72,7 @@ impl Prepared {
     pub fn alert_setup(&self) -> crate::alert::service::Setup {
         crate::alert::service::Setup::new(
             &self.config.alerting,
-            self.config.storage.keep_runs,
+            &self.config.storage,
             self.checks.iter().map(|c| c.check.alert_rules()),
             self.notifiers.clone(),
         )

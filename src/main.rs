@@ -37,6 +37,12 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: checks on their schedules, /metrics, /healthz, /-/reload.
@@ -90,6 +96,22 @@ enum Command {
         #[arg(long, short, default_value = "checks")]
         config: PathBuf,
     },
+    /// Print a shop's channels over a range from the run history: uptime, runs, failures,
+    /// median and p95 latency, traffic, incidents. Reads the database while the daemon runs.
+    Report {
+        /// The shop label.
+        #[arg(long)]
+        shop: String,
+        /// How far back, e.g. `7d`, `24h`, `30d`.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// `text` for people, `json` for scripts (shape in the README).
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Directory with the *.yaml config files (for storage.path and the shop's time zone).
+        #[arg(long, short, default_value = "checks")]
+        config: PathBuf,
+    },
     /// Start a local demo shop and check it, with /metrics on --listen.
     Demo {
         /// Listen address for /metrics.
@@ -132,6 +154,45 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `supportwatch report`: the shop's figures from the database the config names, opened read-only.
+fn report(
+    shop: &str,
+    since: &str,
+    format: ReportFormat,
+    config: PathBuf,
+) -> anyhow::Result<ExitCode> {
+    use supportwatch::alert::history::{History, report};
+    let since = humantime::parse_duration(since)
+        .map_err(|e| anyhow::anyhow!("--since {since}: {e} (write e.g. `7d` or `24h`)"))?;
+    let prepared = ConfigSource::Dir(config).load()?;
+    let path = prepared.config.storage.path();
+    if !path.exists() {
+        anyhow::bail!(
+            "storage {}: no database there yet; it is written by `supportwatch run`",
+            path.display()
+        );
+    }
+    let zone = supportwatch::alert::shop_zone(&prepared.config.alerting, shop);
+    let store = supportwatch::alert::store::Store::open_read_only(&path)?;
+    let history = History::new(&store, std::time::SystemTime::now());
+    let built = report::build(&history, shop, since, &zone)?;
+    let known = prepared.checks.iter().any(|c| c.check.shop() == shop);
+    if !known && built.channels.is_empty() {
+        let mut shops: Vec<&str> = prepared.checks.iter().map(|c| c.check.shop()).collect();
+        shops.sort_unstable();
+        shops.dedup();
+        anyhow::bail!(
+            "no shop `{shop}` in the config or the history (configured: {})",
+            shops.join(", ")
+        );
+    }
+    match format {
+        ReportFormat::Text => print!("{}", report::text(&built)),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&built)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -189,6 +250,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report {
+            shop,
+            since,
+            format,
+            config,
+        } => report(&shop, &since, format, config),
         Command::List { config } => {
             let prepared = ConfigSource::Dir(config).load()?;
             let rows: Vec<Vec<String>> = prepared

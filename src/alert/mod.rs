@@ -15,6 +15,7 @@
 
 pub mod dispatch;
 pub mod engine;
+pub mod history;
 pub mod late_mail;
 pub mod maintenance;
 pub mod routes;
@@ -54,6 +55,10 @@ pub struct AlertingConfig {
     pub language: Option<Language>,
     /// Time zone of times in texts (IANA name, default the system's).
     pub timezone: Option<String>,
+    /// Each shop's own time zone (IANA name), by shop label: its days in `supportwatch report`
+    /// begin at its midnight. A shop not listed uses `timezone`, else UTC.
+    #[serde(default)]
+    pub shop_timezones: BTreeMap<String, String>,
     /// Link put into every message (a status page or Grafana dashboard).
     pub status_url: Option<Text>,
     /// Attempts per notification before it is dropped or handed to the fallback (default 5).
@@ -123,6 +128,21 @@ pub struct StorageConfig {
     /// deleted when it turns up (default 24h; at least a day).
     #[serde(default = "default_late_mail_for")]
     pub late_mail_for: Dur,
+    /// How long raw runs are kept (default 7d; between 1h and 400d). `keep_runs` caps them too.
+    #[serde(default = "default_runs_for")]
+    pub runs_for: Dur,
+    /// How long daily roll-ups and ended incidents are kept (default 400d; at least 90d).
+    /// Hourly roll-ups are kept for 35 days.
+    #[serde(default = "default_rollups_for")]
+    pub rollups_for: Dur,
+}
+
+fn default_runs_for() -> Dur {
+    Dur::secs(7 * 86_400)
+}
+
+fn default_rollups_for() -> Dur {
+    Dur::secs(400 * 86_400)
 }
 
 fn default_late_mail_for() -> Dur {
@@ -149,6 +169,8 @@ impl Default for StorageConfig {
             path: default_storage_path(),
             keep_runs: default_keep_runs(),
             late_mail_for: default_late_mail_for(),
+            runs_for: default_runs_for(),
+            rollups_for: default_rollups_for(),
         }
     }
 }
@@ -267,5 +289,26 @@ pub fn validate<'a>(
             format!("alerting.timezone: unknown time zone `{tz}` (write e.g. `Europe/Moscow`)"),
         ));
     }
+    for (shop, tz) in &alerting.shop_timezones {
+        if jiff::tz::TimeZone::get(tz).is_err() {
+            problems.push((
+                None,
+                format!(
+                    "alerting.shop_timezones.{shop}: unknown time zone `{tz}` \
+                     (write e.g. `Europe/Berlin`)"
+                ),
+            ));
+        }
+    }
     problems
+}
+
+/// The time zone of `shop`'s days: its own, else `alerting.timezone`, else UTC.
+pub fn shop_zone(alerting: &AlertingConfig, shop: &str) -> jiff::tz::TimeZone {
+    alerting
+        .shop_timezones
+        .get(shop)
+        .or(alerting.timezone.as_ref())
+        .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC)
 }

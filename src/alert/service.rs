@@ -22,7 +22,7 @@ pub use setup::{Setup, send_test};
 
 use super::dispatch::{self, AfterFailure, Batch};
 use super::engine::{self, AlertState, Event};
-use super::store::{OutboxRow, Queued, RunRecord, Store};
+use super::store::{IncidentChange, OutboxRow, Queued, RunRecord, Store};
 use crate::metrics::Metrics;
 use crate::notify::{AlertNotice, AlertStatus, NotifyError};
 use crate::outcome::{Observation, RunReport};
@@ -54,6 +54,9 @@ const CATCH_UP_FIRST: Duration = Duration::from_millis(500);
 
 /// Longest pause between two attempts to bring the disk up to date.
 const CATCH_UP_MAX: Duration = Duration::from_secs(5);
+
+/// How often raw runs and roll-ups past their retention are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// How long a stop waits for sends in flight to answer, so that their results are recorded
 /// rather than the messages sent again after the next start.
@@ -111,6 +114,8 @@ impl AlertService {
             outbox,
             next_row,
             behind: None,
+            incidents: Vec::new(),
+            prune_at: tokio::time::Instant::now(),
             tick_visits: 0,
             metrics,
             clock,
@@ -186,6 +191,11 @@ struct Worker {
     next_row: i64,
     /// Set while the disk is behind memory (a write failed): no write is tried except the catch-up.
     behind: Option<Behind>,
+    /// Incidents begun or ended and not yet on disk: written with the state that caused them,
+    /// or by the catch-up.
+    incidents: Vec<IncidentChange>,
+    /// When old runs and roll-ups are pruned next.
+    prune_at: tokio::time::Instant,
     /// States looked at by ticks, for tests that pin a tick's cost.
     tick_visits: u64,
     metrics: Arc<Metrics>,
@@ -272,7 +282,7 @@ impl Worker {
         let written = runs.clone();
         if !self
             .write("record_runs", "recording runs", move |s| {
-                s.commit_runs(&written, keep, None, &[], now)
+                s.commit_runs(&written, keep, None, &[], &[], now)
             })
             .await
         {
@@ -336,13 +346,15 @@ impl Worker {
             .collect();
         let outbox: Vec<OutboxRow> = self.outbox.values().cloned().collect();
         let runs = self.history.clone();
+        let incidents = self.incidents.clone();
         let keep = self.setup.keep_runs;
         let now = engine::secs(self.now());
         let store = self.store.clone();
         // The blocking pool, as every write.
-        let result =
-            tokio::task::spawn_blocking(move || store.catch_up(&runs, keep, &states, &outbox, now))
-                .await;
+        let result = tokio::task::spawn_blocking(move || {
+            store.catch_up(&runs, keep, &states, &incidents, &outbox, now)
+        })
+        .await;
         let error = match result {
             Ok(Ok(())) => {
                 tracing::info!(
@@ -354,6 +366,7 @@ impl Worker {
                 self.behind = None;
                 self.unsaved.clear();
                 self.history.clear();
+                self.incidents.clear();
                 self.flush_at = None;
                 self.health.storage_ok(now);
                 return;
@@ -411,20 +424,28 @@ impl Worker {
                 continue;
             };
             let events = state.retire(now);
-            let queued = match self.setup.checks.get(&name) {
-                Some(entry) => self.queue(&name, entry, &events, now),
+            let queued = match self.setup.checks.get(&name).cloned() {
+                Some(entry) => {
+                    self.note_incidents(&name, &entry, &events);
+                    self.queue(&name, &entry, &events, now)
+                }
                 None => Vec::new(),
             };
             let queued = self.admit(queued);
             let keep = self.setup.keep_runs;
             let forget = name.clone();
+            let incidents = self.incidents.clone();
             let saved = self
                 .write(
                     "save_alert_state",
                     "forgetting a removed check's alert",
-                    move |s| s.commit(None, keep, &forget, None, &queued, engine::secs(now)),
+                    move |s| {
+                        let state = Some((forget.as_str(), None));
+                        s.commit_runs(&[], keep, state, &incidents, &queued, engine::secs(now))
+                    },
                 )
                 .await;
+            self.incidents_saved(saved);
             self.saved(name, saved);
         }
         self.health.sync(setup.notifiers.keys().cloned());
@@ -435,6 +456,36 @@ impl Worker {
             }
         }
         self.setup = setup;
+    }
+
+    /// Remembers the incidents that `events` begin or end, to be written with the state.
+    fn note_incidents(&mut self, check: &str, entry: &CheckEntry, events: &[Event]) {
+        for event in events {
+            let ended_at = match event.status {
+                AlertStatus::Firing => None,
+                AlertStatus::Resolved => {
+                    Some(engine::secs(event.resolved_at.unwrap_or(self.now())))
+                }
+                AlertStatus::Reminder => continue,
+            };
+            self.incidents.push(IncidentChange {
+                check: check.to_string(),
+                shop: entry.shop.clone(),
+                channel: entry.channel.as_str().to_string(),
+                kind: entry.kind.as_str().to_string(),
+                started_at: engine::secs(event.since),
+                ended_at,
+                reason_kind: event.reason_kind.clone(),
+                reason: event.reason.clone(),
+            });
+        }
+    }
+
+    /// Forgets the incident changes once a write took them.
+    fn incidents_saved(&mut self, saved: bool) {
+        if saved {
+            self.incidents.clear();
+        }
     }
 
     fn queue(
@@ -520,6 +571,10 @@ impl Worker {
             result: report.result.as_str().to_string(),
             reason_kind: failure.map(|f| f.kind.as_str().to_string()),
             reason: failure.map(|f| f.message.clone()),
+            shop: entry.shop.clone(),
+            channel: entry.channel.as_str().to_string(),
+            kind: entry.kind.as_str().to_string(),
+            latency: latency(report),
         };
         let name = report.check.to_string();
         // What to write of the alert state: nothing, the new state, or its removal (`None`).
@@ -551,6 +606,7 @@ impl Worker {
                 self.timed.remove(&name);
             }
             self.metrics.set_alert_firing(&name, firing);
+            self.note_incidents(&name, &entry, &events);
             let queued = self.queue(&name, &entry, &events, now);
             (write, queued)
         } else {
@@ -575,12 +631,21 @@ impl Worker {
         let check = name.clone();
         let state_written = write.is_some();
         let written = runs.clone();
+        let incidents = self.incidents.clone();
         let saved = self
             .write("save_alert_state", "recording a run", move |s| {
                 let state = write.as_ref().map(|w| (check.as_str(), w.as_ref()));
-                s.commit_runs(&written, keep, state, &queued, engine::secs(now))
+                s.commit_runs(
+                    &written,
+                    keep,
+                    state,
+                    &incidents,
+                    &queued,
+                    engine::secs(now),
+                )
             })
             .await;
+        self.incidents_saved(saved);
         if !saved {
             // Kept for the catch-up, the oldest first to go.
             self.history = runs;
@@ -620,19 +685,56 @@ impl Worker {
                 continue;
             }
             let state = state.clone();
+            self.note_incidents(&name, &entry, &events);
             let queued = self.queue(&name, &entry, &events, now);
             let queued = self.admit(queued);
             let keep = self.setup.keep_runs;
             let check = name.clone();
+            let incidents = self.incidents.clone();
             let saved = self
                 .write("save_alert_state", "saving alert state", move |s| {
-                    s.commit(None, keep, &check, Some(&state), &queued, engine::secs(now))
+                    let state = Some((check.as_str(), Some(&state)));
+                    s.commit_runs(&[], keep, state, &incidents, &queued, engine::secs(now))
                 })
                 .await;
+            self.incidents_saved(saved);
             self.saved(name, saved);
         }
+        self.prune().await;
         self.catch_up().await;
         self.pump().await;
+    }
+
+    /// Once an hour, deletes raw runs, roll-ups and incidents past their retention. A failure
+    /// is counted like any write's (`operation="prune"`); nothing is behind for it, so it is
+    /// simply tried again next hour.
+    async fn prune(&mut self) {
+        if tokio::time::Instant::now() < self.prune_at || self.behind.is_some() {
+            return;
+        }
+        self.prune_at = tokio::time::Instant::now() + PRUNE_EVERY;
+        let now = engine::secs(self.now());
+        let (runs_for, rollups_for) = self.setup.retention;
+        let runs_before = now - runs_for.as_secs_f64();
+        let hourly_before = now - super::store::rollup::HOURLY_FOR as f64;
+        let rollups_before = now - rollups_for.as_secs_f64();
+        let store = self.store.clone();
+        // The blocking pool, as every write; a big first prune must not stall the runtime.
+        let result = tokio::task::spawn_blocking(move || {
+            store.prune(runs_before, hourly_before, rollups_before)
+        })
+        .await;
+        match result {
+            Ok(Ok(deleted)) => tracing::debug!(deleted, "old run history pruned"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "pruning old run history failed; tried again in an hour");
+                self.metrics
+                    .storage_errors
+                    .with_label_values(&["prune"])
+                    .inc();
+            }
+            Err(e) => tracing::warn!(error = %e, "pruning old run history panicked"),
+        }
     }
 
     /// Sends what is due.
@@ -755,6 +857,29 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// The run's meaningful latency, seconds: delivery time for mail and forms, first reply for
+/// chat, else the duration of a passed run. A failed run without such an observation has none,
+/// so that timeouts do not pose as slow answers.
+fn latency(report: &RunReport) -> Option<f64> {
+    let observed = report.observations.iter().find_map(|o| match o {
+        Observation::DeliveryLatency(d) | Observation::ChatFirstResponse(d) => Some(*d),
+        Observation::HttpStatus(_)
+        | Observation::BodyTruncated
+        | Observation::Cert(_)
+        | Observation::AutoReplyLatency(_)
+        | Observation::MailboxQuota { .. }
+        | Observation::Evidence(_)
+        | Observation::SpfLookups { .. } => None,
+    });
+    match observed {
+        Some(d) => Some(d.as_secs_f64()),
+        None => report
+            .result
+            .passed()
+            .then_some(report.duration.as_secs_f64()),
     }
 }
 

@@ -13,13 +13,19 @@
 //! The schema is versioned with `PRAGMA user_version`; each entry of [`MIGRATIONS`] moves it one
 //! version up and is applied once, in order, in a transaction.
 //!
-//! The tokens of late test mail have a table of their own ([`late_mail`]).
+//! The tokens of late test mail have a table of their own ([`late_mail`]); hourly and daily
+//! roll-ups of the runs ([`rollup`]) and incidents ([`incidents`]) are written with the runs.
 
+mod incidents;
 mod late_mail;
+pub mod rollup;
+
+pub use incidents::{Incident, IncidentChange};
+pub use rollup::{Histogram, RollupRow};
 
 use super::engine::AlertState;
 use crate::notify::AlertNotice;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, StatementStatus, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -63,6 +69,39 @@ const MIGRATIONS: &[&str] = &[
          expires_at REAL NOT NULL,
          PRIMARY KEY (mailbox, token)
      );",
+    // 3: each run's meaningful latency, hourly and daily roll-ups per check, incidents.
+    "ALTER TABLE runs ADD COLUMN latency REAL;
+     ALTER TABLE runs ADD COLUMN shop TEXT NOT NULL DEFAULT '';
+     ALTER TABLE runs ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+     ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+     CREATE INDEX runs_by_time ON runs (started_at);
+     CREATE TABLE rollups (
+         check_name  TEXT NOT NULL,
+         period      INTEGER NOT NULL,
+         start       INTEGER NOT NULL,
+         shop        TEXT NOT NULL,
+         channel     TEXT NOT NULL,
+         kind        TEXT NOT NULL,
+         runs        INTEGER NOT NULL,
+         failures    INTEGER NOT NULL,
+         latency_max REAL,
+         buckets     TEXT NOT NULL,
+         PRIMARY KEY (check_name, period, start)
+     ) WITHOUT ROWID;
+     CREATE INDEX rollups_by_shop ON rollups (shop, period, start);
+     CREATE INDEX rollups_by_age ON rollups (period, start);
+     CREATE TABLE incidents (
+         check_name  TEXT NOT NULL,
+         started_at  REAL NOT NULL,
+         shop        TEXT NOT NULL,
+         channel     TEXT NOT NULL,
+         kind        TEXT NOT NULL,
+         ended_at    REAL,
+         reason_kind TEXT NOT NULL,
+         reason      TEXT NOT NULL,
+         PRIMARY KEY (check_name, started_at)
+     );
+     CREATE INDEX incidents_by_shop ON incidents (shop, started_at);",
 ];
 
 /// Why the store failed.
@@ -89,6 +128,19 @@ pub enum StoreError {
         /// Ours.
         known: i64,
     },
+    /// A read-only open found a schema other than this supportwatch's.
+    #[error(
+        "storage {path}: schema version {found}, this supportwatch reads version {known}; \
+         start this supportwatch's daemon once to migrate it, or use the matching version"
+    )]
+    OtherVersion {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: i64,
+    },
 }
 
 /// A finished run, as kept in the history.
@@ -106,6 +158,22 @@ pub struct RunRecord {
     pub reason_kind: Option<String>,
     /// Failure message.
     pub reason: Option<String>,
+    /// The check's shop label.
+    pub shop: String,
+    /// The check's channel (`feedback_form`, `chat`, ...).
+    pub channel: String,
+    /// The check's kind (`form`, `chat`, ...).
+    pub kind: String,
+    /// The check's meaningful latency, seconds: delivery time for mail and forms, first reply
+    /// for chat, else the duration of a passed run; `None` for a failed run that measured none.
+    pub latency: Option<f64>,
+}
+
+impl RunRecord {
+    /// Whether the run failed (`failure` or `timeout`).
+    pub fn failed(&self) -> bool {
+        !matches!(self.result.as_str(), "success" | "retried_success")
+    }
 }
 
 /// A notification to queue: one alert for one notifier.
@@ -144,6 +212,9 @@ pub struct Store {
     conn: Mutex<Connection>,
     /// Write transactions begun, for tests that pin how much a run costs.
     transactions: AtomicU64,
+    /// SQLite VM steps spent recording runs, for tests that pin that it does not grow with
+    /// the history.
+    steps: AtomicU64,
 }
 
 impl Store {
@@ -189,7 +260,45 @@ impl Store {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             transactions: AtomicU64::new(0),
+            steps: AtomicU64::new(0),
         })
+    }
+
+    /// Opens an existing database for reading only (`supportwatch report`), alongside a
+    /// running daemon: WAL lets it read while the daemon writes. The schema must be this
+    /// supportwatch's.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        let known = MIGRATIONS.len() as i64;
+        if found != known {
+            return Err(StoreError::OtherVersion {
+                path: path.to_path_buf(),
+                found,
+                known,
+            });
+        }
+        Ok(Store {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            transactions: AtomicU64::new(0),
+            steps: AtomicU64::new(0),
+        })
+    }
+
+    /// SQLite VM steps spent recording runs (inserts, trims, roll-ups) since the store opened.
+    pub fn record_steps(&self) -> u64 {
+        self.steps.load(Ordering::Relaxed)
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -264,26 +373,28 @@ impl Store {
         now: f64,
     ) -> Result<(), StoreError> {
         let runs = run.map(std::slice::from_ref).unwrap_or_default();
-        self.commit_runs(runs, keep_runs, Some((check, state)), queued, now)
+        self.commit_runs(runs, keep_runs, Some((check, state)), &[], queued, now)
     }
 
-    /// Records `runs` (keeping the newest `keep_runs` of each check), and, when given, one
-    /// check's alert state (`None`: forgotten) and the notifications it caused, all in one
-    /// transaction.
+    /// Records `runs` (keeping the newest `keep_runs` of each check, and adding them to their
+    /// roll-ups), and, when given, one check's alert state (`None`: forgotten), the incidents
+    /// it began or ended and the notifications it caused, all in one transaction.
     pub fn commit_runs(
         &self,
         runs: &[RunRecord],
         keep_runs: u32,
         state: Option<(&str, Option<&AlertState>)>,
+        incidents: &[IncidentChange],
         queued: &[OutboxRow],
         now: f64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = self.begin(&mut conn)?;
-        insert_runs(&tx, runs, keep_runs).map_err(|e| self.err(e))?;
+        self.insert_runs(&tx, runs, keep_runs)?;
         if let Some((check, state)) = state {
             write_state(&tx, check, state, now).map_err(|e| self.err(e))?;
         }
+        incidents::write(&tx, incidents).map_err(|e| self.err(e))?;
         insert_rows(&tx, queued).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
@@ -299,18 +410,22 @@ impl Store {
 
     /// Brings the disk up to what the alerting task holds in memory after writes failed: the
     /// waiting `runs`, the `states` whose writes were lost (`None`: forgotten), and the whole
-    /// `outbox` in place of the table's, in one transaction.
+    /// `outbox` in place of the table's, with the incident changes not yet written, in one
+    /// transaction.
+    #[allow(clippy::too_many_arguments)]
     pub fn catch_up(
         &self,
         runs: &[RunRecord],
         keep_runs: u32,
         states: &[(String, Option<AlertState>)],
+        incidents: &[IncidentChange],
         outbox: &[OutboxRow],
         now: f64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = self.begin(&mut conn)?;
-        insert_runs(&tx, runs, keep_runs).map_err(|e| self.err(e))?;
+        self.insert_runs(&tx, runs, keep_runs)?;
+        incidents::write(&tx, incidents).map_err(|e| self.err(e))?;
         for (check, state) in states {
             write_state(&tx, check, state.as_ref(), now).map_err(|e| self.err(e))?;
         }
@@ -400,8 +515,9 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT check_name, started_at, duration, result, reason_kind, reason FROM runs
-                 WHERE check_name = ?1 ORDER BY id DESC LIMIT ?2",
+                "SELECT check_name, started_at, duration, result, reason_kind, reason, shop,
+                        channel, kind, latency
+                 FROM runs WHERE check_name = ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -413,10 +529,28 @@ impl Store {
                     result: r.get(3)?,
                     reason_kind: r.get(4)?,
                     reason: r.get(5)?,
+                    shop: r.get(6)?,
+                    channel: r.get(7)?,
+                    kind: r.get(8)?,
+                    latency: r.get(9)?,
                 })
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Inserts `runs`, trims each check among them to its newest `keep_runs` and adds them to
+    /// their roll-ups, counting the VM steps spent.
+    fn insert_runs(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        runs: &[RunRecord],
+        keep_runs: u32,
+    ) -> Result<(), StoreError> {
+        let mut steps = 0;
+        let result = insert_runs(tx, runs, keep_runs, &mut steps);
+        self.steps.fetch_add(steps, Ordering::Relaxed);
+        result.map_err(|e| self.err(e))
     }
 
     /// Runs kept for `check`.
@@ -431,15 +565,21 @@ impl Store {
     }
 }
 
-/// Inserts `runs`, then trims each check among them to its newest `keep_runs`.
+/// Inserts `runs`, then trims each check among them to its newest `keep_runs`, then adds them to
+/// their roll-ups; `steps` grows by the VM steps spent.
 fn insert_runs(
     tx: &rusqlite::Transaction<'_>,
     runs: &[RunRecord],
     keep_runs: u32,
+    steps: &mut u64,
 ) -> rusqlite::Result<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
     let mut insert = tx.prepare_cached(
-        "INSERT INTO runs (check_name, started_at, duration, result, reason_kind, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO runs (check_name, started_at, duration, result, reason_kind, reason, shop,
+                           channel, kind, latency)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for run in runs {
         insert.execute(params![
@@ -448,8 +588,13 @@ fn insert_runs(
             run.duration,
             run.result,
             run.reason_kind,
-            run.reason
+            run.reason,
+            run.shop,
+            run.channel,
+            run.kind,
+            run.latency
         ])?;
+        *steps += insert.reset_status(StatementStatus::VmStep) as u64;
     }
     let mut trim = tx.prepare_cached(
         "DELETE FROM runs WHERE check_name = ?1 AND id <= (
@@ -459,9 +604,10 @@ fn insert_runs(
     for run in runs {
         if trimmed.insert(run.check.as_str()) {
             trim.execute(params![run.check, keep_runs])?;
+            *steps += trim.reset_status(StatementStatus::VmStep) as u64;
         }
     }
-    Ok(())
+    rollup::record(tx, runs, steps)
 }
 
 /// Writes one check's alert state, or forgets it (`None`).
@@ -536,6 +682,10 @@ mod tests {
             result: "failure".into(),
             reason_kind: Some("timeout".into()),
             reason: Some("no answer".into()),
+            shop: "demo".into(),
+            channel: "chat".into(),
+            kind: "chat".into(),
+            latency: None,
         }
     }
 
@@ -682,6 +832,7 @@ mod tests {
                 &[run("a", 1)],
                 10,
                 &[("a".into(), Some(state.clone())), ("gone".into(), None)],
+                &[],
                 &[queued_row(2, queued("a"))],
                 2.0,
             )

@@ -265,6 +265,20 @@ pub(super) fn storage(s: &crate::alert::StorageConfig) -> Vec<String> {
         Dur::secs(86_400),
         MAX_INTERVAL,
     );
+    // Under an hour a run would be pruned before its hour's roll-up is complete to compare.
+    r.number(
+        "storage.runs_for",
+        s.runs_for,
+        Dur::secs(3600),
+        Dur::secs(400 * 86_400),
+    );
+    // The owner's view promises 90 days of history.
+    r.number(
+        "storage.rollups_for",
+        s.rollups_for,
+        Dur::secs(90 * 86_400),
+        Dur::secs(3650 * 86_400),
+    );
     r.problems
 }
 

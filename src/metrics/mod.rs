@@ -30,12 +30,13 @@ use std::collections::BTreeMap;
 
 /// The alert database's write operations: the bounded values of
 /// `supportwatch_storage_errors_total{operation}`.
-pub const STORAGE_OPERATIONS: [&str; 5] = [
+pub const STORAGE_OPERATIONS: [&str; 6] = [
     "record_runs",
     "save_alert_state",
     "update_outbox",
     "catch_up",
     "late_mail",
+    "prune",
 ];
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -366,7 +367,7 @@ impl Metrics {
             Opts::new(
                 n("storage_errors_total"),
                 "Failed writes of the alert database by operation (record_runs, save_alert_state, \
-                 update_outbox, catch_up, late_mail); alerting goes on from memory meanwhile.",
+                 update_outbox, catch_up, late_mail, prune); alerting goes on from memory meanwhile.",
             ),
             &["operation"],
         )

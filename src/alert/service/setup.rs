@@ -5,8 +5,8 @@
 //! (`supportwatch notify-test`) only needs a `Setup`, not the task.
 
 use crate::alert::{
-    AlertingConfig, CheckRules, DEFAULT_ATTEMPTS, DEFAULT_GROUP_WAIT, Maintenance, Policy, Target,
-    routes,
+    AlertingConfig, CheckRules, DEFAULT_ATTEMPTS, DEFAULT_GROUP_WAIT, Maintenance, Policy,
+    StorageConfig, Target, routes,
 };
 use crate::notify::{AlertNotice, Notification, NotifierEntry};
 use crate::value::{Channel, Kind};
@@ -35,16 +35,18 @@ pub struct Setup {
     pub(super) group_wait: Duration,
     pub(super) attempts: u32,
     pub(super) keep_runs: u32,
+    /// How long raw runs are kept, then daily roll-ups and ended incidents.
+    pub(super) retention: (Duration, Duration),
     pub(super) status_url: Option<String>,
     pub(super) timezone: Option<String>,
 }
 
 impl Setup {
-    /// What the alerting task needs of a config: the `alerting:` section, `storage.keep_runs`,
-    /// every check's identity and `alert:` block, and the built notifiers.
+    /// What the alerting task needs of a config: the `alerting:` section, the `storage:`
+    /// retention settings, every check's identity and `alert:` block, and the built notifiers.
     pub fn new<'a>(
         global: &AlertingConfig,
-        keep_runs: u32,
+        storage: &StorageConfig,
         checks: impl IntoIterator<Item = CheckRules<'a>>,
         notifiers: BTreeMap<String, NotifierEntry>,
     ) -> Setup {
@@ -73,7 +75,8 @@ impl Setup {
             notifiers,
             group_wait: global.group_wait.unwrap_or(DEFAULT_GROUP_WAIT).get(),
             attempts: global.attempts.unwrap_or(DEFAULT_ATTEMPTS).max(1),
-            keep_runs: keep_runs.max(1),
+            keep_runs: storage.keep_runs.max(1),
+            retention: (storage.runs_for.get(), storage.rollups_for.get()),
             status_url: global.status_url.as_ref().map(|t| t.expose().to_string()),
             timezone: global.timezone.clone(),
         }

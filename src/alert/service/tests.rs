@@ -34,6 +34,10 @@ fn setup(checks: usize) -> Setup {
         group_wait: Duration::from_secs(30),
         attempts: 5,
         keep_runs: 10,
+        retention: (
+            Duration::from_secs(7 * 86_400),
+            Duration::from_secs(400 * 86_400),
+        ),
         status_url: None,
         timezone: None,
     }
@@ -54,6 +58,9 @@ fn worker(store: Arc<Store>, setup: Setup) -> Worker {
         outbox: BTreeMap::new(),
         next_row: 1,
         behind: None,
+        incidents: Vec::new(),
+        // Pruning is hourly upkeep, not per-run work: out of the way of the counted costs.
+        prune_at: tokio::time::Instant::now() + PRUNE_EVERY,
         tick_visits: 0,
         health: Arc::new(Health::new(metrics.clone())),
         metrics,
@@ -275,4 +282,105 @@ async fn a_store_that_refuses_writes_delays_persistence_not_alerts() {
     assert_eq!(rows[0].id, queued.id);
     assert_eq!(rows[0].queued.notice.id, queued.queued.notice.id);
     assert_eq!(store.run_count("check-0").expect("count"), 2);
+}
+
+/// An alert that fires and resolves through the engine leaves one incident, begun when the
+/// failures began and ended when the check passed again, with the shop, channel and reason.
+#[tokio::test]
+async fn firing_and_resolving_records_an_incident() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("sw.db")).expect("open"));
+    let mut w = worker(store.clone(), setup(0));
+    w.apply(setup(1)).await;
+    let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let at = |secs: u64| {
+        let mut r = report("check-0", secs >= 600);
+        r.started_at = start + Duration::from_secs(secs);
+        r
+    };
+    w.observe(&at(0)).await;
+    w.observe(&at(60)).await;
+    let (from, to) = (1_799_999_000.0, 1_800_010_000.0);
+    let open = store.incidents("demo", from, to).expect("incidents");
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (
+            open[0].check.as_str(),
+            open[0].channel.as_str(),
+            open[0].started_at
+        ),
+        ("check-0", "chat", 1_800_000_000.0)
+    );
+    assert_eq!(open[0].ended_at, None);
+    assert_eq!(
+        (open[0].reason_kind.as_str(), open[0].reason.as_str()),
+        ("timeout", "no answer")
+    );
+    w.clock = Arc::new(move || start + Duration::from_secs(600));
+    w.observe(&at(600)).await;
+    let closed = store.incidents("demo", from, to).expect("incidents");
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0].ended_at, Some(1_800_000_600.0));
+    assert_eq!(
+        closed[0].reason, "no answer",
+        "the end keeps the reason it began with"
+    );
+    assert!(
+        w.incidents.is_empty(),
+        "written, nothing left for a catch-up"
+    );
+    // The runs reached the roll-ups with their meaningful latency (a passed run's duration).
+    let sum = crate::alert::history::History::new(&store, start + Duration::from_secs(700))
+        .summary(
+            crate::alert::history::Scope::Channel {
+                shop: "demo",
+                channel: "chat",
+            },
+            start,
+            start + Duration::from_secs(700),
+        )
+        .expect("summary");
+    assert_eq!((sum.runs, sum.failures, sum.latency.count()), (3, 2, 1));
+}
+
+/// The hourly upkeep deletes raw runs older than `storage.runs_for` and keeps their roll-ups.
+#[tokio::test]
+async fn a_tick_prunes_runs_past_their_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("sw.db")).expect("open"));
+    let mut w = worker(store.clone(), setup(1));
+    let now = 1_800_000_000.0;
+    let record = |age_days: f64| RunRecord {
+        check: "check-0".into(),
+        started_at: now - age_days * 86_400.0,
+        duration: 1.0,
+        result: "success".into(),
+        reason_kind: None,
+        reason: None,
+        shop: "demo".into(),
+        channel: "chat".into(),
+        kind: "chat".into(),
+        latency: Some(1.0),
+    };
+    store
+        .commit_runs(&[record(8.0), record(1.0)], 10, None, &[], &[], now)
+        .expect("seed");
+    w.tick().await;
+    assert_eq!(store.run_count("check-0").expect("count"), 2, "not due yet");
+    w.prune_at = tokio::time::Instant::now();
+    w.tick().await;
+    assert_eq!(store.run_count("check-0").expect("count"), 1);
+    let at = |secs: f64| UNIX_EPOCH + Duration::from_secs_f64(secs);
+    let sum = crate::alert::history::History::new(&store, at(now))
+        .summary(
+            crate::alert::history::Scope::Check("check-0"),
+            at(now - 10.0 * 86_400.0),
+            at(now),
+        )
+        .expect("summary");
+    assert_eq!(sum.runs, 2, "the roll-ups still count the pruned run");
+    assert!(
+        w.prune_at > tokio::time::Instant::now(),
+        "next prune an hour later"
+    );
 }
