@@ -861,12 +861,16 @@ impl Worker {
 }
 
 /// The run's meaningful latency, seconds: delivery time for mail and forms, first reply for
-/// chat, else the duration of a passed run. A failed run without such an observation has none,
+/// chat, time to ring for calls, else the duration of a passed run. A failed run without such an observation has none,
 /// so that timeouts do not pose as slow answers.
 fn latency(report: &RunReport) -> Option<f64> {
     let observed = report.observations.iter().find_map(|o| match o {
-        Observation::DeliveryLatency(d) | Observation::ChatFirstResponse(d) => Some(*d),
+        Observation::DeliveryLatency(d)
+        | Observation::ChatFirstResponse(d)
+        | Observation::PhoneRing(d) => Some(*d),
         Observation::HttpStatus(_)
+        | Observation::PhoneAnswer(_)
+        | Observation::PhoneAudioLevel(_)
         | Observation::BodyTruncated
         | Observation::Cert(_)
         | Observation::AutoReplyLatency(_)
