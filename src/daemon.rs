@@ -159,6 +159,18 @@ impl Daemon {
         let storage_path = prepared.config.storage.path();
         // Opened once at start, before anything runs: a short blocking call is fine here.
         let store = Arc::new(Store::open(&storage_path)?);
+        // The status page reads the same database; fixed at start (a reload does not change it).
+        let status_page = prepared.config.status_page.enabled.then(|| {
+            let setup = server::status::PageSetup::from_config(
+                &prepared.config,
+                (*prepared.redactor).clone(),
+            );
+            Arc::new(server::status::StatusPage::new(
+                store.clone(),
+                setup,
+                Arc::new(SystemTime::now),
+            ))
+        });
         let alerts = AlertService::start(
             store.clone(),
             prepared.alert_setup(),
@@ -190,6 +202,7 @@ impl Daemon {
             reload: reload_tx.clone(),
             hooks: hooks.clone(),
             alert_health: Some(alert_health.clone()),
+            status: status_page,
         };
         let stop = server_stop.clone();
         // The web server runs until `server_stop`; it ends only then.

@@ -425,6 +425,7 @@ impl HookReceiver {
             reload,
             hooks,
             alert_health: None,
+            status: None,
         };
         let stop = CancellationToken::new();
         // The receiver runs beside the checks and ends when `stop` is cancelled after them.

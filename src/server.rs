@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod conn;
+pub mod status;
 
 use crate::config::ServerConfig;
 use crate::hooks::{Hooks, Receipt, Rejection};
@@ -45,6 +46,8 @@ pub struct AppState {
     pub hooks: Arc<Hooks>,
     /// Notifier and storage health, when alerting runs.
     pub alert_health: Option<Arc<crate::alert::service::Health>>,
+    /// The status page, when `status_page.enabled`.
+    pub status: Option<Arc<status::StatusPage>>,
 }
 
 /// How the server is exposed, from `server:` at start.
@@ -112,10 +115,19 @@ fn main_router(served: Served, with_hooks: bool) -> Router {
             .route("/hooks/{name}", post(hook))
             .route("/hooks/{name}/{secret}", post(hook_with_secret));
     }
+    let status = served
+        .app
+        .status
+        .clone()
+        .map(|page| status::router(page, served.basic_auth.clone()));
     // Every route has a body limit; the hook handler reads its own, bounded by MAX_BODY.
-    router
+    let router = router
         .layer(DefaultBodyLimit::max(OTHER_BODY_MAX))
-        .with_state(served)
+        .with_state(served);
+    match status {
+        Some(pages) => router.merge(pages.layer(DefaultBodyLimit::max(OTHER_BODY_MAX))),
+        None => router,
+    }
 }
 
 /// The hooks listener's only routes.

@@ -136,6 +136,7 @@ async fn start_receiver() -> (SocketAddr, Arc<Hooks>, CancellationToken) {
         reload,
         hooks: hooks.clone(),
         alert_health: None,
+        status: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

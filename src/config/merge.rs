@@ -40,6 +40,7 @@ struct Sections {
     notifiers: BTreeMap<String, crate::notify::NotifierSpec>,
     alerting: Option<(PathBuf, Spanned<crate::alert::AlertingConfig>)>,
     storage: Option<(PathBuf, Spanned<crate::alert::StorageConfig>)>,
+    status_page: Option<(PathBuf, super::status_page::StatusPageConfig)>,
 }
 
 /// What a check is completed and validated against: the defaults and the named sections its
@@ -78,6 +79,7 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
         notifiers: sections.notifiers,
         alerting,
         storage: storage(sections.storage, errors),
+        status_page: sections.status_page.map(|(_, s)| s).unwrap_or_default(),
         files,
         secrets: Default::default(),
     }
@@ -130,6 +132,13 @@ fn gather(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Secti
         );
         set_once(&mut s.alerting, "alerting", &path, doc.alerting, errors);
         set_once(&mut s.storage, "storage", &path, doc.storage, errors);
+        set_once(
+            &mut s.status_page,
+            "status_page",
+            &path,
+            doc.status_page,
+            errors,
+        );
         set_once(&mut s.defaults, "defaults", &path, doc.defaults, errors);
         set_once(&mut s.server, "server", &path, doc.server, errors);
         set_once(&mut s.scheduler, "scheduler", &path, doc.scheduler, errors);

@@ -11,6 +11,7 @@ mod load;
 mod merge;
 mod parse;
 
+pub mod status_page;
 mod warnings;
 
 pub use bounds::MAX_CONCURRENCY_LIMIT;
@@ -53,6 +54,8 @@ pub struct Config {
     pub alerting: crate::alert::AlertingConfig,
     /// The SQLite database with alert state and run history.
     pub storage: crate::alert::StorageConfig,
+    /// The status page for shop owners.
+    pub status_page: status_page::StatusPageConfig,
     /// The files the config was read from.
     pub files: Vec<PathBuf>,
     /// Every secret value read from the files (for the redactor; `Debug` shows only a count).

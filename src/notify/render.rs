@@ -84,6 +84,53 @@ pub(crate) fn owner_line(n: &Notification, a: &AlertNotice, now: SystemTime) -> 
     owner_sentence(n.language, a, &clock)
 }
 
+/// The owner's words for one channel's state and incidents, for pages that show what the alerts
+/// say (the status page): the same sentences, so owners read one vocabulary everywhere.
+pub mod words {
+    use super::*;
+
+    /// The channel in the owner's words ("Чат", "Feedback form").
+    pub fn channel(lang: Language, channel: Channel) -> &'static str {
+        channel_name(lang, channel)
+    }
+
+    /// "Chat does not respond since 14:05": a failing channel, `since` in zone `tz` as of `now`.
+    pub fn failing(
+        lang: Language,
+        channel: Channel,
+        reason_kind: &str,
+        since: SystemTime,
+        tz: Option<&str>,
+        now: SystemTime,
+    ) -> String {
+        let clock = Clock::new(tz, now);
+        firing_sentence(lang, channel, reason_kind, &clock.short(since), false)
+    }
+
+    /// "Chat works again (was down from 14:05 to 14:40)": an incident that ended.
+    pub fn resolved(
+        lang: Language,
+        channel: Channel,
+        since: SystemTime,
+        until: SystemTime,
+        tz: Option<&str>,
+        now: SystemTime,
+    ) -> String {
+        let clock = Clock::new(tz, now);
+        resolved_sentence(
+            lang,
+            channel,
+            &clock.short(since),
+            &clock.short_relative(until, since),
+        )
+    }
+
+    /// "14:05" today, "12.03 14:05" another day: a time in zone `tz` as of `now`.
+    pub fn time(t: SystemTime, tz: Option<&str>, now: SystemTime) -> String {
+        Clock::new(tz, now).short(t)
+    }
+}
+
 fn rank(status: AlertStatus) -> u8 {
     match status {
         AlertStatus::Firing => 0,
@@ -200,7 +247,6 @@ fn plural_ru<'a>(n: usize, one: &'a str, few: &'a str, many: &'a str) -> &'a str
 
 /// The one sentence an owner needs: which channel, what is wrong, since when.
 fn owner_sentence(lang: Language, a: &AlertNotice, clock: &Clock) -> String {
-    let name = channel_name(lang, a.channel);
     let since = clock.short(a.since);
     match a.status {
         AlertStatus::Resolved => {
@@ -208,65 +254,86 @@ fn owner_sentence(lang: Language, a: &AlertNotice, clock: &Clock) -> String {
                 .resolved_at
                 .map(|t| clock.short_relative(t, a.since))
                 .unwrap_or_default();
-            match lang {
-                Language::Ru => {
-                    let was = if feminine_ru(a.channel) {
-                        "не работала"
-                    } else {
-                        "не работал"
-                    };
-                    if until.is_empty() {
-                        format!("{name} снова работает ({was} с {since})")
-                    } else {
-                        format!("{name} снова работает ({was} с {since} до {until})")
-                    }
-                }
-                Language::En => {
-                    if until.is_empty() {
-                        format!("{name} works again (down since {since})")
-                    } else {
-                        format!("{name} works again (was down from {since} to {until})")
-                    }
-                }
+            resolved_sentence(lang, a.channel, &since, &until)
+        }
+        status => firing_sentence(
+            lang,
+            a.channel,
+            &a.reason_kind,
+            &since,
+            status == AlertStatus::Reminder,
+        ),
+    }
+}
+
+/// "Chat works again (was down from 14:05 to 14:40)"; `until` may be empty.
+fn resolved_sentence(lang: Language, channel: Channel, since: &str, until: &str) -> String {
+    let name = channel_name(lang, channel);
+    match lang {
+        Language::Ru => {
+            let was = if feminine_ru(channel) {
+                "не работала"
+            } else {
+                "не работал"
+            };
+            if until.is_empty() {
+                format!("{name} снова работает ({was} с {since})")
+            } else {
+                format!("{name} снова работает ({was} с {since} до {until})")
             }
         }
-        status => {
-            let still = status == AlertStatus::Reminder;
-            let problem = problem(lang, a.channel, &a.reason_kind);
-            match (lang, problem) {
-                (Language::Ru, Problem::Verb(verb)) => {
-                    let verb = if still {
-                        format!("всё ещё {verb}")
-                    } else {
-                        verb.to_string()
-                    };
-                    format!("{name} {verb} с {since}")
-                }
-                (Language::Ru, Problem::State(subject, predicate)) => {
-                    let predicate = if still {
-                        format!("всё ещё {predicate}")
-                    } else {
-                        predicate.to_string()
-                    };
-                    format!("{name}: {subject} {predicate} с {since}")
-                }
-                (Language::En, Problem::Verb(verb)) => {
-                    let verb = if still {
-                        still_en(verb)
-                    } else {
-                        verb.to_string()
-                    };
-                    format!("{name} {verb} since {since}")
-                }
-                (Language::En, Problem::State(subject, predicate)) => {
-                    let predicate = if still {
-                        still_en(predicate)
-                    } else {
-                        predicate.to_string()
-                    };
-                    format!("{name}: {subject} {predicate} since {since}")
-                }
+        Language::En => {
+            if until.is_empty() {
+                format!("{name} works again (down since {since})")
+            } else {
+                format!("{name} works again (was down from {since} to {until})")
             }
+        }
+    }
+}
+
+/// "Chat does not respond since 14:05"; `still` for a reminder.
+fn firing_sentence(
+    lang: Language,
+    channel: Channel,
+    reason_kind: &str,
+    since: &str,
+    still: bool,
+) -> String {
+    let name = channel_name(lang, channel);
+    let problem = problem(lang, channel, reason_kind);
+    match (lang, problem) {
+        (Language::Ru, Problem::Verb(verb)) => {
+            let verb = if still {
+                format!("всё ещё {verb}")
+            } else {
+                verb.to_string()
+            };
+            format!("{name} {verb} с {since}")
+        }
+        (Language::Ru, Problem::State(subject, predicate)) => {
+            let predicate = if still {
+                format!("всё ещё {predicate}")
+            } else {
+                predicate.to_string()
+            };
+            format!("{name}: {subject} {predicate} с {since}")
+        }
+        (Language::En, Problem::Verb(verb)) => {
+            let verb = if still {
+                still_en(verb)
+            } else {
+                verb.to_string()
+            };
+            format!("{name} {verb} since {since}")
+        }
+        (Language::En, Problem::State(subject, predicate)) => {
+            let predicate = if still {
+                still_en(predicate)
+            } else {
+                predicate.to_string()
+            };
+            format!("{name}: {subject} {predicate} since {since}")
         }
     }
 }
