@@ -161,10 +161,7 @@ impl Daemon {
         let store = Arc::new(Store::open(&storage_path)?);
         // The status page reads the same database; fixed at start (a reload does not change it).
         let status_page = prepared.config.status_page.enabled.then(|| {
-            let setup = server::status::PageSetup::from_config(
-                &prepared.config,
-                (*prepared.redactor).clone(),
-            );
+            let setup = server::status::PageSetup::from_prepared(&prepared);
             Arc::new(server::status::StatusPage::new(
                 store.clone(),
                 setup,

@@ -292,12 +292,15 @@ async fn check(
 }
 
 impl PageSetup {
-    /// What the pages need from `config`; `redactor` scrubs its secrets.
-    pub fn from_config(config: &crate::config::Config, redactor: Redactor) -> PageSetup {
-        let checks = config
+    /// What the pages need from a prepared config; its redactor scrubs the reasons.
+    pub fn from_prepared(prepared: &crate::assemble::Prepared) -> PageSetup {
+        let config = &prepared.config;
+        let redactor = (*prepared.redactor).clone();
+        let checks = prepared
             .checks
             .iter()
-            .map(|check| {
+            .map(|prepared| {
+                let check = &prepared.check;
                 let mut maintenance = config.alerting.maintenance.clone();
                 if let Some(alert) = &check.alert {
                     maintenance.extend(alert.maintenance.iter().cloned());
