@@ -496,3 +496,80 @@ async fn a_shop_page_costs_the_same_reads_whatever_the_number_of_checks_and_days
         .index_html(supportwatch::notify::Language::En, true);
     assert_eq!(long.page.reads(), before);
 }
+
+/// The pixels of a PNG's image data, inflated (filter bytes included; enough to tell a blank
+/// window from a rendered page).
+fn png_pixels(png: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    let mut idat = Vec::new();
+    let mut at = 8;
+    while at + 8 <= png.len() {
+        let len = u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]) as usize;
+        let kind = &png[at + 4..at + 8];
+        let end = (at + 8 + len).min(png.len());
+        if kind == b"IDAT" {
+            idat.extend_from_slice(&png[at + 8..end]);
+        }
+        at = end + 4;
+    }
+    let mut pixels = Vec::new();
+    flate2::read::ZlibDecoder::new(&idat[..])
+        .read_to_end(&mut pixels)
+        .expect("inflate");
+    pixels
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_renders_the_shop_page_without_console_errors() {
+    let bed = bed(10);
+    let base = serve(bed.page.clone(), None).await;
+    let shots = tempfile::tempdir().expect("tempdir");
+    // A browser check of the page itself (its chromium asks for Russian): its steps prove what chromium shows; the last one waits
+    // for what the page never has, so the run fails there and leaves its screenshot.
+    let yaml = format!(
+        r##"browser:
+  artifacts: {{ dir: "{dir}" }}
+checks:
+  - name: status-page
+    kind: browser
+    retries: 0
+    timeout: 60s
+    fail_on_console_error: true
+    steps:
+      - open: "{base}/status/shop/berlin"
+      - expect_text: {{ selector: "h1", pattern: "berlin: каналы поддержки" }}
+      - expect_text: {{ selector: "tbody", pattern: "на обслуживании" }}
+      - wait_for: {{ selector: "#screenshot-now", state: visible, timeout: 1s }}
+"##,
+        dir = shots.path().display()
+    );
+    let prepared = common::prepare(&yaml);
+    let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
+    let failure = report.failure.clone().expect("the last step fails");
+    assert_eq!(
+        failure.message, "step 4 (wait_for \"#screenshot-now\" visible): not on the page after 1s",
+        "{:#?}",
+        report.details
+    );
+    let console: Vec<&String> = report
+        .details
+        .iter()
+        .filter(|d| d.starts_with("console error: "))
+        .collect();
+    assert!(console.is_empty(), "{console:?}");
+    let screenshot = report
+        .details
+        .iter()
+        .find_map(|d| d.strip_prefix("screenshot: "))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("no screenshot in {:#?}", report.details));
+    assert!(screenshot.starts_with(shots.path()), "{screenshot:?}");
+    let pixels = png_pixels(&std::fs::read(&screenshot).expect("screenshot"));
+    let distinct = pixels
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    // A blank window has white and the filter bytes; text, the sparkline and colours add many.
+    assert!(distinct > 32, "{distinct} distinct byte values: blank?");
+}
