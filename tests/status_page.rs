@@ -573,3 +573,50 @@ checks:
     // A blank window has white and the filter bytes; text, the sparkline and colours add many.
     assert!(distinct > 32, "{distinct} distinct byte values: blank?");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_the_status_page_of_its_own_runs() {
+    let site = common::serve(
+        axum::Router::new().route("/", axum::routing::get(|| async { "интернет-магазин" })),
+    )
+    .await;
+    let dir = common::daemon::ConfigDir::new();
+    dir.write(
+        "shop.yaml",
+        &format!(
+            "status_page: {{ enabled: true, shops: {{ berlin: {{ public: true }} }} }}\n\
+             checks:\n  - {{ name: home, kind: http, shop: berlin, channel: website, \
+             url: \"http://{site}/\", interval: 1s, timeout: 1s }}\n"
+        ),
+    );
+    let daemon = dir.start().await;
+    let report = daemon.next_report_of("home").await;
+    assert_eq!(
+        report.result,
+        supportwatch::outcome::RunResult::Success,
+        "{report:?}"
+    );
+    // The run reaches the database through the alerting task: wait for the page to show it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let html = loop {
+        let (status, html) = get(&daemon.url("/status/shop/berlin"), "en").await;
+        assert_eq!(status, 200, "{html}");
+        if html.contains("100.00 %") || Instant::now() > deadline {
+            break html;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let website = row(&html, "Website");
+    assert!(website.contains(r#"class="ok">works<"#), "{website}");
+    assert!(
+        website.contains("100.00 % / 100.00 % / 100.00 %"),
+        "{website}"
+    );
+    assert!(
+        !html.contains(&site.to_string()),
+        "no internal address: {html}"
+    );
+    let (_, index) = get(&daemon.url("/status"), "en").await;
+    assert!(index.contains(r#"href="/status/shop/berlin""#), "{index}");
+    daemon.stop().await;
+}
