@@ -33,6 +33,13 @@ pub struct DeliverSpec {
     pub webhook: Option<String>,
     /// An API queried until it lists the token.
     pub http_poll: Option<HttpPollSpec>,
+    /// A phone account under `phones:` with `register: true`: the shop's call to it is the proof.
+    pub call: Option<String>,
+    /// For `call`: answer the call (default true; 200, then BYE after a second) or reject it.
+    #[serde(default = "default_true")]
+    pub answer: bool,
+    /// For `call` with `answer: false`: 486 (Busy Here, the default) or 603 (Decline).
+    pub reject: Option<u16>,
     /// Deadline, counted from the submit (default 5m).
     #[serde(default = "default_within")]
     pub within: Dur,
@@ -105,7 +112,20 @@ pub fn validate(
                 return Err(format!("deliver: unknown webhook `{name}` ({declared})"));
             }
             Ok(Target::HttpPoll(poll)) => poll.validate()?,
+            Ok(Target::Call(_)) => {
+                if let Some(code) = d.reject
+                    && !matches!(code, 486 | 603)
+                {
+                    return Err(format!("deliver: reject is {code}; use 486 or 603"));
+                }
+                if d.answer && d.reject.is_some() {
+                    return Err("deliver: reject applies with answer: false".into());
+                }
+            }
             Ok(_) => {}
+        }
+        if d.call.is_none() && (!d.answer || d.reject.is_some()) {
+            return Err("deliver: answer and reject apply to call".into());
         }
         if d.mailbox.is_none() && d.pattern.is_some() {
             return Err(
@@ -139,19 +159,22 @@ pub enum Target<'a> {
     Webhook(&'a str),
     /// `http_poll: {…}`
     HttpPoll(&'a HttpPollSpec),
+    /// `call: PHONE`
+    Call(&'a str),
 }
 
 impl DeliverSpec {
     /// The target, or why there is not exactly one.
     pub fn target(&self) -> Result<Target<'_>, String> {
-        match (&self.mailbox, &self.webhook, &self.http_poll) {
-            (Some(m), None, None) => Ok(Target::Mailbox(m)),
-            (None, Some(w), None) => Ok(Target::Webhook(w)),
-            (None, None, Some(p)) => Ok(Target::HttpPoll(p)),
-            (None, None, None) => Err(
-                "deliver: name where the token must arrive: mailbox: NAME, webhook: NAME or http_poll: { url: … }".into(),
+        match (&self.mailbox, &self.webhook, &self.http_poll, &self.call) {
+            (Some(m), None, None, None) => Ok(Target::Mailbox(m)),
+            (None, Some(w), None, None) => Ok(Target::Webhook(w)),
+            (None, None, Some(p), None) => Ok(Target::HttpPoll(p)),
+            (None, None, None, Some(c)) => Ok(Target::Call(c)),
+            (None, None, None, None) => Err(
+                "deliver: name where the token must arrive: mailbox: NAME, webhook: NAME, http_poll: { url: … } or call: PHONE".into(),
             ),
-            _ => Err("deliver: set only one of mailbox, webhook and http_poll".into()),
+            _ => Err("deliver: set only one of mailbox, webhook, http_poll and call".into()),
         }
     }
 }
@@ -301,6 +324,7 @@ pub fn follow_up(
                 MainWait::Webhook(d.clone(), mailboxes.hooks.clone(), name.to_string())
             }
             Target::HttpPoll(_) => MainWait::HttpPoll(d.clone()),
+            Target::Call(name) => MainWait::Call(d.clone(), name.to_string()),
         })
     });
     let reply = auto_reply.and_then(|a| {
@@ -335,6 +359,10 @@ pub fn follow_up(
                 MainWait::HttpPoll(spec) => {
                     let until = deadline(&spec);
                     targets::poll_stage(spec, &ctx, submitted_at, until).await
+                }
+                MainWait::Call(spec, phone) => {
+                    let until = deadline(&spec);
+                    targets::call_stage(spec, &phone, submitted_at, until).await
                 }
             };
             Some(result)
@@ -422,6 +450,8 @@ enum MainWait {
     Mailbox(DeliverSpec, Watcher, Option<f64>, Option<Watcher>),
     Webhook(DeliverSpec, Arc<crate::hooks::Hooks>, String),
     HttpPoll(DeliverSpec),
+    /// The registered account a call must reach.
+    Call(DeliverSpec, String),
 }
 
 /// How the delivery wait ended: an answer from the target mailbox, or a bounce in the sender's.

@@ -8,10 +8,18 @@
 
 mod common;
 
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::response::Html;
+use axum::routing::get;
 use common::sipp::Sipp;
 use common::sipserver::SipServer;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use supportwatch::outcome::{FailureKind, Observation};
 use supportwatch::sip::PhoneSpec;
 use supportwatch::sip::line::{LineStats, Lines, Pickup, Timing};
 
@@ -170,4 +178,157 @@ async fn a_wrong_password_keeps_the_line_down_and_counts_failures() {
     }
     assert!(!stats(&lines).up);
     lines.stop_all().await;
+}
+
+/// The test shop: a callback form whose backend has SIPp call `service` through the SIP server
+/// at `sip_port` (or, with `dial: false`, forgets the request). The dialer is kept to be checked.
+#[derive(Clone)]
+struct Shop {
+    dial: bool,
+    sip_port: u16,
+    dialer: Arc<Mutex<Option<Sipp>>>,
+}
+
+async fn page() -> Html<&'static str> {
+    Html(
+        r#"<html><body><form id="callback" method="post" action="/callback">
+<input name="phone" required><input name="comment">
+<button type="submit">Call me back</button></form></body></html>"#,
+    )
+}
+
+async fn submit(State(shop): State<Shop>, Form(form): Form<HashMap<String, String>>) -> String {
+    let number = form.get("phone").cloned().unwrap_or_default();
+    if shop.dial {
+        // The telephony integration dials the number it was given, a moment after the form.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let sipp = Sipp::dial("dial_answered.xml", shop.sip_port, &number, SHOP.0, SHOP.1);
+            *shop.dialer.lock().unwrap_or_else(|e| e.into_inner()) = Some(sipp);
+        });
+    }
+    "Thank you, we will call you back today".into()
+}
+
+async fn start_shop(dial: bool, sip_port: u16) -> (SocketAddr, Shop) {
+    let shop = Shop {
+        dial,
+        sip_port,
+        dialer: Arc::default(),
+    };
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/callback", axum::routing::post(submit))
+        .with_state(shop.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The shop serves until the test process ends.
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, shop)
+}
+
+/// A callback check of `shop` whose proof is a call to the registered account `line`.
+fn callback_yaml(server: &SipServer, shop: SocketAddr, deliver: &str) -> String {
+    format!(
+        r#"
+phones:
+  line: {{ proxy: "{proxy}", user: monitor, password: "${{LINE_PASSWORD}}", number: monitor, register: true }}
+checks:
+  - name: callback
+    kind: callback
+    url: "http://{shop}/"
+    form: "form#callback"
+    fields: {{ phone: "monitor", comment: "Automated test {{{{token}}}}" }}
+    expect: {{ status: 200, body: "call you back" }}
+    deliver: {deliver}
+    timeout: 10s
+    retries: 0
+"#,
+        proxy = server.uri(None, false)
+    )
+}
+
+/// The only test of this file that uses the process's own lines (`Lines::global`), as the
+/// daemon does: a callback run proven by the call, then one whose backend never dials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_is_proven_by_the_call_and_fails_when_none_comes() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    let (shop, state) = start_shop(true, server.port).await;
+    let yaml = callback_yaml(&server, shop, "{ call: line, within: 20s }");
+    let prepared = common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)]);
+    let lines = Lines::global();
+    lines.apply(&prepared.config.phones).await;
+    until_up(&lines, true, &server).await;
+
+    let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
+    assert!(
+        report.failure.is_none(),
+        "{:?} {:?}\n{}",
+        report.failure,
+        report.details,
+        server.log()
+    );
+    let ring = report.observations.iter().find_map(|o| match o {
+        Observation::PhoneRing(d) => Some(*d),
+        _ => None,
+    });
+    assert!(
+        ring.is_some_and(|d| d >= Duration::from_millis(200) && d < Duration::from_secs(20)),
+        "{ring:?}"
+    );
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d.contains("a call from \"Shop Dialer\" <shop> rang phone line")),
+        "{:?}",
+        report.details
+    );
+    let sipp = state
+        .dialer
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the backend dialed");
+    let dialed = finish(sipp).await;
+    assert_eq!(dialed.code, Some(0), "{}", dialed.log);
+
+    // A backend that accepts the form and never dials.
+    let (quiet, quiet_state) = start_shop(false, server.port).await;
+    let yaml = callback_yaml(&server, quiet, "{ call: line, within: 2s }");
+    let prepared = common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)]);
+    let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
+    let failure = report.failure.expect("no call, no pass");
+    assert_eq!(failure.kind, FailureKind::NotDelivered);
+    assert!(
+        failure.message.contains("no call to line within 2s"),
+        "{}",
+        failure.message
+    );
+    assert!(quiet_state.dialer.lock().unwrap().is_none());
+    lines.stop_all().await;
+    assert!(!socket_connected_to(server.port));
+}
+
+#[test]
+fn deliver_call_needs_a_registered_account() {
+    let yaml = "phones:\n  line: { proxy: \"sip:127.0.0.1\", user: monitor }\nchecks:\n  - name: cb\n    \
+                kind: callback\n    url: \"http://127.0.0.1:1/\"\n    form: form\n    \
+                deliver: { call: line }\n  - name: cb2\n    kind: callback\n    \
+                url: \"http://127.0.0.1:1/\"\n    form: form\n    \
+                deliver: { call: nowhere, answer: false, reject: 500 }\n";
+    let errors = supportwatch::config::load_sources(&[(
+        std::path::PathBuf::from("test.yaml"),
+        yaml.to_string(),
+    )])
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        errors.contains("deliver: call `line` needs `register: true` on the account"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("deliver: reject is 500; use 486 or 603"),
+        "{errors}"
+    );
 }
