@@ -23,7 +23,7 @@ mod targets;
 pub use targets::HttpPollSpec;
 
 /// `deliver:` — where the submitted token must show up, and by when. Exactly one target of
-/// `mailbox`, `webhook` and `http_poll` is set.
+/// `mailbox`, `webhook`, `http_poll` and `call` is set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverSpec {
@@ -40,6 +40,14 @@ pub struct DeliverSpec {
     pub answer: bool,
     /// For `call` with `answer: false`: 486 (Busy Here, the default) or 603 (Decline).
     pub reject: Option<u16>,
+    /// For `call` on a check with `active_hours`: what to expect outside them (default `call`,
+    /// the call must come anyway; `no_call`: the shop calls back the next day, so a run passes
+    /// when no call comes within `within` and fails if one does).
+    #[serde(default)]
+    pub outside_hours: OutsideHoursCall,
+    /// Set for a run outside the check's active hours with `outside_hours: no_call`.
+    #[serde(skip)]
+    pub expect_no_call: bool,
     /// Deadline, counted from the submit (default 5m).
     #[serde(default = "default_within")]
     pub within: Dur,
@@ -52,6 +60,31 @@ pub struct DeliverSpec {
     /// After a missed deadline, keep watching this long to tell late mail from lost mail
     /// (default: as long as `within`).
     pub late_window: Option<Dur>,
+}
+
+/// `deliver: { outside_hours: … }` for `call`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutsideHoursCall {
+    /// The call must come outside active hours too.
+    #[default]
+    Call,
+    /// No call may come outside active hours.
+    NoCall,
+}
+
+impl DeliverSpec {
+    /// The spec for a run outside (`outside`) or inside the check's active hours.
+    pub fn for_hours(&self, outside: bool) -> DeliverSpec {
+        let mut spec = self.clone();
+        spec.expect_no_call = outside
+            && self.call.is_some()
+            && match self.outside_hours {
+                OutsideHoursCall::NoCall => true,
+                OutsideHoursCall::Call => false,
+            };
+        spec
+    }
 }
 
 /// `auto_reply:` — the shop's automatic acknowledgement must reach the sender.
@@ -124,8 +157,10 @@ pub fn validate(
             }
             Ok(_) => {}
         }
-        if d.call.is_none() && (!d.answer || d.reject.is_some()) {
-            return Err("deliver: answer and reject apply to call".into());
+        if d.call.is_none()
+            && (!d.answer || d.reject.is_some() || d.outside_hours != OutsideHoursCall::Call)
+        {
+            return Err("deliver: answer, reject and outside_hours apply to call".into());
         }
         if d.mailbox.is_none() && d.pattern.is_some() {
             return Err(

@@ -306,7 +306,7 @@ async fn a_callback_is_proven_by_the_call_and_fails_when_none_comes() {
         failure.message
     );
     assert!(quiet_state.dialer.lock().unwrap().is_none());
-    lines.stop_all().await;
+    lines.stop("line").await;
     assert!(!socket_connected_to(server.port));
 }
 
@@ -331,4 +331,78 @@ fn deliver_call_needs_a_registered_account() {
         errors.contains("deliver: reject is 500; use 486 or 603"),
         "{errors}"
     );
+}
+
+/// `HH:MM` in UTC, `offset` seconds from now.
+fn utc_hhmm(offset: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let day = (now + offset).rem_euclid(86_400);
+    format!("{:02}:{:02}", day / 3600, (day % 3600) / 60)
+}
+
+/// Outside active hours with `outside_hours: no_call`, a call is a failure and silence a pass.
+/// The hours are placed around the real clock (closed now), so the time of day does not matter.
+/// Uses its own account name on the process's lines, so it never shares a line with the test
+/// above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_active_hours_no_call_is_expected() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    let closed_now = format!("daily {}-{} UTC", utc_hhmm(6 * 3600), utc_hhmm(7 * 3600));
+    let yaml = |shop: SocketAddr| {
+        callback_yaml(
+            &server,
+            shop,
+            "{ call: night, within: 3s, outside_hours: no_call }",
+        )
+        .replace("  line: {", "  night: {")
+        .replace(
+            "    timeout: 10s\n",
+            &format!(
+                "    timeout: 10s\n    active_hours: \"{closed_now}\"\n    \
+                     outside_hours: {{ status: 200, body: \"call you back\" }}\n"
+            ),
+        )
+    };
+    let (quiet, _) = start_shop(false, server.port).await;
+    let prepared = common::prepare_with(&yaml(quiet), &[("LINE_PASSWORD", MONITOR.1)]);
+    let lines = Lines::global();
+    lines.apply(&prepared.config.phones).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !lines.stats().iter().any(|(n, s)| n == "night" && s.up) {
+        assert!(tokio::time::Instant::now() < deadline, "{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d == "no call to night within 3s, as expected outside active hours"),
+        "{:?}",
+        report.details
+    );
+
+    let (dialing, state) = start_shop(true, server.port).await;
+    let prepared = common::prepare_with(&yaml(dialing), &[("LINE_PASSWORD", MONITOR.1)]);
+    let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
+    let failure = report.failure.expect("a call outside hours fails");
+    assert_eq!(failure.kind, FailureKind::Expectation);
+    assert!(
+        failure
+            .message
+            .contains("rang phone night outside active hours"),
+        "{}",
+        failure.message
+    );
+    let sipp = state
+        .dialer
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the backend dialed");
+    assert_eq!(finish(sipp).await.code, Some(0));
 }

@@ -159,7 +159,29 @@ pub(super) async fn call_stage(
         (false, code) => Pickup::Reject(code.unwrap_or(486)),
     };
     let until = tokio::time::Instant::from_std(deadline);
-    match Lines::global().wait(phone, pickup, until).await {
+    let waited = Lines::global().wait(phone, pickup, until).await;
+    if spec.expect_no_call {
+        // Outside active hours with `outside_hours: no_call`: silence is the right answer.
+        match waited {
+            Ok(Some(call)) => outcome.fail_with(
+                FailureKind::Expectation,
+                format!(
+                    "a call from {} rang phone {phone} outside active hours, where none was expected",
+                    call.caller_id()
+                ),
+            ),
+            Ok(None) => outcome.details.push(format!(
+                "no call to {phone} within {}, as expected outside active hours",
+                spec.within
+            )),
+            Err(e) => outcome.fail_with(FailureKind::NotDelivered, e),
+        }
+        return FollowUpResult {
+            outcome,
+            late: None,
+        };
+    }
+    match waited {
         Ok(Some(call)) => {
             let ring = call.at.duration_since(submitted_at).unwrap_or_default();
             outcome.observations.push(Observation::PhoneRing(ring));

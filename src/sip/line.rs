@@ -230,6 +230,12 @@ impl Lines {
         stop_entries(stopping).await;
     }
 
+    /// Stops the line of account `name`, if one is held.
+    pub async fn stop(&self, name: &str) {
+        let stopping: Vec<Entry> = self.entries().remove(name).into_iter().collect();
+        stop_entries(stopping).await;
+    }
+
     /// Every line's state, by account name.
     pub fn stats(&self) -> Vec<(String, LineStats)> {
         let mut out: Vec<(String, LineStats)> = self
