@@ -185,6 +185,10 @@ impl Daemon {
         scheduler.apply(&prepared);
         let late_mail_for = prepared.config.storage.late_mail_for.get();
         late_mail.apply(&prepared.mailboxes, late_mail_for, &metrics);
+        // Registered phone accounts get their lines (long-lived tasks, stopped in `stop`).
+        crate::sip::line::Lines::global()
+            .apply(&prepared.config.phones)
+            .await;
         scheduler.start_watchdog(Duration::from_secs(1));
         metrics.record_reload(true);
         tracing::info!(%addr, checks = prepared.checks.len(), "supportwatch running");
@@ -264,6 +268,8 @@ impl Daemon {
         self.alerts.stop().await;
         // The tokens of runs that just gave up reach the disk before the process goes.
         self.late_mail.stop().await;
+        // The phone lines unregister and close their sockets.
+        crate::sip::line::Lines::global().stop_all().await;
         self.server_stop.cancel();
         drop(self.reload_tx);
         for task in self.tasks {
@@ -425,6 +431,10 @@ async fn apply_caught(running: &Running, prepared: Arc<Prepared>) -> Result<(), 
         scheduler.apply(&prepared);
         let late_mail_for = prepared.config.storage.late_mail_for.get();
         late_mail.apply(&prepared.mailboxes, late_mail_for, &metrics);
+        // Lines of unchanged accounts stay registered; new ones start, dropped ones stop.
+        crate::sip::line::Lines::global()
+            .apply(&prepared.config.phones)
+            .await;
     })
     .await
 }

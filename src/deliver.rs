@@ -23,7 +23,7 @@ mod targets;
 pub use targets::HttpPollSpec;
 
 /// `deliver:` — where the submitted token must show up, and by when. Exactly one target of
-/// `mailbox`, `webhook` and `http_poll` is set.
+/// `mailbox`, `webhook`, `http_poll` and `call` is set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverSpec {
@@ -33,6 +33,21 @@ pub struct DeliverSpec {
     pub webhook: Option<String>,
     /// An API queried until it lists the token.
     pub http_poll: Option<HttpPollSpec>,
+    /// A phone account under `phones:` with `register: true`: the shop's call to it is the proof.
+    pub call: Option<String>,
+    /// For `call`: answer the call (default true; 200, then BYE after a second) or reject it.
+    #[serde(default = "default_true")]
+    pub answer: bool,
+    /// For `call` with `answer: false`: 486 (Busy Here, the default) or 603 (Decline).
+    pub reject: Option<u16>,
+    /// For `call` on a check with `active_hours`: what to expect outside them (default `call`,
+    /// the call must come anyway; `no_call`: the shop calls back the next day, so a run passes
+    /// when no call comes within `within` and fails if one does).
+    #[serde(default)]
+    pub outside_hours: OutsideHoursCall,
+    /// Set for a run outside the check's active hours with `outside_hours: no_call`.
+    #[serde(skip)]
+    pub expect_no_call: bool,
     /// Deadline, counted from the submit (default 5m).
     #[serde(default = "default_within")]
     pub within: Dur,
@@ -45,6 +60,31 @@ pub struct DeliverSpec {
     /// After a missed deadline, keep watching this long to tell late mail from lost mail
     /// (default: as long as `within`).
     pub late_window: Option<Dur>,
+}
+
+/// `deliver: { outside_hours: … }` for `call`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutsideHoursCall {
+    /// The call must come outside active hours too.
+    #[default]
+    Call,
+    /// No call may come outside active hours.
+    NoCall,
+}
+
+impl DeliverSpec {
+    /// The spec for a run outside (`outside`) or inside the check's active hours.
+    pub fn for_hours(&self, outside: bool) -> DeliverSpec {
+        let mut spec = self.clone();
+        spec.expect_no_call = outside
+            && self.call.is_some()
+            && match self.outside_hours {
+                OutsideHoursCall::NoCall => true,
+                OutsideHoursCall::Call => false,
+            };
+        spec
+    }
 }
 
 /// `auto_reply:` — the shop's automatic acknowledgement must reach the sender.
@@ -105,7 +145,22 @@ pub fn validate(
                 return Err(format!("deliver: unknown webhook `{name}` ({declared})"));
             }
             Ok(Target::HttpPoll(poll)) => poll.validate()?,
+            Ok(Target::Call(_)) => {
+                if let Some(code) = d.reject
+                    && !matches!(code, 486 | 603)
+                {
+                    return Err(format!("deliver: reject is {code}; use 486 or 603"));
+                }
+                if d.answer && d.reject.is_some() {
+                    return Err("deliver: reject applies with answer: false".into());
+                }
+            }
             Ok(_) => {}
+        }
+        if d.call.is_none()
+            && (!d.answer || d.reject.is_some() || d.outside_hours != OutsideHoursCall::Call)
+        {
+            return Err("deliver: answer, reject and outside_hours apply to call".into());
         }
         if d.mailbox.is_none() && d.pattern.is_some() {
             return Err(
@@ -139,19 +194,22 @@ pub enum Target<'a> {
     Webhook(&'a str),
     /// `http_poll: {…}`
     HttpPoll(&'a HttpPollSpec),
+    /// `call: PHONE`
+    Call(&'a str),
 }
 
 impl DeliverSpec {
     /// The target, or why there is not exactly one.
     pub fn target(&self) -> Result<Target<'_>, String> {
-        match (&self.mailbox, &self.webhook, &self.http_poll) {
-            (Some(m), None, None) => Ok(Target::Mailbox(m)),
-            (None, Some(w), None) => Ok(Target::Webhook(w)),
-            (None, None, Some(p)) => Ok(Target::HttpPoll(p)),
-            (None, None, None) => Err(
-                "deliver: name where the token must arrive: mailbox: NAME, webhook: NAME or http_poll: { url: … }".into(),
+        match (&self.mailbox, &self.webhook, &self.http_poll, &self.call) {
+            (Some(m), None, None, None) => Ok(Target::Mailbox(m)),
+            (None, Some(w), None, None) => Ok(Target::Webhook(w)),
+            (None, None, Some(p), None) => Ok(Target::HttpPoll(p)),
+            (None, None, None, Some(c)) => Ok(Target::Call(c)),
+            (None, None, None, None) => Err(
+                "deliver: name where the token must arrive: mailbox: NAME, webhook: NAME, http_poll: { url: … } or call: PHONE".into(),
             ),
-            _ => Err("deliver: set only one of mailbox, webhook and http_poll".into()),
+            _ => Err("deliver: set only one of mailbox, webhook, http_poll and call".into()),
         }
     }
 }
@@ -301,6 +359,7 @@ pub fn follow_up(
                 MainWait::Webhook(d.clone(), mailboxes.hooks.clone(), name.to_string())
             }
             Target::HttpPoll(_) => MainWait::HttpPoll(d.clone()),
+            Target::Call(name) => MainWait::Call(d.clone(), name.to_string()),
         })
     });
     let reply = auto_reply.and_then(|a| {
@@ -335,6 +394,10 @@ pub fn follow_up(
                 MainWait::HttpPoll(spec) => {
                     let until = deadline(&spec);
                     targets::poll_stage(spec, &ctx, submitted_at, until).await
+                }
+                MainWait::Call(spec, phone) => {
+                    let until = deadline(&spec);
+                    targets::call_stage(spec, &phone, submitted_at, until).await
                 }
             };
             Some(result)
@@ -422,6 +485,8 @@ enum MainWait {
     Mailbox(DeliverSpec, Watcher, Option<f64>, Option<Watcher>),
     Webhook(DeliverSpec, Arc<crate::hooks::Hooks>, String),
     HttpPoll(DeliverSpec),
+    /// The registered account a call must reach.
+    Call(DeliverSpec, String),
 }
 
 /// How the delivery wait ended: an answer from the target mailbox, or a bounce in the sender's.

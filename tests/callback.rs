@@ -389,7 +389,7 @@ async fn deliver_names_exactly_one_known_target() {
     );
     let both = load(yaml(shop, "{ webhook: crm, mailbox: support }"));
     assert!(
-        both.contains("deliver: set only one of mailbox, webhook and http_poll"),
+        both.contains("deliver: set only one of mailbox, webhook, http_poll and call"),
         "{both}"
     );
     let none = load(yaml(shop, "{ within: 1m }"));

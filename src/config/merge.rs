@@ -327,6 +327,19 @@ fn merge_check(
     {
         problem(m);
     }
+    if let Some(name) = deliver.and_then(|d| d.call.as_ref()) {
+        match context.phones.get(name) {
+            None => problem(format!(
+                "deliver: call `{name}` names no account under `phones:` (declared: {})",
+                names(context.phones.keys())
+            )),
+            Some(phone) if !phone.register => problem(format!(
+                "deliver: call `{name}` needs `register: true` on the account, so that it can \
+                 receive calls"
+            )),
+            Some(_) => {}
+        }
+    }
     if let crate::config::CheckSpec::Phone(spec) = &doc.spec
         && let Some(name) = &spec.phone
         && !context.phones.contains_key(name)

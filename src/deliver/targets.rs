@@ -143,6 +143,71 @@ fn refusals_note(hook: &str, refused: &[crate::hooks::Refusal]) -> String {
     }
 }
 
+/// Waits for the shop's call on the account's registered line (`deliver: { call: PHONE }`).
+/// A call that comes later is refused by the line and counted as unexpected, so there is no
+/// late watch.
+pub(super) async fn call_stage(
+    spec: DeliverSpec,
+    phone: &str,
+    submitted_at: SystemTime,
+    deadline: Instant,
+) -> FollowUpResult {
+    use crate::sip::line::{Lines, Pickup};
+    let mut outcome = Outcome::default();
+    let pickup = match (spec.answer, spec.reject) {
+        (true, _) => Pickup::Answer,
+        (false, code) => Pickup::Reject(code.unwrap_or(486)),
+    };
+    let until = tokio::time::Instant::from_std(deadline);
+    let waited = Lines::global().wait(phone, pickup, until).await;
+    if spec.expect_no_call {
+        // Outside active hours with `outside_hours: no_call`: silence is the right answer.
+        match waited {
+            Ok(Some(call)) => outcome.fail_with(
+                FailureKind::Expectation,
+                format!(
+                    "a call from {} rang phone {phone} outside active hours, where none was expected",
+                    call.caller_id()
+                ),
+            ),
+            Ok(None) => outcome.details.push(format!(
+                "no call to {phone} within {}, as expected outside active hours",
+                spec.within
+            )),
+            Err(e) => outcome.fail_with(FailureKind::NotDelivered, e),
+        }
+        return FollowUpResult {
+            outcome,
+            late: None,
+        };
+    }
+    match waited {
+        Ok(Some(call)) => {
+            let ring = call.at.duration_since(submitted_at).unwrap_or_default();
+            outcome.observations.push(Observation::PhoneRing(ring));
+            proven(
+                &mut outcome,
+                submitted_at,
+                call.at,
+                &format!("a call from {} rang phone {phone}", call.caller_id()),
+            );
+            outcome.details.push(match pickup {
+                Pickup::Answer => "the call was answered and hung up".to_string(),
+                Pickup::Reject(code) => format!("the call was rejected with {code}"),
+            });
+        }
+        Ok(None) => outcome.fail_with(
+            FailureKind::NotDelivered,
+            format!("no call to {phone} within {}", spec.within),
+        ),
+        Err(e) => outcome.fail_with(FailureKind::NotDelivered, e),
+    }
+    FollowUpResult {
+        outcome,
+        late: None,
+    }
+}
+
 /// Polls the API until the token shows up or `deadline` passes.
 pub(super) async fn poll_stage(
     spec: DeliverSpec,

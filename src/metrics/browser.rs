@@ -53,3 +53,54 @@ pub(super) fn browser_families(stats: crate::browser::PoolStats) -> Vec<MetricFa
         })
         .collect()
 }
+
+/// (name without prefix, help, type) of the registered SIP lines' metrics, one series per
+/// account with `register: true` (label `phone`).
+pub const SIP_LINE_METRICS: &[(&str, &str, MetricType)] = &[
+    (
+        "sip_registration_up",
+        "1 when the account's SIP line is registered, 0 while it is not.",
+        MetricType::GAUGE,
+    ),
+    (
+        "sip_registration_failures_total",
+        "Failed registrations and lost SIP lines, per account.",
+        MetricType::COUNTER,
+    ),
+    (
+        "sip_unexpected_calls_total",
+        "Calls that reached a registered line while no callback check waited (refused with 480).",
+        MetricType::COUNTER,
+    ),
+];
+
+/// The lines live in the process-wide `sip::line::Lines` (owned by the daemon, outliving a
+/// reload's metrics), so they are read at scrape time like the browser pool.
+pub(super) fn sip_line_families(
+    lines: &[(String, crate::sip::line::LineStats)],
+) -> Vec<MetricFamily> {
+    SIP_LINE_METRICS
+        .iter()
+        .enumerate()
+        .filter(|_| !lines.is_empty())
+        .map(|(i, (name, help, kind))| {
+            let mut family = MetricFamily::default();
+            family.set_name(format!("{PREFIX}{name}"));
+            family.set_help((*help).to_string());
+            family.set_field_type(*kind);
+            let series = lines
+                .iter()
+                .map(|(phone, stats)| {
+                    let value = match i {
+                        0 => Value::Gauge(if stats.up { 1.0 } else { 0.0 }),
+                        1 => Value::Counter(stats.failures as f64),
+                        _ => Value::Counter(stats.unexpected_calls as f64),
+                    };
+                    metric(&[], &[("phone", phone.as_str())], value)
+                })
+                .collect();
+            family.set_metric(series);
+            family
+        })
+        .collect()
+}

@@ -15,11 +15,11 @@ mod checks;
 mod labels;
 pub mod server;
 
-pub use browser::BROWSER_METRICS;
+pub use browser::{BROWSER_METRICS, SIP_LINE_METRICS};
 pub use checks::SkipReason;
 
 use crate::outcome::CheckIdentity;
-use browser::browser_families;
+use browser::{browser_families, sip_line_families};
 use checks::CheckSeries;
 use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::{
@@ -545,6 +545,9 @@ impl Metrics {
     pub fn gather(&self) -> Vec<MetricFamily> {
         let mut families = self.registry.gather();
         families.extend(browser_families(crate::browser::pool_stats()));
+        families.extend(sip_line_families(
+            &crate::sip::line::Lines::global().stats(),
+        ));
         families
     }
 
@@ -586,6 +589,7 @@ pub fn exported_names() -> BTreeMap<String, MetricType> {
         CHECK_METRICS
             .iter()
             .chain(BROWSER_METRICS)
+            .chain(SIP_LINE_METRICS)
             .map(|(name, _, kind)| (format!("{PREFIX}{name}"), *kind)),
     );
     names

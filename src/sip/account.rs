@@ -27,6 +27,10 @@ pub struct PhoneSpec {
     /// How many `via: call` checks may have a call up through this account at once (default 1;
     /// the others wait for the line within their timeout).
     pub max_calls: Option<u32>,
+    /// Keep the account registered (default false): the daemon holds one line for it, answers
+    /// keepalives and receives the calls `deliver: { call: NAME }` waits for.
+    #[serde(default)]
+    pub register: bool,
 }
 
 impl PhoneSpec {
@@ -56,6 +60,20 @@ impl PhoneSpec {
             Transport::Udp
         };
         Ok(uri)
+    }
+
+    /// What identifies the line the daemon holds for this account: a reload that changes none
+    /// of it keeps the registration up.
+    pub fn line_key(&self) -> String {
+        format!(
+            "{}|{}|{:?}|{:?}|{:?}|{:?}",
+            self.proxy.expose(),
+            self.user.expose(),
+            self.domain.as_ref().map(|d| d.expose().to_string()),
+            self.auth_user.as_ref().map(|d| d.expose().to_string()),
+            self.password.as_ref().map(|d| d.expose().to_string()),
+            self.ca_file.as_ref().map(|d| d.expose().to_string()),
+        )
     }
 
     /// The name answering challenges.

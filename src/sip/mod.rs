@@ -10,12 +10,14 @@
 //!
 //! Everything here lives for one run: a probe opens a [`transport::Connection`], runs its
 //! transactions and drops it, so no socket outlives the run even when the runner cancels it.
-//! No background task, no shared endpoint.
+//! The one exception is a registered account (`register: true`): its [`line::Lines`] entry is
+//! a long-lived task the daemon owns, holding one socket that receives calls.
 
 pub mod account;
 pub mod audio;
 pub mod call;
 pub mod digest;
+pub mod line;
 pub mod message;
 pub mod sdp;
 pub mod transaction;

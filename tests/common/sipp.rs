@@ -79,6 +79,40 @@ impl Sipp {
         sipp
     }
 
+    /// Starts `scenario` as the shop's dialer: one call from `user` (digest password
+    /// `password`) to `service` through the SIP server at 127.0.0.1:`server_port`.
+    pub fn dial(
+        scenario: &str,
+        server_port: u16,
+        service: &str,
+        user: &str,
+        password: &str,
+    ) -> Sipp {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let out = std::fs::File::create(dir.path().join("sipp.out")).expect("log file");
+        let port = free_udp_port();
+        let child = Command::new("sipp")
+            .arg(format!("127.0.0.1:{server_port}"))
+            .arg("-sf")
+            .arg(fixture(scenario))
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-p", &port.to_string(), "-mp", &(port + 2).to_string()])
+            .args(["-s", service, "-au", user, "-ap", password])
+            .args(["-m", "1", "-nostdin", "-trace_err", "-timeout", "60s"])
+            .arg("-error_file")
+            .arg(dir.path().join("errors.log"))
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(dir.path().join("messages.log"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("sipp is installed (scripts/test installs sip-tester)");
+        Sipp { port, child, dir }
+    }
+
     /// Waits until SIPp holds its port (binding it then fails), at most 10 s.
     fn wait_bound(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);

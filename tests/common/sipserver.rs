@@ -67,14 +67,28 @@ impl SipServer {
         SipServer::start_full(users, lines, Algorithm::Md5)
     }
 
+    /// Starts Kamailio with `users` on a given `port` (to restart a server where its clients
+    /// expect it).
+    pub fn start_on(users: &[(&str, &str)], port: u16) -> SipServer {
+        SipServer::start_port(users, &[], Algorithm::Md5, port)
+    }
+
     fn start_full(
         users: &[(&str, &str)],
         lines: &[(&str, u16)],
         algorithm: Algorithm,
     ) -> SipServer {
+        SipServer::start_port(users, lines, algorithm, free_port())
+    }
+
+    fn start_port(
+        users: &[(&str, &str)],
+        lines: &[(&str, u16)],
+        algorithm: Algorithm,
+        port: u16,
+    ) -> SipServer {
         let tempdir = tempfile::tempdir().expect("temporary directory");
         let dir = tempdir.path().to_path_buf();
-        let port = free_port();
         let config = dir.join("kamailio.cfg");
         std::fs::write(&config, config_text(port, users, lines, algorithm)).expect("write config");
         let log = std::fs::File::create(dir.join("kamailio.log")).expect("log file");
@@ -279,8 +293,9 @@ route {{
     if (is_method("INVITE")) {{
         if (!pv_auth_check("$fd", "$sht(users=>$fU)", "0", "1")) {{ auth_challenge("$fd", "1"); exit; }}
         consume_credentials();
-        if ($sht(lines=>$rU) == $null) {{ sl_send_reply("404", "Not Found"); exit; }}
-        $du = $sht(lines=>$rU);
+        # A fixed line of the table, else a registered account (its Contact from REGISTER).
+        if ($sht(lines=>$rU) != $null) {{ $du = $sht(lines=>$rU); }}
+        else if (!lookup("location")) {{ sl_send_reply("404", "Not Found"); exit; }}
         record_route();
         t_relay();
         exit;

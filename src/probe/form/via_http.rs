@@ -319,10 +319,11 @@ impl FormProbe {
                 .values()
                 .map(|t| t.render(&vars))
                 .find(|v| self.mailboxes.is_declared_address(v));
+            let deliver = spec.deliver.as_ref().map(|d| d.for_hours(outside));
             outcome.follow_up = crate::deliver::follow_up(
                 ctx,
                 submitted_at,
-                spec.deliver.as_ref(),
+                deliver.as_ref(),
                 None,
                 &self.mailboxes,
                 sender.as_deref(),

@@ -1,0 +1,408 @@
+//! Registered lines (`register: true`) and callbacks proven by the call itself, against a real
+//! Kamailio (registrar and proxy with digest authentication, `common::sipserver`) and SIPp as
+//! the shop's dialer (`tests/fixtures/sipp/dial_*.xml`, `common::sipp`).
+//!
+//! The line component is driven directly here (fast retry timings); the daemon wires the same
+//! [`Lines`] to its config. SIPp exits 0 only when its call went as its scenario says (rung,
+//! answered and hung up by us; or refused with 480), which is how the tests see the far side.
+
+mod common;
+
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::response::Html;
+use axum::routing::get;
+use common::sipp::Sipp;
+use common::sipserver::SipServer;
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use supportwatch::outcome::{FailureKind, Observation};
+use supportwatch::sip::PhoneSpec;
+use supportwatch::sip::line::{LineStats, Lines, Pickup, Timing};
+
+const MONITOR: (&str, &str) = ("monitor", "monitor-secret");
+const SHOP: (&str, &str) = ("shop", "shop-secret");
+
+fn timing() -> Timing {
+    Timing {
+        expires: 60,
+        keepalive: Duration::from_millis(500),
+        backoff: Duration::from_millis(200),
+        backoff_max: Duration::from_secs(1),
+        hold: Duration::from_millis(300),
+    }
+}
+
+/// The `phones:` of a config with account `line` registered at `server`.
+fn phones(server: &SipServer) -> BTreeMap<String, PhoneSpec> {
+    let yaml = format!(
+        "phones:\n  line:\n    proxy: \"{}\"\n    user: monitor\n    password: \"${{LINE_PASSWORD}}\"\n    \
+         register: true\nchecks:\n  - name: pbx\n    kind: phone\n    via: options\n    phone: line\n",
+        server.uri(None, false)
+    );
+    common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)])
+        .config
+        .phones
+}
+
+fn stats(lines: &Lines) -> LineStats {
+    lines
+        .stats()
+        .into_iter()
+        .find(|(n, _)| n == "line")
+        .map(|(_, s)| s)
+        .unwrap_or_default()
+}
+
+/// Waits (generously) until `lines`' account is registered or not.
+async fn until_up(lines: &Lines, up: bool, server: &SipServer) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while stats(lines).up != up {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "line never went {}: {:?}\n{}",
+            if up { "up" } else { "down" },
+            stats(lines),
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether some UDP socket on this host is connected to 127.0.0.1:`port` (the line's socket is
+/// the only one connected to the test's Kamailio; SIPp's sockets are not connected).
+fn socket_connected_to(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(2) == Some(remote.as_str()))
+}
+
+async fn finish(sipp: Sipp) -> common::sipp::Finished {
+    tokio::task::spawn_blocking(move || sipp.finish(Duration::from_secs(30)))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_line_takes_the_awaited_call_and_refuses_a_stray_one() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    let lines = Lines::new(timing());
+    lines.apply(&phones(&server)).await;
+    until_up(&lines, true, &server).await;
+    assert!(socket_connected_to(server.port));
+
+    // A call while no run waits: 480, counted, not a proof.
+    let stray = Sipp::dial("dial_refused.xml", server.port, "monitor", SHOP.0, SHOP.1);
+    let stray = finish(stray).await;
+    assert_eq!(stray.code, Some(0), "{}\n{}", stray.log, server.log());
+    assert_eq!(stats(&lines).unexpected_calls, 1);
+
+    // A run waits; the shop dials: the call is the run's, answered and hung up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let waiting = lines.wait("line", Pickup::Answer, deadline);
+    let dial = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Sipp::dial("dial_answered.xml", server.port, "monitor", SHOP.0, SHOP.1)
+    };
+    let (call, sipp) = tokio::join!(waiting, dial);
+    let call = call.unwrap().expect("the call reached the line");
+    assert_eq!(call.user.as_deref(), Some("shop"));
+    assert_eq!(call.display.as_deref(), Some("Shop Dialer"));
+    assert_eq!(call.caller_id(), "\"Shop Dialer\" <shop>");
+    let answered = finish(sipp).await;
+    assert_eq!(answered.code, Some(0), "{}\n{}", answered.log, server.log());
+    assert_eq!(stats(&lines).unexpected_calls, 1);
+
+    // No call: the wait ends at its deadline with nothing.
+    let short = tokio::time::Instant::now() + Duration::from_millis(300);
+    assert!(
+        lines
+            .wait("line", Pickup::Answer, short)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(lines.wait("other", Pickup::Answer, short).await.is_err());
+
+    // Stopping closes the line's socket.
+    lines.stop_all().await;
+    assert!(!socket_connected_to(server.port));
+    assert!(lines.stats().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_registration_is_noticed_and_restored() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    let port = server.port;
+    let lines = Lines::new(timing());
+    lines.apply(&phones(&server)).await;
+    until_up(&lines, true, &server).await;
+    assert_eq!(stats(&lines).failures, 0);
+
+    drop(server);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while stats(&lines).up {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lost registrar went unnoticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stats(&lines).failures >= 1);
+
+    let server = SipServer::start_on(&[MONITOR, SHOP], port);
+    until_up(&lines, true, &server).await;
+    lines.stop_all().await;
+    assert!(!socket_connected_to(port));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_keeps_the_line_down_and_counts_failures() {
+    let server = SipServer::start(&[("monitor", "another-secret"), SHOP]);
+    let lines = Lines::new(timing());
+    lines.apply(&phones(&server)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while stats(&lines).failures < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            stats(&lines)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!stats(&lines).up);
+    lines.stop_all().await;
+}
+
+/// The test shop: a callback form whose backend has SIPp call `service` through the SIP server
+/// at `sip_port` (or, with `dial: false`, forgets the request). The dialer is kept to be checked.
+#[derive(Clone)]
+struct Shop {
+    dial: bool,
+    sip_port: u16,
+    dialer: Arc<Mutex<Option<Sipp>>>,
+}
+
+async fn page() -> Html<&'static str> {
+    Html(
+        r#"<html><body><form id="callback" method="post" action="/callback">
+<input name="phone" required><input name="comment">
+<button type="submit">Call me back</button></form></body></html>"#,
+    )
+}
+
+async fn submit(State(shop): State<Shop>, Form(form): Form<HashMap<String, String>>) -> String {
+    let number = form.get("phone").cloned().unwrap_or_default();
+    if shop.dial {
+        // The telephony integration dials the number it was given, a moment after the form.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let sipp = Sipp::dial("dial_answered.xml", shop.sip_port, &number, SHOP.0, SHOP.1);
+            *shop.dialer.lock().unwrap_or_else(|e| e.into_inner()) = Some(sipp);
+        });
+    }
+    "Thank you, we will call you back today".into()
+}
+
+async fn start_shop(dial: bool, sip_port: u16) -> (SocketAddr, Shop) {
+    let shop = Shop {
+        dial,
+        sip_port,
+        dialer: Arc::default(),
+    };
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/callback", axum::routing::post(submit))
+        .with_state(shop.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The shop serves until the test process ends.
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, shop)
+}
+
+/// A callback check of `shop` whose proof is a call to the registered account `line`.
+fn callback_yaml(server: &SipServer, shop: SocketAddr, deliver: &str) -> String {
+    format!(
+        r#"
+phones:
+  line: {{ proxy: "{proxy}", user: monitor, password: "${{LINE_PASSWORD}}", number: monitor, register: true }}
+checks:
+  - name: callback
+    kind: callback
+    url: "http://{shop}/"
+    form: "form#callback"
+    fields: {{ phone: "monitor", comment: "Automated test {{{{token}}}}" }}
+    expect: {{ status: 200, body: "call you back" }}
+    deliver: {deliver}
+    timeout: 10s
+    retries: 0
+"#,
+        proxy = server.uri(None, false)
+    )
+}
+
+/// The only test of this file that uses the process's own lines (`Lines::global`), as the
+/// daemon does: a callback run proven by the call, then one whose backend never dials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_is_proven_by_the_call_and_fails_when_none_comes() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    let (shop, state) = start_shop(true, server.port).await;
+    let yaml = callback_yaml(&server, shop, "{ call: line, within: 20s }");
+    let prepared = common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)]);
+    let lines = Lines::global();
+    lines.apply(&prepared.config.phones).await;
+    until_up(&lines, true, &server).await;
+
+    let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
+    assert!(
+        report.failure.is_none(),
+        "{:?} {:?}\n{}",
+        report.failure,
+        report.details,
+        server.log()
+    );
+    let ring = report.observations.iter().find_map(|o| match o {
+        Observation::PhoneRing(d) => Some(*d),
+        _ => None,
+    });
+    assert!(
+        ring.is_some_and(|d| d >= Duration::from_millis(200) && d < Duration::from_secs(20)),
+        "{ring:?}"
+    );
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d.contains("a call from \"Shop Dialer\" <shop> rang phone line")),
+        "{:?}",
+        report.details
+    );
+    let sipp = state
+        .dialer
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the backend dialed");
+    let dialed = finish(sipp).await;
+    assert_eq!(dialed.code, Some(0), "{}", dialed.log);
+
+    // A backend that accepts the form and never dials.
+    let (quiet, quiet_state) = start_shop(false, server.port).await;
+    let yaml = callback_yaml(&server, quiet, "{ call: line, within: 2s }");
+    let prepared = common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)]);
+    let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
+    let failure = report.failure.expect("no call, no pass");
+    assert_eq!(failure.kind, FailureKind::NotDelivered);
+    assert!(
+        failure.message.contains("no call to line within 2s"),
+        "{}",
+        failure.message
+    );
+    assert!(quiet_state.dialer.lock().unwrap().is_none());
+    lines.stop("line").await;
+    assert!(!socket_connected_to(server.port));
+}
+
+#[test]
+fn deliver_call_needs_a_registered_account() {
+    let yaml = "phones:\n  line: { proxy: \"sip:127.0.0.1\", user: monitor }\nchecks:\n  - name: cb\n    \
+                kind: callback\n    url: \"http://127.0.0.1:1/\"\n    form: form\n    \
+                deliver: { call: line }\n  - name: cb2\n    kind: callback\n    \
+                url: \"http://127.0.0.1:1/\"\n    form: form\n    \
+                deliver: { call: nowhere, answer: false, reject: 500 }\n";
+    let errors = supportwatch::config::load_sources(&[(
+        std::path::PathBuf::from("test.yaml"),
+        yaml.to_string(),
+    )])
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        errors.contains("deliver: call `line` needs `register: true` on the account"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("deliver: reject is 500; use 486 or 603"),
+        "{errors}"
+    );
+}
+
+/// `HH:MM` in UTC, `offset` seconds from now.
+fn utc_hhmm(offset: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let day = (now + offset).rem_euclid(86_400);
+    format!("{:02}:{:02}", day / 3600, (day % 3600) / 60)
+}
+
+/// Outside active hours with `outside_hours: no_call`, a call is a failure and silence a pass.
+/// The hours are placed around the real clock (closed now), so the time of day does not matter.
+/// Uses its own account name on the process's lines, so it never shares a line with the test
+/// above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_active_hours_no_call_is_expected() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    let closed_now = format!("daily {}-{} UTC", utc_hhmm(6 * 3600), utc_hhmm(7 * 3600));
+    let yaml = |shop: SocketAddr| {
+        callback_yaml(
+            &server,
+            shop,
+            "{ call: night, within: 3s, outside_hours: no_call }",
+        )
+        .replace("  line: {", "  night: {")
+        .replace(
+            "    timeout: 10s\n",
+            &format!(
+                "    timeout: 10s\n    active_hours: \"{closed_now}\"\n    \
+                     outside_hours: {{ status: 200, body: \"call you back\" }}\n"
+            ),
+        )
+    };
+    let (quiet, _) = start_shop(false, server.port).await;
+    let prepared = common::prepare_with(&yaml(quiet), &[("LINE_PASSWORD", MONITOR.1)]);
+    let lines = Lines::global();
+    lines.apply(&prepared.config.phones).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !lines.stats().iter().any(|(n, s)| n == "night" && s.up) {
+        assert!(tokio::time::Instant::now() < deadline, "{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d == "no call to night within 3s, as expected outside active hours"),
+        "{:?}",
+        report.details
+    );
+
+    let (dialing, state) = start_shop(true, server.port).await;
+    let prepared = common::prepare_with(&yaml(dialing), &[("LINE_PASSWORD", MONITOR.1)]);
+    let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
+    let failure = report.failure.expect("a call outside hours fails");
+    assert_eq!(failure.kind, FailureKind::Expectation);
+    assert!(
+        failure
+            .message
+            .contains("rang phone night outside active hours"),
+        "{}",
+        failure.message
+    );
+    let sipp = state
+        .dialer
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the backend dialed");
+    assert_eq!(finish(sipp).await.code, Some(0));
+}
