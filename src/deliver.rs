@@ -560,6 +560,12 @@ async fn mailbox_stage(
     let result = match waited {
         Waited::Target(result) => result,
         Waited::Bounced(found, sender) => {
+            // The bounce may come before the target mailbox was ever looked at; one look (bounded
+            // by the deadline) makes its quota known, so a full mailbox is named as such.
+            if watcher.last_quota().is_none() {
+                let until = deadline.min(Instant::now() + Duration::from_secs(10));
+                let _ = tokio::time::timeout_at(until.into(), watcher.sweep()).await;
+            }
             judge_bounce(&mut outcome, &watcher, &sender, &found);
             // A bounced message will not arrive late: it is lost.
             let lost = async { LateDelivery::Bounced }.boxed();

@@ -340,10 +340,11 @@ async fn run(shared: Arc<Shared>) {
             cleanup_results.push((m.clone(), r));
         }
         let swept = delete_late(&shared, s.as_mut()).await;
+        // Read before the sweeps are answered, so that a sweep also leaves the quota known.
+        let quota = read_quota(&shared, s.as_mut()).await;
         for sweep in std::mem::take(&mut shared.lock().sweeps) {
             let _ = sweep.send(swept);
         }
-        let quota = read_quota(&shared, s.as_mut()).await;
         for (waiter, seen, cleanup) in ready {
             let cleanup = cleanup.then(|| {
                 cleanup_results
