@@ -40,6 +40,7 @@ struct Sections {
     notifiers: BTreeMap<String, crate::notify::NotifierSpec>,
     alerting: Option<(PathBuf, Spanned<crate::alert::AlertingConfig>)>,
     storage: Option<(PathBuf, Spanned<crate::alert::StorageConfig>)>,
+    digest: Option<(PathBuf, Spanned<crate::alert::digest::DigestConfig>)>,
 }
 
 /// What a check is completed and validated against: the defaults and the named sections its
@@ -65,6 +66,7 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
     };
     let checks = merge_checks(sections.raw_checks, &context, errors);
     let alerting = merge_alerting(sections.alerting, &sections.notifiers, &checks, errors);
+    let digest = digest(sections.digest, &sections.notifiers, &checks, errors);
     let server = sections.server.map(|(_, s)| s).unwrap_or_default();
     errors.extend(server.problems().into_iter().map(ConfigError::general));
     Config {
@@ -78,6 +80,7 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
         notifiers: sections.notifiers,
         alerting,
         storage: storage(sections.storage, errors),
+        digest,
         files,
         secrets: Default::default(),
     }
@@ -130,6 +133,7 @@ fn gather(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Secti
         );
         set_once(&mut s.alerting, "alerting", &path, doc.alerting, errors);
         set_once(&mut s.storage, "storage", &path, doc.storage, errors);
+        set_once(&mut s.digest, "digest", &path, doc.digest, errors);
         set_once(&mut s.defaults, "defaults", &path, doc.defaults, errors);
         set_once(&mut s.server, "server", &path, doc.server, errors);
         set_once(&mut s.scheduler, "scheduler", &path, doc.scheduler, errors);
@@ -202,6 +206,26 @@ fn storage(
     let (at, storage) = section_origin(section);
     push_located(errors, at.as_ref(), bounds::storage(&storage));
     storage
+}
+
+/// The `digest:` section, checked against the notifiers and the shops of the checks.
+fn digest(
+    section: Option<(PathBuf, Spanned<crate::alert::digest::DigestConfig>)>,
+    notifiers: &BTreeMap<String, crate::notify::NotifierSpec>,
+    checks: &[Check],
+    errors: &mut Vec<ConfigError>,
+) -> Option<crate::alert::digest::DigestConfig> {
+    let (file, spanned) = section?;
+    let at = Origin {
+        file,
+        line: spanned.referenced.line(),
+        column: spanned.referenced.column(),
+    };
+    let mut shops: Vec<&str> = checks.iter().map(Check::shop).collect();
+    shops.sort_unstable();
+    shops.dedup();
+    push_located(errors, Some(&at), spanned.value.problems(notifiers, &shops));
+    Some(spanned.value)
 }
 
 /// Several range problems of one named thing as one message.

@@ -53,6 +53,8 @@ pub struct Config {
     pub alerting: crate::alert::AlertingConfig,
     /// The SQLite database with alert state and run history.
     pub storage: crate::alert::StorageConfig,
+    /// The weekly digest to shop owners, when configured.
+    pub digest: Option<crate::alert::digest::DigestConfig>,
     /// The files the config was read from.
     pub files: Vec<PathBuf>,
     /// Every secret value read from the files (for the redactor; `Debug` shows only a count).

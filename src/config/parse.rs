@@ -35,6 +35,7 @@ pub(super) struct FileDoc {
     pub(super) notifiers: BTreeMap<String, Spanned<crate::notify::NotifierSpec>>,
     pub(super) alerting: Option<Spanned<crate::alert::AlertingConfig>>,
     pub(super) storage: Option<Spanned<crate::alert::StorageConfig>>,
+    pub(super) digest: Option<Spanned<crate::alert::digest::DigestConfig>>,
 }
 
 /// Top-level sections other than `checks`, parsed alone when a file has errors.
@@ -53,6 +54,7 @@ struct SectionsDoc {
     notifiers: Option<BTreeMap<String, crate::notify::NotifierSpec>>,
     alerting: Option<crate::alert::AlertingConfig>,
     storage: Option<crate::alert::StorageConfig>,
+    digest: Option<crate::alert::digest::DigestConfig>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +118,7 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigE
             notifiers: BTreeMap::new(),
             alerting: None,
             storage: None,
+            digest: None,
         });
     }
     let first =
