@@ -48,6 +48,16 @@ pub fn verdict(c: &ChannelReport, targets: &BTreeMap<Channel, Dur>) -> Option<(f
     Some((target, p95 <= target))
 }
 
+/// Sets each channel's target and verdict in `report` (`report` text and JSON show them).
+pub fn apply_targets(report: &mut Report, targets: &BTreeMap<Channel, Dur>) {
+    for c in &mut report.channels {
+        c.target_seconds = channel_of(&c.channel)
+            .and_then(|ch| targets.get(&ch))
+            .map(|t| t.get().as_secs_f64());
+        c.target_met = verdict(c, targets).map(|(_, met)| met);
+    }
+}
+
 /// `2016` as `2,016` (en) or `2 016` (ru).
 pub fn count(lang: Language, n: u64) -> String {
     let digits = n.to_string();
