@@ -420,3 +420,62 @@ async fn demo_digest_now_reaches_the_owners_telegram() {
     assert!(digest.contains("form submissions"), "{digest}");
     assert!(daemon.stop().await);
 }
+
+#[test]
+fn report_prints_the_digest_as_html_and_the_verdict_in_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("history.db");
+    let yaml = format!(
+        "storage: {{ path: {db:?} }}
+notifiers:
+  owner: {{ kind: telegram, bot_token: \"1:x\", chat_id: \"42\" }}
+digest: {{ every: Mon 09:00, notifiers: [owner], targets: {{ callback: 15m }} }}
+checks:
+  - {{ name: callback, kind: http, url: \"http://127.0.0.1:9/\", labels: {{ shop: demo }} }}
+",
+        db = db.display().to_string()
+    );
+    std::fs::write(dir.path().join("shop.yaml"), yaml).expect("write config");
+    let store = Store::open(&db).expect("open");
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let runs: Vec<RunRecord> = (0..10)
+        .map(|i| {
+            run(
+                "callback",
+                "callback",
+                "callback",
+                now - 3600 - i * 600,
+                false,
+                1200.0,
+            )
+        })
+        .collect();
+    store
+        .commit_runs(&runs, 1000, None, &[], &[], now as f64)
+        .expect("seed");
+    let report = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_supportwatch"))
+            .args(["report", "--shop", "demo", "--format", format, "--config"])
+            .arg(dir.path())
+            .output()
+            .expect("run report");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let html = report("html");
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains("<li>10 callbacks</li>"), "{html}");
+    assert!(html.contains("(target 15 min: not met)</li>"), "{html}");
+    let json: serde_json::Value = serde_json::from_str(&report("json")).expect("json");
+    let callback = &json["channels"][0];
+    assert_eq!(callback["target_seconds"], 900.0, "{json}");
+    assert_eq!(callback["target_met"], false, "{json}");
+    assert!(report("text").contains("15 min NOT met"));
+}
