@@ -87,6 +87,7 @@ fn main() {
     );
 
     let notice = |i: usize| AlertNotice {
+        digest: None,
         id: format!("check-{i}@1:firing"),
         fingerprint: format!("check-{i}@1"),
         check: format!("check-{i}"),

@@ -76,6 +76,7 @@ impl Prepared {
             self.checks.iter().map(|c| c.check.alert_rules()),
             self.notifiers.clone(),
         )
+        .with_digest(self.config.digest.as_ref(), &self.config.alerting)
     }
 }
 

@@ -249,6 +249,11 @@ impl Daemon {
         })
     }
 
+    /// Queues every shop's weekly digest of the week up to now (`demo --digest-now`).
+    pub async fn digest_now(&self) {
+        self.alerts.commands().digest_now().await;
+    }
+
     /// Reloads the config; `Err` carries the problems of a refused config.
     pub async fn reload(&self) -> Result<String, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();

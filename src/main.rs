@@ -40,6 +40,7 @@ enum LogFormat {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ReportFormat {
     Text,
+    Html,
     Json,
 }
 
@@ -105,7 +106,8 @@ enum Command {
         /// How far back, e.g. `7d`, `24h`, `30d`.
         #[arg(long, default_value = "7d")]
         since: String,
-        /// `text` for people, `json` for scripts (shape in the README).
+        /// `text` for people, `html` as the weekly digest e-mail, `json` for scripts (shape in
+        /// the README).
         #[arg(long, value_enum, default_value = "text")]
         format: ReportFormat,
         /// Directory with the *.yaml config files (for storage.path and the shop's time zone).
@@ -124,6 +126,10 @@ enum Command {
         /// (`never` keeps them broken).
         #[arg(long, value_name = "DURATION", default_value = "60s")]
         heal_after: String,
+        /// Send the weekly digest to the owner's (stand-in) Telegram once the first checks
+        /// have run, instead of waiting for Monday.
+        #[arg(long)]
+        digest_now: bool,
     },
 }
 
@@ -177,7 +183,14 @@ fn report(
     let zone = supportwatch::alert::shop_zone(&prepared.config.alerting, shop);
     let store = supportwatch::alert::store::Store::open_read_only(&path)?;
     let history = History::new(&store, std::time::SystemTime::now());
-    let built = report::build(&history, shop, since, &zone)?;
+    let mut built = report::build(&history, shop, since, &zone)?;
+    let targets = prepared
+        .config
+        .digest
+        .as_ref()
+        .map(|d| d.targets.clone())
+        .unwrap_or_default();
+    supportwatch::alert::digest::content::apply_targets(&mut built, &targets);
     let known = prepared.checks.iter().any(|c| c.check.shop() == shop);
     if !known && built.channels.is_empty() {
         let mut shops: Vec<&str> = prepared.checks.iter().map(|c| c.check.shop()).collect();
@@ -191,6 +204,23 @@ fn report(
     match format {
         ReportFormat::Text => print!("{}", report::text(&built)),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&built)?),
+        ReportFormat::Html => {
+            // The digest's HTML; certificates and mailboxes come from a running daemon's
+            // metrics, which a report read from the database does not have.
+            let language = prepared.config.alerting.language.unwrap_or_default();
+            let period = jiff::Timestamp::try_from(history.now())
+                .map(|t| t.as_second())
+                .unwrap_or_default();
+            let digest = supportwatch::alert::digest::content::compose(
+                language,
+                period,
+                &built,
+                &targets,
+                &Default::default(),
+                &zone,
+            );
+            print!("{}", digest.html);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -287,7 +317,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             breaks,
             heal_after,
-        } => demo(listen, breaks, heal_after).await,
+            digest_now,
+        } => demo(listen, breaks, heal_after, digest_now).await,
         Command::NotifyTest {
             notifier,
             shop,
@@ -445,6 +476,7 @@ async fn demo(
     listen: SocketAddr,
     breaks: Vec<String>,
     heal_after: String,
+    digest_now: bool,
 ) -> anyhow::Result<ExitCode> {
     let heal_after = match heal_after.as_str() {
         "never" => None,
@@ -495,6 +527,9 @@ async fn demo(
             None => println!("  broken        {}", broken_names(&shop)),
         }
     }
+    if digest_now {
+        println!("  digest        sent to the owner's Telegram once every check has run");
+    }
     println!("  stop with Ctrl-C\n");
     if let Some(after) = heal_after {
         let breaks = shop.breaks.clone();
@@ -520,6 +555,9 @@ async fn demo(
             }
         }
     });
+    if digest_now {
+        supportwatch::demo::digest_after_first_runs(&daemon).await;
+    }
     daemon.run_until_signal().await;
     printer.abort();
     drop(shop);

@@ -29,15 +29,24 @@ pub struct Batch {
 
 /// The batches ready at `now`, skipping groups with a send in flight.
 pub fn ready(rows: Vec<OutboxRow>, now: f64, in_flight: &BTreeSet<(String, String)>) -> Vec<Batch> {
-    let mut groups: BTreeMap<(String, String), Vec<OutboxRow>> = BTreeMap::new();
+    // A digest goes in a batch of its own (keyed by its fingerprint), never joined by alerts.
+    let mut groups: BTreeMap<(String, String, Option<String>), Vec<OutboxRow>> = BTreeMap::new();
     for row in rows {
+        let digest = row
+            .queued
+            .notice
+            .digest
+            .is_some()
+            .then(|| row.queued.notice.fingerprint.clone());
         groups
-            .entry((row.queued.notifier.clone(), row.queued.shop.clone()))
+            .entry((row.queued.notifier.clone(), row.queued.shop.clone(), digest))
             .or_default()
             .push(row);
     }
     let mut out = Vec::new();
-    for ((notifier, shop), rows) in groups {
+    // One batch per notifier and shop at a time: `in_flight` is keyed so.
+    let mut taken: BTreeSet<(String, String)> = BTreeSet::new();
+    for ((notifier, shop, _), rows) in groups {
         if in_flight.contains(&(notifier.clone(), shop.clone())) {
             continue;
         }
@@ -74,6 +83,9 @@ pub fn ready(rows: Vec<OutboxRow>, now: f64, in_flight: &BTreeSet<(String, Strin
                 n.check.clone(),
             )
         });
+        if !taken.insert((notifier.clone(), shop.clone())) {
+            continue;
+        }
         out.push(Batch {
             notifier,
             shop,
@@ -185,6 +197,7 @@ mod tests {
                 is_fallback: false,
                 due_at: due,
                 notice: AlertNotice {
+                    digest: None,
                     id: format!("{check}@1:{}", status.as_str()),
                     fingerprint: format!("{check}@1"),
                     check: check.into(),

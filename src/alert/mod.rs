@@ -13,6 +13,7 @@
 //! and hands it to the route's fallback when a notifier keeps failing. [`service`] ties these to
 //! the scheduler and to config reloads.
 
+pub mod digest;
 pub mod dispatch;
 pub mod engine;
 pub mod history;

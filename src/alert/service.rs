@@ -14,6 +14,7 @@
 //! The config side ([`Setup`]) and the health record ([`Health`]) live in `service/setup.rs` and
 //! `service/health.rs`; this file is the task itself.
 
+mod digest;
 mod health;
 mod setup;
 
@@ -66,6 +67,8 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 pub enum Command {
     /// Switch config.
     Apply(Box<Setup>),
+    /// Send every shop's weekly digest now (`demo --digest-now`).
+    DigestNow,
 }
 
 /// The running alerting task.
@@ -90,6 +93,7 @@ impl AlertService {
         let outbox: BTreeMap<i64, OutboxRow> =
             store.outbox()?.into_iter().map(|r| (r.id, r)).collect();
         let next_row = outbox.keys().next_back().map_or(1, |id| id + 1);
+        let digest_periods = store.digest_periods()?;
         let timed = states
             .iter()
             .filter(|(_, s)| s.time_driven())
@@ -117,6 +121,7 @@ impl AlertService {
             incidents: Vec::new(),
             prune_at: tokio::time::Instant::now(),
             tick_visits: 0,
+            digest_periods,
             metrics,
             clock,
             health: health.clone(),
@@ -155,6 +160,11 @@ impl AlertCommands {
     /// stay are kept.
     pub async fn apply(&self, setup: Setup) {
         let _ = self.0.send(Command::Apply(Box::new(setup))).await;
+    }
+
+    /// Queues every shop's weekly digest of the week up to now, whatever the schedule.
+    pub async fn digest_now(&self) {
+        let _ = self.0.send(Command::DigestNow).await;
     }
 }
 
@@ -198,6 +208,8 @@ struct Worker {
     prune_at: tokio::time::Instant,
     /// States looked at by ticks, for tests that pin a tick's cost.
     tick_visits: u64,
+    /// The last digest period queued per shop, as in the store.
+    digest_periods: HashMap<String, i64>,
     metrics: Arc<Metrics>,
     clock: Clock,
     health: Arc<Health>,
@@ -237,7 +249,13 @@ impl Worker {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
-                Some(Command::Apply(setup)) = commands.recv() => self.apply(*setup).await,
+                Some(command) = commands.recv() => match command {
+                    Command::Apply(setup) => self.apply(*setup).await,
+                    Command::DigestNow => {
+                        self.digests(true).await;
+                        self.pump().await;
+                    }
+                },
                 Some(done) = results.recv() => self.sent(done).await,
                 _ = tick.tick() => self.tick().await,
             }
@@ -509,6 +527,7 @@ impl Worker {
                 }
             };
             let notice = AlertNotice {
+                digest: None,
                 id,
                 fingerprint,
                 check: check.to_string(),
@@ -702,6 +721,7 @@ impl Worker {
         }
         self.prune().await;
         self.catch_up().await;
+        self.digests(false).await;
         self.pump().await;
     }
 

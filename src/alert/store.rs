@@ -102,6 +102,11 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (check_name, started_at)
      );
      CREATE INDEX incidents_by_shop ON incidents (shop, started_at);",
+    // 4: the last weekly digest period queued per shop, so each period is sent once.
+    "CREATE TABLE digests (
+         shop   TEXT PRIMARY KEY,
+         period INTEGER NOT NULL
+     );",
 ];
 
 /// Why the store failed.
@@ -488,6 +493,38 @@ impl Store {
         Ok(out)
     }
 
+    /// The last digest period recorded per shop (unix seconds of its start).
+    pub fn digest_periods(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT shop, period FROM digests")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Records `period` as `shop`'s last digest and queues its messages `rows`, together: a
+    /// crash leaves either both or neither, so a period is neither lost nor sent twice.
+    pub fn queue_digest(
+        &self,
+        shop: &str,
+        period: i64,
+        rows: &[OutboxRow],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = self.begin(&mut conn)?;
+        tx.execute(
+            "INSERT INTO digests (shop, period) VALUES (?1, ?2)
+             ON CONFLICT (shop) DO UPDATE SET period = excluded.period",
+            params![shop, period],
+        )
+        .map_err(|e| self.err(e))?;
+        insert_rows(&tx, rows).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     /// Removes sent (or dropped) notifications.
     pub fn remove(&self, ids: &[i64]) -> Result<(), StoreError> {
         let mut conn = self.conn();
@@ -735,6 +772,7 @@ mod tests {
     /// A firing notice of chat check `check`.
     fn firing(check: &str) -> AlertNotice {
         AlertNotice {
+            digest: None,
             id: format!("{check}@1:firing"),
             fingerprint: format!("{check}@1"),
             check: check.into(),

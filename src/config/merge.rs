@@ -41,6 +41,7 @@ struct Sections {
     alerting: Option<(PathBuf, Spanned<crate::alert::AlertingConfig>)>,
     storage: Option<(PathBuf, Spanned<crate::alert::StorageConfig>)>,
     status_page: Option<(PathBuf, super::status_page::StatusPageConfig)>,
+    digest: Option<(PathBuf, Spanned<crate::alert::digest::DigestConfig>)>,
 }
 
 /// What a check is completed and validated against: the defaults and the named sections its
@@ -66,6 +67,7 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
     };
     let checks = merge_checks(sections.raw_checks, &context, errors);
     let alerting = merge_alerting(sections.alerting, &sections.notifiers, &checks, errors);
+    let digest = digest(sections.digest, &sections.notifiers, &checks, errors);
     let server = sections.server.map(|(_, s)| s).unwrap_or_default();
     errors.extend(server.problems().into_iter().map(ConfigError::general));
     Config {
@@ -80,6 +82,7 @@ pub(super) fn merge(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>
         alerting,
         storage: storage(sections.storage, errors),
         status_page: sections.status_page.map(|(_, s)| s).unwrap_or_default(),
+        digest,
         files,
         secrets: Default::default(),
     }
@@ -139,6 +142,7 @@ fn gather(docs: Vec<(PathBuf, FileDoc)>, errors: &mut Vec<ConfigError>) -> Secti
             doc.status_page,
             errors,
         );
+        set_once(&mut s.digest, "digest", &path, doc.digest, errors);
         set_once(&mut s.defaults, "defaults", &path, doc.defaults, errors);
         set_once(&mut s.server, "server", &path, doc.server, errors);
         set_once(&mut s.scheduler, "scheduler", &path, doc.scheduler, errors);
@@ -211,6 +215,26 @@ fn storage(
     let (at, storage) = section_origin(section);
     push_located(errors, at.as_ref(), bounds::storage(&storage));
     storage
+}
+
+/// The `digest:` section, checked against the notifiers and the shops of the checks.
+fn digest(
+    section: Option<(PathBuf, Spanned<crate::alert::digest::DigestConfig>)>,
+    notifiers: &BTreeMap<String, crate::notify::NotifierSpec>,
+    checks: &[Check],
+    errors: &mut Vec<ConfigError>,
+) -> Option<crate::alert::digest::DigestConfig> {
+    let (file, spanned) = section?;
+    let at = Origin {
+        file,
+        line: spanned.referenced.line(),
+        column: spanned.referenced.column(),
+    };
+    let mut shops: Vec<&str> = checks.iter().map(Check::shop).collect();
+    shops.sort_unstable();
+    shops.dedup();
+    push_located(errors, Some(&at), spanned.value.problems(notifiers, &shops));
+    Some(spanned.value)
 }
 
 /// Several range problems of one named thing as one message.

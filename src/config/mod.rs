@@ -56,6 +56,8 @@ pub struct Config {
     pub storage: crate::alert::StorageConfig,
     /// The status page for shop owners.
     pub status_page: status_page::StatusPageConfig,
+    /// The weekly digest to shop owners, when configured.
+    pub digest: Option<crate::alert::digest::DigestConfig>,
     /// The files the config was read from.
     pub files: Vec<PathBuf>,
     /// Every secret value read from the files (for the redactor; `Debug` shows only a count).

@@ -36,6 +36,7 @@ pub(super) struct FileDoc {
     pub(super) alerting: Option<Spanned<crate::alert::AlertingConfig>>,
     pub(super) storage: Option<Spanned<crate::alert::StorageConfig>>,
     pub(super) status_page: Option<super::status_page::StatusPageConfig>,
+    pub(super) digest: Option<Spanned<crate::alert::digest::DigestConfig>>,
 }
 
 /// Top-level sections other than `checks`, parsed alone when a file has errors.
@@ -55,6 +56,7 @@ struct SectionsDoc {
     alerting: Option<crate::alert::AlertingConfig>,
     storage: Option<crate::alert::StorageConfig>,
     status_page: Option<super::status_page::StatusPageConfig>,
+    digest: Option<crate::alert::digest::DigestConfig>,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +121,7 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigE
             alerting: None,
             storage: None,
             status_page: None,
+            digest: None,
         });
     }
     let first =

@@ -232,6 +232,24 @@ impl Drop for DemoShop {
     }
 }
 
+/// `demo --digest-now`: waits until the checks have run (a check's second run means every one
+/// has had its first, or 30 s), then has the daemon send the weekly digest of what they found.
+pub async fn digest_after_first_runs(daemon: &Daemon) {
+    let mut reports = daemon.scheduler.subscribe();
+    let mut seen = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Reports until a check repeats or the deadline; a lagging receiver only skips reports.
+    while let Ok(Ok(report)) = tokio::time::timeout_at(deadline, reports.recv()).await {
+        if !seen.insert(report.check.to_string()) {
+            break;
+        }
+    }
+    // The run history is written within a fraction of a second of each run; wait that out
+    // so the digest reads it.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    daemon.digest_now().await;
+}
+
 /// Starts the demo shop and the daemon on `checks/demo.yaml` (the file in the current directory
 /// when there is one, so it can be edited; the built-in copy otherwise). Browser checks are left
 /// out, and listed in [`DemoShop::skipped`], when chromedriver is not installed.

@@ -296,6 +296,7 @@ mod tests {
     fn alerts_carry_identity_labels_and_times() {
         let since = UNIX_EPOCH + Duration::from_secs(1_773_324_300);
         let a = AlertNotice {
+            digest: None,
             id: "f:firing".into(),
             fingerprint: "f".into(),
             check: "support-form".into(),
@@ -316,6 +317,7 @@ mod tests {
             link: None,
         };
         let n = Notification {
+            digest: None,
             shop: "shop.example".into(),
             language: Language::En,
             audience: Audience::Ops,
@@ -343,6 +345,7 @@ mod tests {
         // A re-send (after a crash between sending and recording it) names the same alert:
         // Alertmanager merges it by its labels and start instead of opening a second one.
         let firing = AlertNotice {
+            digest: None,
             status: AlertStatus::Firing,
             resolved_at: None,
             ..a

@@ -5,7 +5,8 @@
 //! the message goes through the same step-by-step SMTP dialogue (`probe::mail::smtp`), so a
 //! failure quotes the server and names the refused step, and never contains the password.
 //!
-//! The message is text/plain: Subject is the rendered title, the body the rendered text. It
+//! The message is text/plain: Subject is the rendered title, the body the rendered text (a
+//! weekly digest is multipart/alternative, its text and its HTML). It
 //! carries `Auto-Submitted: auto-generated` (RFC 3834: no autoresponder answers it, no vacation
 //! reply bounces back) and `X-Supportwatch-Alert: <fingerprints>` for filtering and threading.
 //!
@@ -169,7 +170,9 @@ impl EmailNotifier {
 
     fn message(&self, n: &Notification) -> Result<Message, NotifyError> {
         let rendered = super::render::render(n);
-        let fingerprints = if n.alerts.is_empty() {
+        let fingerprints = if let Some(d) = &n.digest {
+            format!("digest:{}:{}", n.shop, d.period)
+        } else if n.alerts.is_empty() {
             "test".to_string()
         } else {
             n.alerts
@@ -190,14 +193,21 @@ impl EmailNotifier {
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str(ALERT_HEADER),
                 fingerprints,
-            ))
-            .header(ContentType::TEXT_PLAIN);
+            ));
         for to in &self.compiled.to {
             builder = builder.to(to.clone());
         }
         let mut body = rendered.body;
         body.push('\n');
-        builder.body(body).map_err(|e| {
+        let built = match &n.digest {
+            // A digest is HTML with the same words as text, for mail readers that show no HTML.
+            Some(d) => builder.multipart(lettre::message::MultiPart::alternative_plain_html(
+                body,
+                d.html.clone(),
+            )),
+            None => builder.header(ContentType::TEXT_PLAIN).body(body),
+        };
+        built.map_err(|e| {
             NotifyError::permanent(format!("{}: cannot build the message: {e}", self.label))
         })
     }

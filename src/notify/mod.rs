@@ -40,6 +40,22 @@ pub struct Notification {
     pub status_url: Option<String>,
     /// Time zone for the times in texts (IANA name); the system's when `None`.
     pub timezone: Option<String>,
+    /// A weekly digest to send instead of alert texts (then `alerts` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestMessage>,
+}
+
+/// A rendered digest riding the outbox: what every notifier sends in place of alert texts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DigestMessage {
+    /// Start of the period it was sent for, unix seconds.
+    pub period: i64,
+    /// Subject of the e-mail, first line of a chat message.
+    pub title: String,
+    /// Plain text: the chat message, the e-mail's text part.
+    pub text: String,
+    /// The e-mail's HTML part.
+    pub html: String,
 }
 
 /// What happened to one check's alert.
@@ -102,6 +118,11 @@ pub struct AlertNotice {
     /// Where the evidence of the last failed run was saved (a browser check's screenshot and page
     /// directory), when there is any. The status page is [`Notification::status_url`].
     pub link: Option<String>,
+    /// Set on the outbox's stand-in notice for a weekly digest: the digest it carries, sent
+    /// on its own, never grouped with alerts. Its other fields name the digest (fingerprint
+    /// `digest:<shop>:<period>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Box<DigestMessage>>,
 }
 
 /// Language of alert texts.

@@ -32,6 +32,12 @@ pub fn render(n: &Notification) -> Rendered {
 
 /// [`render`] as of `now` (which decides whether a time needs its date).
 pub fn render_at(n: &Notification, now: SystemTime) -> Rendered {
+    if let Some(d) = &n.digest {
+        return Rendered {
+            title: d.title.clone(),
+            body: d.text.trim_end().to_string(),
+        };
+    }
     let clock = Clock::new(n.timezone.as_deref(), now);
     let mut alerts: Vec<&AlertNotice> = n.alerts.iter().collect();
     // Firing first, then reminders, then resolved; stable, so the engine's order holds within.
@@ -377,6 +383,15 @@ fn owner_details(lang: Language, a: &AlertNotice) -> Vec<String> {
     lines
 }
 
+/// What was wrong with `channel`, in the owner's words without the channel's name ("не
+/// отвечает", "mailbox: full"), for the weekly digest's list of incidents.
+pub(crate) fn owner_problem(lang: Language, channel: Channel, reason_kind: &str) -> String {
+    match problem(lang, channel, reason_kind) {
+        Problem::Verb(v) => v.to_string(),
+        Problem::State(part, state) => format!("{part}: {state}"),
+    }
+}
+
 /// What is wrong, in words that fit after the channel's name.
 enum Problem {
     /// "не доставляет письма": follows the channel's name.
@@ -589,7 +604,8 @@ fn advice(lang: Language, reason_kind: &str) -> Option<&'static str> {
     })
 }
 
-fn channel_name(lang: Language, channel: Channel) -> &'static str {
+/// The channel in the owner's words ("Форма обратной связи", "Chat").
+pub(crate) fn channel_name(lang: Language, channel: Channel) -> &'static str {
     match (lang, channel) {
         (Language::Ru, Channel::FeedbackForm) => "Форма обратной связи",
         (Language::Ru, Channel::Callback) => "Заказ обратного звонка",

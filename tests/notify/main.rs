@@ -41,6 +41,7 @@ fn alert(check: &str, channel: Channel, reason_kind: &str, status: AlertStatus) 
     let since = SystemTime::now() - Duration::from_secs(7 * 60);
     let secs = since.duration_since(UNIX_EPOCH).unwrap().as_secs();
     AlertNotice {
+        digest: None,
         id: format!("{check}-{secs}:{}", status.as_str()),
         fingerprint: format!("{check}-{secs}"),
         check: check.into(),
@@ -69,6 +70,7 @@ fn form_not_delivering() -> AlertNotice {
 
 fn notification(language: Language, audience: Audience, alerts: Vec<AlertNotice>) -> Notification {
     Notification {
+        digest: None,
         shop: "shop.example".into(),
         language,
         audience,

@@ -48,6 +48,12 @@ pub struct ChannelReport {
     pub traffic: BTreeMap<String, u64>,
     /// Incidents overlapping the range, oldest first.
     pub incidents: Vec<IncidentReport>,
+    /// The owner's target for the channel (`digest.targets`), seconds; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_seconds: Option<f64>,
+    /// Whether the p95 latency is within the target; absent without a target or latencies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_met: Option<bool>,
 }
 
 /// One incident.
@@ -120,6 +126,8 @@ pub fn build(
                 })
                 .collect(),
             traffic: sum.traffic,
+            target_seconds: None,
+            target_met: None,
             channel,
         })
         .collect();
@@ -153,16 +161,25 @@ pub fn text(report: &Report) -> String {
         out.push_str("no runs recorded in this range\n");
         return out;
     }
-    let mut rows = vec![
-        [
-            "channel", "uptime", "runs", "failures", "median", "p95", "traffic",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
+    let targets = report.channels.iter().any(|c| c.target_seconds.is_some());
+    let mut head = [
+        "channel", "uptime", "runs", "failures", "median", "p95", "traffic",
+    ]
+    .map(String::from)
+    .to_vec();
+    if targets {
+        head.insert(6, "target".into());
+    }
+    let mut rows = vec![head];
     for c in &report.channels {
         let traffic: Vec<String> = c.traffic.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        rows.push(vec![
+        let target = match (c.target_seconds, c.target_met) {
+            (None, _) => "-".to_string(),
+            (Some(t), None) => human(Some(t)),
+            (Some(t), Some(true)) => format!("{} met", human(Some(t))),
+            (Some(t), Some(false)) => format!("{} NOT met", human(Some(t))),
+        };
+        let mut row = vec![
             c.channel.clone(),
             c.uptime
                 .map_or("-".into(), |u| format!("{:.2} %", u * 100.0)),
@@ -171,7 +188,11 @@ pub fn text(report: &Report) -> String {
             human(c.latency_p50_seconds),
             human(c.latency_p95_seconds),
             traffic.join(", "),
-        ]);
+        ];
+        if targets {
+            row.insert(6, target);
+        }
+        rows.push(row);
     }
     out.push_str(&crate::report::table(&rows));
     let incidents: Vec<(&str, &IncidentReport)> = report

@@ -4,6 +4,7 @@
 //! each loaded config and hands it to the task on start and on every reload; `send_test`
 //! (`supportwatch notify-test`) only needs a `Setup`, not the task.
 
+use crate::alert::digest::{DigestConfig, Every};
 use crate::alert::{
     AlertingConfig, CheckRules, DEFAULT_ATTEMPTS, DEFAULT_GROUP_WAIT, Maintenance, Policy,
     StorageConfig, Target, routes,
@@ -39,6 +40,18 @@ pub struct Setup {
     pub(super) retention: (Duration, Duration),
     pub(super) status_url: Option<String>,
     pub(super) timezone: Option<String>,
+    /// The weekly digest, when the config has a `digest:` section.
+    pub(super) digest: Option<Arc<DigestSetup>>,
+}
+
+/// The `digest:` section, resolved against the checks and the alert zones.
+#[derive(Clone, Debug)]
+pub(super) struct DigestSetup {
+    pub(super) every: Every,
+    pub(super) notifiers: Vec<String>,
+    /// Each shop with the zone its digest is timed and written in.
+    pub(super) shops: Vec<(String, jiff::tz::TimeZone)>,
+    pub(super) targets: BTreeMap<Channel, crate::value::Dur>,
 }
 
 impl Setup {
@@ -79,7 +92,46 @@ impl Setup {
             retention: (storage.runs_for.get(), storage.rollups_for.get()),
             status_url: global.status_url.as_ref().map(|t| t.expose().to_string()),
             timezone: global.timezone.clone(),
+            digest: None,
         }
+    }
+
+    /// This setup sending the weekly digest `digest` (`None`: no digest); `global` gives the
+    /// shops' zones where the digest names none. A section that fails validation sends none.
+    pub fn with_digest(mut self, digest: Option<&DigestConfig>, global: &AlertingConfig) -> Setup {
+        let Some(d) = digest else {
+            return self;
+        };
+        let Ok(every) = Every::parse(&d.every) else {
+            return self;
+        };
+        let mut shops: Vec<String> = if d.shops.is_empty() {
+            self.checks.values().map(|c| c.shop.clone()).collect()
+        } else {
+            d.shops.clone()
+        };
+        shops.sort_unstable();
+        shops.dedup();
+        let fixed = d
+            .timezone
+            .as_deref()
+            .and_then(|z| jiff::tz::TimeZone::get(z).ok());
+        let shops = shops
+            .into_iter()
+            .map(|shop| {
+                let zone = fixed
+                    .clone()
+                    .unwrap_or_else(|| crate::alert::shop_zone(global, &shop));
+                (shop, zone)
+            })
+            .collect();
+        self.digest = Some(Arc::new(DigestSetup {
+            every,
+            notifiers: d.notifiers.clone(),
+            shops,
+            targets: d.targets.clone(),
+        }));
+        self
     }
 
     /// A notification for `notifier` carrying `alerts`.
@@ -90,7 +142,16 @@ impl Setup {
         alerts: Vec<AlertNotice>,
         test: bool,
     ) -> Notification {
+        // A digest rides the outbox as a notice of its own batch (`dispatch::ready`); it is
+        // sent in place of alert texts.
+        let mut alerts = alerts;
+        let digest = alerts
+            .iter()
+            .position(|a| a.digest.is_some())
+            .and_then(|i| alerts.remove(i).digest)
+            .map(|d| *d);
         Notification {
+            digest,
             shop: shop.to_string(),
             language: entry.language,
             audience: entry.audience,

@@ -40,6 +40,7 @@ fn setup(checks: usize) -> Setup {
         ),
         status_url: None,
         timezone: None,
+        digest: None,
     }
 }
 
@@ -57,6 +58,7 @@ fn worker(store: Arc<Store>, setup: Setup) -> Worker {
         flush_at: None,
         outbox: BTreeMap::new(),
         next_row: 1,
+        digest_periods: HashMap::new(),
         behind: None,
         incidents: Vec::new(),
         // Pruning is hourly upkeep, not per-run work: out of the way of the counted costs.

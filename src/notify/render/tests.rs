@@ -11,6 +11,7 @@ fn t0() -> SystemTime {
 
 fn alert(check: &str, channel: Channel, reason_kind: &str, status: AlertStatus) -> AlertNotice {
     AlertNotice {
+        digest: None,
         id: format!("{check}-1773324300:{}", status.as_str()),
         fingerprint: format!("{check}-1773324300"),
         check: check.into(),
@@ -29,6 +30,7 @@ fn alert(check: &str, channel: Channel, reason_kind: &str, status: AlertStatus) 
 
 fn notification(lang: Language, audience: Audience, alerts: Vec<AlertNotice>) -> Notification {
     Notification {
+        digest: None,
         shop: "shop.example".into(),
         language: lang,
         audience,
