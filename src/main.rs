@@ -512,6 +512,7 @@ async fn demo(
     );
     println!("  JS form       {}/js-contacts", shop.http_url);
     println!("  widget        {}/callback", shop.http_url);
+    println!("  status page   http://{}/status/shop/demo", daemon.addr);
     println!("  metrics       http://{}/metrics", daemon.addr);
     println!("  health        http://{}/healthz", daemon.addr);
     for s in &shop.skipped {

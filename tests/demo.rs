@@ -6,7 +6,8 @@ use std::time::Duration;
 use supportwatch::outcome::RunResult;
 use supportwatch::value::Channel;
 
-async fn first_results(broken: BTreeSet<Channel>) -> (HashMap<String, RunResult>, String) {
+/// The first result of every demo check, the metrics after them, and the owner's status page.
+async fn first_results(broken: BTreeSet<Channel>) -> (HashMap<String, RunResult>, String, String) {
     supportwatch::tlsconf::install_crypto_provider();
     let (shop, daemon) = supportwatch::demo::start("127.0.0.1:0".parse().expect("addr"), broken)
         .await
@@ -40,14 +41,26 @@ async fn first_results(broken: BTreeSet<Channel>) -> (HashMap<String, RunResult>
         .text()
         .await
         .expect("body");
+    let status = reqwest::get(format!("http://{}/status/shop/demo", daemon.addr))
+        .await
+        .expect("status page");
+    assert_eq!(status.status(), 200);
+    let page = status.text().await.expect("body");
     assert!(daemon.stop().await);
     drop(shop);
-    (results, metrics)
+    (results, metrics, page)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_demo_check_passes_against_the_demo_shop() {
-    let (results, metrics) = first_results(BTreeSet::new()).await;
+    let (results, metrics, page) = first_results(BTreeSet::new()).await;
+    // The owner's status page names every channel and says it works.
+    for words in ["Feedback form", "Chat", "works"] {
+        assert!(
+            page.contains(words),
+            "`{words}` missing from the status page:\n{page}"
+        );
+    }
     for (check, result) in &results {
         assert_eq!(*result, RunResult::Success, "{check}");
     }
@@ -73,7 +86,7 @@ async fn every_demo_check_passes_against_the_demo_shop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_makes_only_the_broken_channel_fail() {
-    let (results, metrics) = first_results(BTreeSet::from([Channel::FeedbackForm])).await;
+    let (results, metrics, _) = first_results(BTreeSet::from([Channel::FeedbackForm])).await;
     assert_eq!(results["demo-feedback-api"], RunResult::Failure);
     // The form still says "thank you"; only the missing mail gives it away.
     assert_eq!(results["demo-feedback-form"], RunResult::Failure);
@@ -95,7 +108,7 @@ async fn break_makes_only_the_broken_channel_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_chat_makes_the_bot_fall_silent() {
-    let (results, metrics) = first_results(BTreeSet::from([Channel::Chat])).await;
+    let (results, metrics, _) = first_results(BTreeSet::from([Channel::Chat])).await;
     for check in ["demo-chat", "demo-chat-api"] {
         assert_eq!(results[check], RunResult::Failure, "{check}");
         assert!(
