@@ -54,7 +54,7 @@ impl Plan {
     }
 
     fn failing_now(&self, i: usize) -> bool {
-        i % 100 == 0
+        i.is_multiple_of(100)
     }
 
     fn run(&self, i: usize, start: i64, failed: bool) -> RunRecord {
@@ -124,7 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         store.commit_runs(&runs, keep, None, &[], &[], start as f64)?;
         batches += 1;
-        if batches % 100 == 0 {
+        if batches.is_multiple_of(100) {
             eprintln!(
                 "seed_history: {batches} batches of {} runs, {:.0?}",
                 plan.checks,
