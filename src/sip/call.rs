@@ -9,7 +9,7 @@
 
 use super::SipError;
 use super::message::{self, IncomingRequest, Request, Response};
-use super::transaction::T1;
+use super::transaction::Retransmit;
 use super::transport::Connection;
 use super::uac::{AuthHeader, Client};
 use super::uri::SipUri;
@@ -145,8 +145,7 @@ impl Call {
         };
         let reliable = self.conn()?.transport().reliable();
         let give_up = started + TIMER_B;
-        let mut interval = T1;
-        let mut next_send = Instant::now() + interval;
+        let mut resend = Retransmit::invite();
         loop {
             let provisional = matches!(self.state, State::Inviting { provisional: true });
             let retransmit = !reliable && !provisional;
@@ -155,7 +154,7 @@ impl Call {
                 wake = wake.min(give_up);
             }
             if retransmit {
-                wake = wake.min(next_send);
+                wake = wake.min(resend.due());
             }
             let received = self.recv_until(wake).await?;
             let response = match received {
@@ -169,10 +168,9 @@ impl Call {
                     if !provisional && now >= give_up {
                         return Err(SipError::Timeout(TIMER_B));
                     }
-                    if retransmit && now >= next_send {
+                    if retransmit && now >= resend.due() {
                         self.conn()?.send(&bytes).await?;
-                        interval *= 2;
-                        next_send = now + interval;
+                        resend.sent_again();
                     }
                     continue;
                 }
@@ -359,26 +357,14 @@ impl Call {
         cancel.set_header("CSeq", format!("{} CANCEL", cseq_number(&invite)));
         let bytes = cancel.to_bytes();
         self.conn()?.send(&bytes).await?;
-        let reliable = self.conn()?.transport().reliable();
-        let mut interval = T1;
-        let mut next_send = Instant::now() + interval;
+        let mut resend = self.resend_unless_reliable()?;
         let mut cancel_answered = false;
         loop {
-            let wake = if reliable || cancel_answered {
-                until
-            } else {
-                until.min(next_send)
-            };
-            let response = match self.recv_until(wake).await? {
-                Some(Received::Response(r)) => r,
-                Some(Received::Handled) => continue,
-                None if Instant::now() >= until => return Ok(None),
-                None => {
-                    self.conn()?.send(&bytes).await?;
-                    interval = (interval * 2).min(super::transaction::T2);
-                    next_send = Instant::now() + interval;
-                    continue;
-                }
+            if cancel_answered {
+                resend = None;
+            }
+            let Some(response) = self.next_answer(&bytes, until, &mut resend).await? else {
+                return Ok(None);
             };
             if response.top_branch() != Some(branch.as_str()) || !response.is_final() {
                 continue;
@@ -419,25 +405,10 @@ impl Call {
             .unwrap_or_default()
             .to_string();
         self.conn()?.send(&bytes).await?;
-        let reliable = self.conn()?.transport().reliable();
-        let mut interval = T1;
-        let mut next_send = Instant::now() + interval;
+        let mut resend = self.resend_unless_reliable()?;
         loop {
-            let wake = if reliable {
-                until
-            } else {
-                until.min(next_send)
-            };
-            let response = match self.recv_until(wake).await? {
-                Some(Received::Response(r)) => r,
-                Some(Received::Handled) => continue,
-                None if Instant::now() >= until => return Ok(None),
-                None => {
-                    self.conn()?.send(&bytes).await?;
-                    interval = (interval * 2).min(super::transaction::T2);
-                    next_send = Instant::now() + interval;
-                    continue;
-                }
+            let Some(response) = self.next_answer(&bytes, until, &mut resend).await? else {
+                return Ok(None);
             };
             if response.top_branch() == Some(branch.as_str()) && response.is_final() {
                 return Ok(Some(response));
@@ -447,6 +418,37 @@ impl Call {
                 && (200..300).contains(&response.status)
             {
                 self.conn()?.send(ack).await?;
+            }
+        }
+    }
+
+    /// Timer E for a non-INVITE request just sent: none over TCP and TLS, which retransmit
+    /// themselves.
+    fn resend_unless_reliable(&mut self) -> Result<Option<Retransmit>, SipError> {
+        let reliable = self.conn()?.transport().reliable();
+        Ok((!reliable).then(Retransmit::non_invite))
+    }
+
+    /// The next response to an in-dialog non-INVITE request (`bytes`) before `until`, sending
+    /// it again whenever `resend` comes due; `None` when `until` passed.
+    async fn next_answer(
+        &mut self,
+        bytes: &[u8],
+        until: Instant,
+        resend: &mut Option<Retransmit>,
+    ) -> Result<Option<Response>, SipError> {
+        loop {
+            let wake = resend.as_ref().map_or(until, |r| until.min(r.due()));
+            match self.recv_until(wake).await? {
+                Some(Received::Response(r)) => return Ok(Some(r)),
+                Some(Received::Handled) => {}
+                None if Instant::now() >= until => return Ok(None),
+                None => {
+                    self.conn()?.send(bytes).await?;
+                    if let Some(r) = resend {
+                        r.sent_again();
+                    }
+                }
             }
         }
     }

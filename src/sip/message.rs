@@ -192,21 +192,11 @@ pub fn is_response(bytes: &[u8]) -> bool {
 
 /// Parses one complete response (a datagram, or a frame cut from a stream).
 pub fn parse_response(bytes: &[u8]) -> Result<Response, String> {
-    if bytes.len() > MAX_MESSAGE {
-        return Err(format!(
-            "a message of {} bytes (at most {MAX_MESSAGE})",
-            bytes.len()
-        ));
-    }
-    let start = bytes
-        .iter()
-        .take_while(|b| matches!(b, b'\r' | b'\n'))
-        .count();
-    let bytes = &bytes[start..];
-    let head_end = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
-    let head = std::str::from_utf8(&bytes[..head_end])
-        .map_err(|_| "a response head that is not UTF-8".to_string())?;
-    let mut lines = head.split("\r\n");
+    let Head {
+        bytes,
+        head_end,
+        mut lines,
+    } = split_head(bytes, "response")?;
     let status_line = lines.next().unwrap_or_default();
     let rest = status_line
         .strip_prefix("SIP/2.0 ")
@@ -224,6 +214,40 @@ pub fn parse_response(bytes: &[u8]) -> Result<Response, String> {
         reason: printable(reason, 100),
         headers,
         body,
+    })
+}
+
+/// A message cut into its head's lines, after the size cap and leading keep-alive CRLFs.
+struct Head<'a> {
+    /// The message without the leading CRLFs.
+    bytes: &'a [u8],
+    /// Where the head ends (the blank line), in `bytes`.
+    head_end: usize,
+    /// The start line, then the header lines.
+    lines: std::str::Split<'a, &'static str>,
+}
+
+/// Checks the size cap (the same for requests and responses), skips keep-alive CRLFs and
+/// splits the head; `what` names the message in errors.
+fn split_head<'a>(bytes: &'a [u8], what: &str) -> Result<Head<'a>, String> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(format!(
+            "a message of {} bytes (at most {MAX_MESSAGE})",
+            bytes.len()
+        ));
+    }
+    let start = bytes
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    let bytes = &bytes[start..];
+    let head_end = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
+    let head = std::str::from_utf8(&bytes[..head_end])
+        .map_err(|_| format!("a {what} head that is not UTF-8"))?;
+    Ok(Head {
+        bytes,
+        head_end,
+        lines: head.split("\r\n"),
     })
 }
 
@@ -309,21 +333,7 @@ impl IncomingRequest {
 
 /// Parses one complete request (a datagram, or a frame cut from a stream).
 pub fn parse_request(bytes: &[u8]) -> Result<IncomingRequest, String> {
-    if bytes.len() > MAX_MESSAGE {
-        return Err(format!(
-            "a message of {} bytes (at most {MAX_MESSAGE})",
-            bytes.len()
-        ));
-    }
-    let start = bytes
-        .iter()
-        .take_while(|b| matches!(b, b'\r' | b'\n'))
-        .count();
-    let bytes = &bytes[start..];
-    let head_end = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
-    let head = std::str::from_utf8(&bytes[..head_end])
-        .map_err(|_| "a request head that is not UTF-8".to_string())?;
-    let mut lines = head.split("\r\n");
+    let Head { mut lines, .. } = split_head(bytes, "request")?;
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split(' ');
     let method = parts.next().unwrap_or_default();

@@ -17,6 +17,53 @@ pub const T2: Duration = Duration::from_secs(4);
 /// Non-INVITE transaction timeout, timer F = 64·T1.
 pub const TIMER_F: Duration = Duration::from_secs(32);
 
+/// Timers E and A (RFC 3261 17.1.2.2, 17.1.1.2): when a request over UDP that has no answer
+/// yet is sent again. T1 after the first send, doubling each time up to a cap: T2 for a
+/// non-INVITE request, none for an INVITE (whose timer B ends it first).
+#[derive(Debug)]
+pub struct Retransmit {
+    interval: Duration,
+    cap: Duration,
+    due: tokio::time::Instant,
+}
+
+impl Retransmit {
+    /// For a non-INVITE request just sent.
+    pub fn non_invite() -> Self {
+        Self::starting(T2)
+    }
+
+    /// For an INVITE just sent.
+    pub fn invite() -> Self {
+        Self::starting(Duration::MAX)
+    }
+
+    fn starting(cap: Duration) -> Self {
+        Retransmit {
+            interval: T1,
+            cap,
+            due: tokio::time::Instant::now() + T1,
+        }
+    }
+
+    /// When the next resend is due.
+    pub fn due(&self) -> tokio::time::Instant {
+        self.due
+    }
+
+    /// The request was sent again: the next resend waits twice as long, up to the cap.
+    pub fn sent_again(&mut self) {
+        self.interval = self.interval.saturating_mul(2).min(self.cap);
+        self.due = tokio::time::Instant::now() + self.interval;
+    }
+
+    /// A provisional answer came: a non-INVITE request is resent every T2 from now on.
+    pub fn provisional(&mut self) {
+        self.interval = T2;
+        self.due = tokio::time::Instant::now() + T2;
+    }
+}
+
 /// A final response and how long it took.
 #[derive(Debug)]
 pub struct Exchange {
@@ -39,8 +86,7 @@ pub async fn non_invite(
     let give_up = tokio::time::Instant::now() + timer_f;
     conn.send(&bytes).await?;
     let reliable = conn.transport().reliable();
-    let mut interval = T1;
-    let mut next_send = tokio::time::Instant::now() + interval;
+    let mut resend = Retransmit::non_invite();
     let mut provisional = false;
     loop {
         // Three things can happen first: the transaction times out (timer F), it is time to
@@ -49,7 +95,7 @@ pub async fn non_invite(
         let wake = if reliable {
             give_up
         } else {
-            next_send.min(give_up)
+            resend.due().min(give_up)
         };
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {
@@ -57,8 +103,7 @@ pub async fn non_invite(
                     return Err(SipError::Timeout(timer_f));
                 }
                 conn.send(&bytes).await?;
-                interval = if provisional { T2 } else { (interval * 2).min(T2) };
-                next_send = tokio::time::Instant::now() + interval;
+                resend.sent_again();
             }
             received = conn.recv() => {
                 let received = received?;
@@ -81,7 +126,7 @@ pub async fn non_invite(
                 }
                 if !provisional {
                     provisional = true;
-                    next_send = tokio::time::Instant::now() + T2;
+                    resend.provisional();
                 }
             }
         }
