@@ -124,6 +124,11 @@ fn parse_range(text: &str) -> Result<Range, String> {
     })
 }
 
+/// The weekday named `name`: `Mon` … `Sun` or `Monday` … `Sunday`, in any case.
+pub fn weekday(name: &str) -> Result<Weekday, String> {
+    day_index(name).map(|i| DAYS[i].1)
+}
+
 fn day_index(name: &str) -> Result<usize, String> {
     let lower = name.to_ascii_lowercase();
     DAYS.iter()

@@ -134,20 +134,7 @@ impl Every {
         let (Some(day), Some(time), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad());
         };
-        let day = day.to_ascii_lowercase();
-        let weekday = [
-            ("mon", Weekday::Monday),
-            ("tue", Weekday::Tuesday),
-            ("wed", Weekday::Wednesday),
-            ("thu", Weekday::Thursday),
-            ("fri", Weekday::Friday),
-            ("sat", Weekday::Saturday),
-            ("sun", Weekday::Sunday),
-        ]
-        .into_iter()
-        .find(|(short, w)| day == *short || day == format!("{w:?}").to_ascii_lowercase())
-        .map(|(_, w)| w)
-        .ok_or_else(bad)?;
+        let weekday = crate::hours::weekday(day).map_err(|_| bad())?;
         let (h, m) = time.split_once(':').ok_or_else(bad)?;
         let hour: i8 = h.parse().map_err(|_| bad())?;
         let minute: i8 = m.parse().map_err(|_| bad())?;
