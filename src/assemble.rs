@@ -44,6 +44,19 @@ impl PreparedCheck {
         self
     }
 
+    /// The same check and probe with other static labels (an instance's `location`).
+    pub fn relabelled(&self, labels: crate::outcome::Labels) -> Self {
+        let mut check = self.check.clone();
+        check.labels = labels;
+        PreparedCheck {
+            check,
+            probe: self.probe.clone(),
+            hosts: self.hosts.clone(),
+            redactor: self.redactor.clone(),
+            name: self.name.clone(),
+        }
+    }
+
     /// The check's name as a shared string.
     pub fn name(&self) -> &Arc<str> {
         &self.name

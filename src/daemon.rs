@@ -11,6 +11,7 @@ use crate::alert::store::Store;
 use crate::assemble::Prepared;
 use crate::config::ServerConfig;
 use crate::config::{self, ConfigErrors};
+use crate::fleet::Placement;
 use crate::hooks::Hooks;
 use crate::mailbox::late::LateMail;
 use crate::metrics::Metrics;
@@ -120,14 +121,28 @@ impl Daemon {
         source: ConfigSource,
         listen: Option<SocketAddr>,
     ) -> Result<Self, DaemonError> {
+        Self::start_placed(source, listen, Placement::default()).await
+    }
+
+    /// [`Daemon::start`] as one instance of a fleet: only the checks `placement` owns run, and
+    /// every series carries its location.
+    pub async fn start_placed(
+        source: ConfigSource,
+        listen: Option<SocketAddr>,
+        placement: Placement,
+    ) -> Result<Self, DaemonError> {
         // One registry for the process: reloads swap its declarations, never the registry, so
         // runs waiting on a hook across a reload are still answered.
         let hooks = Arc::new(Hooks::default());
         // Likewise one memory of late test mail: tokens outlive reloads (and, on disk, restarts).
         let late = Arc::new(LateMail::new());
-        let prepared = load_blocking(source.clone(), hooks.clone(), late.clone()).await?;
+        let placed = load_placed(source.clone(), hooks.clone(), late.clone(), &placement).await?;
+        let prepared = placed.prepared;
         hooks.configure(&prepared.config.hooks);
+        hooks.set_elsewhere(placed.elsewhere);
         let metrics = Arc::new(Metrics::new());
+        let shard = placement.shard.map_or((0, 1), |s| (s.index, s.count));
+        metrics.set_placement(shard, placement.instance_labels());
         let scheduler = Scheduler::new(metrics.clone());
         // Inbound connections are capped from the open-files limit, raised first so that they
         // and outgoing checks share the most the system allows.
@@ -183,6 +198,9 @@ impl Daemon {
             alert_health.clone(),
         )?);
         scheduler.apply(&prepared);
+        // The whole config's checks, beside checks_owned (set by the scheduler): a fleet whose
+        // owned checks add up to less than this has lost some.
+        metrics.configured.set(placed.configured);
         let late_mail_for = prepared.config.storage.late_mail_for.get();
         late_mail.apply(&prepared.mailboxes, late_mail_for, &metrics);
         // Registered phone accounts get their lines (long-lived tasks, stopped in `stop`).
@@ -191,7 +209,14 @@ impl Daemon {
             .await;
         scheduler.start_watchdog(Duration::from_secs(1));
         metrics.record_reload(true);
-        tracing::info!(%addr, checks = prepared.checks.len(), "supportwatch running");
+        tracing::info!(
+            %addr,
+            checks = prepared.checks.len(),
+            configured = placed.configured,
+            shard = %placement.shard.map_or_else(|| "0/1".to_string(), |s| s.to_string()),
+            location = placement.location.as_deref().unwrap_or(""),
+            "supportwatch running"
+        );
         if let Some(hooks_addr) = hooks_addr {
             tracing::info!(%hooks_addr, "webhooks served on their own listener");
         }
@@ -224,6 +249,7 @@ impl Daemon {
             alerts: alerts.commands(),
             late_mail: late_mail.clone(),
             current: Arc::new(prepared),
+            placement,
         };
         // The one task that reloads: requests from SIGHUP and the endpoint queue in its channel.
         let reload_task = tokio::spawn(reload_loop(
@@ -329,6 +355,32 @@ async fn load_blocking(
     }
 }
 
+/// A loaded config narrowed to what this instance of the fleet runs.
+struct Placed {
+    prepared: Prepared,
+    /// Checks in the whole config.
+    configured: i64,
+    /// Hooks only other instances' checks wait on, with who runs them.
+    elsewhere: std::collections::BTreeMap<String, String>,
+}
+
+/// Loads (and validates) the whole config, then keeps what `placement` owns.
+async fn load_placed(
+    source: ConfigSource,
+    hooks: Arc<Hooks>,
+    late: Arc<LateMail>,
+    placement: &Placement,
+) -> Result<Placed, ConfigErrors> {
+    let mut prepared = load_blocking(source, hooks, late).await?;
+    let configured = i64::try_from(prepared.checks.len()).unwrap_or(i64::MAX);
+    let elsewhere = placement.apply(&mut prepared)?;
+    Ok(Placed {
+        prepared,
+        configured,
+        elsewhere,
+    })
+}
+
 /// What the reload loop keeps between reloads.
 struct Running {
     scheduler: Scheduler,
@@ -338,6 +390,8 @@ struct Running {
     late_mail: Arc<LateMailKeeper>,
     /// The config that runs now, re-applied when applying a new one fails half way.
     current: Arc<Prepared>,
+    /// This instance's shard and location, the same for every reload.
+    placement: Placement,
 }
 
 async fn reload_loop(
@@ -349,8 +403,19 @@ async fn reload_loop(
 ) {
     while let Some(reply) = requests.recv().await {
         let late = running.late_mail.late.clone();
-        let answer = match load_blocking(source.clone(), running.hooks.clone(), late).await {
-            Ok(prepared) => {
+        let loaded = load_placed(
+            source.clone(),
+            running.hooks.clone(),
+            late,
+            &running.placement,
+        )
+        .await;
+        let answer = match loaded {
+            Ok(Placed {
+                prepared,
+                configured,
+                elsewhere,
+            }) => {
                 if let Some(listening_on) = configured_listen
                     && prepared.config.server.listen != listening_on
                 {
@@ -383,6 +448,8 @@ async fn reload_loop(
                 let prepared = Arc::new(prepared);
                 match apply_caught(&running, prepared.clone()).await {
                     Ok(()) => {
+                        running.hooks.set_elsewhere(elsewhere);
+                        running.metrics.configured.set(configured);
                         running.current = prepared.clone();
                         running.metrics.record_reload(true);
                         let summary = format!("config reloaded: {} checks", prepared.checks.len());

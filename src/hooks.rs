@@ -108,6 +108,9 @@ pub enum Receipt {
     RateLimited,
     /// The signature header is missing or wrong (401); nothing was recorded.
     BadSignature,
+    /// Only checks run by other instances of the fleet wait on this hook (421); the text says
+    /// which check and shard/location, so whoever routes the CRM's webhooks can fix the route.
+    OtherShard(String),
     /// Accepted; this many tokens were recorded.
     Accepted(usize),
 }
@@ -119,6 +122,7 @@ impl Receipt {
             Receipt::Unknown => Some(Rejection::UnknownHook),
             Receipt::RateLimited => Some(Rejection::RateLimited),
             Receipt::BadSignature => Some(Rejection::BadSignature),
+            Receipt::OtherShard(_) => Some(Rejection::OtherShard),
             Receipt::Accepted(_) => None,
         }
     }
@@ -138,6 +142,8 @@ pub enum Rejection {
     TooLarge,
     /// The body did not arrive in time.
     SlowBody,
+    /// The hook belongs to checks another instance of the fleet runs.
+    OtherShard,
 }
 
 /// Refusals remembered per hook, newest last, so the list stays bounded under a flood.
@@ -155,12 +161,13 @@ pub struct Refusal {
 
 impl Rejection {
     /// Every reason, for initialising the counter's series.
-    pub const ALL: [Rejection; 5] = [
+    pub const ALL: [Rejection; 6] = [
         Rejection::UnknownHook,
         Rejection::BadSignature,
         Rejection::RateLimited,
         Rejection::TooLarge,
         Rejection::SlowBody,
+        Rejection::OtherShard,
     ];
 
     /// The label value.
@@ -171,6 +178,7 @@ impl Rejection {
             Rejection::RateLimited => "rate_limited",
             Rejection::TooLarge => "too_large",
             Rejection::SlowBody => "slow_body",
+            Rejection::OtherShard => "other_shard",
         }
     }
 }
@@ -232,6 +240,9 @@ pub struct Hooks {
 #[derive(Default)]
 struct State {
     declared: HashMap<String, Declared>,
+    /// Hooks only other instances' checks wait on → who runs those checks (see
+    /// [`Hooks::set_elsewhere`]).
+    elsewhere: BTreeMap<String, String>,
     /// (hook, token) → when it arrived.
     seen: HashMap<(String, String), SystemTime>,
     /// Arrival order, for forgetting the oldest first.
@@ -298,6 +309,13 @@ impl Hooks {
         }
     }
 
+    /// Names the hooks that only checks of other fleet instances wait on (`run --shard`,
+    /// `--location`), each with who runs them: requests to them are answered 421 with that text
+    /// instead of being recorded where no run waits.
+    pub fn set_elsewhere(&self, elsewhere: BTreeMap<String, String>) {
+        self.lock().elsewhere = elsewhere;
+    }
+
     /// Handles one request to hook `name`: authentication, rate limit, then every token in the
     /// body is recorded and waiting runs are answered. `url_secret` is the path segment after
     /// the name (`POST /hooks/NAME/SECRET`), if the request had one.
@@ -310,6 +328,11 @@ impl Hooks {
     ) -> Receipt {
         let now = Instant::now();
         let mut state = self.lock();
+        if let Some(owner) = state.elsewhere.get(name) {
+            return Receipt::OtherShard(format!(
+                "hook {name} is served by the instance that runs {owner}; route it there\n"
+            ));
+        }
         let Some(hook) = state.declared.get_mut(name) else {
             return Receipt::Unknown;
         };
@@ -392,7 +415,7 @@ impl Hooks {
             Rejection::SlowBody => "body too slow",
             Rejection::BadSignature => "bad signature",
             Rejection::RateLimited => "rate limited (over 10 requests/s)",
-            Rejection::UnknownHook => return,
+            Rejection::UnknownHook | Rejection::OtherShard => return,
         };
         let mut state = self.lock();
         if state.declared.contains_key(name) {

@@ -35,6 +35,7 @@ pub mod config;
 pub mod assemble;
 pub mod daemon;
 pub mod demo;
+pub mod fleet;
 pub mod runner;
 pub mod schedule;
 pub mod server;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use supportwatch::config::ServerConfig;
 use supportwatch::daemon::{ConfigSource, Daemon};
 use supportwatch::deliver::Target;
+use supportwatch::fleet::{Placement, Shard};
 use supportwatch::hooks::Hooks;
 use supportwatch::server::{self, WebOptions};
 use supportwatch::value::Channel;
@@ -54,6 +55,14 @@ enum Command {
         /// Listen address, overriding server.listen.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Run only shard I of N (0-based): the checks whose name hashes to I. `auto/N` takes I
+        /// from the ordinal of a StatefulSet pod name (`supportwatch-2`) in POD_NAME or HOSTNAME.
+        #[arg(long, env = "SUPPORTWATCH_SHARD", value_name = "I/N")]
+        shard: Option<String>,
+        /// This instance's location: a `location` label on every series and alert; checks with
+        /// `locations:` that leave it out are skipped.
+        #[arg(long, env = "SUPPORTWATCH_LOCATION", value_name = "NAME")]
+        location: Option<String>,
     },
     /// Run checks once now and print every phase; exit 0 only if all passed.
     Check {
@@ -96,6 +105,15 @@ enum Command {
         /// Directory with the *.yaml config files.
         #[arg(long, short, default_value = "checks")]
         config: PathBuf,
+        /// List only the checks `run --shard I/N` runs (`auto/N` as for `run`).
+        #[arg(long, value_name = "I/N", conflicts_with = "shards")]
+        shard: Option<String>,
+        /// Add a column with the shard (of N) that runs each check.
+        #[arg(long, value_name = "N")]
+        shards: Option<u32>,
+        /// List only the checks `run --location NAME` runs.
+        #[arg(long, value_name = "NAME")]
+        location: Option<String>,
     },
     /// Print a shop's channels over a range from the run history: uptime, runs, failures,
     /// median and p95 latency, traffic, incidents. Reads the database while the daemon runs.
@@ -160,6 +178,64 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--shard` and `--location` checked: a value that cannot be used stops the command (exit 2).
+fn placement(shard: Option<&str>, location: Option<String>) -> anyhow::Result<Placement> {
+    let shard = shard
+        .map(|text| Shard::parse(text, |var| std::env::var(var).ok()))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--shard (or SUPPORTWATCH_SHARD) {e}"))?;
+    if let Some(location) = &location {
+        supportwatch::fleet::validate_location(location)
+            .map_err(|e| anyhow::anyhow!("--location (or SUPPORTWATCH_LOCATION): {e}"))?;
+    }
+    Ok(Placement { shard, location })
+}
+
+/// `supportwatch list`: one line per check; with `--shard`/`--location` only the checks that
+/// instance runs, with `--shards N` the shard of each.
+fn list(
+    config: PathBuf,
+    shard: Option<&str>,
+    shards: Option<u32>,
+    location: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(n) = shards
+        && !(1..=supportwatch::fleet::MAX_SHARDS).contains(&n)
+    {
+        anyhow::bail!(
+            "--shards {n}: the number of shards must be between 1 and {}",
+            supportwatch::fleet::MAX_SHARDS
+        );
+    }
+    let placement = placement(shard, location)?;
+    let prepared = ConfigSource::Dir(config).load()?;
+    let rows: Vec<Vec<String>> = prepared
+        .checks
+        .iter()
+        .filter(|c| placement.owns(&c.check))
+        .map(|c| {
+            let c = &c.check;
+            let mut row = vec![
+                c.name.to_string(),
+                c.kind().as_str().to_string(),
+                c.channel.as_str().to_string(),
+                format!("every {}", c.interval),
+                format!("shop={}", c.shop()),
+            ];
+            if let Some(n) = shards {
+                row.push(format!("shard={}/{n}", supportwatch::fleet::shard_of(&c.name, n)));
+            }
+            if let Some(locations) = &c.locations {
+                row.push(format!("locations={}", locations.join(",")));
+            }
+            row.push(c.spec.summary());
+            row
+        })
+        .collect();
+    print!("{}", supportwatch::report::table(&rows));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `supportwatch report`: the shop's figures from the database the config names, opened read-only.
@@ -243,8 +319,14 @@ fn init_logging(format: LogFormat, default_level: &str) {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { config, listen } => {
-            let daemon = Daemon::start(ConfigSource::Dir(config), listen).await?;
+        Command::Run {
+            config,
+            listen,
+            shard,
+            location,
+        } => {
+            let placement = placement(shard.as_deref(), location)?;
+            let daemon = Daemon::start_placed(ConfigSource::Dir(config), listen, placement).await?;
             daemon.run_until_signal().await;
             Ok(ExitCode::SUCCESS)
         }
@@ -286,26 +368,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             format,
             config,
         } => report(&shop, &since, format, config),
-        Command::List { config } => {
-            let prepared = ConfigSource::Dir(config).load()?;
-            let rows: Vec<Vec<String>> = prepared
-                .checks
-                .iter()
-                .map(|c| {
-                    let c = &c.check;
-                    vec![
-                        c.name.to_string(),
-                        c.kind().as_str().to_string(),
-                        c.channel.as_str().to_string(),
-                        format!("every {}", c.interval),
-                        format!("shop={}", c.shop()),
-                        c.spec.summary(),
-                    ]
-                })
-                .collect();
-            print!("{}", supportwatch::report::table(&rows));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::List {
+            config,
+            shard,
+            shards,
+            location,
+        } => list(config, shard.as_deref(), shards, location),
         Command::Check {
             names,
             all,

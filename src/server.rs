@@ -434,6 +434,9 @@ async fn receive_hook(
         Receipt::Unknown => (StatusCode::NOT_FOUND, "no such hook\n").into_response(),
         Receipt::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "slow down\n").into_response(),
         Receipt::BadSignature => (StatusCode::UNAUTHORIZED, "bad signature\n").into_response(),
+        // 421 Misdirected Request: the request reached an instance of the fleet that does not
+        // run the checks waiting on this hook; the body names the one that does.
+        Receipt::OtherShard(owner) => (StatusCode::MISDIRECTED_REQUEST, owner).into_response(),
         Receipt::Accepted(tokens) => {
             tracing::debug!(hook = %name, tokens, "webhook received");
             (StatusCode::OK, "ok\n").into_response()

@@ -377,6 +377,23 @@ fn merge_check(
             names(context.phones.keys())
         ));
     }
+    if let Some(locations) = &doc.locations {
+        if locations.is_empty() {
+            problem(
+                "`locations` is empty, so no instance would run the check; list where it runs \
+                 (e.g. `locations: [msk, vvo]`) or remove the field"
+                    .to_string(),
+            );
+        }
+        for location in locations {
+            if !super::is_location(location) {
+                problem(format!(
+                    "locations: `{location}` is not a location name: use 1 to 64 letters, \
+                     digits, `_`, `-` or `.` (e.g. msk, vvo, eu-west-1)"
+                ));
+            }
+        }
+    }
     let channel = doc.channel.unwrap_or(doc.spec.kind().default_channel());
     Check {
         name: doc.name,
@@ -389,6 +406,7 @@ fn merge_check(
         alert: doc.alert,
         spec: doc.spec,
         resolve,
+        locations: doc.locations,
         origin,
     }
 }

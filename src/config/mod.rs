@@ -71,6 +71,15 @@ impl Config {
     }
 }
 
+/// Whether `name` can be a fleet location (`locations:`, `run --location`): 1 to 64 letters,
+/// digits, `_`, `-` or `.`, so it is a plain label value everywhere it goes.
+pub fn is_location(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 /// One check, with defaults applied.
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -94,6 +103,8 @@ pub struct Check {
     pub spec: CheckSpec,
     /// Host overrides (`resolve:`): where its connections go instead of what DNS says.
     pub resolve: crate::net::Resolve,
+    /// `locations:`: the only fleet locations (`run --location`) that run the check.
+    pub locations: Option<Vec<String>>,
     /// Where the check is defined.
     pub origin: Origin,
 }

@@ -83,6 +83,7 @@ const COMMON_FIELDS: &[&str] = &[
     "labels",
     "alert",
     "resolve",
+    "locations",
 ];
 
 #[derive(Deserialize)]
@@ -99,6 +100,7 @@ pub(super) struct CheckDoc {
     pub(super) alert: Option<crate::alert::CheckAlert>,
     #[serde(default)]
     pub(super) resolve: BTreeMap<String, String>,
+    pub(super) locations: Option<Vec<String>>,
     #[serde(flatten)]
     pub(super) spec: CheckSpec,
 }

@@ -153,8 +153,9 @@ impl Metrics {
             };
             next.insert(key, series);
         }
-        self.configured
-            .set(i64::try_from(next.len()).unwrap_or(i64::MAX));
+        let count = i64::try_from(next.len()).unwrap_or(i64::MAX);
+        self.configured.set(count);
+        self.checks_owned.set(count);
         *map = next;
     }
 

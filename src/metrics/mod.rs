@@ -209,8 +209,14 @@ pub struct Metrics {
     pub scheduler_lag: Histogram,
     /// Runs in progress.
     pub running: IntGauge,
-    /// Checks in the loaded config.
+    /// Checks in the loaded config (every shard's).
     pub configured: IntGauge,
+    /// Checks this instance runs (its shard's, at its location).
+    pub checks_owned: IntGauge,
+    /// Always 1, labelled with the instance's shard and the number of shards.
+    shard_info: IntGaugeVec,
+    /// Labels added to every series (the instance's `location`), sorted by name.
+    instance_labels: RwLock<Vec<(String, String)>>,
     /// Config reloads by result.
     pub reloads: IntCounterVec,
     /// 1 if the last reload succeeded.
@@ -277,8 +283,26 @@ impl Metrics {
         .expect("static metric definition");
         let running = IntGauge::new(n("scheduler_running_checks"), "Check runs in progress.")
             .expect("static metric definition");
-        let configured = IntGauge::new(n("checks_configured"), "Checks in the loaded config.")
-            .expect("static metric definition");
+        let configured = IntGauge::new(
+            n("checks_configured"),
+            "Checks in the loaded config, every shard's.",
+        )
+        .expect("static metric definition");
+        let checks_owned = IntGauge::new(
+            n("checks_owned"),
+            "Checks this instance runs: those of its shard, at its location.",
+        )
+        .expect("static metric definition");
+        let shard_info = IntGaugeVec::new(
+            Opts::new(
+                n("shard_info"),
+                "Always 1; labelled with the instance's shard (0-based) and the number of shards \
+                 (0 of 1 without --shard).",
+            ),
+            &["shard", "shards"],
+        )
+        .expect("static metric definition");
+        shard_info.with_label_values(&["0", "1"]).set(1);
         let reloads = IntCounterVec::new(
             Opts::new(
                 n("config_reloads_total"),
@@ -441,6 +465,8 @@ impl Metrics {
             Box::new(scheduler_lag.clone()),
             Box::new(running.clone()),
             Box::new(configured.clone()),
+            Box::new(checks_owned.clone()),
+            Box::new(shard_info.clone()),
             Box::new(reloads.clone()),
             Box::new(last_reload_successful.clone()),
             Box::new(last_reload_success_time.clone()),
@@ -472,6 +498,9 @@ impl Metrics {
             scheduler_lag,
             running,
             configured,
+            checks_owned,
+            shard_info,
+            instance_labels: RwLock::new(Vec::new()),
             reloads,
             last_reload_successful,
             last_reload_success_time,
@@ -511,6 +540,22 @@ impl Metrics {
         }
     }
 
+    /// Records where the instance stands in its fleet: `supportwatch_shard_info` shows `shard`
+    /// (index, count), and `labels` (the instance's `location`) go on every registered series.
+    /// The per-check series carry the location among the checks' own labels.
+    pub fn set_placement(&self, shard: (u32, u32), labels: Vec<(String, String)>) {
+        self.shard_info.reset();
+        self.shard_info
+            .with_label_values(&[&shard.0.to_string(), &shard.1.to_string()])
+            .set(1);
+        let mut labels = labels;
+        labels.sort();
+        *self
+            .instance_labels
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = labels;
+    }
+
     /// Sets (or clears) the reason the scheduler counts as stalled.
     pub fn set_scheduler_stall(&self, reason: Option<String>) {
         self.scheduler_stalled.set(i64::from(reason.is_some()));
@@ -548,6 +593,25 @@ impl Metrics {
         families.extend(sip_line_families(
             &crate::sip::line::Lines::global().stats(),
         ));
+        let instance = self
+            .instance_labels
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if !instance.is_empty() {
+            for family in &mut families {
+                for metric in family.mut_metric() {
+                    let mut labels = metric.take_label();
+                    for (name, value) in instance.iter() {
+                        let mut pair = prometheus::proto::LabelPair::default();
+                        pair.set_name(name.clone());
+                        pair.set_value(value.clone());
+                        labels.push(pair);
+                    }
+                    labels.sort_by(|a, b| a.name().cmp(b.name()));
+                    metric.set_label(labels);
+                }
+            }
+        }
         families
     }
 

@@ -48,7 +48,7 @@ impl ServerMetrics {
             Opts::new(
                 n("webhook_rejected_total"),
                 "Webhook requests refused, by reason: unknown_hook, bad_signature, rate_limited, \
-                 too_large, slow_body.",
+                 too_large, slow_body, other_shard (a hook of checks another fleet instance runs).",
             ),
             &["reason"],
         )
