@@ -104,7 +104,10 @@ fn ordinal(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<u32, Pla
             None => seen.push(format!("{var} is not set")),
         }
     }
-    Err(PlacementError::NoOrdinal(text.to_string(), seen.join(" and ")))
+    Err(PlacementError::NoOrdinal(
+        text.to_string(),
+        seen.join(" and "),
+    ))
 }
 
 /// FNV-1a, 64 bits (offset basis 0xcbf29ce484222325, prime 0x100000001b3), over the UTF-8 bytes of
@@ -305,10 +308,7 @@ mod tests {
     #[test]
     fn shards_parse_from_numbers_and_from_the_pod_name() {
         let none = env(&[]);
-        assert_eq!(
-            Shard::parse("2/3", &none),
-            Ok(Shard { index: 2, count: 3 })
-        );
+        assert_eq!(Shard::parse("2/3", &none), Ok(Shard { index: 2, count: 3 }));
         let pod = env(&[("POD_NAME", "supportwatch-2"), ("HOSTNAME", "node-7")]);
         assert_eq!(
             Shard::parse("auto/3", &pod),

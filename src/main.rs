@@ -211,6 +211,8 @@ fn list(
     }
     let placement = placement(shard, location)?;
     let prepared = ConfigSource::Dir(config).load()?;
+    // A column only when some check has `locations:`, the same width on every line.
+    let located = prepared.checks.iter().any(|c| c.check.locations.is_some());
     let rows: Vec<Vec<String>> = prepared
         .checks
         .iter()
@@ -225,10 +227,16 @@ fn list(
                 format!("shop={}", c.shop()),
             ];
             if let Some(n) = shards {
-                row.push(format!("shard={}/{n}", supportwatch::fleet::shard_of(&c.name, n)));
+                row.push(format!(
+                    "shard={}/{n}",
+                    supportwatch::fleet::shard_of(&c.name, n)
+                ));
             }
-            if let Some(locations) = &c.locations {
-                row.push(format!("locations={}", locations.join(",")));
+            if located {
+                row.push(match &c.locations {
+                    Some(locations) => format!("locations={}", locations.join(",")),
+                    None => "locations=any".to_string(),
+                });
             }
             row.push(c.spec.summary());
             row

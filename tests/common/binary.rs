@@ -31,6 +31,16 @@ impl Binary {
     /// [`Binary::start`]; with `fd_limit`, under `ulimit -n` (soft and hard, so the daemon cannot
     /// raise it).
     pub fn start_limited(dir: &Path, env: &[(&str, &str)], fd_limit: Option<u32>) -> Binary {
+        Binary::start_with(dir, &[], env, fd_limit)
+    }
+
+    /// [`Binary::start_limited`], with `args` after `run` (e.g. `--shard 0/3`).
+    pub fn start_with(
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        fd_limit: Option<u32>,
+    ) -> Binary {
         // The tests' own HTTP clients need a TLS provider even for http://.
         supportwatch::tlsconf::install_crypto_provider();
         let bin = env!("CARGO_BIN_EXE_supportwatch");
@@ -46,6 +56,7 @@ impl Binary {
         };
         let mut child = command
             .args(["--log-format", "json", "run", "--listen", "127.0.0.1:0"])
+            .args(args)
             .arg("--config")
             .arg(dir)
             .current_dir(dir)
