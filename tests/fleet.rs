@@ -350,3 +350,57 @@ fn unusable_shards_and_locations_exit_2_with_the_reason() {
     );
     assert!(Shard::parse("auto/2", pod).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_carry_the_location_and_labels_may_come_from_the_environment() {
+    supportwatch::tlsconf::install_crypto_provider();
+    // Posing as Alertmanager: what the instance posts is what Alertmanager would group by.
+    let alertmanager = common::recorder::Recorder::start().await;
+    let dir = ConfigDir::new();
+    dir.write(
+        "checks.yaml",
+        &format!(
+            "notifiers:\n  am: {{ kind: alertmanager, url: \"{}\" }}\n\
+             alerting: {{ failure_threshold: 1, group_wait: 0s, routes: [ {{ notify: [am] }} ] }}\n\
+             checks:\n\
+             \x20 - name: down\n\
+             \x20   kind: http\n\
+             \x20   url: \"http://127.0.0.1:{}/\"\n\
+             \x20   interval: 2s\n\
+             \x20   timeout: 1s\n\
+             \x20   labels: {{ team: \"${{FLEET_TEST_TEAM:-ops}}\" }}\n",
+            alertmanager.url(""),
+            common::closed_port()
+        ),
+    );
+    let placement = Placement {
+        shard: Some(Shard { index: 0, count: 1 }),
+        location: Some("vvo".into()),
+    };
+    let daemon = Daemon::start_placed(
+        ConfigSource::Dir(dir.path().to_path_buf()),
+        Some("127.0.0.1:0".parse().expect("addr")),
+        placement,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the daemon should start:\n{e}"));
+    alertmanager
+        .wait_until("the firing alert", |got| {
+            got.iter().any(|r| r.path == "/api/v2/alerts")
+        })
+        .await;
+    let posted = alertmanager
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/api/v2/alerts")
+        .expect("an alert");
+    let alerts = posted.json();
+    assert_eq!(
+        alerts[0]["labels"],
+        serde_json::json!({
+            "alertname": "SupportChannelDown", "check": "down", "channel": "website",
+            "kind": "http", "shop": "default", "team": "ops", "location": "vvo"
+        })
+    );
+    daemon.stop().await;
+}

@@ -412,6 +412,7 @@ fn merge_check(
 }
 
 /// A check's static labels: the defaults', its own, and `shop` (its own, else the default shop).
+/// Values may use `${ENV}` (`region: "${REGION}"`): one config, a label per deployment.
 fn check_labels(
     doc: &CheckDoc,
     defaults: &Defaults,
@@ -419,6 +420,12 @@ fn check_labels(
 ) -> BTreeMap<String, String> {
     let mut labels = defaults.labels.clone();
     labels.extend(doc.labels.clone());
+    for (name, value) in labels.iter_mut() {
+        match crate::value::expand(value) {
+            Ok(expanded) => *value = expanded,
+            Err(e) => problem(format!("labels.{name}: {e}")),
+        }
+    }
     if let Some(shop) = &doc.shop {
         labels.insert("shop".into(), shop.clone());
     }
