@@ -301,7 +301,11 @@ mod tests {
         assert_eq!(name_hash(""), 0xcbf29ce484222325);
         assert_eq!(name_hash("a"), 0xaf63dc4c8601ec8c);
         assert_eq!(name_hash("foobar"), 0x85944171f73967e8);
-        assert_eq!(shard_of("foobar", 3), (0x85944171f73967e8_u64 % 3) as u32);
+        assert_eq!(name_hash("support-form"), 0xd3c4a47a8cf188c5);
+        assert_eq!(shard_of("foobar", 3), 0);
+        assert_eq!(shard_of("support-form", 3), 0);
+        assert_eq!(shard_of("shop-000", 3), 1);
+        assert_eq!(shard_of("a", 3), 1);
         assert_eq!(shard_of("anything", 1), 0);
     }
 
