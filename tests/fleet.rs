@@ -404,3 +404,35 @@ async fn alerts_carry_the_location_and_labels_may_come_from_the_environment() {
     );
     daemon.stop().await;
 }
+
+#[test]
+fn locations_are_checked_at_load_with_their_place() {
+    let load = |yaml: &str| {
+        supportwatch::config::load_sources(&[(
+            std::path::PathBuf::from("fleet.yaml"),
+            yaml.to_string(),
+        )])
+        .expect_err("bad locations are refused")
+        .to_string()
+    };
+    let errors = load(
+        "checks:\n\
+         \x20 - { name: nowhere, kind: http, url: \"http://127.0.0.1:1/\", locations: [] }\n\
+         \x20 - { name: spaced, kind: http, url: \"http://127.0.0.1:1/\", locations: [msk, \"v v o\"] }\n",
+    );
+    for needle in [
+        "fleet.yaml:2:5: check \"nowhere\": `locations` is empty, so no instance would run the \
+         check",
+        "fleet.yaml:3:5: check \"spaced\": locations: `v v o` is not a location name",
+    ] {
+        assert!(errors.contains(needle), "no `{needle}` in:\n{errors}");
+    }
+    let typo = load(
+        "checks:\n  - { name: typo, kind: http, url: \"http://127.0.0.1:1/\", location: [msk] }\n",
+    );
+    assert!(
+        typo.contains("check \"typo\": unknown field `location`")
+            && typo.contains("(did you mean `locations`?)"),
+        "{typo}"
+    );
+}
