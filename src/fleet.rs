@@ -153,7 +153,7 @@ impl Placement {
         in_shard && here
     }
 
-    /// Why the instance does not run `check`, for `list` and for the hooks of other shards.
+    /// Which instances run `check` (its shard, its locations), for the hooks of other shards.
     pub fn owner_of(&self, check: &Check) -> String {
         let mut whose = Vec::new();
         if let Some(shard) = self.shard {
@@ -185,7 +185,8 @@ impl Placement {
     pub fn apply(&self, prepared: &mut Prepared) -> Result<BTreeMap<String, String>, ConfigErrors> {
         let mut errors = Vec::new();
         if let Some(location) = &self.location {
-            for c in &prepared.checks {
+            // Only the checks it runs: one limited to another location never gets this label.
+            for c in prepared.checks.iter().filter(|c| self.owns(&c.check)) {
                 if let Some(own) = c.check.labels.get(LOCATION_LABEL)
                     && own != location
                 {
