@@ -452,7 +452,10 @@ fn every_fleet_alert_is_tested_firing_and_quiet() {
         "FleetAbsent",
         "FleetChecksOwnedDropped",
     ] {
-        assert!(alerts.contains(expected), "fleet-alerts.yml has no {expected}");
+        assert!(
+            alerts.contains(expected),
+            "fleet-alerts.yml has no {expected}"
+        );
     }
 }
 
@@ -483,9 +486,15 @@ fn tested_firing_and_quiet(rules: &str, tests: &str) -> BTreeSet<String> {
         }
     }
     let untested: Vec<_> = alerts.difference(&fires).collect();
-    assert!(untested.is_empty(), "{tests}: never tested firing: {untested:?}");
+    assert!(
+        untested.is_empty(),
+        "{tests}: never tested firing: {untested:?}"
+    );
     let untested: Vec<_> = alerts.difference(&quiet).collect();
-    assert!(untested.is_empty(), "{tests}: never tested quiet: {untested:?}");
+    assert!(
+        untested.is_empty(),
+        "{tests}: never tested quiet: {untested:?}"
+    );
     alerts
 }
 
@@ -504,7 +513,9 @@ fn promtool_checks_and_tests_the_rules() {
             .args(args)
             .current_dir(&dir)
             .output()
-            .expect("promtool must be installed: apt-get install prometheus (scripts/test does it)");
+            .expect(
+                "promtool must be installed: apt-get install prometheus (scripts/test does it)",
+            );
         assert!(
             out.status.success(),
             "promtool {}:\n{}{}",
