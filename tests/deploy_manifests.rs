@@ -411,7 +411,8 @@ fn every_flag_in_the_manifests_exists() {
     );
 }
 
-/// `${NAME}` references (not `$${…}`, not `${file:…}`) in a text, with whether they have a default.
+/// `${NAME}` references (not `$${…}`, not `${file:…}`) in a text, each with whether it has a
+/// default.
 fn config_vars(text: &str) -> BTreeMap<String, bool> {
     let var = Regex::new(r"(\$?)\$\{([A-Za-z_][A-Za-z0-9_]*)(\}|:-)").unwrap();
     var.captures_iter(text)
