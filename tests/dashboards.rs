@@ -1,7 +1,8 @@
 //! The shipped Grafana dashboard and Prometheus rules: every metric they name is one supportwatch
 //! exports (the list comes from `src/metrics/mod.rs`, not from this file), the dashboard imports
 //! cleanly (datasource input, template variables, unique ids, no overlapping panels), and every
-//! alert has `promtool test rules` cases for firing and for staying quiet.
+//! alert has `promtool test rules` cases for firing and for staying quiet. The same holds for the
+//! fleet rules (`fleet-alerts.yml`), which promtool also checks and runs here.
 
 use prometheus::proto::MetricType;
 use regex::Regex;
@@ -162,13 +163,19 @@ struct ExprTest {
 }
 
 fn rules() -> RuleFile {
-    serde_saphyr::from_str(&read("dashboards/alerts.yml"))
-        .unwrap_or_else(|e| panic!("dashboards/alerts.yml: {e}"))
+    rules_in("dashboards/alerts.yml")
 }
 
 fn rule_tests() -> TestFile {
-    serde_saphyr::from_str(&read("dashboards/alerts_test.yml"))
-        .unwrap_or_else(|e| panic!("dashboards/alerts_test.yml: {e}"))
+    rule_tests_in("dashboards/alerts_test.yml")
+}
+
+fn rules_in(path: &str) -> RuleFile {
+    serde_saphyr::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn rule_tests_in(path: &str) -> TestFile {
+    serde_saphyr::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 #[test]
@@ -420,33 +427,7 @@ fn dashboard_imports_with_a_datasource_input_and_variables() {
 /// rule with no quiet case could fire on everything: each alert needs both.
 #[test]
 fn every_alert_is_tested_firing_and_quiet() {
-    let rules = rules();
-    let tests = rule_tests();
-    assert_eq!(tests.rule_files, ["alerts.yml"]);
-    let alerts: BTreeSet<&str> = rules
-        .groups
-        .iter()
-        .flat_map(|g| &g.rules)
-        .filter_map(|r| r.alert.as_deref())
-        .collect();
-    let mut fires = BTreeSet::new();
-    let mut quiet = BTreeSet::new();
-    for test in tests.tests.iter().flat_map(|t| &t.alert_rule_test) {
-        assert!(
-            alerts.contains(test.alertname.as_str()),
-            "alerts_test.yml tests {}, which alerts.yml does not define",
-            test.alertname
-        );
-        if test.exp_alerts.is_empty() {
-            quiet.insert(test.alertname.as_str());
-        } else {
-            fires.insert(test.alertname.as_str());
-        }
-    }
-    let untested: Vec<_> = alerts.difference(&fires).collect();
-    assert!(untested.is_empty(), "never tested firing: {untested:?}");
-    let untested: Vec<_> = alerts.difference(&quiet).collect();
-    assert!(untested.is_empty(), "never tested quiet: {untested:?}");
+    let alerts = tested_firing_and_quiet("alerts.yml", "alerts_test.yml");
     for expected in [
         "SupportChannelDown",
         "CertificateExpiringSoon",
@@ -459,4 +440,126 @@ fn every_alert_is_tested_firing_and_quiet() {
     ] {
         assert!(alerts.contains(expected), "alerts.yml has no {expected}");
     }
+}
+
+#[test]
+fn every_fleet_alert_is_tested_firing_and_quiet() {
+    let alerts = tested_firing_and_quiet("fleet-alerts.yml", "fleet-alerts_test.yml");
+    for expected in [
+        "FleetSupportChannelDown",
+        "FleetInstanceDown",
+        "FleetShardMissing",
+        "FleetAbsent",
+        "FleetChecksOwnedDropped",
+    ] {
+        assert!(
+            alerts.contains(expected),
+            "fleet-alerts.yml has no {expected}"
+        );
+    }
+}
+
+/// The alert names of `dashboards/{rules}`, after asserting that `dashboards/{tests}` loads that
+/// file alone and tests each of its alerts firing and quiet, and no other alert.
+fn tested_firing_and_quiet(rules: &str, tests: &str) -> BTreeSet<String> {
+    let rule_file = rules_in(&format!("dashboards/{rules}"));
+    let test_file = rule_tests_in(&format!("dashboards/{tests}"));
+    assert_eq!(test_file.rule_files, [rules], "{tests}: rule_files");
+    let alerts: BTreeSet<String> = rule_file
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .filter_map(|r| r.alert.clone())
+        .collect();
+    let mut fires = BTreeSet::new();
+    let mut quiet = BTreeSet::new();
+    for test in test_file.tests.iter().flat_map(|t| &t.alert_rule_test) {
+        assert!(
+            alerts.contains(&test.alertname),
+            "{tests} tests {}, which {rules} does not define",
+            test.alertname
+        );
+        if test.exp_alerts.is_empty() {
+            quiet.insert(test.alertname.clone());
+        } else {
+            fires.insert(test.alertname.clone());
+        }
+    }
+    let untested: Vec<_> = alerts.difference(&fires).collect();
+    assert!(
+        untested.is_empty(),
+        "{tests}: never tested firing: {untested:?}"
+    );
+    let untested: Vec<_> = alerts.difference(&quiet).collect();
+    assert!(
+        untested.is_empty(),
+        "{tests}: never tested quiet: {untested:?}"
+    );
+    alerts
+}
+
+/// promtool itself: both rule files load, and their unit tests pass (what scripts/test also runs,
+/// here so that `cargo test` alone catches a broken rule).
+#[test]
+fn promtool_checks_and_tests_the_rules() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+        ["check", "rules", "fleet-alerts.yml"],
+        ["test", "rules", "fleet-alerts_test.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect(
+                "promtool must be installed: apt-get install prometheus (scripts/test does it)",
+            );
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The fleet rules name only metrics supportwatch exports, including the shard metrics, and do
+/// name the ones they are about.
+#[test]
+fn fleet_rules_use_only_exported_metrics() {
+    let exported = metrics::exported_names();
+    let mut used = BTreeMap::new();
+    for group in rules_in("dashboards/fleet-alerts.yml").groups {
+        for rule in group.rules {
+            let place = format!("fleet-alerts.yml {}/{}", group.name, rule.name());
+            record(&mut used, &rule.expr, &place);
+        }
+    }
+    for (i, group) in rule_tests_in("dashboards/fleet-alerts_test.yml")
+        .tests
+        .iter()
+        .enumerate()
+    {
+        let place = format!("fleet-alerts_test.yml tests[{i}]");
+        for input in &group.input_series {
+            record(&mut used, &input.series, &place);
+        }
+    }
+    for name in [
+        "supportwatch_check_success",
+        "supportwatch_shard_info",
+        "supportwatch_checks_owned",
+        "supportwatch_checks_configured",
+    ] {
+        assert!(used.contains_key(name), "{name} is not used anywhere");
+    }
+    let unknown = unknown(&used, &exported);
+    assert!(
+        unknown.is_empty(),
+        "names supportwatch does not export (see src/metrics/mod.rs):\n{}",
+        unknown.join("\n")
+    );
 }
