@@ -5,7 +5,7 @@
 //! page still says thank you.
 
 use super::shop::{FORM_SUBJECT, ShopState, send_mail};
-use crate::value::Channel;
+use super::shop::Break;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,7 +36,7 @@ async fn contact(State(state): State<ShopState>, Json(body): Json<serde_json::Va
             .into_response();
     }
     // As on the classic form: a broken backend still thanks the visitor.
-    if !state.broken.contains(&Channel::FeedbackForm)
+    if !state.broken.contains(&Break::FeedbackForm)
         && let Some(smtp) = state.smtp
     {
         let mail =
