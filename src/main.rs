@@ -10,9 +10,9 @@ use std::sync::Arc;
 use supportwatch::config::ServerConfig;
 use supportwatch::daemon::{ConfigSource, Daemon};
 use supportwatch::deliver::Target;
+use supportwatch::demo::Break;
 use supportwatch::hooks::Hooks;
 use supportwatch::server::{self, WebOptions};
-use supportwatch::demo::Break;
 use supportwatch::value::redact::{self, RedactingWriter};
 use supportwatch::{report, runner, schedule};
 use tokio_util::sync::CancellationToken;
@@ -490,7 +490,10 @@ async fn demo(
     let mut broken = BTreeSet::new();
     for b in &breaks {
         let Some(one) = Break::parse(b) else {
-            let names: Vec<String> = Break::ALL.iter().map(|b| format!("`{}`", b.name())).collect();
+            let names: Vec<String> = Break::ALL
+                .iter()
+                .map(|b| format!("`{}`", b.name()))
+                .collect();
             anyhow::bail!("--break {b}: the demo can break {}", names.join(", "))
         };
         broken.insert(one);

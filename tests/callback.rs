@@ -200,10 +200,9 @@ async fn run_files(files: &[(&str, &str)], hooks: &Arc<Hooks>) -> RunReport {
         .iter()
         .map(|(name, text)| (PathBuf::from(name), text.to_string()))
         .collect();
-    let config = supportwatch::value::with_overlay(&vars, || {
-        supportwatch::config::load_sources(&sources)
-    })
-    .unwrap_or_else(|e| panic!("config should load:\n{e}"));
+    let config =
+        supportwatch::value::with_overlay(&vars, || supportwatch::config::load_sources(&sources))
+            .unwrap_or_else(|e| panic!("config should load:\n{e}"));
     hooks.configure(&config.hooks);
     let prepared = supportwatch::assemble::prepare_with(config, hooks.clone())
         .unwrap_or_else(|e| panic!("config should prepare:\n{e}"));
@@ -270,9 +269,17 @@ async fn a_phone_number_template_fills_the_form_with_the_account_number() {
         .replace("\"+7 900 000-00-00\"", "\"{{phone.our-line.number}}\"");
     assert!(check.contains("{{phone.our-line.number}}"), "{check}");
     let phones = "phones:\n  our-line: { proxy: \"sip:127.0.0.1:5060\", user: \"79005550100\", number: \"+7 900 555-01-00\" }\n";
-    let report = run_files(&[("a-checks.yaml", &check), ("b-phones.yaml", phones)], &hooks).await;
+    let report = run_files(
+        &[("a-checks.yaml", &check), ("b-phones.yaml", phones)],
+        &hooks,
+    )
+    .await;
     passed_with_latency(&report, "webhook");
-    let received = state.phones.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let received = state
+        .phones
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     assert_eq!(received, vec!["+7 900 555-01-00".to_string()]);
 }
 

@@ -96,12 +96,16 @@ async fn every_demo_check_passes_against_the_demo_shop() {
             .find_map(|l| l.strip_prefix(series))
             .and_then(|v| v.trim().parse::<f64>().ok())
     };
-    let level = value(r#"supportwatch_phone_audio_level_dbfs{channel="phone",check="demo-hotline",kind="phone",shop="demo"} "#);
+    let level = value(
+        r#"supportwatch_phone_audio_level_dbfs{channel="phone",check="demo-hotline",kind="phone",shop="demo"} "#,
+    );
     assert!(
         level.is_some_and(|l| (-20.0..=-10.0).contains(&l)),
         "{level:?}\n{metrics}"
     );
-    let ring = value(r#"supportwatch_phone_ring_seconds{channel="callback",check="demo-callback-call",kind="callback",shop="demo"} "#);
+    let ring = value(
+        r#"supportwatch_phone_ring_seconds{channel="callback",check="demo-callback-call",kind="callback",shop="demo"} "#,
+    );
     assert!(
         ring.is_some_and(|s| s > 0.0 && s < 8.0),
         "{ring:?}\n{metrics}"

@@ -13,8 +13,8 @@
 //! `{{phone.demo-line.number}}`). With `--break callback-call` the webhook still goes out but
 //! nobody dials: the telephony integration that "received the request" and never calls.
 
-use super::shop::ShopState;
 use super::shop::Break;
+use super::shop::ShopState;
 use axum::Router;
 use axum::extract::{Form, State};
 use axum::response::{Html, IntoResponse, Response};

@@ -6,8 +6,8 @@
 //! returns no reply, the WebSocket reads and says nothing — a chat whose operators went home
 //! without switching on the auto-reply.
 
-use super::shop::ShopState;
 use super::shop::Break;
+use super::shop::ShopState;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;

@@ -386,7 +386,9 @@ impl Pbx {
         let mut retransmit = Some(Retransmit::invite());
         let give_up = Instant::now() + crate::sip::transaction::TIMER_F;
         loop {
-            let wake = retransmit.as_ref().map_or(give_up, |r| r.due().min(give_up));
+            let wake = retransmit
+                .as_ref()
+                .map_or(give_up, |r| r.due().min(give_up));
             // A response to our INVITE, the demo stopping, or a timer: resend, or give up.
             let response = tokio::select! {
                 _ = self.0.stop.cancelled() => return Err("the demo stopped".into()),

@@ -4,8 +4,8 @@
 //! the checks prove the whole trip; `--break feedback_form` silences the form's mail while its
 //! page still says thank you.
 
-use super::shop::{FORM_SUBJECT, ShopState, send_mail};
 use super::shop::Break;
+use super::shop::{FORM_SUBJECT, ShopState, send_mail};
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};

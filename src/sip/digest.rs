@@ -317,8 +317,9 @@ mod tests {
 
     #[test]
     fn a_server_verifies_the_answer_to_its_own_challenge() {
-        let c = Challenge::parse("Digest realm=\"demo\", nonce=\"n1\", algorithm=MD5, qop=\"auth\"")
-            .unwrap();
+        let c =
+            Challenge::parse("Digest realm=\"demo\", nonce=\"n1\", algorithm=MD5, qop=\"auth\"")
+                .unwrap();
         let right = Credentials {
             user: "100",
             password: "secret",
@@ -329,7 +330,12 @@ mod tests {
         };
         let answer = c.answer(&right, "REGISTER", "sip:demo", "abc");
         assert!(verify(&c, &answer, &right, "REGISTER"));
-        assert!(!verify(&c, &c.answer(&wrong, "REGISTER", "sip:demo", "abc"), &right, "REGISTER"));
+        assert!(!verify(
+            &c,
+            &c.answer(&wrong, "REGISTER", "sip:demo", "abc"),
+            &right,
+            "REGISTER"
+        ));
         assert!(!verify(&c, &answer, &right, "INVITE"));
         assert!(!verify(&c, "Basic abc", &right, "REGISTER"));
         assert!(!verify(&c, "Digest", &right, "REGISTER"));

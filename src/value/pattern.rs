@@ -280,7 +280,10 @@ mod tests {
             };
             assert_eq!(t.render(&vars), "call +7 900 555-01-00");
             let err = Template::parse(Text::literal("{{phone.lin.number}}")).unwrap_err();
-            assert!(err.contains("(declared: bare, line) (did you mean `line`?)"), "{err}");
+            assert!(
+                err.contains("(declared: bare, line) (did you mean `line`?)"),
+                "{err}"
+            );
             let err = Template::parse(Text::literal("{{phone.bare.number}}")).unwrap_err();
             assert!(err.contains("has no `number`"), "{err}");
         });
