@@ -197,16 +197,17 @@ impl Daemon {
             metrics.clone(),
             alert_health.clone(),
         )?);
+        // Registered phone accounts get their lines (long-lived tasks, stopped in `stop`),
+        // before the scheduler starts the callback checks that wait on them.
+        crate::sip::line::Lines::global()
+            .apply(&prepared.config.phones)
+            .await;
         scheduler.apply(&prepared);
         // The whole config's checks, beside checks_owned (set by the scheduler): a fleet whose
         // owned checks add up to less than this has lost some.
         metrics.configured.set(placed.configured);
         let late_mail_for = prepared.config.storage.late_mail_for.get();
         late_mail.apply(&prepared.mailboxes, late_mail_for, &metrics);
-        // Registered phone accounts get their lines (long-lived tasks, stopped in `stop`).
-        crate::sip::line::Lines::global()
-            .apply(&prepared.config.phones)
-            .await;
         scheduler.start_watchdog(Duration::from_secs(1));
         metrics.record_reload(true);
         tracing::info!(
@@ -500,13 +501,14 @@ async fn apply_caught(running: &Running, prepared: Arc<Prepared>) -> Result<(), 
         // Only an accepted config changes which hooks exist and their secrets.
         hooks.configure(&prepared.config.hooks);
         alerts.apply(prepared.alert_setup()).await;
-        scheduler.apply(&prepared);
-        let late_mail_for = prepared.config.storage.late_mail_for.get();
-        late_mail.apply(&prepared.mailboxes, late_mail_for, &metrics);
-        // Lines of unchanged accounts stay registered; new ones start, dropped ones stop.
+        // Lines of unchanged accounts stay registered; new ones start, dropped ones stop;
+        // before the scheduler, so a new callback check finds its line.
         crate::sip::line::Lines::global()
             .apply(&prepared.config.phones)
             .await;
+        scheduler.apply(&prepared);
+        let late_mail_for = prepared.config.storage.late_mail_for.get();
+        late_mail.apply(&prepared.mailboxes, late_mail_for, &metrics);
     })
     .await
 }

@@ -11,9 +11,9 @@ use supportwatch::config::ServerConfig;
 use supportwatch::daemon::{ConfigSource, Daemon};
 use supportwatch::deliver::Target;
 use supportwatch::fleet::{Placement, Shard};
+use supportwatch::demo::Break;
 use supportwatch::hooks::Hooks;
 use supportwatch::server::{self, WebOptions};
-use supportwatch::value::Channel;
 use supportwatch::value::redact::{self, RedactingWriter};
 use supportwatch::{report, runner, schedule};
 use tokio_util::sync::CancellationToken;
@@ -137,7 +137,9 @@ enum Command {
         /// Listen address for /metrics.
         #[arg(long, default_value = "127.0.0.1:9750")]
         listen: SocketAddr,
-        /// Make a channel fail on purpose (website, feedback_form, email, callback, chat).
+        /// Make a channel fail on purpose: website, feedback_form, email, callback (the request
+        /// is dropped), callback-call (the webhook arrives, the call never comes), chat, phone
+        /// (the hotline answers and plays silence).
         #[arg(long = "break", value_name = "CHANNEL")]
         breaks: Vec<String>,
         /// Repair the broken channels after this long, so the alert is seen to resolve
@@ -563,19 +565,14 @@ async fn demo(
     };
     let mut broken = BTreeSet::new();
     for b in &breaks {
-        let channel = match b.as_str() {
-            "website" => Channel::Website,
-            "feedback_form" => Channel::FeedbackForm,
-            "email" => Channel::Email,
-            "callback" => Channel::Callback,
-            "chat" => Channel::Chat,
-            other => {
-                anyhow::bail!(
-                    "--break {other}: the demo can break `website`, `feedback_form`, `email`, `callback` or `chat`"
-                )
-            }
+        let Some(one) = Break::parse(b) else {
+            let names: Vec<String> = Break::ALL
+                .iter()
+                .map(|b| format!("`{}`", b.name()))
+                .collect();
+            anyhow::bail!("--break {b}: the demo can break {}", names.join(", "))
         };
-        broken.insert(channel);
+        broken.insert(one);
     }
     let (shop, daemon) = supportwatch::demo::start(listen, broken).await?;
     println!("supportwatch demo");
@@ -588,6 +585,11 @@ async fn demo(
     );
     println!("  JS form       {}/js-contacts", shop.http_url);
     println!("  widget        {}/callback", shop.http_url);
+    println!(
+        "  phone (SIP)   sip:{}@{}  (hotline; callbacks ring the registered demo-line)",
+        supportwatch::demo::pbx::HOTLINE,
+        shop.pbx.addr()
+    );
     println!("  status page   http://{}/status/shop/demo", daemon.addr);
     println!("  metrics       http://{}/metrics", daemon.addr);
     println!("  health        http://{}/healthz", daemon.addr);
@@ -614,7 +616,7 @@ async fn demo(
             tokio::time::sleep(after).await;
             let healed = breaks.heal();
             if !healed.is_empty() {
-                let names: Vec<&str> = healed.iter().map(|c| c.as_str()).collect();
+                let names: Vec<&str> = healed.iter().map(|b| b.name()).collect();
                 println!(
                     "\n  demo: {} repaired; the alert resolves after the next passing run\n",
                     names.join(", ")
@@ -642,16 +644,10 @@ async fn demo(
 }
 
 fn broken_names(shop: &supportwatch::demo::DemoShop) -> String {
-    [
-        Channel::Website,
-        Channel::FeedbackForm,
-        Channel::Email,
-        Channel::Callback,
-        Channel::Chat,
-    ]
-    .iter()
-    .filter(|c| shop.breaks.contains(c))
-    .map(|c| c.as_str())
-    .collect::<Vec<_>>()
-    .join(", ")
+    Break::ALL
+        .iter()
+        .filter(|b| shop.breaks.contains(b))
+        .map(|b| b.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

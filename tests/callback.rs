@@ -47,6 +47,8 @@ struct Shop {
     queue: Arc<Mutex<Vec<String>>>,
     /// Status codes the hook answered.
     hook_answers: Arc<Mutex<Vec<u16>>>,
+    /// The phone numbers the form was filled with, in order.
+    phones: Arc<Mutex<Vec<String>>>,
 }
 
 async fn page() -> Html<&'static str> {
@@ -64,6 +66,10 @@ async fn submit(State(shop): State<Shop>, Form(form): Form<HashMap<String, Strin
     }
     let phone = form.get("phone").cloned().unwrap_or_default();
     let comment = form.get("comment").cloned().unwrap_or_default();
+    shop.phones
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(phone.clone());
     shop.queue
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -118,6 +124,7 @@ async fn start_shop(backend: Backend, hook_url: String) -> (SocketAddr, Shop) {
         hook_url,
         queue: Arc::default(),
         hook_answers: Arc::default(),
+        phones: Arc::default(),
     };
     let app = Router::new()
         .route("/callback", get(page).post(submit))
@@ -182,12 +189,20 @@ fn yaml(shop: SocketAddr, deliver: &str) -> String {
 }
 
 async fn run(yaml: &str, hooks: &Arc<Hooks>) -> RunReport {
+    run_files(&[("test.yaml", yaml)], hooks).await
+}
+
+/// Like [`run`], with the config in several files (the check is the first check of them all).
+async fn run_files(files: &[(&str, &str)], hooks: &Arc<Hooks>) -> RunReport {
     supportwatch::tlsconf::install_crypto_provider();
     let vars = HashMap::from([("CRM_HOOK_SECRET".to_string(), SECRET.to_string())]);
-    let config = supportwatch::value::with_overlay(&vars, || {
-        supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())])
-    })
-    .unwrap_or_else(|e| panic!("config should load:\n{e}"));
+    let sources: Vec<(PathBuf, String)> = files
+        .iter()
+        .map(|(name, text)| (PathBuf::from(name), text.to_string()))
+        .collect();
+    let config =
+        supportwatch::value::with_overlay(&vars, || supportwatch::config::load_sources(&sources))
+            .unwrap_or_else(|e| panic!("config should load:\n{e}"));
     hooks.configure(&config.hooks);
     let prepared = supportwatch::assemble::prepare_with(config, hooks.clone())
         .unwrap_or_else(|e| panic!("config should prepare:\n{e}"));
@@ -243,6 +258,29 @@ async fn a_signed_webhook_from_the_backend_proves_delivery() {
     assert!(latency < Duration::from_secs(5));
     assert_eq!(hook_answers(&state).await, vec![200]);
     assert!(report.phases.iter().any(|p| p.name == "deliver"));
+}
+
+/// `{{phone.NAME.number}}` fills a field with the number of an account declared in another
+/// file; the shop receives that number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_number_template_fills_the_form_with_the_account_number() {
+    let (shop, state, hooks) = shop_and_receiver(Backend::Deliver).await;
+    let check = yaml(shop, "{ webhook: crm, within: 5s }")
+        .replace("\"+7 900 000-00-00\"", "\"{{phone.our-line.number}}\"");
+    assert!(check.contains("{{phone.our-line.number}}"), "{check}");
+    let phones = "phones:\n  our-line: { proxy: \"sip:127.0.0.1:5060\", user: \"79005550100\", number: \"+7 900 555-01-00\" }\n";
+    let report = run_files(
+        &[("a-checks.yaml", &check), ("b-phones.yaml", phones)],
+        &hooks,
+    )
+    .await;
+    passed_with_latency(&report, "webhook");
+    let received = state
+        .phones
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert_eq!(received, vec!["+7 900 555-01-00".to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,7 +440,7 @@ async fn deliver_names_exactly_one_known_target() {
 /// The demo's callback form: its CRM posts to the daemon's receiver, and `--break callback`
 /// makes it drop the request silently.
 async fn demo_callback_result(
-    broken: std::collections::BTreeSet<supportwatch::value::Channel>,
+    broken: std::collections::BTreeSet<supportwatch::demo::Break>,
 ) -> Arc<RunReport> {
     supportwatch::tlsconf::install_crypto_provider();
     let (shop, daemon) = supportwatch::demo::start("127.0.0.1:0".parse().expect("addr"), broken)
@@ -416,10 +454,10 @@ async fn demo_callback_result(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_callback_passes_and_break_callback_makes_it_fail() {
-    use supportwatch::value::Channel;
+    use supportwatch::demo::Break;
     let passing = demo_callback_result(Default::default()).await;
     passed_with_latency(&passing, "demo webhook");
-    let broken = demo_callback_result([Channel::Callback].into()).await;
+    let broken = demo_callback_result([Break::Callback].into()).await;
     let failure = broken
         .failure
         .clone()

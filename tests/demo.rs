@@ -1,13 +1,20 @@
 //! `supportwatch demo` end to end: the demo shop, the built-in checks, the metrics they export,
 //! and `--break` making the broken channel fail.
+//!
+//! The demo's registered phone line lives in the process-wide line registry, which one daemon
+//! owns at a time; the tests here therefore run their demos one after another ([`ONE_DEMO`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
+use supportwatch::demo::Break;
 use supportwatch::outcome::RunResult;
-use supportwatch::value::Channel;
+
+/// Held by the test whose demo runs.
+static ONE_DEMO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The first result of every demo check, the metrics after them, and the owner's status page.
-async fn first_results(broken: BTreeSet<Channel>) -> (HashMap<String, RunResult>, String, String) {
+async fn first_results(broken: BTreeSet<Break>) -> (HashMap<String, RunResult>, String, String) {
+    let _one = ONE_DEMO.lock().await;
     supportwatch::tlsconf::install_crypto_provider();
     let (shop, daemon) = supportwatch::demo::start("127.0.0.1:0".parse().expect("addr"), broken)
         .await
@@ -82,11 +89,67 @@ async fn every_demo_check_passes_against_the_demo_shop() {
             "{series}: {latency:?}\n{metrics}"
         );
     }
+    // The hotline played its tone (about −15 dBFS), and the callback rang our line.
+    let value = |series: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let level = value(
+        r#"supportwatch_phone_audio_level_dbfs{channel="phone",check="demo-hotline",kind="phone",shop="demo"} "#,
+    );
+    assert!(
+        level.is_some_and(|l| (-20.0..=-10.0).contains(&l)),
+        "{level:?}\n{metrics}"
+    );
+    let ring = value(
+        r#"supportwatch_phone_ring_seconds{channel="callback",check="demo-callback-call",kind="callback",shop="demo"} "#,
+    );
+    assert!(
+        ring.is_some_and(|s| s > 0.0 && s < 8.0),
+        "{ring:?}\n{metrics}"
+    );
+}
+
+/// The checks of `results` other than `broken` passed.
+fn all_others_pass(results: &HashMap<String, RunResult>, broken: &[&str]) {
+    for (check, result) in results {
+        if !broken.contains(&check.as_str()) {
+            assert_eq!(*result, RunResult::Success, "{check}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_phone_makes_the_hotline_answer_with_silence() {
+    let (results, metrics, _) = first_results(BTreeSet::from([Break::Phone])).await;
+    assert_eq!(results["demo-hotline"], RunResult::Failure);
+    assert!(
+        metrics.contains(r#"supportwatch_check_failures_total{channel="phone",check="demo-hotline",kind="phone",reason="silent_line",shop="demo"}"#),
+        "{metrics}"
+    );
+    // The PBX itself still answers its ping.
+    assert_eq!(results["demo-hotline-ping"], RunResult::Success);
+    all_others_pass(&results, &["demo-hotline"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_callback_call_sends_the_webhook_but_never_calls() {
+    let (results, metrics, _) = first_results(BTreeSet::from([Break::CallbackCall])).await;
+    assert_eq!(results["demo-callback-call"], RunResult::Failure);
+    assert!(
+        metrics.contains(r#"supportwatch_check_failures_total{channel="callback",check="demo-callback-call",kind="callback",reason="not_delivered",shop="demo"}"#),
+        "{metrics}"
+    );
+    // The CRM's webhook still arrives: only the call is missing.
+    assert_eq!(results["demo-callback"], RunResult::Success);
+    all_others_pass(&results, &["demo-callback-call"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_makes_only_the_broken_channel_fail() {
-    let (results, metrics, _) = first_results(BTreeSet::from([Channel::FeedbackForm])).await;
+    let (results, metrics, _) = first_results(BTreeSet::from([Break::FeedbackForm])).await;
     assert_eq!(results["demo-feedback-api"], RunResult::Failure);
     // The form still says "thank you"; only the missing mail gives it away.
     assert_eq!(results["demo-feedback-form"], RunResult::Failure);
@@ -108,7 +171,7 @@ async fn break_makes_only_the_broken_channel_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_chat_makes_the_bot_fall_silent() {
-    let (results, metrics, _) = first_results(BTreeSet::from([Channel::Chat])).await;
+    let (results, metrics, _) = first_results(BTreeSet::from([Break::Chat])).await;
     for check in ["demo-chat", "demo-chat-api"] {
         assert_eq!(results[check], RunResult::Failure, "{check}");
         assert!(
@@ -121,10 +184,11 @@ async fn break_chat_makes_the_bot_fall_silent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_chat_fires_an_alert_to_the_owner_and_healing_resolves_it() {
+    let _one = ONE_DEMO.lock().await;
     supportwatch::tlsconf::install_crypto_provider();
     let (shop, daemon) = supportwatch::demo::start(
         "127.0.0.1:0".parse().expect("addr"),
-        BTreeSet::from([Channel::Chat]),
+        BTreeSet::from([Break::Chat]),
     )
     .await
     .expect("demo starts");

@@ -9,6 +9,7 @@ use super::Config;
 use super::error::{ConfigError, ConfigErrors};
 use super::merge::merge;
 use super::parse::parse_file;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Largest config file read; protects against pointing `--config` at the wrong directory.
@@ -114,12 +115,16 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<Config, ConfigError
 fn load_collected(sources: &[(PathBuf, String)]) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut docs = Vec::new();
-    for (path, text) in sources {
-        match parse_file(path, text) {
-            Ok(doc) => docs.push((path.clone(), doc)),
-            Err(mut e) => errors.append(&mut e),
+    // `{{phone.NAME.number}}` in one file may name an account declared in another: every
+    // file's numbers are known before any template is parsed.
+    crate::value::with_phone_numbers(phone_numbers(sources), || {
+        for (path, text) in sources {
+            match parse_file(path, text) {
+                Ok(doc) => docs.push((path.clone(), doc)),
+                Err(mut e) => errors.append(&mut e),
+            }
         }
-    }
+    });
     let config = merge(docs, &mut errors);
     if errors.is_empty() && config.checks.is_empty() {
         // Also what a half-written file looks like while an editor saves it: never reload into it.
@@ -132,6 +137,36 @@ fn load_collected(sources: &[(PathBuf, String)]) -> Result<Config, ConfigErrors>
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// Every file's `phones:` accounts and their numbers, read leniently: a file that does not
+/// parse contributes nothing here and reports its problems in the real parse.
+fn phone_numbers(sources: &[(PathBuf, String)]) -> BTreeMap<String, Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct PhonesOnly {
+        #[serde(default)]
+        phones: BTreeMap<String, NumberOnly>,
+    }
+    #[derive(serde::Deserialize)]
+    struct NumberOnly {
+        number: Option<crate::value::Text>,
+    }
+    let mut numbers = BTreeMap::new();
+    // Only a config that uses the placeholder pays for the second reading.
+    if !sources.iter().any(|(_, text)| text.contains("phone.")) {
+        return numbers;
+    }
+    for (_, text) in sources.iter().filter(|(_, t)| t.contains("phones")) {
+        if let Ok(doc) = serde_saphyr::from_str_with_options::<PhonesOnly>(
+            text,
+            super::parse::options(true, text.len()),
+        ) {
+            for (name, phone) in doc.phones {
+                numbers.insert(name, phone.number.map(|n| n.expose().to_string()));
+            }
+        }
+    }
+    numbers
 }
 
 #[cfg(test)]

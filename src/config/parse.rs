@@ -200,7 +200,7 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileDoc, Vec<ConfigE
 /// under the library's fixed alias limits (`alias_limits`, 1,000,000 replayed events, and the
 /// alias/anchor ratio heuristic), so a bomb is refused after bounded work and memory whatever
 /// the file's size.
-fn options(tolerate_duplicates: bool, text_len: usize) -> serde_saphyr::Options {
+pub(super) fn options(tolerate_duplicates: bool, text_len: usize) -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     let mut budget = serde_saphyr::Budget::default();
     budget.max_nodes = budget.max_nodes.max(text_len.saturating_add(1024));

@@ -6,9 +6,15 @@
 //! known only once the daemon listens, which is after the shop starts, so it is handed over
 //! through [`HookTarget`]. With `--break callback` the form still thanks the visitor and the
 //! request is silently dropped, which is exactly what the `callback` check exists to catch.
+//!
+//! Then the CRM really calls back: a second after the request, the demo PBX dials the number
+//! the visitor entered, which rings only when a phone is registered as that number (the demo's
+//! `demo-line`, whose number the `demo-callback-call` check fills in with
+//! `{{phone.demo-line.number}}`). With `--break callback-call` the webhook still goes out but
+//! nobody dials: the telephony integration that "received the request" and never calls.
 
+use super::shop::Break;
 use super::shop::ShopState;
-use crate::value::Channel;
 use axum::Router;
 use axum::extract::{Form, State};
 use axum::response::{Html, IntoResponse, Response};
@@ -16,6 +22,9 @@ use axum::routing::get;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+/// How long after a request the demo CRM calls back.
+const CALL_BACK_AFTER: Duration = Duration::from_secs(1);
 
 /// Where the demo CRM posts: the daemon's hook URL and the secret, set once the daemon listens.
 #[derive(Clone, Default)]
@@ -56,7 +65,24 @@ async fn submit(
     if phone.trim().is_empty() {
         return Html("<p>Укажите телефон / Enter a phone number</p>").into_response();
     }
-    if !state.broken.contains(&Channel::Callback) {
+    let dropped = state.broken.contains(&Break::Callback);
+    if let (false, false, Some(pbx)) = (
+        dropped,
+        state.broken.contains(&Break::CallbackCall),
+        state.pbx.clone(),
+    ) {
+        let number = phone.clone();
+        // The call back, a moment after the visitor got the answer (a real CRM takes minutes;
+        // by then the check waits on its line).
+        tokio::spawn(async move {
+            tokio::time::sleep(CALL_BACK_AFTER).await;
+            match pbx.dial(&number).await {
+                Ok(()) => tracing::debug!(%number, "demo CRM: called back"),
+                Err(why) => tracing::debug!(%number, %why, "demo CRM: no call back"),
+            }
+        });
+    }
+    if !dropped {
         let comment = form.get("comment").cloned().unwrap_or_default();
         let hook = state.hook.clone();
         // The CRM works after the visitor got the answer, as real ones do.

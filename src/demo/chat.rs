@@ -6,8 +6,8 @@
 //! returns no reply, the WebSocket reads and says nothing — a chat whose operators went home
 //! without switching on the auto-reply.
 
+use super::shop::Break;
 use super::shop::ShopState;
-use crate::value::Channel;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
@@ -37,12 +37,12 @@ async fn http_chat(
         Some(s) if !s.is_empty() => s.to_string(),
         _ => format!("demo-{:08x}", rand::random::<u32>()),
     };
-    let reply = (!state.broken.contains(&Channel::Chat)).then(|| reply_to(message));
+    let reply = (!state.broken.contains(&Break::Chat)).then(|| reply_to(message));
     Json(serde_json::json!({ "session": session, "reply": reply }))
 }
 
 async fn ws_chat(State(state): State<ShopState>, upgrade: WebSocketUpgrade) -> Response {
-    let broken = state.broken.contains(&Channel::Chat);
+    let broken = state.broken.contains(&Break::Chat);
     upgrade
         .max_message_size(64 << 10)
         .on_upgrade(move |socket| converse(socket, broken))

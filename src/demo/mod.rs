@@ -4,6 +4,10 @@
 //! addresses reach `checks/demo.yaml` as `${DEMO_…}` variables, so the demo runs exactly the code
 //! paths a real deployment does: config loading, scheduler, probes, metrics.
 //!
+//! The shop's phone system is an in-process SIP PBX on loopback UDP (`pbx`): the hotline the
+//! `phone` checks call, the registrar of the demo's `demo-line` account, and the dialer through
+//! which the callback form's CRM really calls back.
+//!
 //! The browser checks need chromium and chromedriver. When chromedriver is not installed, the
 //! demo removes those checks from its config before the daemon starts and lists them in
 //! [`DemoShop::skipped`] with the install command, so the rest of the demo still runs.
@@ -12,15 +16,16 @@ mod browser;
 pub mod callback_backend;
 mod chat;
 pub mod owner_phone;
+pub mod pbx;
 pub mod pki;
 pub mod shop;
 pub mod smtp;
 mod widgets;
 
 pub use browser::Skipped;
+pub use shop::Break;
 
 use crate::daemon::{ConfigSource, Daemon, DaemonError};
-use crate::value::Channel;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,8 +78,12 @@ pub struct DemoShop {
     pub breaks: Arc<shop::Breaks>,
     /// The messages the shop owner received through the demo's Telegram stand-in.
     pub owner_inbox: owner_phone::Inbox,
+    /// The shop's SIP PBX (hotline, registrar, callback dialer).
+    pub pbx: pbx::Pbx,
     /// Secret the demo CRM authenticates its webhook with (made fresh at every start).
     hook_secret: String,
+    /// Password of the demo's SIP account at the PBX (made fresh at every start).
+    sip_password: String,
     hook: callback_backend::HookTarget,
     _dir: tempfile::TempDir,
     stop: CancellationToken,
@@ -82,7 +91,7 @@ pub struct DemoShop {
 
 impl DemoShop {
     /// Starts the shop on loopback ports chosen by the OS.
-    pub async fn start(broken: BTreeSet<Channel>) -> Result<Self, DemoError> {
+    pub async fn start(broken: BTreeSet<Break>) -> Result<Self, DemoError> {
         let io = |what: &str| {
             let what = what.to_string();
             move |source| DemoError::Io { what, source }
@@ -126,11 +135,16 @@ impl DemoShop {
         tokio::spawn(mail_server.serve(smtp_listener, stop.clone()));
         let hook = callback_backend::HookTarget::default();
         let owner_inbox = owner_phone::Inbox::default();
+        let sip_password = random_secret();
+        let pbx = pbx::Pbx::start(sip_password.clone(), breaks.clone(), stop.clone())
+            .await
+            .map_err(io("cannot listen on 127.0.0.1 (UDP)"))?;
         let state = shop::ShopState {
             broken: breaks.clone(),
             smtp: Some(smtp),
             hook: hook.clone(),
             owner_inbox: owner_inbox.clone(),
+            pbx: Some(pbx.clone()),
         };
         let http = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -161,6 +175,8 @@ impl DemoShop {
             artifacts_dir,
             skipped: Vec::new(),
             hook_secret: random_secret(),
+            sip_password,
+            pbx,
             breaks,
             owner_inbox,
             hook,
@@ -197,6 +213,8 @@ impl DemoShop {
                 self.artifacts_dir.display().to_string(),
             ),
             ("DEMO_HOOK_SECRET".to_string(), self.hook_secret.clone()),
+            ("DEMO_PBX".to_string(), self.pbx.addr().to_string()),
+            ("DEMO_SIP_PASSWORD".to_string(), self.sip_password.clone()),
             (
                 "DEMO_TELEGRAM_API".to_string(),
                 format!("{}/telegram", self.http_url),
@@ -255,7 +273,7 @@ pub async fn digest_after_first_runs(daemon: &Daemon) {
 /// out, and listed in [`DemoShop::skipped`], when chromedriver is not installed.
 pub async fn start(
     listen: SocketAddr,
-    broken: BTreeSet<Channel>,
+    broken: BTreeSet<Break>,
 ) -> Result<(DemoShop, Daemon), DemoError> {
     let mut shop = DemoShop::start(broken).await?;
     let path = PathBuf::from("checks/demo.yaml");

@@ -1,14 +1,14 @@
 //! The demo shop: a small web shop on loopback with the support channels supportwatch checks.
 //!
 //! `--break CHANNEL` makes one channel fail the way real shops fail: the site answers 503, the
-//! feedback form says "thank you" but never sends the mail, the mail server swallows mail.
+//! feedback form says "thank you" but never sends the mail, the mail server swallows mail, the
+//! hotline answers and plays nothing, the callback is promised and never made.
 //!
 //! The contact page is a classic server-rendered form: a session cookie, a CSRF token tied to it
 //! in a hidden input, and a handler that mails the message to support through the demo's SMTP
 //! server. Two more channels need a real browser: a contact form that a script
 //! builds and posts as JSON, and a callback widget inside an iframe (`widgets.rs`).
 
-use crate::value::Channel;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -19,24 +19,74 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Channels that fail on purpose; the demo can heal them while it runs.
+/// What `supportwatch demo --break NAME` can make fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Break {
+    /// The site answers 503.
+    Website,
+    /// The feedback forms and API thank the visitor and drop the message.
+    FeedbackForm,
+    /// The mail server accepts mail and drops it.
+    Email,
+    /// The callback form thanks the visitor and drops the request (no webhook, no call).
+    Callback,
+    /// The callback form's CRM still posts its webhook, but nobody ever dials.
+    CallbackCall,
+    /// The chat bot falls silent.
+    Chat,
+    /// The hotline answers and plays silence.
+    Phone,
+}
+
+impl Break {
+    /// Every break, in the order `--help` lists them.
+    pub const ALL: [Break; 7] = [
+        Break::Website,
+        Break::FeedbackForm,
+        Break::Email,
+        Break::Callback,
+        Break::CallbackCall,
+        Break::Chat,
+        Break::Phone,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Break::Website => "website",
+            Break::FeedbackForm => "feedback_form",
+            Break::Email => "email",
+            Break::Callback => "callback",
+            Break::CallbackCall => "callback-call",
+            Break::Chat => "chat",
+            Break::Phone => "phone",
+        }
+    }
+
+    /// The break called `name` on the command line.
+    pub fn parse(name: &str) -> Option<Break> {
+        Break::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+/// What fails on purpose; the demo can heal it while it runs.
 #[derive(Default, Debug)]
-pub struct Breaks(std::sync::Mutex<BTreeSet<Channel>>);
+pub struct Breaks(std::sync::Mutex<BTreeSet<Break>>);
 
 impl Breaks {
-    /// These channels broken.
-    pub fn new(channels: BTreeSet<Channel>) -> Self {
-        Breaks(std::sync::Mutex::new(channels))
+    /// These broken.
+    pub fn new(broken: BTreeSet<Break>) -> Self {
+        Breaks(std::sync::Mutex::new(broken))
     }
     /// Whether `channel` fails on purpose.
-    pub fn contains(&self, channel: &Channel) -> bool {
+    pub fn contains(&self, channel: &Break) -> bool {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(channel)
     }
-    /// Makes every channel work again; returns those that were broken.
-    pub fn heal(&self) -> BTreeSet<Channel> {
+    /// Makes everything work again; returns what was broken.
+    pub fn heal(&self) -> BTreeSet<Break> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -52,6 +102,8 @@ pub struct ShopState {
     pub hook: super::callback_backend::HookTarget,
     /// Every message the owner's (stand-in) Telegram received.
     pub owner_inbox: super::owner_phone::Inbox,
+    /// The shop's phone system, which the callback CRM dials through.
+    pub pbx: Option<super::pbx::Pbx>,
 }
 
 /// The address the contact form mails to.
@@ -75,7 +127,7 @@ pub fn router(state: ShopState) -> Router {
 }
 
 async fn home(State(state): State<ShopState>) -> Response {
-    if state.broken.contains(&Channel::Website) {
+    if state.broken.contains(&Break::Website) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Html("<h1>Maintenance</h1>"),
@@ -90,10 +142,10 @@ async fn home(State(state): State<ShopState>) -> Response {
 }
 
 async fn status(State(state): State<ShopState>) -> Response {
-    let website = !state.broken.contains(&Channel::Website);
+    let website = !state.broken.contains(&Break::Website);
     Json(serde_json::json!({
         "status": if website { "ok" } else { "degraded" },
-        "channels": { "feedback_form": !state.broken.contains(&Channel::FeedbackForm) },
+        "channels": { "feedback_form": !state.broken.contains(&Break::FeedbackForm) },
     }))
     .into_response()
 }
@@ -109,7 +161,7 @@ async fn feedback(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     // A broken feedback backend still says 200: the failure supportwatch exists to catch.
-    let accepted = !state.broken.contains(&Channel::FeedbackForm) && !message.is_empty();
+    let accepted = !state.broken.contains(&Break::FeedbackForm) && !message.is_empty();
     Json(serde_json::json!({
         "accepted": accepted,
         "ticket": if accepted { format!("T-{}", token.len() + message.len()) } else { String::new() },
@@ -186,7 +238,7 @@ async fn contacts_submit(
             .into_response();
     }
     // A broken form still thanks the visitor: the silent failure supportwatch exists to catch.
-    if !state.broken.contains(&Channel::FeedbackForm)
+    if !state.broken.contains(&Break::FeedbackForm)
         && let Some(smtp) = state.smtp
     {
         let body = format!(

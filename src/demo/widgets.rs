@@ -4,8 +4,8 @@
 //! the checks prove the whole trip; `--break feedback_form` silences the form's mail while its
 //! page still says thank you.
 
+use super::shop::Break;
 use super::shop::{FORM_SUBJECT, ShopState, send_mail};
-use crate::value::Channel;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,7 +36,7 @@ async fn contact(State(state): State<ShopState>, Json(body): Json<serde_json::Va
             .into_response();
     }
     // As on the classic form: a broken backend still thanks the visitor.
-    if !state.broken.contains(&Channel::FeedbackForm)
+    if !state.broken.contains(&Break::FeedbackForm)
         && let Some(smtp) = state.smtp
     {
         let mail =

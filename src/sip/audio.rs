@@ -23,6 +23,22 @@ pub fn ulaw_to_linear(byte: u8) -> i16 {
     if u & 0x80 != 0 { -magnitude } else { magnitude }
 }
 
+/// The μ-law byte of a 16-bit linear sample (the inverse of [`ulaw_to_linear`], to within the
+/// codec's step), for the demo's PBX that plays a tone.
+pub fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let sign: u8 = if sample < 0 { 0x80 } else { 0 };
+    let magnitude = i32::from(sample).abs().min(CLIP) + BIAS;
+    // The segment is the position of the highest set bit above bit 7 (0..=7).
+    let exponent = (0..8u8)
+        .rev()
+        .find(|e| magnitude & (0x80 << e) != 0)
+        .unwrap_or(0);
+    let mantissa = ((magnitude >> (exponent + 3)) & 0x0F) as u8;
+    !(sign | (exponent << 4) | mantissa)
+}
+
 /// One 16-bit linear sample of an A-law byte.
 pub fn alaw_to_linear(byte: u8) -> i16 {
     let a = byte ^ 0x55;
@@ -112,6 +128,20 @@ impl LevelMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ulaw_encoding_round_trips_within_a_step() {
+        assert_eq!(linear_to_ulaw(0), 0xFF);
+        for sample in (-32768..=32767i32).step_by(7) {
+            let sample = sample as i16;
+            let back = i32::from(ulaw_to_linear(linear_to_ulaw(sample)));
+            let step = (i32::from(sample).abs() / 16).max(16);
+            assert!(
+                (back - i32::from(sample).clamp(-32635, 32635)).abs() <= step,
+                "{sample} -> {back}"
+            );
+        }
+    }
 
     #[test]
     fn g711_decodes_to_the_standard_values() {

@@ -197,6 +197,49 @@ impl Challenge {
     }
 }
 
+/// The server side, for the demo's PBX: whether `authorization` (an `Authorization` header)
+/// answers `challenge` for `method` with `credentials`. The expected answer is computed by
+/// [`Challenge::answer`] from the client's own `uri` and `cnonce`, so both sides share one
+/// implementation of the hashing. Only the first use of a nonce (`nc=00000001`) is accepted.
+pub fn verify(
+    challenge: &Challenge,
+    authorization: &str,
+    credentials: &Credentials<'_>,
+    method: &str,
+) -> bool {
+    let Some(rest) = authorization
+        .trim()
+        .get(..6)
+        .filter(|s| s.eq_ignore_ascii_case("digest"))
+        .and_then(|_| authorization.trim().get(6..))
+    else {
+        return false;
+    };
+    let Ok(given) = params(rest) else {
+        return false;
+    };
+    let get = |list: &[(String, String)], name: &str| {
+        list.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(uri), Some(response)) = (get(&given, "uri"), get(&given, "response")) else {
+        return false;
+    };
+    if get(&given, "username").as_deref() != Some(credentials.user)
+        || get(&given, "nonce").as_deref() != Some(challenge.nonce.as_str())
+    {
+        return false;
+    }
+    let cnonce = get(&given, "cnonce").unwrap_or_default();
+    let expected = challenge.answer(credentials, method, &uri, &cnonce);
+    let expected = expected
+        .get(6..)
+        .and_then(|p| params(p).ok())
+        .and_then(|p| get(&p, "response"));
+    expected.is_some_and(|e| e.eq_ignore_ascii_case(&response))
+}
+
 /// Who answers a challenge.
 pub struct Credentials<'a> {
     /// The authentication user name.
@@ -271,6 +314,32 @@ fn params(text: &str) -> Result<Vec<(String, String)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_verifies_the_answer_to_its_own_challenge() {
+        let c =
+            Challenge::parse("Digest realm=\"demo\", nonce=\"n1\", algorithm=MD5, qop=\"auth\"")
+                .unwrap();
+        let right = Credentials {
+            user: "100",
+            password: "secret",
+        };
+        let wrong = Credentials {
+            user: "100",
+            password: "guess",
+        };
+        let answer = c.answer(&right, "REGISTER", "sip:demo", "abc");
+        assert!(verify(&c, &answer, &right, "REGISTER"));
+        assert!(!verify(
+            &c,
+            &c.answer(&wrong, "REGISTER", "sip:demo", "abc"),
+            &right,
+            "REGISTER"
+        ));
+        assert!(!verify(&c, &answer, &right, "INVITE"));
+        assert!(!verify(&c, "Basic abc", &right, "REGISTER"));
+        assert!(!verify(&c, "Digest", &right, "REGISTER"));
+    }
 
     /// RFC 2617 3.5: MD5 with qop=auth.
     #[test]

@@ -293,13 +293,18 @@ fn parse_headers<'a>(
     Ok(headers)
 }
 
-/// A request the server sent us (a BYE from the far end, a keep-alive OPTIONS).
+/// A request the server sent us (a BYE from the far end, a keep-alive OPTIONS), or one the
+/// demo's PBX received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncomingRequest {
     /// The method, as sent.
     pub method: String,
+    /// The Request-URI, as sent.
+    pub uri: String,
     /// Header lines in order.
     pub headers: Vec<(String, String)>,
+    /// The body as text (an SDP offer), lossily decoded; empty when there is none.
+    pub body: String,
 }
 
 impl IncomingRequest {
@@ -317,27 +322,57 @@ impl IncomingRequest {
     /// A response with `status` and `reason` to this request: its Vias, From, To, Call-ID and
     /// CSeq echoed (RFC 3261 8.2.6).
     pub fn response(&self, status: u16, reason: &str) -> Vec<u8> {
+        self.response_with(status, reason, None, &[], None)
+    }
+
+    /// A response like [`IncomingRequest::response`], with a tag added to To (when it has
+    /// none), `extra` headers, and a body with its Content-Type.
+    pub fn response_with(
+        &self,
+        status: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+        extra: &[(&str, String)],
+        body: Option<(&str, &str)>,
+    ) -> Vec<u8> {
         let mut out = format!("SIP/2.0 {status} {reason}\r\n");
         for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
             for value in self.headers_named(name) {
-                out.push_str(&format!("{name}: {value}\r\n"));
+                match to_tag {
+                    Some(tag) if name == "To" && !value.contains(";tag=") => {
+                        out.push_str(&format!("To: {value};tag={tag}\r\n"));
+                    }
+                    _ => out.push_str(&format!("{name}: {value}\r\n")),
+                }
             }
         }
-        out.push_str(&format!(
-            "User-Agent: {}\r\nContent-Length: 0\r\n\r\n",
-            crate::USER_AGENT
-        ));
+        for (name, value) in extra {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str(&format!("User-Agent: {}\r\n", crate::USER_AGENT));
+        match body {
+            Some((content_type, body)) => out.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )),
+            None => out.push_str("Content-Length: 0\r\n\r\n"),
+        }
         out.into_bytes()
     }
 }
 
 /// Parses one complete request (a datagram, or a frame cut from a stream).
 pub fn parse_request(bytes: &[u8]) -> Result<IncomingRequest, String> {
-    let Head { mut lines, .. } = split_head(bytes, "request")?;
+    let Head {
+        bytes,
+        head_end,
+        mut lines,
+    } = split_head(bytes, "request")?;
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split(' ');
     let method = parts.next().unwrap_or_default();
-    let version = parts.nth(1);
+    let uri = parts.next().unwrap_or_default();
+    let version = parts.next();
     if method.is_empty()
         || !method.bytes().all(|b| b.is_ascii_uppercase())
         || version != Some("SIP/2.0")
@@ -347,9 +382,13 @@ pub fn parse_request(bytes: &[u8]) -> Result<IncomingRequest, String> {
             printable(request_line, 40)
         ));
     }
+    let headers = parse_headers(lines)?;
+    let body = body_of(bytes, head_end, &headers);
     Ok(IncomingRequest {
         method: method.to_string(),
-        headers: parse_headers(lines)?,
+        uri: printable(uri, 200),
+        headers,
+        body,
     })
 }
 

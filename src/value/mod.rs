@@ -18,6 +18,6 @@ pub use duration::{Dur, MAX_DURATION, parse_duration};
 pub use format::{short_duration, shown_url};
 pub use interp::{MAX_SECRET_FILE_BYTES, Secret, Text, expand, file_type_name, with_overlay};
 pub use kind::{Channel, Kind};
-pub use pattern::{Pattern, Template, TemplateVars};
+pub use pattern::{Pattern, Template, TemplateVars, with_phone_numbers};
 pub use size::ByteSize;
 pub use suggest::closest;

@@ -2,10 +2,65 @@
 //!
 //! Compiling at load time means a typo in a regex is reported by `validate` with its location,
 //! instead of making a check fail at 3 a.m.
+//!
+//! `{{phone.NAME.number}}` is the number of an account under `phones:`, which may be declared in
+//! another file than the template. The loader therefore reads every file's `phones:` first and
+//! makes their numbers visible to template parsing ([`with_phone_numbers`]); the placeholder is
+//! replaced by the number right there, so an unknown name is reported where the template is,
+//! with the check's name and position, like any other typo.
 
 use super::interp::Text;
 use serde::{Deserialize, Deserializer};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt;
+
+thread_local! {
+    /// The `phones:` accounts of the config being loaded: name → its `number`, if it has one.
+    /// Set by the loader around parsing (deserialization is synchronous, on one thread).
+    static PHONE_NUMBERS: RefCell<Option<BTreeMap<String, Option<String>>>> =
+        const { RefCell::new(None) };
+}
+
+/// Runs `f` with `numbers` (account name → its number) known to `{{phone.NAME.number}}`.
+pub fn with_phone_numbers<T>(
+    numbers: BTreeMap<String, Option<String>>,
+    f: impl FnOnce() -> T,
+) -> T {
+    let previous = PHONE_NUMBERS.with(|p| p.replace(Some(numbers)));
+    let result = f();
+    PHONE_NUMBERS.with(|p| *p.borrow_mut() = previous);
+    result
+}
+
+/// The number of account `name` for `{{phone.NAME.number}}`, or why there is none.
+fn phone_number(name: &str) -> Result<String, String> {
+    PHONE_NUMBERS.with(|p| {
+        let known = p.borrow();
+        let empty = BTreeMap::new();
+        let known = known.as_ref().unwrap_or(&empty);
+        match known.get(name) {
+            Some(Some(number)) => Ok(number.clone()),
+            Some(None) => Err(format!(
+                "`{{{{phone.{name}.number}}}}`: phone `{name}` has no `number`; set it under `phones:`"
+            )),
+            None => {
+                let names: Vec<&String> = known.keys().collect();
+                let declared = if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                };
+                let hint = super::closest(name, &names)
+                    .map(|best| format!(" (did you mean `{best}`?)"))
+                    .unwrap_or_default();
+                Err(format!(
+                    "`{{{{phone.{name}.number}}}}` names no account under `phones:` (declared: {declared}){hint}"
+                ))
+            }
+        }
+    })
+}
 
 /// A compiled regular expression (Rust `regex` syntax; `(?i)` for case-insensitive).
 #[derive(Clone)]
@@ -88,7 +143,8 @@ pub struct TemplateVars<'a> {
     pub now: &'a str,
 }
 
-/// A string with `{{token}}`, `{{check}}` and `{{now}}` placeholders, checked at load.
+/// A string with `{{token}}`, `{{check}}`, `{{now}}` and `{{phone.NAME.number}}` placeholders,
+/// checked at load.
 #[derive(Clone)]
 pub struct Template {
     source: Text,
@@ -109,6 +165,14 @@ impl Template {
                 .find("}}")
                 .ok_or_else(|| format!("unclosed `{{{{` in template `{}`", source.template()))?;
             let name = after[..end].trim();
+            if let Some(account) = name
+                .strip_prefix("phone.")
+                .and_then(|n| n.strip_suffix(".number"))
+            {
+                parts.push(Part::Literal(phone_number(account.trim())?));
+                rest = &after[end + 2..];
+                continue;
+            }
             let var = VAR_NAMES
                 .iter()
                 .find(|(n, _)| *n == name)
@@ -119,6 +183,7 @@ impl Template {
                         VAR_NAMES
                             .iter()
                             .map(|(n, _)| format!("`{{{{{n}}}}}`"))
+                            .chain(["`{{phone.NAME.number}}`".to_string()])
                             .collect::<Vec<_>>()
                             .join(", ")
                     )
@@ -198,5 +263,31 @@ mod tests {
             "{err}"
         );
         assert!(Template::parse(Text::literal("{{token")).is_err());
+    }
+
+    #[test]
+    fn fills_a_phone_number_known_at_load() {
+        let numbers = BTreeMap::from([
+            ("line".to_string(), Some("+7 900 555-01-00".to_string())),
+            ("bare".to_string(), None),
+        ]);
+        with_phone_numbers(numbers, || {
+            let t = Template::parse(Text::literal("call {{ phone.line.number }}")).unwrap();
+            let vars = TemplateVars {
+                token: "t",
+                check: "c",
+                now: "n",
+            };
+            assert_eq!(t.render(&vars), "call +7 900 555-01-00");
+            let err = Template::parse(Text::literal("{{phone.lin.number}}")).unwrap_err();
+            assert!(
+                err.contains("(declared: bare, line) (did you mean `line`?)"),
+                "{err}"
+            );
+            let err = Template::parse(Text::literal("{{phone.bare.number}}")).unwrap_err();
+            assert!(err.contains("has no `number`"), "{err}");
+        });
+        // Outside a load, no account is known.
+        assert!(Template::parse(Text::literal("{{phone.line.number}}")).is_err());
     }
 }

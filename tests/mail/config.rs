@@ -47,7 +47,7 @@ fn bad_mail_configs_are_refused_with_exact_messages() {
         ),
         (
             "    smtp: \"smtp://mx.shop.example\"\n    subject: \"{{tokn}}\"\n",
-            "test.yaml:2:5: check \"m\": unknown template variable `{{tokn}}`, expected one of `{{token}}`, `{{check}}`, `{{now}}`",
+            "test.yaml:2:5: check \"m\": unknown template variable `{{tokn}}`, expected one of `{{token}}`, `{{check}}`, `{{now}}`, `{{phone.NAME.number}}`",
         ),
         (
             "    smpt: \"smtp://mx.shop.example\"\n",
