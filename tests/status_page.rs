@@ -481,10 +481,11 @@ async fn a_shop_page_costs_the_same_reads_whatever_the_number_of_checks_and_days
     };
     let (short_reads, _, short_html) = render(&short.page);
     let (long_reads, long_took, long_html) = render(&long.page);
-    // Alert states, the shop's roll-ups, its incidents, and the newest run of each of its 3
-    // checks: whatever the history's length or the number of other checks.
-    assert_eq!(short_reads, 6);
-    assert_eq!(long_reads, 6);
+    // Alert states, the shop's hourly roll-ups, its daily counts and the counts of the two
+    // edge ranges, its incidents, and the newest run of each of its 3 checks: whatever the
+    // history's length or the number of other checks.
+    assert_eq!(short_reads, 9);
+    assert_eq!(long_reads, 9);
     assert!(short_html.contains("Feedback form"));
     assert!(long_html.contains("Feedback form"));
     // Generous: the shape above is the claim; this only catches a page gone quadratic.
@@ -495,6 +496,31 @@ async fn a_shop_page_costs_the_same_reads_whatever_the_number_of_checks_and_days
         .page
         .index_html(supportwatch::notify::Language::En, true);
     assert_eq!(long.page.reads(), before);
+}
+
+#[tokio::test]
+async fn a_shop_page_reads_whole_days_from_daily_rollups_whatever_the_history() {
+    let render = |bed: &Bed| {
+        let (rows, steps) = (bed.page.rows_read(), bed.store.read_steps());
+        let html = bed
+            .page
+            .shop_html("berlin", supportwatch::notify::Language::En)
+            .expect("renders");
+        assert!(html.contains("Feedback form"), "{html}");
+        (bed.page.rows_read() - rows, bed.store.read_steps() - steps)
+    };
+    let (month, quarter) = (bed(40), bed(90));
+    let (month_rows, month_steps) = render(&month);
+    let (quarter_rows, quarter_steps) = render(&quarter);
+    // Per check of the shop (3): the 48 hours' rows with histograms (sparkline, 24 h; the
+    // current hour has no run yet, the seed's last run began at 11:00 UTC), 30 daily
+    // counts (now is 12:00 UTC: the whole days from 30 days ago to today) and the 12 hours
+    // before the first whole day of each of the 7 d and 30 d ranges. Hour by hour, 30 days
+    // would be 721 rows per check.
+    assert_eq!(month_rows, 3 * (47 + 30 + 2 * 12));
+    // Longer history than the page's 30 days reads no more rows and takes no more steps.
+    assert_eq!(quarter_rows, month_rows);
+    assert_eq!(quarter_steps, month_steps);
 }
 
 /// The pixels of a PNG's image data, inflated (filter bytes included; enough to tell a blank

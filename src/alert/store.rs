@@ -21,7 +21,7 @@ mod late_mail;
 pub mod rollup;
 
 pub use incidents::{Incident, IncidentChange};
-pub use rollup::{Histogram, RollupRow};
+pub use rollup::{Histogram, RollupCounts, RollupRow};
 
 use super::engine::AlertState;
 use crate::notify::AlertNotice;
@@ -220,6 +220,8 @@ pub struct Store {
     /// SQLite VM steps spent recording runs, for tests that pin that it does not grow with
     /// the history.
     steps: AtomicU64,
+    /// SQLite VM steps spent reading roll-ups, for tests that pin what a page costs.
+    read_steps: AtomicU64,
 }
 
 impl Store {
@@ -266,6 +268,7 @@ impl Store {
             conn: Mutex::new(conn),
             transactions: AtomicU64::new(0),
             steps: AtomicU64::new(0),
+            read_steps: AtomicU64::new(0),
         })
     }
 
@@ -298,12 +301,18 @@ impl Store {
             conn: Mutex::new(conn),
             transactions: AtomicU64::new(0),
             steps: AtomicU64::new(0),
+            read_steps: AtomicU64::new(0),
         })
     }
 
     /// SQLite VM steps spent recording runs (inserts, trims, roll-ups) since the store opened.
     pub fn record_steps(&self) -> u64 {
         self.steps.load(Ordering::Relaxed)
+    }
+
+    /// SQLite VM steps spent reading roll-ups since the store opened.
+    pub fn read_steps(&self) -> u64 {
+        self.read_steps.load(Ordering::Relaxed)
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {

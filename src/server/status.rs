@@ -57,6 +57,8 @@ pub struct StatusPage {
     clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
     /// Store reads made, for tests that pin the work a page costs.
     reads: AtomicU64,
+    /// Roll-up rows read, likewise.
+    rows: AtomicU64,
 }
 
 /// What [`StatusPage::new`] needs besides the store.
@@ -92,6 +94,7 @@ impl StatusPage {
             redactor: setup.redactor,
             clock,
             reads: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
         }
     }
 
@@ -102,6 +105,15 @@ impl StatusPage {
 
     fn read(&self) {
         self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Roll-up rows read by pages so far.
+    pub fn rows_read(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    fn rows(&self, n: usize) {
+        self.rows.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     fn zone(&self, shop: &str) -> Option<&str> {

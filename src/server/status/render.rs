@@ -2,8 +2,10 @@
 //! and every inserted value is escaped, so a check's reason cannot inject markup.
 //!
 //! A shop's page costs a fixed number of store reads whatever the history's length: the alert
-//! states, the shop's hourly roll-ups of the last 30 days (uptime 24 h / 7 d / 30 d and the
-//! sparklines come from the same rows), its incidents, and one newest run per check of the shop.
+//! states, the shop's hourly roll-ups of the last 48 hours (the sparklines and the 24 h uptime),
+//! the runs and failures of its daily roll-ups of the last 30 days and of the hours before their
+//! first whole day (7 d and 30 d uptime, no histogram read), its incidents, and one newest run
+//! per check of the shop. The rows read grow with the shop's checks, never with the history.
 
 use super::{PageCheck, StatusPage, evidence};
 use crate::alert::history::History;
@@ -171,15 +173,41 @@ pub fn shop(page: &StatusPage, shop: &str, lang: Language) -> Result<String, Sto
 
     page.read();
     let states = page.store.load_states()?;
+    // The last 48 hours with their histograms: the sparkline and the 24 h uptime.
+    let spark_from = (now_s / HOUR - SPARK_HOURS + 1) * HOUR;
     page.read();
-    let month_from = (now_s - 30 * DAY).div_euclid(HOUR) * HOUR;
     let rows = page.store.rollups(&RollupQuery {
         period: HOUR,
-        from: month_from,
+        from: spark_from,
         to: now_s + 1,
         shop: Some(shop),
         check: None,
     })?;
+    page.rows(rows.len());
+    // 7 d and 30 d: counts only, whole UTC days from the daily roll-ups and the hours before
+    // the first whole day from the hourly ones; the same runs as hour by hour, a 24th of the rows.
+    let counts = |period: i64, from: i64, to: i64| {
+        page.read();
+        let rows = page.store.rollup_counts(&RollupQuery {
+            period,
+            from,
+            to,
+            shop: Some(shop),
+            check: None,
+        });
+        if let Ok(rows) = &rows {
+            page.rows(rows.len());
+        }
+        rows
+    };
+    // A range takes each hour that ends after its start.
+    let first_hour = |days: i64| (now_s - days * DAY).div_euclid(HOUR) * HOUR;
+    let first_day = |days: i64| first_hour(days) + (DAY - first_hour(days).rem_euclid(DAY)) % DAY;
+    let daily = counts(DAY, first_day(30), now_s + 1)?;
+    let edges = [
+        counts(HOUR, first_hour(7), first_day(7))?,
+        counts(HOUR, first_hour(30), first_day(30))?,
+    ];
     page.read();
     let incidents =
         History::new(&page.store, now).incidents(shop, at((now_s - 30 * DAY) as f64), now)?;
@@ -198,25 +226,32 @@ pub fn shop(page: &StatusPage, shop: &str, lang: Language) -> Result<String, Sto
             );
         }
     }
-    let since = [now_s - DAY, now_s - 7 * DAY, now_s - 30 * DAY];
     for row in &rows {
         let Some(check) = by_name.get(row.check.as_str()) else {
             continue;
         };
         let view = views.entry(check.channel).or_default();
-        for (i, from) in since.iter().enumerate() {
-            // An hour counts when it ends after the range's start.
-            if row.start + HOUR > *from {
-                view.runs[i] += row.runs;
-                view.failures[i] += row.failures;
-            }
+        // An hour counts when it ends after the range's start.
+        if row.start + HOUR > now_s - DAY {
+            view.runs[0] += row.runs;
+            view.failures[0] += row.failures;
         }
         view.hourly
             .entry(row.start)
             .or_default()
             .merge(&row.latency);
     }
-    let spark_from = (now_s / HOUR - SPARK_HOURS + 1) * HOUR;
+    for (i, days) in [(1, 7), (2, 30)] {
+        let whole_days = daily.iter().filter(|row| row.start >= first_day(days));
+        for row in whole_days.chain(edges[i - 1].iter()) {
+            let Some(check) = by_name.get(row.check.as_str()) else {
+                continue;
+            };
+            let view = views.entry(check.channel).or_default();
+            view.runs[i] += row.runs;
+            view.failures[i] += row.failures;
+        }
+    }
 
     let state_of = |channel: Channel| -> (&'static str, String) {
         let of_channel = checks.iter().filter(|c| c.channel == channel);
