@@ -74,6 +74,7 @@ fn main() {
             channel: "website".into(),
             kind: "http".into(),
             latency: None,
+            ..RunRecord::default()
         };
         store
             .commit(Some(&record), 1000, &check, Some(&state), &[], f64::from(i))

@@ -71,6 +71,7 @@ impl Plan {
             kind: "http".into(),
             // Latencies spread over a few buckets, as real pages answer.
             latency: (!failed).then(|| 0.05 + ((i as i64 + start / HOUR) % 17) as f64 * 0.03),
+            ..RunRecord::default()
         }
     }
 }

@@ -90,6 +90,23 @@ impl Prepared {
             self.notifiers.clone(),
         )
         .with_digest(self.config.digest.as_ref(), &self.config.alerting)
+        .with_mailboxes(self.mailbox_shops())
+    }
+
+    /// The shops each mailbox belongs to: those of the checks that use it.
+    pub fn mailbox_shops(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for prepared in &self.checks {
+            let check = &prepared.check;
+            for mailbox in check.mailboxes() {
+                let shops = out.entry(mailbox.to_string()).or_default();
+                let shop = check.identity().shop().to_string();
+                if !shops.contains(&shop) {
+                    shops.push(shop);
+                }
+            }
+        }
+        out
     }
 }
 

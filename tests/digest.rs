@@ -43,6 +43,7 @@ fn run(
         channel: channel.into(),
         kind: kind.into(),
         latency: (!failed).then_some(latency),
+        ..RunRecord::default()
     }
 }
 

@@ -27,6 +27,7 @@ fn run(check: &str, channel: &str, kind: &str, ago: f64, failed: bool, latency: 
         channel: channel.into(),
         kind: kind.into(),
         latency: (!failed).then_some(latency),
+        ..RunRecord::default()
     }
 }
 

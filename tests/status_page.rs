@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use supportwatch::alert::engine::AlertState;
-use supportwatch::alert::store::{IncidentChange, RunRecord, Store};
+use supportwatch::alert::store::{IncidentChange, LastValue, RunRecord, Store, ValueKind};
 use supportwatch::server::auth::BasicAuth;
 use supportwatch::server::status::{PageSetup, StatusPage, router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,18 +49,24 @@ status_page:
   shops:
     berlin: {{ public: true }}
     hidden: {{ token: "${{PAGE_TOKEN}}" }}
+mailboxes:
+  support: {{ maildir: "{artifacts}/support" }}
+  orders: {{ maildir: "{artifacts}/orders" }}
 checks:
   - name: form
-    kind: http
+    kind: form
     shop: berlin
     channel: feedback_form
     url: "http://{INTERNAL}/contact"
-    headers: {{ Authorization: "Bearer ${{API_TOKEN}}" }}
+    form: "form#feedback"
+    fields: {{ message: "Automated test {{{{token}}}}" }}
+    deliver: {{ mailbox: support, within: 5m }}
   - name: chat
     kind: http
     shop: berlin
     channel: chat
     url: "http://{INTERNAL}/chat"
+    headers: {{ Authorization: "Bearer ${{API_TOKEN}}" }}
   - name: mail
     kind: http
     shop: berlin
@@ -72,6 +78,14 @@ checks:
     shop: hidden
     channel: website
     url: "http://{INTERNAL}/"
+  - name: hidden-form
+    kind: form
+    shop: hidden
+    channel: feedback_form
+    url: "http://{INTERNAL}/order"
+    form: "form#order"
+    fields: {{ message: "Automated test {{{{token}}}}" }}
+    deliver: {{ mailbox: orders, within: 5m }}
 "#,
         artifacts = artifacts.display(),
     )
@@ -96,6 +110,7 @@ fn run(check: &str, channel: &str, started: SystemTime, failed: bool, latency: f
         channel: channel.into(),
         kind: "http".into(),
         latency: Some(latency),
+        ..RunRecord::default()
     }
 }
 
@@ -127,6 +142,34 @@ fn seed(store: &Store, days: u64) {
         let mut chat = run("chat", "chat", t, chat_down, 5.0);
         chat.reason_kind = chat_down.then(|| "no_reply".into());
         runs.push(chat);
+    }
+    // The last values the runs observed: the form's mailbox filled up, the mail check saw two
+    // certificates; the other shop's check its own mailbox and certificate.
+    let (first, newest) = (secs(start), secs(now() - hours(1)));
+    let value = |kind: ValueKind, subject: &str, value: f64| LastValue {
+        kind,
+        subject: subject.into(),
+        value,
+    };
+    let in_days = |days: f64| secs(now()) + days * 86_400.0;
+    for r in &mut runs {
+        r.values = match (r.check.as_str(), r.started_at) {
+            ("form", t) if t == first => vec![value(ValueKind::MailboxFill, "support", 0.5)],
+            ("form", t) if t == newest => vec![value(ValueKind::MailboxFill, "support", 0.83)],
+            ("mail", t) if t == newest => vec![
+                value(
+                    ValueKind::CertNotAfter,
+                    "smtp+starttls://mail.shop.example:587",
+                    in_days(12.5),
+                ),
+                value(ValueKind::CertNotAfter, "shop.example:443", in_days(40.2)),
+            ],
+            ("hidden-site", t) if t == newest => vec![
+                value(ValueKind::MailboxFill, "orders", 0.95),
+                value(ValueKind::CertNotAfter, "hidden.example:443", in_days(2.1)),
+            ],
+            _ => Vec::new(),
+        };
     }
     for chunk in runs.chunks(500) {
         store
@@ -273,6 +316,33 @@ async fn the_shop_page_says_each_channels_state_uptime_and_incidents_in_the_shop
         "the chat's open incident: {html}"
     );
 
+    // Certificates and mailboxes: the last values seen, the shop's own only.
+    assert!(
+        html.contains("certificate for mail.shop.example expires in 12 days"),
+        "{html}"
+    );
+    assert!(
+        html.contains("certificate for shop.example expires in 40 days"),
+        "{html}"
+    );
+    assert!(html.contains("support mailbox 83 % full"), "{html}");
+    assert!(!html.contains("orders"), "another shop's mailbox: {html}");
+    assert!(
+        !html.contains("hidden.example"),
+        "another shop's site: {html}"
+    );
+    let (_, hidden) = get(
+        &format!("{base}/status/shop/hidden?token={PAGE_TOKEN}"),
+        "en",
+    )
+    .await;
+    assert!(hidden.contains("orders mailbox 95 % full"), "{hidden}");
+    assert!(
+        hidden.contains("certificate for hidden.example expires in 2 days"),
+        "{hidden}"
+    );
+    assert!(!hidden.contains("support mailbox"), "{hidden}");
+
     // Russian by Accept-Language.
     let (_, ru) = get(
         &format!("{base}/status/shop/berlin"),
@@ -282,6 +352,7 @@ async fn the_shop_page_says_each_channels_state_uptime_and_incidents_in_the_shop
     assert!(ru.contains(r#"<html lang="ru">"#), "{ru}");
     assert!(ru.contains("работает"), "{ru}");
     assert!(ru.contains("на обслуживании"), "{ru}");
+    assert!(ru.contains("ящик support заполнен на 83 %"), "{ru}");
     assert!(
         ru.contains("Форма обратной связи снова работает (не работала с 08:00 до 10:00)"),
         "{ru}"
@@ -482,10 +553,10 @@ async fn a_shop_page_costs_the_same_reads_whatever_the_number_of_checks_and_days
     let (short_reads, _, short_html) = render(&short.page);
     let (long_reads, long_took, long_html) = render(&long.page);
     // Alert states, the shop's hourly roll-ups, its daily counts and the counts of the two
-    // edge ranges, its incidents, and the newest run of each of its 3 checks: whatever the
-    // history's length or the number of other checks.
-    assert_eq!(short_reads, 9);
-    assert_eq!(long_reads, 9);
+    // edge ranges, its last values, its incidents, and the newest run of each of its 3 checks:
+    // whatever the history's length or the number of other checks.
+    assert_eq!(short_reads, 10);
+    assert_eq!(long_reads, 10);
     assert!(short_html.contains("Feedback form"));
     assert!(long_html.contains("Feedback form"));
     // Generous: the shape above is the claim; this only catches a page gone quadratic.

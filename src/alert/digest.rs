@@ -13,7 +13,8 @@
 //! - **First start**: a shop with no recorded period records the current one without sending,
 //!   so installing supportwatch on a Wednesday does not send a report of an empty week.
 //! - **What**: [`content`] builds it from the roll-ups and incidents of the week before the
-//!   period's start, plus what the metrics know now about certificates and mailboxes.
+//!   period's start, plus the last certificate expiries of the shop's checks and fills of the
+//!   shop's mailboxes (those its checks deliver to) that the store keeps.
 
 pub mod content;
 

@@ -16,6 +16,7 @@
 
 mod digest;
 mod health;
+mod record;
 mod setup;
 
 pub use health::Health;
@@ -594,6 +595,8 @@ impl Worker {
             channel: entry.channel.as_str().to_string(),
             kind: entry.kind.as_str().to_string(),
             latency: latency(report),
+            values: record::observed_values(report),
+            details: record::run_details(report),
         };
         let name = report.check.to_string();
         // What to write of the alert state: nothing, the new state, or its removal (`None`).

@@ -17,10 +17,12 @@
 //! roll-ups of the runs ([`rollup`]) and incidents ([`incidents`]) are written with the runs.
 
 mod incidents;
+mod last_values;
 mod late_mail;
 pub mod rollup;
 
 pub use incidents::{Incident, IncidentChange};
+pub use last_values::{LastValue, LastValueRow, ValueKind};
 pub use rollup::{Histogram, RollupCounts, RollupRow};
 
 use super::engine::AlertState;
@@ -107,6 +109,19 @@ const MIGRATIONS: &[&str] = &[
          shop   TEXT PRIMARY KEY,
          period INTEGER NOT NULL
      );",
+    // 5: the last certificate expiry and mailbox fill observed, and each run's phases and
+    // observations (redacted JSON, bounded).
+    "CREATE TABLE last_values (
+         kind        TEXT NOT NULL,
+         subject     TEXT NOT NULL,
+         check_name  TEXT NOT NULL,
+         shop        TEXT NOT NULL,
+         value       REAL NOT NULL,
+         observed_at REAL NOT NULL,
+         PRIMARY KEY (kind, subject, check_name)
+     ) WITHOUT ROWID;
+     CREATE INDEX last_values_by_shop ON last_values (shop, kind);
+     ALTER TABLE runs ADD COLUMN details TEXT;",
 ];
 
 /// Why the store failed.
@@ -149,7 +164,7 @@ pub enum StoreError {
 }
 
 /// A finished run, as kept in the history.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunRecord {
     /// Check name.
     pub check: String,
@@ -172,6 +187,11 @@ pub struct RunRecord {
     /// The check's meaningful latency, seconds: delivery time for mail and forms, first reply
     /// for chat, else the duration of a passed run; `None` for a failed run that measured none.
     pub latency: Option<f64>,
+    /// Certificate expiries and mailbox fills the run observed (kept as the last values).
+    pub values: Vec<LastValue>,
+    /// The run's phases and observations, JSON, redacted and bounded (see
+    /// `alert::service::run_details`); `None` for none.
+    pub details: Option<String>,
 }
 
 impl RunRecord {
@@ -562,7 +582,7 @@ impl Store {
         let mut stmt = conn
             .prepare(
                 "SELECT check_name, started_at, duration, result, reason_kind, reason, shop,
-                        channel, kind, latency
+                        channel, kind, latency, details
                  FROM runs WHERE check_name = ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
@@ -579,6 +599,9 @@ impl Store {
                     channel: r.get(7)?,
                     kind: r.get(8)?,
                     latency: r.get(9)?,
+                    // Observed values are kept in their own table, not per run.
+                    values: Vec::new(),
+                    details: r.get(10)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -624,8 +647,8 @@ fn insert_runs(
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO runs (check_name, started_at, duration, result, reason_kind, reason, shop,
-                           channel, kind, latency)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                           channel, kind, latency, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for run in runs {
         insert.execute(params![
@@ -638,7 +661,8 @@ fn insert_runs(
             run.shop,
             run.channel,
             run.kind,
-            run.latency
+            run.latency,
+            run.details
         ])?;
         *steps += insert.reset_status(StatementStatus::VmStep) as u64;
     }
@@ -653,7 +677,8 @@ fn insert_runs(
             *steps += trim.reset_status(StatementStatus::VmStep) as u64;
         }
     }
-    rollup::record(tx, runs, steps)
+    rollup::record(tx, runs, steps)?;
+    last_values::write(tx, runs)
 }
 
 /// Writes one check's alert state, or forgets it (`None`).
@@ -732,6 +757,7 @@ mod tests {
             channel: "chat".into(),
             kind: "chat".into(),
             latency: None,
+            ..RunRecord::default()
         }
     }
 

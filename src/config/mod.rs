@@ -134,6 +134,18 @@ impl Check {
             alert: self.alert.as_ref(),
         }
     }
+    /// The mailboxes (names under `mailboxes:`) the check's deliveries are proven in: a mailbox
+    /// belongs to the shops of the checks that use it.
+    pub fn mailboxes(&self) -> Vec<&str> {
+        let (deliver, auto_reply) = self.spec.deliveries();
+        let mut out: Vec<&str> = deliver
+            .and_then(|d| d.mailbox.as_deref())
+            .into_iter()
+            .chain(auto_reply.map(|a| a.mailbox.as_str()))
+            .collect();
+        out.dedup();
+        out
+    }
     /// Whether a run leaves a delivery (`deliver`, `auto_reply`) to wait for.
     pub fn delivers(&self) -> bool {
         let (deliver, auto_reply) = self.spec.deliveries();

@@ -41,6 +41,8 @@ pub struct PageCheck {
     pub channel: Channel,
     /// Maintenance windows that apply to it (global and its own).
     pub maintenance: Vec<Maintenance>,
+    /// Mailboxes its deliveries are proven in: they belong to its shop.
+    pub mailboxes: Vec<String>,
 }
 
 /// Everything the pages read, fixed when the daemon starts.
@@ -326,6 +328,7 @@ impl PageSetup {
                         .unwrap_or_else(|| crate::outcome::DEFAULT_SHOP.to_string()),
                     channel: check.channel,
                     maintenance,
+                    mailboxes: check.mailboxes().into_iter().map(String::from).collect(),
                 }
             })
             .collect();

@@ -18,7 +18,7 @@ pub const CERT_DAYS: f64 = 30.0;
 /// Mailboxes are nearly full above this share of their quota.
 pub const MAILBOX_FULL: f64 = 0.8;
 
-/// What the current metrics know beyond the history.
+/// What the store's last values (certificate expiries, mailbox fills) add to the roll-ups.
 #[derive(Clone, Debug, Default)]
 pub struct Extras {
     /// Checks whose certificate expires within [`CERT_DAYS`]: (check, days left).

@@ -26,6 +26,7 @@ fn run(check: &str, started: SystemTime, failed: bool, latency: f64) -> RunRecor
         channel: "feedback_form".into(),
         kind: "form".into(),
         latency: Some(latency),
+        ..RunRecord::default()
     }
 }
 

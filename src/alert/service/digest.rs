@@ -8,7 +8,7 @@ use crate::alert::digest::DigestMessage;
 use crate::alert::digest::content::{self, CERT_DAYS, Extras, MAILBOX_FULL};
 use crate::alert::engine;
 use crate::alert::history::{History, report};
-use crate::alert::store::Queued;
+use crate::alert::store::{Queued, ValueKind};
 use crate::notify::{AlertNotice, AlertStatus, Language};
 use crate::value::{Channel, Kind};
 use std::collections::BTreeMap;
@@ -95,12 +95,15 @@ impl Worker {
         period: i64,
         end: SystemTime,
     ) -> Result<Vec<Queued>, String> {
-        let extras = extras(&self.metrics, &self.setup, shop, self.now());
         let store = self.store.clone();
         let (owned, owned_zone) = (shop.to_string(), zone.clone());
+        let setup_all = self.setup.clone();
+        let now = self.now();
         // Reading the roll-ups is SQLite work: the blocking pool, like every store call.
-        let built = tokio::task::spawn_blocking(move || {
-            report::build(&History::new(&store, end), &owned, WEEK, &owned_zone)
+        let (built, extras) = tokio::task::spawn_blocking(move || {
+            let built = report::build(&History::new(&store, end), &owned, WEEK, &owned_zone)?;
+            let extras = extras(&store, &setup_all, &owned, now)?;
+            Ok::<_, crate::alert::store::StoreError>((built, extras))
         })
         .await
         .map_err(|e| format!("reading the history panicked: {e}"))?
@@ -163,58 +166,43 @@ fn notice(shop: &str, period: i64, end: SystemTime, message: DigestMessage) -> A
     }
 }
 
-/// Certificates of `shop`'s checks expiring within 30 days, and mailboxes above 80 %, from the
-/// metrics as they stand.
-fn extras(
-    metrics: &crate::metrics::Metrics,
+/// Certificates of `shop`'s checks expiring within [`CERT_DAYS`] (the soonest target of each
+/// check), and the shop's mailboxes above [`MAILBOX_FULL`], from the last values the store
+/// keeps: a shop's digest names only the mailboxes its own checks use.
+pub(super) fn extras(
+    store: &crate::alert::store::Store,
     setup: &super::Setup,
     shop: &str,
     now: SystemTime,
-) -> Extras {
+) -> Result<Extras, crate::alert::store::StoreError> {
     let now = engine::secs(now);
+    let mailboxes: Vec<&str> = setup
+        .mailboxes
+        .get(shop)
+        .map(|m| m.iter().map(String::as_str).collect())
+        .unwrap_or_default();
     let mut out = Extras::default();
-    let cert = format!(
-        "{}tls_cert_not_after_timestamp_seconds{{",
-        crate::metrics::PREFIX
-    );
-    // The per-check families are text chunks; a digest reads them once a week.
-    for chunk in metrics.exposition() {
-        for line in chunk.lines().filter(|l| l.starts_with(&cert)) {
-            let (Some(check), Some(value)) = (
-                label(line, "check"),
-                line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()),
-            ) else {
-                continue;
-            };
-            let mine = setup.checks.get(check).is_some_and(|c| c.shop == shop);
-            let days = (value - now) / 86_400.0;
-            if mine && days < CERT_DAYS && !out.certs.iter().any(|(c, _)| c == check) {
-                out.certs.push((check.to_string(), days));
+    for row in store.last_values(shop, &mailboxes)? {
+        match row.value.kind {
+            ValueKind::CertNotAfter => {
+                // A check removed from the config no longer speaks for the shop.
+                let mine = setup.checks.get(&row.check).is_some_and(|c| c.shop == shop);
+                let days = (row.value.value - now) / 86_400.0;
+                if !mine || days >= CERT_DAYS {
+                    continue;
+                }
+                match out.certs.iter_mut().find(|(c, _)| *c == row.check) {
+                    Some((_, d)) => *d = d.min(days),
+                    None => out.certs.push((row.check.clone(), days)),
+                }
+            }
+            ValueKind::MailboxFill => {
+                if row.value.value > MAILBOX_FULL {
+                    out.mailboxes
+                        .push((row.value.subject.clone(), row.value.value));
+                }
             }
         }
     }
-    let quota = format!("{}mailbox_quota_used_ratio", crate::metrics::PREFIX);
-    for family in metrics.gather().iter().filter(|f| f.name() == quota) {
-        for m in family.get_metric() {
-            let used = m.get_gauge().get_value();
-            let name = m
-                .get_label()
-                .iter()
-                .find(|l| l.name() == "mailbox")
-                .map(|l| l.value().to_string());
-            if let Some(name) = name
-                && used > MAILBOX_FULL
-            {
-                out.mailboxes.push((name, used));
-            }
-        }
-    }
-    out
-}
-
-/// The value of label `name` in an exposition line (values here are check names: no quotes).
-fn label<'l>(line: &'l str, name: &str) -> Option<&'l str> {
-    let start = line.find(&format!("{name}=\""))? + name.len() + 2;
-    let rest = &line[start..];
-    rest.find('"').map(|end| &rest[..end])
+    Ok(out)
 }

@@ -42,6 +42,8 @@ pub struct Setup {
     pub(super) timezone: Option<String>,
     /// The weekly digest, when the config has a `digest:` section.
     pub(super) digest: Option<Arc<DigestSetup>>,
+    /// The mailboxes of each shop (a mailbox belongs to the shops of the checks that use it).
+    pub(super) mailboxes: BTreeMap<String, Vec<String>>,
 }
 
 /// The `digest:` section, resolved against the checks and the alert zones.
@@ -93,7 +95,21 @@ impl Setup {
             status_url: global.status_url.as_ref().map(|t| t.expose().to_string()),
             timezone: global.timezone.clone(),
             digest: None,
+            mailboxes: BTreeMap::new(),
         }
+    }
+
+    /// This setup with the shops each mailbox belongs to (mailbox → shops).
+    pub fn with_mailboxes(mut self, shops_of: BTreeMap<String, Vec<String>>) -> Setup {
+        for (mailbox, shops) in shops_of {
+            for shop in shops {
+                self.mailboxes
+                    .entry(shop)
+                    .or_default()
+                    .push(mailbox.clone());
+            }
+        }
+        self
     }
 
     /// This setup sending the weekly digest `digest` (`None`: no digest); `global` gives the

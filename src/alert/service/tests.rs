@@ -41,6 +41,7 @@ fn setup(checks: usize) -> Setup {
         status_url: None,
         timezone: None,
         digest: None,
+        mailboxes: BTreeMap::new(),
     }
 }
 
@@ -363,6 +364,7 @@ async fn a_tick_prunes_runs_past_their_retention() {
         channel: "chat".into(),
         kind: "chat".into(),
         latency: Some(1.0),
+        ..RunRecord::default()
     };
     store
         .commit_runs(&[record(8.0), record(1.0)], 10, None, &[], &[], now)
@@ -385,4 +387,76 @@ async fn a_tick_prunes_runs_past_their_retention() {
         w.prune_at > tokio::time::Instant::now(),
         "next prune an hour later"
     );
+}
+
+#[tokio::test]
+async fn a_shops_digest_names_its_certificates_and_only_its_own_mailboxes_from_the_store() {
+    use crate::outcome::CertReport;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("sw.db")).expect("open"));
+    // check-0 and check-1 belong to shop demo; the mailbox "orders" to another shop.
+    let mut own = setup(2);
+    own.mailboxes = BTreeMap::from([("demo".to_string(), vec!["support".to_string()])]);
+    let mut w = worker(store.clone(), own.clone());
+    let now = 1_800_000_000;
+    let mut observed = report("check-0", true);
+    observed.observations = vec![
+        Observation::Cert(CertReport {
+            target: "shop.example:443".into(),
+            leaf_not_after: now + 12 * 86_400 + 600,
+            chain_not_after: now + 90 * 86_400,
+            chain_verified: true,
+            name_matches: true,
+        }),
+        Observation::Cert(CertReport {
+            target: "far.example:443".into(),
+            leaf_not_after: now + 200 * 86_400,
+            chain_not_after: now + 200 * 86_400,
+            chain_verified: true,
+            name_matches: true,
+        }),
+        Observation::MailboxQuota {
+            mailbox: "support".into(),
+            ratio: 0.91,
+        },
+        Observation::MailboxQuota {
+            mailbox: "orders".into(),
+            ratio: 0.99,
+        },
+    ];
+    w.observe(&observed).await;
+    // The task ends when the scheduler's channel closes: it writes what waits.
+    let (tx, rx) = broadcast::channel(1);
+    let (_commands, command_rx) = mpsc::channel(1);
+    let (_results, results_rx) = mpsc::channel(1);
+    drop(tx);
+    w.run(
+        own.clone(),
+        rx,
+        command_rx,
+        results_rx,
+        CancellationToken::new(),
+    )
+    .await;
+    let at = UNIX_EPOCH + Duration::from_secs(now as u64);
+    let extras = digest::extras(&store, &own, "demo", at).expect("extras");
+    assert_eq!(extras.certs.len(), 1, "{:?}", extras.certs);
+    assert_eq!(extras.certs[0].0, "check-0");
+    assert!(
+        (extras.certs[0].1 - 12.0).abs() < 0.01,
+        "{:?}",
+        extras.certs
+    );
+    assert_eq!(extras.mailboxes, vec![("support".to_string(), 0.91)]);
+    // Another shop sees neither: its checks observed no certificate, its mailboxes none.
+    let other = digest::extras(&store, &own, "elsewhere", at).expect("extras");
+    assert!(
+        other.certs.is_empty() && other.mailboxes.is_empty(),
+        "{other:?}"
+    );
+    // The run's phases and observations went into its history, as JSON.
+    let runs = store.recent_runs("check-0", 1).expect("runs");
+    let details: serde_json::Value =
+        serde_json::from_str(runs[0].details.as_deref().expect("details")).expect("JSON");
+    assert_eq!(details["observations"][2]["mailbox"], "support");
 }

@@ -4,13 +4,13 @@
 //! A shop's page costs a fixed number of store reads whatever the history's length: the alert
 //! states, the shop's hourly roll-ups of the last 48 hours (the sparklines and the 24 h uptime),
 //! the runs and failures of its daily roll-ups of the last 30 days and of the hours before their
-//! first whole day (7 d and 30 d uptime, no histogram read), its incidents, and one newest run
-//! per check of the shop. The rows read grow with the shop's checks, never with the history.
+//! first whole day (7 d and 30 d uptime, no histogram read), the last certificate expiries and
+//! mailbox fills, its incidents, and one newest run per check of the shop. The rows read grow with the shop's checks, never with the history.
 
 use super::{PageCheck, StatusPage, evidence};
 use crate::alert::history::History;
 use crate::alert::store::rollup::{HOUR, RollupQuery};
-use crate::alert::store::{Histogram, StoreError};
+use crate::alert::store::{Histogram, LastValueRow, StoreError, ValueKind};
 use crate::notify::Language;
 use crate::notify::render::words;
 use crate::value::Channel;
@@ -208,6 +208,15 @@ pub fn shop(page: &StatusPage, shop: &str, lang: Language) -> Result<String, Sto
         counts(HOUR, first_hour(7), first_day(7))?,
         counts(HOUR, first_hour(30), first_day(30))?,
     ];
+    let mut mailboxes: Vec<&str> = checks
+        .iter()
+        .flat_map(|c| c.mailboxes.iter().map(String::as_str))
+        .collect();
+    mailboxes.sort_unstable();
+    mailboxes.dedup();
+    page.read();
+    let values = page.store.last_values(shop, &mailboxes)?;
+    let (certs, fills) = gauges(&values, &by_name_of(&checks), now_s);
     page.read();
     let incidents =
         History::new(&page.store, now).incidents(shop, at((now_s - 30 * DAY) as f64), now)?;
@@ -317,6 +326,21 @@ pub fn shop(page: &StatusPage, shop: &str, lang: Language) -> Result<String, Sto
                 }
             }
         }
+        @if !certs.is_empty() || !fills.is_empty() {
+            h2 { (tx.t("Certificates and mailboxes", "Сертификаты и почтовые ящики")) }
+            ul {
+                @for (host, days) in &certs {
+                    li class=(if *days < 14.0 { "bad" } else if *days < 30.0 { "pause" } else { "ok" }) {
+                        (cert_words(lang, host, *days))
+                    }
+                }
+                @for (mailbox, ratio) in &fills {
+                    li class=(if *ratio > 0.9 { "bad" } else if *ratio > 0.8 { "pause" } else { "ok" }) {
+                        (fill_words(lang, mailbox, *ratio))
+                    }
+                }
+            }
+        }
         h2 { (tx.t("Incidents, last 30 days", "Сбои за 30 дней")) }
         @if incidents.is_empty() {
             p.ok { (tx.t("None.", "Не было.")) }
@@ -340,6 +364,73 @@ pub fn shop(page: &StatusPage, shop: &str, lang: Language) -> Result<String, Sto
         }
     };
     Ok(page_html(lang, &title, body))
+}
+
+fn by_name_of<'c>(checks: &[&'c PageCheck]) -> BTreeMap<&'c str, &'c PageCheck> {
+    checks.iter().map(|c| (c.name.as_str(), *c)).collect()
+}
+
+/// The host of a TLS target (`scheme://host:port` or `host:port`): owners know their sites by
+/// name, and the scheme and port say nothing to them.
+fn target_host(target: &str) -> &str {
+    let rest = target.split_once("://").map_or(target, |(_, r)| r);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    match rest.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => rest,
+    }
+    .trim_start_matches('[')
+    .trim_end_matches(']')
+}
+
+/// Figures by name: (host, days left) or (mailbox, share used).
+type Named = Vec<(String, f64)>;
+
+/// Days left of each certificate host seen by the shop's checks (the soonest when several
+/// targets share a host) and the fill of each of its mailboxes, by name.
+fn gauges(
+    values: &[LastValueRow],
+    checks: &BTreeMap<&str, &PageCheck>,
+    now: i64,
+) -> (Named, Named) {
+    let mut certs: BTreeMap<String, f64> = BTreeMap::new();
+    let mut fills: BTreeMap<String, f64> = BTreeMap::new();
+    for row in values {
+        match row.value.kind {
+            ValueKind::CertNotAfter => {
+                // A check no longer in the config speaks for nobody.
+                if !checks.contains_key(row.check.as_str()) {
+                    continue;
+                }
+                let days = (row.value.value - now as f64) / DAY as f64;
+                let host = target_host(&row.value.subject).to_string();
+                let slot = certs.entry(host).or_insert(days);
+                *slot = slot.min(days);
+            }
+            ValueKind::MailboxFill => {
+                fills.insert(row.value.subject.clone(), row.value.value);
+            }
+        }
+    }
+    (certs.into_iter().collect(), fills.into_iter().collect())
+}
+
+fn cert_words(lang: Language, host: &str, days: f64) -> String {
+    let whole = days.floor() as i64;
+    match (lang, whole < 0) {
+        (Language::En, true) => format!("certificate for {host} has expired"),
+        (Language::Ru, true) => format!("сертификат {host} истёк"),
+        (Language::En, false) => format!("certificate for {host} expires in {whole} days"),
+        (Language::Ru, false) => format!("сертификат {host} истекает через {whole} дн."),
+    }
+}
+
+fn fill_words(lang: Language, mailbox: &str, ratio: f64) -> String {
+    let pct = (ratio * 100.0).round() as i64;
+    match lang {
+        Language::En => format!("{mailbox} mailbox {pct} % full"),
+        Language::Ru => format!("ящик {mailbox} заполнен на {pct} %"),
+    }
 }
 
 fn page_html(lang: Language, title: &str, body: Markup) -> String {
