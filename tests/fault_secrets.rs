@@ -514,6 +514,8 @@ async fn echoed_credentials_never_leave_the_process() {
     let stored = database_text(&db_path);
     assert_clean("the database", &stored, &forbidden);
     assert!(stored.contains(MARKER), "{stored}");
+    // The runs' phases, observations and details are stored too (for the ops page), redacted.
+    assert!(stored.contains(r#"{"details":["#), "{stored}");
     // Not even in pages SQLite no longer points to, nor in its journal.
     for file in ["sw.db", "sw.db-wal", "sw.db-journal"] {
         if let Ok(bytes) = std::fs::read(setup.dir.path().join(file)) {

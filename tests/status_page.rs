@@ -155,7 +155,24 @@ fn seed(store: &Store, days: u64) {
     for r in &mut runs {
         r.values = match (r.check.as_str(), r.started_at) {
             ("form", t) if t == first => vec![value(ValueKind::MailboxFill, "support", 0.5)],
-            ("form", t) if t == newest => vec![value(ValueKind::MailboxFill, "support", 0.83)],
+            ("form", t) if t == newest => {
+                // What the alerting task stores of the run; the ops page scrubs it again.
+                r.details = Some(
+                    serde_json::json!({
+                        "phases": [
+                            { "name": "load", "seconds": 0.12, "ok": true },
+                            { "name": "deliver", "seconds": null, "ok": false },
+                        ],
+                        "observations": [
+                            { "kind": "http_status", "value": 200 },
+                            { "kind": "mailbox_quota", "mailbox": "support", "ratio": 0.83 },
+                        ],
+                        "details": [format!("posted to http://{INTERNAL}/contact with Bearer {API_TOKEN}")],
+                    })
+                    .to_string(),
+                );
+                vec![value(ValueKind::MailboxFill, "support", 0.83)]
+            }
             ("mail", t) if t == newest => vec![
                 value(
                     ValueKind::CertNotAfter,
@@ -464,6 +481,18 @@ async fn no_page_shows_a_secret_a_token_an_internal_address_or_a_variable() {
     // The ops page does show the failed runs, their reasons scrubbed.
     assert!(check_page.contains("not_delivered"), "{check_page}");
     assert!(check_page.contains("[url] answered 500"), "{check_page}");
+    // And each run's phases and observations, scrubbed like the reasons.
+    assert!(
+        check_page.contains(
+            r#"<span class="ok">load 0.12 s ✓</span> · <span class="bad">deliver ✗</span>"#
+        ),
+        "{check_page}"
+    );
+    assert!(
+        check_page.contains("http_status value=200; mailbox_quota mailbox=support ratio=0.83"),
+        "{check_page}"
+    );
+    assert!(check_page.contains("posted to [url] with"), "{check_page}");
     for (path, html) in &pages {
         for forbidden in [PAGE_TOKEN, API_TOKEN, INTERNAL, "${", "Bearer api"] {
             assert!(

@@ -455,6 +455,50 @@ fn plain_path(path: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
 }
 
+/// A run's stored phases, observations and detail lines (see `alert::service::record`), each
+/// text scrubbed again as the reasons are; nothing for none or for JSON this version does not
+/// read.
+fn details(json: Option<&str>, scrub: &dyn Fn(&str) -> String) -> Markup {
+    let Some(value) = json.and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()) else {
+        return html! {};
+    };
+    let list = |key: &str| value[key].as_array().cloned().unwrap_or_default();
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => scrub(s),
+        serde_json::Value::Null => String::new(),
+        other => scrub(&other.to_string()),
+    };
+    let phases = list("phases");
+    let observations = list("observations");
+    let lines = list("details");
+    html! {
+        @if !phases.is_empty() {
+            div { @for (i, p) in phases.iter().enumerate() {
+                @if i > 0 { " · " }
+                span class=(if p["ok"].as_bool() == Some(true) { "ok" } else { "bad" }) {
+                    (text(&p["name"]))
+                    @if let Some(s) = p["seconds"].as_f64() { " " (format!("{s:.2} s")) }
+                    (if p["ok"].as_bool() == Some(true) { " ✓" } else { " ✗" })
+                }
+            } }
+        }
+        @if !observations.is_empty() {
+            div.muted { @for (i, o) in observations.iter().enumerate() {
+                @if i > 0 { "; " }
+                (text(&o["kind"]))
+                @if let Some(fields) = o.as_object() {
+                    @for (key, v) in fields.iter().filter(|(k, _)| k.as_str() != "kind") {
+                        " " (key) "=" (text(v))
+                    }
+                }
+            } }
+        }
+        @for line in &lines {
+            div.muted { small { (text(line)) } }
+        }
+    }
+}
+
 /// One check's ops page: its newest runs and the evidence of its last failure.
 pub fn check(page: &StatusPage, check: &PageCheck, lang: Language) -> Result<String, StoreError> {
     let tx = Text { lang };
@@ -490,6 +534,7 @@ pub fn check(page: &StatusPage, check: &PageCheck, lang: Language) -> Result<Str
                 th { (tx.t("Duration", "Длительность")) }
                 th { (tx.t("Latency", "Задержка")) }
                 th { (tx.t("Reason", "Причина")) }
+                th { (tx.t("Phases and observations", "Этапы и наблюдения")) }
             } }
             tbody { @for run in &runs {
                 tr {
@@ -501,6 +546,7 @@ pub fn check(page: &StatusPage, check: &PageCheck, lang: Language) -> Result<Str
                         @if let Some(kind) = &run.reason_kind { code { (kind) } " " }
                         @if let Some(reason) = &run.reason { (scrub(reason)) }
                     }
+                    td { (details(run.details.as_deref(), &scrub)) }
                 }
             } }
         }
