@@ -174,15 +174,13 @@ impl Daemon {
         let storage_path = prepared.config.storage.path();
         // Opened once at start, before anything runs: a short blocking call is fine here.
         let store = Arc::new(Store::open(&storage_path)?);
-        // The status page reads the same database; fixed at start (a reload does not change it).
-        let status_page = prepared.config.status_page.enabled.then(|| {
-            let setup = server::status::PageSetup::from_prepared(&prepared);
-            Arc::new(server::status::StatusPage::new(
-                store.clone(),
-                setup,
-                Arc::new(SystemTime::now),
-            ))
-        });
+        // The status page reads the same database; its routes always exist and answer while
+        // `status_page.enabled`, so a reload can turn it on, off or change it.
+        let status_page = Arc::new(server::status::StatusPage::new(
+            store.clone(),
+            server::status::PageSetup::from_prepared(&prepared),
+            Arc::new(SystemTime::now),
+        ));
         let alerts = AlertService::start(
             store.clone(),
             prepared.alert_setup(),
@@ -229,7 +227,7 @@ impl Daemon {
             reload: reload_tx.clone(),
             hooks: hooks.clone(),
             alert_health: Some(alert_health.clone()),
-            status: status_page,
+            status: Some(status_page.clone()),
         };
         let stop = server_stop.clone();
         // The web server runs until `server_stop`; it ends only then.
@@ -249,6 +247,7 @@ impl Daemon {
             hooks: hooks.clone(),
             alerts: alerts.commands(),
             late_mail: late_mail.clone(),
+            status: status_page,
             current: Arc::new(prepared),
             placement,
         };
@@ -389,6 +388,7 @@ struct Running {
     hooks: Arc<Hooks>,
     alerts: AlertCommands,
     late_mail: Arc<LateMailKeeper>,
+    status: Arc<server::status::StatusPage>,
     /// The config that runs now, re-applied when applying a new one fails half way.
     current: Arc<Prepared>,
     /// This instance's shard and location, the same for every reload.
@@ -497,9 +497,11 @@ async fn apply_caught(running: &Running, prepared: Arc<Prepared>) -> Result<(), 
         running.alerts.clone(),
     );
     let (late_mail, metrics) = (running.late_mail.clone(), running.metrics.clone());
+    let status = running.status.clone();
     caught(async move {
         // Only an accepted config changes which hooks exist and their secrets.
         hooks.configure(&prepared.config.hooks);
+        status.apply(server::status::PageSetup::from_prepared(&prepared));
         alerts.apply(prepared.alert_setup()).await;
         // Lines of unchanged accounts stay registered; new ones start, dropped ones stop;
         // before the scheduler, so a new callback check finds its line.

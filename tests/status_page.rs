@@ -746,3 +746,59 @@ async fn the_daemon_serves_the_status_page_of_its_own_runs() {
     assert!(index.contains(r#"href="/status/shop/berlin""#), "{index}");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_turns_the_status_page_on_and_changes_who_may_see_which_shop() {
+    let site =
+        common::serve(axum::Router::new().route("/", axum::routing::get(|| async { "ok" }))).await;
+    let dir = common::daemon::ConfigDir::new();
+    let checks = format!(
+        "checks:\n  - {{ name: home, kind: http, shop: berlin, channel: website, \
+         url: \"http://{site}/\", interval: 1h }}\n  - {{ name: paris-home, kind: http, \
+         shop: paris, channel: website, url: \"http://{site}/\", interval: 1h }}\n"
+    );
+    dir.write("shop.yaml", &checks);
+    dir.write("status.yaml", "status_page: { enabled: false }\n");
+    let daemon = dir.start().await;
+    let status = |path: &'static str| {
+        let url = daemon.url(path);
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status("/status").await, 404);
+    assert_eq!(status("/status/shop/berlin").await, 404);
+
+    dir.write(
+        "status.yaml",
+        "status_page: { enabled: true, shops: { berlin: { public: true } } }\n",
+    );
+    daemon.reload().await.expect("reload");
+    assert_eq!(status("/status/shop/berlin").await, 200);
+    assert_eq!(status("/status/shop/paris").await, 404, "not listed yet");
+
+    dir.write(
+        "status.yaml",
+        "status_page:\n  enabled: true\n  language: ru\n  shops:\n    berlin: { token: tok-1 }\n    paris: { public: true }\n",
+    );
+    daemon.reload().await.expect("reload");
+    assert_eq!(
+        status("/status/shop/berlin").await,
+        401,
+        "now behind its token"
+    );
+    assert_eq!(status("/status/shop/berlin?token=tok-1").await, 200);
+    let (code, paris) = get(&daemon.url("/status/shop/paris"), "").await;
+    assert_eq!(code, 200, "{paris}");
+    assert!(
+        paris.contains(r#"<html lang="ru">"#),
+        "the new language: {paris}"
+    );
+    daemon.stop().await;
+}

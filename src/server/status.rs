@@ -26,8 +26,8 @@ use axum::routing::get;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 /// One check as the page needs it.
@@ -45,17 +45,11 @@ pub struct PageCheck {
     pub mailboxes: Vec<String>,
 }
 
-/// Everything the pages read, fixed when the daemon starts.
+/// Everything the pages read: the store, and the config's part, replaced on each reload.
 pub struct StatusPage {
     store: Arc<Store>,
-    config: StatusPageConfig,
-    checks: Vec<PageCheck>,
-    /// IANA zone by shop label.
-    zones: BTreeMap<String, String>,
-    /// Zone of shops not in `zones`.
-    default_zone: Option<String>,
-    artifacts: PathBuf,
-    redactor: Redactor,
+    /// The config's part; a page takes the one in force when it starts.
+    setup: RwLock<Arc<PageSetup>>,
     clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
     /// Store reads made, for tests that pin the work a page costs.
     reads: AtomicU64,
@@ -63,7 +57,8 @@ pub struct StatusPage {
     rows: AtomicU64,
 }
 
-/// What [`StatusPage::new`] needs besides the store.
+/// What [`StatusPage::new`] needs besides the store: the `status_page:` section and what the
+/// pages need of the rest of the config.
 pub struct PageSetup {
     /// `status_page:`.
     pub config: StatusPageConfig,
@@ -79,6 +74,16 @@ pub struct PageSetup {
     pub redactor: Redactor,
 }
 
+impl PageSetup {
+    /// The IANA zone of `shop`'s times.
+    pub(super) fn zone(&self, shop: &str) -> Option<&str> {
+        self.zones
+            .get(shop)
+            .map(String::as_str)
+            .or(self.default_zone.as_deref())
+    }
+}
+
 impl StatusPage {
     /// A page over `store`, reading the time from `clock`.
     pub fn new(
@@ -88,16 +93,23 @@ impl StatusPage {
     ) -> StatusPage {
         StatusPage {
             store,
-            config: setup.config,
-            checks: setup.checks,
-            zones: setup.zones,
-            default_zone: setup.default_zone,
-            artifacts: setup.artifacts,
-            redactor: setup.redactor,
+            setup: RwLock::new(Arc::new(setup)),
             clock,
             reads: AtomicU64::new(0),
             rows: AtomicU64::new(0),
         }
+    }
+
+    /// Puts a reloaded config's `status_page:` section, checks, zones and secrets in force;
+    /// pages being made finish with the one they started with.
+    pub fn apply(&self, setup: PageSetup) {
+        // A poisoned lock only means a panic elsewhere while swapping an Arc; the value is whole.
+        *self.setup.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(setup);
+    }
+
+    /// The config's part in force now.
+    pub(super) fn setup(&self) -> Arc<PageSetup> {
+        self.setup.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Store reads made by pages so far.
@@ -118,16 +130,10 @@ impl StatusPage {
         self.rows.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn zone(&self, shop: &str) -> Option<&str> {
-        self.zones
-            .get(shop)
-            .map(String::as_str)
-            .or(self.default_zone.as_deref())
-    }
-
     /// The shops' index page.
     pub fn index_html(&self, lang: Language, ops: bool) -> String {
-        let shops: Vec<&str> = self
+        let setup = self.setup();
+        let shops: Vec<&str> = setup
             .config
             .shops
             .iter()
@@ -139,15 +145,16 @@ impl StatusPage {
 
     /// One shop's page; `None` when the store cannot be read.
     pub fn shop_html(&self, shop: &str, lang: Language) -> Option<String> {
-        render::shop(self, shop, lang)
+        render::shop(self, &self.setup(), shop, lang)
             .map_err(|e| tracing::warn!(error = %e, "status page: cannot read the history"))
             .ok()
     }
 
     /// One check's ops page; `None` for an unknown check or an unreadable store.
     pub fn check_html(&self, check: &str, lang: Language) -> Option<String> {
-        let check = self.checks.iter().find(|c| c.name == check)?;
-        render::check(self, check, lang)
+        let setup = self.setup();
+        let check = setup.checks.iter().find(|c| c.name == check)?;
+        render::check(self, &setup, check, lang)
             .map_err(|e| tracing::warn!(error = %e, "status page: cannot read the history"))
             .ok()
     }
@@ -188,7 +195,8 @@ struct Served {
     auth: Option<Arc<BasicAuth>>,
 }
 
-/// The status routes, served when `status_page.enabled`; `auth` is the server's basic auth.
+/// The status routes; they answer 404 while `status_page.enabled` is off (a reload may turn it
+/// on or off). `auth` is the server's basic auth.
 pub fn router(page: Arc<StatusPage>, auth: Option<Arc<BasicAuth>>) -> Router {
     Router::new()
         .route("/status", get(index))
@@ -242,8 +250,19 @@ fn html(body: String) -> Response {
         .into_response()
 }
 
+/// `None` when `status_page.enabled` (as last loaded) holds; else the 404 to answer.
+fn disabled(served: &Served) -> Option<Response> {
+    (!served.page.setup().config.enabled).then(not_found)
+}
+
 async fn index(State(served): State<Served>, headers: HeaderMap) -> Response {
-    let lang = language(&headers, served.page.config.language.unwrap_or_default());
+    if let Some(off) = disabled(&served) {
+        return off;
+    }
+    let lang = language(
+        &headers,
+        served.page.setup().config.language.unwrap_or_default(),
+    );
     // Ops (basic auth passed) see every listed shop; others only the public ones.
     let ops = ops_auth(&served, &headers).await == Some(true);
     html(served.page.index_html(lang, ops))
@@ -269,7 +288,11 @@ async fn shop(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(access) = served.page.config.shops.get(&name) else {
+    let setup = served.page.setup();
+    if !setup.config.enabled {
+        return not_found();
+    }
+    let Some(access) = setup.config.shops.get(&name) else {
         return not_found();
     };
     let by_token = match (&access.token, &query.token) {
@@ -279,7 +302,10 @@ async fn shop(
     if !access.public && !by_token && ops_auth(&served, &headers).await != Some(true) {
         return unauthorized();
     }
-    let lang = language(&headers, served.page.config.language.unwrap_or_default());
+    let lang = language(
+        &headers,
+        served.page.setup().config.language.unwrap_or_default(),
+    );
     let page = served.page.clone();
     // SQLite reads block: off the async workers.
     match tokio::task::spawn_blocking(move || page.shop_html(&name, lang)).await {
@@ -293,10 +319,16 @@ async fn check(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(off) = disabled(&served) {
+        return off;
+    }
     if let Some(refused) = ops_refusal(&served, &headers).await {
         return refused;
     }
-    let lang = language(&headers, served.page.config.language.unwrap_or_default());
+    let lang = language(
+        &headers,
+        served.page.setup().config.language.unwrap_or_default(),
+    );
     let page = served.page.clone();
     // SQLite reads block: off the async workers.
     match tokio::task::spawn_blocking(move || page.check_html(&name, lang)).await {

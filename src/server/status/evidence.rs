@@ -41,10 +41,13 @@ pub(super) async fn serve(
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(off) = super::disabled(&served) {
+        return off;
+    }
     if let Some(refused) = ops_refusal(&served, &headers).await {
         return refused;
     }
-    let Some(file) = resolve(&served.page.artifacts, &path) else {
+    let Some(file) = resolve(&served.page.setup().artifacts, &path) else {
         return not_found();
     };
     match tokio::fs::read(&file).await {

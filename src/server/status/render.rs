@@ -7,7 +7,7 @@
 //! first whole day (7 d and 30 d uptime, no histogram read), the last certificate expiries and
 //! mailbox fills, its incidents, and one newest run per check of the shop. The rows read grow with the shop's checks, never with the history.
 
-use super::{PageCheck, StatusPage, evidence};
+use super::{PageCheck, PageSetup, StatusPage, evidence};
 use crate::alert::history::History;
 use crate::alert::store::rollup::{HOUR, RollupQuery};
 use crate::alert::store::{Histogram, LastValueRow, StoreError, ValueKind};
@@ -164,12 +164,17 @@ fn duration_words(lang: Language, secs: f64) -> String {
 }
 
 /// One shop's page.
-pub fn shop(page: &StatusPage, shop: &str, lang: Language) -> Result<String, StoreError> {
+pub fn shop(
+    page: &StatusPage,
+    setup: &PageSetup,
+    shop: &str,
+    lang: Language,
+) -> Result<String, StoreError> {
     let tx = Text { lang };
     let now = (page.clock)();
     let now_s = secs(now);
-    let zone = page.zone(shop);
-    let checks: Vec<&PageCheck> = page.checks.iter().filter(|c| c.shop == shop).collect();
+    let zone = setup.zone(shop);
+    let checks: Vec<&PageCheck> = setup.checks.iter().filter(|c| c.shop == shop).collect();
 
     page.read();
     let states = page.store.load_states()?;
@@ -500,10 +505,15 @@ fn details(json: Option<&str>, scrub: &dyn Fn(&str) -> String) -> Markup {
 }
 
 /// One check's ops page: its newest runs and the evidence of its last failure.
-pub fn check(page: &StatusPage, check: &PageCheck, lang: Language) -> Result<String, StoreError> {
+pub fn check(
+    page: &StatusPage,
+    setup: &PageSetup,
+    check: &PageCheck,
+    lang: Language,
+) -> Result<String, StoreError> {
     let tx = Text { lang };
     let now = (page.clock)();
-    let zone = page.zone(&check.shop);
+    let zone = setup.zone(&check.shop);
     page.read();
     let runs = page.store.recent_runs(&check.name, 50)?;
     page.read();
@@ -511,9 +521,9 @@ pub fn check(page: &StatusPage, check: &PageCheck, lang: Language) -> Result<Str
     let evidence = states
         .get(&check.name)
         .and_then(|s| s.evidence.as_ref())
-        .map(|dir| evidence::listing(&page.artifacts, std::path::Path::new(dir)))
+        .map(|dir| evidence::listing(&setup.artifacts, std::path::Path::new(dir)))
         .unwrap_or_default();
-    let scrub = |text: &str| without_urls(&page.redactor.scrub(text));
+    let scrub = |text: &str| without_urls(&setup.redactor.scrub(text));
     let title = format!("{} — {}", check.name, words::channel(lang, check.channel));
     let body = html! {
         h1 { (title) }
