@@ -1,14 +1,17 @@
 //! Helpers shared by the integration tests: a real HTTP test shop on loopback, loading checks
 //! from YAML text, empty Maildirs, what a run proved about a delivery, and promtool's verdict on
-//! metrics text. The daemon starter and the recording server live in `daemon` and `recorder`.
+//! metrics text. The daemon starter and the recording server live in `daemon` and `recorder`, the
+//! real Prometheus and Alertmanager in `prometheus` and `alertmanager`.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod binary;
 pub mod breakable;
 pub mod browser_shop;
 pub mod daemon;
 pub mod forms;
 pub mod mailserver;
+pub mod prometheus;
 pub mod recorder;
 pub mod sipp;
 pub mod sipserver;
