@@ -16,19 +16,6 @@ use supportwatch::fleet::{Placement, Shard};
 
 const CHECKS: usize = 300;
 
-/// 300 `http` checks of one local page. The long interval keeps them from flooding it: what is
-/// asserted is which instance exports which check, and every configured check is exported (its
-/// `check_runs_total` from zero) from the start.
-fn many_checks(site: std::net::SocketAddr) -> String {
-    let mut yaml = String::from("checks:\n");
-    for i in 0..CHECKS {
-        yaml.push_str(&format!(
-            "  - {{ name: shop-{i:03}, kind: http, url: \"http://{site}/\", interval: 1h }}\n"
-        ));
-    }
-    yaml
-}
-
 /// The checks whose series an exposition holds (from `check_runs_total`, exported for every
 /// check the instance runs).
 fn exported_checks(metrics: &str) -> BTreeSet<String> {
@@ -69,7 +56,7 @@ async fn three_shards_run_every_check_exactly_once() {
     // environment variable, and `auto/3` from a StatefulSet pod name.
     let dirs: Vec<ConfigDir> = (0..3).map(|_| ConfigDir::new()).collect();
     for dir in &dirs {
-        dir.write("checks.yaml", &many_checks(site));
+        dir.write("checks.yaml", &common::many_http_checks(site, CHECKS));
     }
     let mut instances = vec![
         Binary::start_with(dirs[0].path(), &["--shard", "0/3"], &[], None),

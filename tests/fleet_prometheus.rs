@@ -127,18 +127,6 @@ fn assert_gone(pids: &[(&str, u32)]) {
     }
 }
 
-/// 300 `http` checks of one local page, each run once an hour: what is asserted is which
-/// instance exports which check, and every check's `check_runs_total` is exported from zero.
-fn many_checks(site: std::net::SocketAddr) -> String {
-    let mut yaml = String::from("checks:\n");
-    for i in 0..CHECKS {
-        yaml.push_str(&format!(
-            "  - {{ name: shop-{i:03}, kind: http, url: \"http://{site}/\", interval: 1h }}\n"
-        ));
-    }
-    yaml
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_shards_split_300_checks_in_prometheus_and_a_killed_shard_pages() {
     let rules = shortened_fleet_rules();
@@ -146,7 +134,7 @@ async fn three_shards_split_300_checks_in_prometheus_and_a_killed_shard_pages() 
     // Identical checks, one directory (so one alert database) per instance.
     let dirs: Vec<ConfigDir> = (0..3).map(|_| ConfigDir::new()).collect();
     for dir in &dirs {
-        dir.write("checks.yaml", &many_checks(site));
+        dir.write("checks.yaml", &common::many_http_checks(site, CHECKS));
     }
     let mut instances: Vec<Binary> = dirs
         .iter()

@@ -320,3 +320,16 @@ pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
+
+/// `count` `http` checks (`shop-000`, `shop-001`, ...) of one local page, each run once an hour:
+/// for the fleet tests, which assert which instance exports which check (every configured check's
+/// `check_runs_total` is exported from zero), not what the runs found.
+pub fn many_http_checks(site: SocketAddr, count: usize) -> String {
+    let mut yaml = String::from("checks:\n");
+    for i in 0..count {
+        yaml.push_str(&format!(
+            "  - {{ name: shop-{i:03}, kind: http, url: \"http://{site}/\", interval: 1h }}\n"
+        ));
+    }
+    yaml
+}
