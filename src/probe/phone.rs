@@ -226,10 +226,13 @@ impl PhoneProbe {
             }
             Transport::Udp | Transport::Tcp => None,
         };
+        // A number is shown as written; a URI as resolved, so a `${HOST}` in it reads as the
+        // address that was called (a SIP URI carries no password: digest credentials live in the
+        // account, and the redactor still scrubs every secret from reports).
         let label = match (&spec.target, account) {
             _ if spec.to.is_some() => spec.to.as_ref().map(Text::to_string).unwrap_or_default(),
-            (Some(t), _) => t.to_string(),
-            (None, Some(a)) => a.proxy.to_string(),
+            (Some(_), _) => target.as_ref().map(SipUri::to_string).unwrap_or_default(),
+            (None, Some(_)) => next_hop.to_string(),
             (None, None) => String::new(),
         };
         Ok(PhoneProbe {
