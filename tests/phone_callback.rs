@@ -248,15 +248,15 @@ checks:
     )
 }
 
-/// The only test of this file that uses the process's own lines (`Lines::global`), as the
-/// daemon does: a callback run proven by the call, then one whose backend never dials.
+/// A callback run proven by the call on the lines its checks wait on (as a daemon's do), then
+/// one whose backend never dials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_is_proven_by_the_call_and_fails_when_none_comes() {
     let server = SipServer::start(&[MONITOR, SHOP]);
     let (shop, state) = start_shop(true, server.port).await;
     let yaml = callback_yaml(&server, shop, "{ call: line, within: 20s }");
-    let prepared = common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)]);
-    let lines = Lines::global();
+    let lines = Arc::new(Lines::new(timing()));
+    let prepared = common::prepare_on_lines(&yaml, &[("LINE_PASSWORD", MONITOR.1)], lines.clone());
     lines.apply(&prepared.config.phones).await;
     until_up(&lines, true, &server).await;
 
@@ -296,7 +296,7 @@ async fn a_callback_is_proven_by_the_call_and_fails_when_none_comes() {
     // A backend that accepts the form and never dials.
     let (quiet, quiet_state) = start_shop(false, server.port).await;
     let yaml = callback_yaml(&server, quiet, "{ call: line, within: 2s }");
-    let prepared = common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)]);
+    let prepared = common::prepare_on_lines(&yaml, &[("LINE_PASSWORD", MONITOR.1)], lines.clone());
     let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
     let failure = report.failure.expect("no call, no pass");
     assert_eq!(failure.kind, FailureKind::NotDelivered);
@@ -345,8 +345,6 @@ fn utc_hhmm(offset: i64) -> String {
 
 /// Outside active hours with `outside_hours: no_call`, a call is a failure and silence a pass.
 /// The hours are placed around the real clock (closed now), so the time of day does not matter.
-/// Uses its own account name on the process's lines, so it never shares a line with the test
-/// above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_active_hours_no_call_is_expected() {
     let server = SipServer::start(&[MONITOR, SHOP]);
@@ -367,8 +365,9 @@ async fn outside_active_hours_no_call_is_expected() {
         )
     };
     let (quiet, _) = start_shop(false, server.port).await;
-    let prepared = common::prepare_with(&yaml(quiet), &[("LINE_PASSWORD", MONITOR.1)]);
-    let lines = Lines::global();
+    let lines = Arc::new(Lines::new(timing()));
+    let vars = [("LINE_PASSWORD", MONITOR.1)];
+    let prepared = common::prepare_on_lines(&yaml(quiet), &vars, lines.clone());
     lines.apply(&prepared.config.phones).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !lines.stats().iter().any(|(n, s)| n == "night" && s.up) {
@@ -387,7 +386,7 @@ async fn outside_active_hours_no_call_is_expected() {
     );
 
     let (dialing, state) = start_shop(true, server.port).await;
-    let prepared = common::prepare_with(&yaml(dialing), &[("LINE_PASSWORD", MONITOR.1)]);
+    let prepared = common::prepare_on_lines(&yaml(dialing), &vars, lines.clone());
     let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
     let failure = report.failure.expect("a call outside hours fails");
     assert_eq!(failure.kind, FailureKind::Expectation);
@@ -405,4 +404,108 @@ async fn outside_active_hours_no_call_is_expected() {
         .take()
         .expect("the backend dialed");
     assert_eq!(finish(sipp).await.code, Some(0));
+    lines.stop_all().await;
+}
+
+/// `GET /metrics` of `daemon` until it holds `line`, within 30 s.
+async fn until_scraped(daemon: &common::daemon::TestDaemon, line: &str, log: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = daemon.get_text("/metrics").await;
+        if metrics.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{line}` on /metrics within 30 s:\n{metrics}\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (generously) until Kamailio's location table has `user`'s contact or not.
+async fn until_registered(server: &SipServer, user: &str, registered: bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let port = server.port;
+        let user_owned = user.to_string();
+        let now = tokio::task::spawn_blocking(move || {
+            common::sipserver::registered_at(port, &user_owned)
+        })
+        .await
+        .unwrap();
+        if now == registered {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{user} never became {}registered at Kamailio\n{}",
+            if registered { "" } else { "un" },
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The real daemon registers a `register: true` account (over TCP), shows it on /metrics,
+/// notices the registrar going away and coming back, and unregisters the account when a reload
+/// removes it. A lost registration is the shop's problem, not supportwatch's: /healthz stays
+/// `ok` while the gauge (and the `SipRegistrationDown` alert on it) says the line is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_registers_its_account_and_follows_the_registrar() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    let port = server.port;
+    let dir = common::daemon::ConfigDir::new();
+    std::fs::write(dir.path().join("line.secret"), MONITOR.1).unwrap();
+    dir.write(
+        "phones.yaml",
+        &format!(
+            "phones:\n  line:\n    proxy: \"{}\"\n    user: monitor\n    \
+             password: \"${{file:{}}}\"\n    register: true\n",
+            server.uri(None, true),
+            dir.path().join("line.secret").display()
+        ),
+    );
+    dir.write(
+        "checks.yaml",
+        &format!(
+            "checks:\n  - name: pbx\n    kind: phone\n    via: options\n    \
+             target: \"{}\"\n    interval: 1h\n",
+            server.uri(None, false)
+        ),
+    );
+    let daemon = dir.start().await;
+    let up = "supportwatch_sip_registration_up{phone=\"line\"} 1";
+    let down = "supportwatch_sip_registration_up{phone=\"line\"} 0";
+    until_scraped(&daemon, up, &server.log()).await;
+    until_registered(&server, "monitor", true).await;
+    assert!(daemon.lines.holds("line"));
+
+    // The registrar goes away: the TCP connection drops, the line is down at once.
+    let log = server.log();
+    drop(server);
+    until_scraped(&daemon, down, &log).await;
+    let health = daemon.get_text("/healthz").await;
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+    let failures = daemon.get_text("/metrics").await;
+    assert!(
+        failures.lines().any(|l| l
+            .starts_with("supportwatch_sip_registration_failures_total{phone=\"line\"} ")
+            && !l.ends_with(" 0")),
+        "{failures}"
+    );
+
+    // Back on its port, the registrar sees the account again (its table started empty).
+    let server = SipServer::start_on(&[MONITOR, SHOP], port);
+    until_scraped(&daemon, up, &server.log()).await;
+    until_registered(&server, "monitor", true).await;
+
+    // A reload that drops the account unregisters it and takes the series away.
+    std::fs::remove_file(dir.path().join("phones.yaml")).unwrap();
+    daemon.reload().await.expect("the reload is accepted");
+    until_registered(&server, "monitor", false).await;
+    assert!(!daemon.lines.holds("line"));
+    let metrics = daemon.get_text("/metrics").await;
+    assert!(!metrics.contains("sip_registration_up"), "{metrics}");
+    assert!(daemon.stop().await);
 }

@@ -26,7 +26,7 @@ use super::{PhoneSpec, SipError};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -146,13 +146,18 @@ struct Entry {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The lines of every registered account.
+/// The lines of every registered account. Each daemon holds its own (created at start, applied
+/// on every reload, stopped at shutdown): two daemons in one process never share an account.
 pub struct Lines {
     running: Mutex<HashMap<String, Entry>>,
     timing: Timing,
 }
 
-static GLOBAL: LazyLock<Arc<Lines>> = LazyLock::new(|| Arc::new(Lines::new(Timing::default())));
+impl Default for Lines {
+    fn default() -> Self {
+        Lines::new(Timing::default())
+    }
+}
 
 impl Lines {
     /// Lines paced by `timing`, none running.
@@ -161,12 +166,6 @@ impl Lines {
             running: Mutex::new(HashMap::new()),
             timing,
         }
-    }
-
-    /// The process's lines: the daemon applies its config to them, callback checks wait on them
-    /// and the metrics report them.
-    pub fn global() -> Arc<Lines> {
-        GLOBAL.clone()
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
