@@ -337,3 +337,40 @@ fn call_config_problems_are_refused_at_load() {
         "{max_calls}"
     );
 }
+
+/// The whole call over TCP: our INVITE to the proxy on a TCP connection, relayed to a line that
+/// listens on TCP only; ring and answer times and the tone's level as over UDP, BYE answered.
+#[tokio::test]
+async fn a_call_over_tcp_passes_with_ring_answer_and_level() {
+    let line = common::sipp::free_tcp_port();
+    let server = SipServer::start_with_tcp_lines(&[MONITOR], &[("tone", line)]);
+    let sipp = Sipp::start_tcp("answer_play.xml", line, Some(&ulaw_pcap(6, 0.5)));
+    let yaml = call_check(&server, "tone", "    listen: 2s\n")
+        .replace(&server.uri(None, false), &server.uri(None, true));
+    assert!(yaml.contains(";transport=tcp"), "{yaml}");
+    let report = run(&yaml, MONITOR.1).await;
+    assert_eq!(
+        report.result,
+        RunResult::Success,
+        "{report:?}\n{}\n{}",
+        server.log(),
+        sipp.log()
+    );
+    assert_eq!(
+        phases(&report),
+        ["connect", "ringing", "answer", "listen", "hangup"]
+    );
+    assert_eq!(has_ring_and_answer(&report), (true, true), "{report:?}");
+    let level = level(&report).expect("a level");
+    assert!((-10.5..=-7.5).contains(&level), "{level}: {report:?}");
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d.contains("hung up: BYE answered 200")),
+        "{:?}",
+        report.details
+    );
+    assert!(sipp.log().contains("SIP/2.0/TCP"), "{}", sipp.log());
+    assert_completed(sipp);
+}

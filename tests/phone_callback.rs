@@ -36,12 +36,17 @@ fn timing() -> Timing {
     }
 }
 
-/// The `phones:` of a config with account `line` registered at `server`.
+/// The `phones:` of a config with account `line` registered at `server` over UDP.
 fn phones(server: &SipServer) -> BTreeMap<String, PhoneSpec> {
+    phones_over(server, false)
+}
+
+/// The `phones:` of a config with account `line` registered at `server` (over TCP with `tcp`).
+fn phones_over(server: &SipServer, tcp: bool) -> BTreeMap<String, PhoneSpec> {
     let yaml = format!(
         "phones:\n  line:\n    proxy: \"{}\"\n    user: monitor\n    password: \"${{LINE_PASSWORD}}\"\n    \
          register: true\nchecks:\n  - name: pbx\n    kind: phone\n    via: options\n    phone: line\n",
-        server.uri(None, false)
+        server.uri(None, tcp)
     );
     common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)])
         .config
@@ -134,6 +139,29 @@ async fn a_registered_line_takes_the_awaited_call_and_refuses_a_stray_one() {
     lines.stop_all().await;
     assert!(!socket_connected_to(server.port));
     assert!(lines.stats().is_empty());
+}
+
+/// The line registered over TCP: the shop's call comes back on the line's own connection (the
+/// registrar cannot open one to it), is rung and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_registered_over_tcp_takes_the_awaited_call() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    let lines = Lines::new(timing());
+    lines.apply(&phones_over(&server, true)).await;
+    until_up(&lines, true, &server).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let waiting = lines.wait("line", Pickup::Answer, deadline);
+    let dial = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Sipp::dial("dial_answered.xml", server.port, "monitor", SHOP.0, SHOP.1)
+    };
+    let (call, sipp) = tokio::join!(waiting, dial);
+    let call = call.unwrap();
+    let answered = finish(sipp).await;
+    assert!(call.is_some(), "{}\n{}", answered.log, server.log());
+    assert_eq!(answered.code, Some(0), "{}\n{}", answered.log, server.log());
+    assert_eq!(stats(&lines).unexpected_calls, 0);
+    lines.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -508,4 +536,106 @@ async fn the_daemon_registers_its_account_and_follows_the_registrar() {
     let metrics = daemon.get_text("/metrics").await;
     assert!(!metrics.contains("sip_registration_up"), "{metrics}");
     assert!(daemon.stop().await);
+}
+
+/// Reads one SIP message (head and `Content-Length` body) from a stream, with what is left over.
+async fn read_message(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> String {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let body = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + body {
+                let message: Vec<u8> = buf.drain(..end + 4 + body).collect();
+                return String::from_utf8_lossy(&message).to_string();
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tcp.read(&mut chunk).await.expect("read from the line");
+        assert!(n > 0, "the line closed its connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn header<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_default()
+        .trim()
+}
+
+/// Over TCP nothing resends a request, so an INVITE that reaches the line while its REGISTER
+/// is still unanswered must be kept and served after it. A scripted registrar on TCP holds the
+/// REGISTER's answer, sends the shop's INVITE first, then answers the REGISTER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tcp_an_invite_during_a_register_transaction_is_not_lost() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let yaml = format!(
+        "phones:\n  line: {{ proxy: \"sip:127.0.0.1:{port};transport=tcp\", user: monitor, \
+         register: true }}\nchecks:\n  - name: pbx\n    kind: phone\n    via: options\n    phone: line\n"
+    );
+    let phones = common::prepare(&yaml).config.phones;
+    // The registrar: one connection, scripted; it returns what the line answered the INVITE,
+    // and the connection.
+    let registrar = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let register = read_message(&mut tcp, &mut buf).await;
+        assert!(register.starts_with("REGISTER "), "{register}");
+        // Long enough for the test's run to wait on the line.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let invite = format!(
+            "INVITE sip:monitor@127.0.0.1:{port};transport=tcp SIP/2.0\r\n\
+             Via: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bKshopcall1\r\n\
+             Max-Forwards: 70\r\nFrom: \"Shop Dialer\" <sip:shop@127.0.0.1>;tag=shop1\r\n\
+             To: <sip:monitor@127.0.0.1>\r\nCall-ID: shop-call-1\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:shop@127.0.0.1:{port};transport=tcp>\r\nContent-Length: 0\r\n\r\n"
+        );
+        let ok = format!(
+            "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=reg1\r\nCall-ID: {}\r\n\
+             CSeq: {}\r\nContact: {};expires=300\r\nContent-Length: 0\r\n\r\n",
+            header(&register, "Via"),
+            header(&register, "From"),
+            header(&register, "To"),
+            header(&register, "Call-ID"),
+            header(&register, "CSeq"),
+            header(&register, "Contact"),
+        );
+        tcp.write_all(format!("{invite}{ok}").as_bytes())
+            .await
+            .unwrap();
+        let mut answers = Vec::new();
+        while answers.len() < 2 {
+            let message = read_message(&mut tcp, &mut buf).await;
+            if header(&message, "Call-ID") == "shop-call-1" {
+                answers.push(message.lines().next().unwrap_or_default().to_string());
+            }
+        }
+        // The connection stays open (the line registered) until the test is done with it.
+        (answers, tcp)
+    });
+    let lines = Lines::new(timing());
+    lines.apply(&phones).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let call = lines
+        .wait("line", Pickup::Reject(486), deadline)
+        .await
+        .unwrap()
+        .expect("the INVITE sent during REGISTER reached the line");
+    assert_eq!(call.caller_id(), "\"Shop Dialer\" <shop>");
+    let (answers, _open) = tokio::time::timeout(Duration::from_secs(20), registrar)
+        .await
+        .expect("the line answered the INVITE")
+        .unwrap();
+    assert_eq!(answers, ["SIP/2.0 180 Ringing", "SIP/2.0 486 Busy Here"]);
+    assert!(stats(&lines).up);
+    assert_eq!(stats(&lines).unexpected_calls, 0);
+    lines.stop_all().await;
 }

@@ -13,8 +13,9 @@
 //! When no run waits it is refused with 480 and counted: a stray call is never a proof. Only one
 //! run waits on a line at a time, so a call in a run's window is that run's call.
 //!
-//! Over TCP an INVITE arriving while a REGISTER refresh is in flight is not seen (over UDP the
-//! proxy retransmits it); refreshes are minutes apart and take milliseconds.
+//! Requests that arrive while one of the line's own transactions (a REGISTER, an OPTIONS ping)
+//! is in flight are kept and served right after it: over TCP nobody resends them, so an INVITE
+//! in that window would otherwise be lost.
 
 use super::digest::Credentials;
 use super::message::{self, IncomingRequest, Request};
@@ -380,13 +381,29 @@ async fn session(
     };
     let mut client = Client::new(from);
     let mut contact = None;
-    let mut reg = register(&mut conn, &mut client, &account, contact, timing.expires).await?;
+    // Requests that came while one of our transactions was in flight, served right after it.
+    let mut queued = Vec::new();
+    let mut reg = register(
+        &mut conn,
+        &mut client,
+        &account,
+        (contact, timing.expires),
+        &mut queued,
+    )
+    .await?;
     // A NAT between us and the registrar: register the address it sees, once.
     if let Some(public) = reg.public
         && public != conn.local_addr()
     {
         contact = Some(public);
-        reg = register(&mut conn, &mut client, &account, contact, timing.expires).await?;
+        reg = register(
+            &mut conn,
+            &mut client,
+            &account,
+            (contact, timing.expires),
+            &mut queued,
+        )
+        .await?;
     }
     shared.set_up(true, "");
     let mut refresh = Instant::now() + reg.granted / 2;
@@ -394,6 +411,9 @@ async fn session(
     let mut keepalive = Instant::now() + timing.keepalive;
     let mut recent: VecDeque<String> = VecDeque::new();
     loop {
+        for bytes in std::mem::take(&mut queued) {
+            serve(&mut conn, &bytes, shared, timing, &mut recent).await?;
+        }
         // Four things wake the line: the daemon stops it, the registration is due for refresh,
         // the proxy is due a ping (UDP only), or a message arrives. `recv` is cancel-safe, so a
         // timer winning the race loses no bytes.
@@ -407,17 +427,19 @@ async fn session(
                 // Best effort: tell the registrar we are gone, briefly.
                 let _ = tokio::time::timeout(
                     Duration::from_secs(2),
-                    register(&mut conn, &mut client, &account, contact, 0),
+                    register(&mut conn, &mut client, &account, (contact, 0), &mut Vec::new()),
                 ).await;
                 return Ok(());
             }
             _ = tokio::time::sleep_until(wake) => {
                 if Instant::now() >= refresh {
-                    reg = register(&mut conn, &mut client, &account, contact, timing.expires).await?;
+                    let asked = (contact, timing.expires);
+                    reg = register(&mut conn, &mut client, &account, asked, &mut queued).await?;
                     refresh = Instant::now() + reg.granted / 2;
                 } else {
                     let (request, branch) = client.request(&conn, "OPTIONS", &account.registrar, None);
-                    transaction::non_invite(&mut conn, &request, &branch, Duration::from_secs(8))
+                    let wait = Duration::from_secs(8);
+                    transaction::non_invite_keeping(&mut conn, &request, &branch, wait, &mut queued)
                         .await
                         .map_err(|e| format!("the proxy stopped answering: {e}"))?;
                 }
@@ -444,8 +466,8 @@ async fn register(
     conn: &mut Connection,
     client: &mut Client,
     account: &Account<'_>,
-    contact: Option<SocketAddr>,
-    expires: u32,
+    (contact, expires): (Option<SocketAddr>, u32),
+    queued: &mut Vec<Vec<u8>>,
 ) -> Result<Registered, String> {
     let mut authorization = None;
     for attempt in 0..2 {
@@ -461,7 +483,7 @@ async fn register(
             uri.transport = conn.transport();
             request.set_header("Contact", format!("<{uri}>"));
         }
-        let exchange = transaction::non_invite(conn, &request, &branch, TIMER_F)
+        let exchange = transaction::non_invite_keeping(conn, &request, &branch, TIMER_F, queued)
             .await
             .map_err(|e| match e {
                 SipError::Timeout(_) => "the registrar did not answer REGISTER".to_string(),

@@ -65,7 +65,22 @@ impl SipServer {
     /// Starts Kamailio with `users` and `lines` (a user part called, the UDP port on 127.0.0.1
     /// its INVITEs are relayed to).
     pub fn start_with_lines(users: &[(&str, &str)], lines: &[(&str, u16)]) -> SipServer {
-        SipServer::start_full(users, lines, Algorithm::Md5)
+        SipServer::start_lines(users, lines, "")
+    }
+
+    /// [`SipServer::start_with_lines`], the calls relayed to the lines over TCP.
+    pub fn start_with_tcp_lines(users: &[(&str, &str)], lines: &[(&str, u16)]) -> SipServer {
+        SipServer::start_lines(users, lines, ";transport=tcp")
+    }
+
+    /// Lines at `127.0.0.1:PORT` followed by `params`.
+    fn start_lines(users: &[(&str, &str)], lines: &[(&str, u16)], params: &str) -> SipServer {
+        let lines: Vec<(&str, String)> = lines
+            .iter()
+            .map(|(name, port)| (*name, format!("{port}{params}")))
+            .collect();
+        let lines: Vec<(&str, &str)> = lines.iter().map(|(n, p)| (*n, p.as_str())).collect();
+        SipServer::start_full(users, &lines, Algorithm::Md5)
     }
 
     /// Starts Kamailio with `users` on a given `port` (to restart a server where its clients
@@ -76,7 +91,7 @@ impl SipServer {
 
     fn start_full(
         users: &[(&str, &str)],
-        lines: &[(&str, u16)],
+        lines: &[(&str, &str)],
         algorithm: Algorithm,
     ) -> SipServer {
         SipServer::start_port(users, lines, algorithm, free_port())
@@ -84,7 +99,7 @@ impl SipServer {
 
     fn start_port(
         users: &[(&str, &str)],
-        lines: &[(&str, u16)],
+        lines: &[(&str, &str)],
         algorithm: Algorithm,
         port: u16,
     ) -> SipServer {
@@ -233,7 +248,7 @@ fn options_udp(addr: SocketAddr, to: &str, from: &str) -> Option<u16> {
 fn config_text(
     port: u16,
     users: &[(&str, &str)],
-    lines: &[(&str, u16)],
+    lines: &[(&str, &str)],
     algorithm: Algorithm,
 ) -> String {
     let mut users: String = users
