@@ -659,12 +659,13 @@ async fn answer(
         .await
         .map_err(|e| format!("cannot open an RTP socket: {e}"))?;
     let media = rtp.local_addr().map_err(|e| e.to_string())?;
+    let sdp = super::sdp::offer(media);
     let ok = reply(
         request,
         200,
         "OK",
         tag,
-        Some((conn.local_addr(), super::sdp::offer(media))),
+        Some((conn.local_addr(), sdp.clone())),
     );
     send(conn, ok.clone()).await?;
     let call_id = first(request, "Call-ID").to_string();
@@ -701,8 +702,12 @@ async fn answer(
                     }
                     "BYE" if ours => return send(conn, incoming.response(200, "OK")).await,
                     "OPTIONS" => send(conn, incoming.response(200, "OK")).await?,
-                    // A retransmitted INVITE of this call: its 200 again.
-                    "INVITE" if ours => send(conn, ok.clone()).await?,
+                    // A retransmitted INVITE of this call gets its 200 again; a re-INVITE (a
+                    // session refresh, hold) a 200 of its own with our unchanged SDP.
+                    "INVITE" if ours => {
+                        let media = Some((conn.local_addr(), sdp.clone()));
+                        send(conn, reply(&incoming, 200, "OK", tag, media)).await?;
+                    }
                     // Another call while this one is up: the line is busy.
                     "INVITE" => send(conn, reply(&incoming, 486, "Busy Here", "busy", None)).await?,
                     _ => {}
