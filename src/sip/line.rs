@@ -377,7 +377,7 @@ async fn session(
     };
     let mut conn = tokio::select! {
         _ = stop.cancelled() => return Ok(()),
-        c = Connection::open(&proxy, tls.as_ref()) => c.map_err(|e| e.to_string())?,
+        c = Connection::open_via(&proxy, tls.as_ref(), spec.nameserver()?) => c.map_err(|e| e.to_string())?,
     };
     let mut client = Client::new(from);
     let mut contact = None;

@@ -9,6 +9,7 @@ pub mod binary;
 pub mod breakable;
 pub mod browser_shop;
 pub mod daemon;
+pub mod dnsmasq;
 pub mod forms;
 pub mod mailserver;
 pub mod prometheus;

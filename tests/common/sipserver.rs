@@ -7,7 +7,8 @@
 //! value is dropped. A watchdog shell stops it too should the test process die without
 //! unwinding. Nothing listens beyond 127.0.0.1.
 //!
-//! OPTIONS requests are answered by the Request-URI's user part, so each failure a phone check
+//! The server takes `sip.test` and `shop.test` as its own names (for SRV tests, where a name
+//! must lead to it). OPTIONS requests are answered by the Request-URI's user part, so each failure a phone check
 //! reports has a line to test against:
 //!
 //! | user | answer |
@@ -277,6 +278,7 @@ auto_aliases=no
 listen=udp:127.0.0.1:{port}
 listen=tcp:127.0.0.1:{port}
 alias="sip.test"
+alias="shop.test"
 mpath="{MODULES}"
 loadmodule "tm.so"
 loadmodule "sl.so"
