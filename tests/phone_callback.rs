@@ -164,6 +164,31 @@ async fn a_line_registered_over_tcp_takes_the_awaited_call() {
     lines.stop_all().await;
 }
 
+/// The caller puts the answered callback on hold with a re-INVITE: the line answers it 200
+/// with its SDP (SIPp checks the body and CSeq) and still hangs up as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_invite_on_an_answered_callback_is_answered() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    // Held long enough for the re-INVITE to come before our BYE.
+    let lines = Lines::new(Timing {
+        hold: Duration::from_secs(2),
+        ..timing()
+    });
+    lines.apply(&phones(&server)).await;
+    until_up(&lines, true, &server).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let waiting = lines.wait("line", Pickup::Answer, deadline);
+    let dial = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Sipp::dial("dial_reinvite.xml", server.port, "monitor", SHOP.0, SHOP.1)
+    };
+    let (call, sipp) = tokio::join!(waiting, dial);
+    let dialed = finish(sipp).await;
+    assert!(call.unwrap().is_some(), "{}\n{}", dialed.log, server.log());
+    assert_eq!(dialed.code, Some(0), "{}\n{}", dialed.log, server.log());
+    lines.stop_all().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_registration_is_noticed_and_restored() {
     let server = SipServer::start(&[MONITOR, SHOP]);
