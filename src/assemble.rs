@@ -126,15 +126,16 @@ pub fn prepare_with(
     config: Config,
     hooks: Arc<crate::hooks::Hooks>,
 ) -> Result<Prepared, ConfigErrors> {
-    prepare_shared(config, hooks, Arc::default())
+    prepare_shared(config, hooks, Arc::default(), Arc::default())
 }
 
-/// [`prepare_with`], the mailboxes deleting late test mail remembered in `late`: the daemon's,
-/// which outlives reloads.
+/// [`prepare_with`], the mailboxes deleting late test mail remembered in `late` and
+/// `deliver: { call: … }` waiting on `lines`: the daemon's, which outlive reloads.
 pub fn prepare_shared(
     mut config: Config,
     hooks: Arc<crate::hooks::Hooks>,
     late: Arc<crate::mailbox::late::LateMail>,
+    lines: Arc<crate::sip::line::Lines>,
 ) -> Result<Prepared, ConfigErrors> {
     crate::tlsconf::install_crypto_provider();
     let redactor = Arc::new(redactor_for(&config));
@@ -144,7 +145,8 @@ pub fn prepare_shared(
             errors.extend(messages.into_iter().map(ConfigError::general));
             crate::deliver::Mailboxes::default()
         })
-        .with_hooks(hooks);
+        .with_hooks(hooks)
+        .with_lines(lines);
     let shared = probe::Shared {
         mailboxes,
         browser: Some(Arc::new(crate::browser::Browser::new(

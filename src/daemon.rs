@@ -17,6 +17,7 @@ use crate::mailbox::late::LateMail;
 use crate::metrics::Metrics;
 use crate::schedule::Scheduler;
 use crate::server::{self, AppState, ReloadRequest, WebOptions};
+use crate::sip::line::Lines;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,14 +50,16 @@ impl ConfigSource {
 
     /// [`Self::load`], with webhook deliveries waiting on `hooks`.
     pub fn load_with(&self, hooks: Arc<Hooks>) -> Result<Prepared, ConfigErrors> {
-        self.load_shared(hooks, Arc::default())
+        self.load_shared(hooks, Arc::default(), Arc::default())
     }
 
-    /// [`Self::load_with`], the mailboxes deleting late test mail remembered in `late`.
+    /// [`Self::load_with`], the mailboxes deleting late test mail remembered in `late` and
+    /// callback checks waiting on the daemon's `lines`.
     pub fn load_shared(
         &self,
         hooks: Arc<Hooks>,
         late: Arc<LateMail>,
+        lines: Arc<Lines>,
     ) -> Result<Prepared, ConfigErrors> {
         let config = match self {
             ConfigSource::Dir(dir) => config::load_dir(dir)?,
@@ -64,7 +67,7 @@ impl ConfigSource {
                 config::load_sources(&[(path.clone(), text.clone())])
             })?,
         };
-        let prepared = crate::assemble::prepare_shared(config, hooks, late)?;
+        let prepared = crate::assemble::prepare_shared(config, hooks, late, lines)?;
         // From here on the log writer and error output scrub this config's secrets too.
         crate::value::redact::install(prepared.redactor.clone());
         Ok(prepared)
@@ -107,6 +110,8 @@ pub struct Daemon {
     pub hooks: Arc<Hooks>,
     /// Notifier and storage health.
     pub alert_health: Arc<crate::alert::service::Health>,
+    /// The lines of the registered phone accounts (`register: true`), this daemon's alone.
+    pub lines: Arc<Lines>,
     alerts: AlertService,
     late_mail: Arc<LateMailKeeper>,
     reload_tx: mpsc::Sender<ReloadRequest>,
@@ -136,11 +141,16 @@ impl Daemon {
         let hooks = Arc::new(Hooks::default());
         // Likewise one memory of late test mail: tokens outlive reloads (and, on disk, restarts).
         let late = Arc::new(LateMail::new());
-        let placed = load_placed(source.clone(), hooks.clone(), late.clone(), &placement).await?;
+        // And one set of phone lines: registrations survive reloads that keep their accounts,
+        // and belong to this daemon, not the process (a second daemon holds its own).
+        let lines = Arc::new(Lines::default());
+        let shared = (hooks.clone(), late.clone(), lines.clone());
+        let placed = load_placed(source.clone(), shared, &placement).await?;
         let prepared = placed.prepared;
         hooks.configure(&prepared.config.hooks);
         hooks.set_elsewhere(placed.elsewhere);
         let metrics = Arc::new(Metrics::new());
+        metrics.report_lines(lines.clone());
         let shard = placement.shard.map_or((0, 1), |s| (s.index, s.count));
         metrics.set_placement(shard, placement.instance_labels());
         let scheduler = Scheduler::new(metrics.clone());
@@ -197,9 +207,7 @@ impl Daemon {
         )?);
         // Registered phone accounts get their lines (long-lived tasks, stopped in `stop`),
         // before the scheduler starts the callback checks that wait on them.
-        crate::sip::line::Lines::global()
-            .apply(&prepared.config.phones)
-            .await;
+        lines.apply(&prepared.config.phones).await;
         scheduler.apply(&prepared);
         // The whole config's checks, beside checks_owned (set by the scheduler): a fleet whose
         // owned checks add up to less than this has lost some.
@@ -245,6 +253,7 @@ impl Daemon {
             scheduler: scheduler.clone(),
             metrics: metrics.clone(),
             hooks: hooks.clone(),
+            lines: lines.clone(),
             alerts: alerts.commands(),
             late_mail: late_mail.clone(),
             status: status_page,
@@ -266,6 +275,7 @@ impl Daemon {
             metrics,
             hooks,
             alert_health,
+            lines,
             alerts,
             late_mail,
             reload_tx,
@@ -300,7 +310,7 @@ impl Daemon {
         // The tokens of runs that just gave up reach the disk before the process goes.
         self.late_mail.stop().await;
         // The phone lines unregister and close their sockets.
-        crate::sip::line::Lines::global().stop_all().await;
+        self.lines.stop_all().await;
         self.server_stop.cancel();
         drop(self.reload_tx);
         for task in self.tasks {
@@ -341,13 +351,16 @@ impl Daemon {
     }
 }
 
+/// What a loaded config's checks share with the daemon: its webhook registry, its memory of late
+/// test mail and its phone lines.
+type SharedParts = (Arc<Hooks>, Arc<LateMail>, Arc<Lines>);
+
 async fn load_blocking(
     source: ConfigSource,
-    hooks: Arc<Hooks>,
-    late: Arc<LateMail>,
+    (hooks, late, lines): SharedParts,
 ) -> Result<Prepared, ConfigErrors> {
     // Reading files and trust stores blocks; keep it off the runtime's worker threads.
-    match tokio::task::spawn_blocking(move || source.load_shared(hooks, late)).await {
+    match tokio::task::spawn_blocking(move || source.load_shared(hooks, late, lines)).await {
         Ok(result) => result,
         Err(e) => Err(ConfigErrors(vec![config::ConfigError::general(format!(
             "config loading panicked: {e}"
@@ -367,11 +380,10 @@ struct Placed {
 /// Loads (and validates) the whole config, then keeps what `placement` owns.
 async fn load_placed(
     source: ConfigSource,
-    hooks: Arc<Hooks>,
-    late: Arc<LateMail>,
+    shared: SharedParts,
     placement: &Placement,
 ) -> Result<Placed, ConfigErrors> {
-    let mut prepared = load_blocking(source, hooks, late).await?;
+    let mut prepared = load_blocking(source, shared).await?;
     let configured = i64::try_from(prepared.checks.len()).unwrap_or(i64::MAX);
     let elsewhere = placement.apply(&mut prepared)?;
     Ok(Placed {
@@ -386,6 +398,7 @@ struct Running {
     scheduler: Scheduler,
     metrics: Arc<Metrics>,
     hooks: Arc<Hooks>,
+    lines: Arc<Lines>,
     alerts: AlertCommands,
     late_mail: Arc<LateMailKeeper>,
     status: Arc<server::status::StatusPage>,
@@ -404,13 +417,8 @@ async fn reload_loop(
 ) {
     while let Some(reply) = requests.recv().await {
         let late = running.late_mail.late.clone();
-        let loaded = load_placed(
-            source.clone(),
-            running.hooks.clone(),
-            late,
-            &running.placement,
-        )
-        .await;
+        let shared = (running.hooks.clone(), late, running.lines.clone());
+        let loaded = load_placed(source.clone(), shared, &running.placement).await;
         let answer = match loaded {
             Ok(Placed {
                 prepared,
@@ -498,6 +506,7 @@ async fn apply_caught(running: &Running, prepared: Arc<Prepared>) -> Result<(), 
     );
     let (late_mail, metrics) = (running.late_mail.clone(), running.metrics.clone());
     let status = running.status.clone();
+    let lines = running.lines.clone();
     caught(async move {
         // Only an accepted config changes which hooks exist and their secrets.
         hooks.configure(&prepared.config.hooks);
@@ -505,9 +514,7 @@ async fn apply_caught(running: &Running, prepared: Arc<Prepared>) -> Result<(), 
         alerts.apply(prepared.alert_setup()).await;
         // Lines of unchanged accounts stay registered; new ones start, dropped ones stop;
         // before the scheduler, so a new callback check finds its line.
-        crate::sip::line::Lines::global()
-            .apply(&prepared.config.phones)
-            .await;
+        lines.apply(&prepared.config.phones).await;
         scheduler.apply(&prepared);
         let late_mail_for = prepared.config.storage.late_mail_for.get();
         late_mail.apply(&prepared.mailboxes, late_mail_for, &metrics);

@@ -215,13 +215,15 @@ impl DeliverSpec {
 }
 
 /// Every declared delivery target, built once per loaded config: mailboxes with their watchers,
-/// and the process-wide webhook registry.
+/// the daemon's webhook registry and its registered phone lines.
 #[derive(Clone, Default)]
 pub struct Mailboxes {
     watchers: HashMap<String, (Watcher, Option<f64>)>,
     /// Own address (lower case) → mailbox name: where bounces of mail sent from it arrive.
     senders: HashMap<String, String>,
     hooks: Arc<crate::hooks::Hooks>,
+    /// The daemon's registered lines, where `deliver: { call: … }` waits.
+    lines: Arc<crate::sip::line::Lines>,
     /// Tokens of runs that gave up on their mail, shared by every watcher.
     late: Arc<LateMail>,
 }
@@ -264,6 +266,7 @@ impl Mailboxes {
                 watchers,
                 senders,
                 hooks: Arc::default(),
+                lines: Arc::default(),
                 late,
             })
         } else {
@@ -274,6 +277,12 @@ impl Mailboxes {
     /// Uses `hooks` for `deliver: { webhook: … }`: the registry the web server feeds.
     pub fn with_hooks(mut self, hooks: Arc<crate::hooks::Hooks>) -> Self {
         self.hooks = hooks;
+        self
+    }
+
+    /// Uses `lines` for `deliver: { call: … }`: the lines the daemon registers.
+    pub fn with_lines(mut self, lines: Arc<crate::sip::line::Lines>) -> Self {
+        self.lines = lines;
         self
     }
 
@@ -359,7 +368,9 @@ pub fn follow_up(
                 MainWait::Webhook(d.clone(), mailboxes.hooks.clone(), name.to_string())
             }
             Target::HttpPoll(_) => MainWait::HttpPoll(d.clone()),
-            Target::Call(name) => MainWait::Call(d.clone(), name.to_string()),
+            Target::Call(name) => {
+                MainWait::Call(d.clone(), mailboxes.lines.clone(), name.to_string())
+            }
         })
     });
     let reply = auto_reply.and_then(|a| {
@@ -395,9 +406,9 @@ pub fn follow_up(
                     let until = deadline(&spec);
                     targets::poll_stage(spec, &ctx, submitted_at, until).await
                 }
-                MainWait::Call(spec, phone) => {
+                MainWait::Call(spec, lines, phone) => {
                     let until = deadline(&spec);
-                    targets::call_stage(spec, &phone, submitted_at, until).await
+                    targets::call_stage(spec, &lines, &phone, submitted_at, until).await
                 }
             };
             Some(result)
@@ -485,8 +496,8 @@ enum MainWait {
     Mailbox(DeliverSpec, Watcher, Option<f64>, Option<Watcher>),
     Webhook(DeliverSpec, Arc<crate::hooks::Hooks>, String),
     HttpPoll(DeliverSpec),
-    /// The registered account a call must reach.
-    Call(DeliverSpec, String),
+    /// The daemon's lines and the registered account a call must reach.
+    Call(DeliverSpec, Arc<crate::sip::line::Lines>, String),
 }
 
 /// How the delivery wait ended: an answer from the target mailbox, or a bounce in the sender's.

@@ -1,20 +1,15 @@
 //! `supportwatch demo` end to end: the demo shop, the built-in checks, the metrics they export,
 //! and `--break` making the broken channel fail.
 //!
-//! The demo's registered phone line lives in the process-wide line registry, which one daemon
-//! owns at a time; the tests here therefore run their demos one after another ([`ONE_DEMO`]).
+//! Each demo is its own daemon with its own phone lines and PBX, so the tests run in parallel.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use supportwatch::demo::Break;
 use supportwatch::outcome::RunResult;
 
-/// Held by the test whose demo runs.
-static ONE_DEMO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// The first result of every demo check, the metrics after them, and the owner's status page.
 async fn first_results(broken: BTreeSet<Break>) -> (HashMap<String, RunResult>, String, String) {
-    let _one = ONE_DEMO.lock().await;
     supportwatch::tlsconf::install_crypto_provider();
     let (shop, daemon) = supportwatch::demo::start("127.0.0.1:0".parse().expect("addr"), broken)
         .await
@@ -184,7 +179,6 @@ async fn break_chat_makes_the_bot_fall_silent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_chat_fires_an_alert_to_the_owner_and_healing_resolves_it() {
-    let _one = ONE_DEMO.lock().await;
     supportwatch::tlsconf::install_crypto_provider();
     let (shop, daemon) = supportwatch::demo::start(
         "127.0.0.1:0".parse().expect("addr"),

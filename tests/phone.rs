@@ -321,3 +321,98 @@ async fn sips_targets_are_verified_against_the_configured_ca() {
             .contains("TLS handshake with 127.0.0.1")
     );
 }
+
+/// A check of `sip:shop.test` (no port) with the test's dnsmasq as `nameserver`.
+fn srv_check(dns: &common::dnsmasq::Dnsmasq, target: &str) -> String {
+    direct(
+        target,
+        &format!("    nameserver: \"127.0.0.1:{}\"\n", dns.port),
+    )
+}
+
+/// RFC 3263: a host without a port is found through its SRV records (`_sip._udp`, else
+/// `_sip._tcp`, which also picks the transport; `_sips._tcp` for TLS), and without any SRV
+/// record through its A record on 5060. dnsmasq serves the records, pointing at the
+/// per-test Kamailio's port.
+#[tokio::test]
+async fn a_domain_without_a_port_is_found_through_srv() {
+    let server = SipServer::start(&[MONITOR]);
+    let port = server.port;
+    let udp = format!("--srv-host=_sip._udp.shop.test,sip.shop.test,{port},0,10");
+    let tcp = format!("--srv-host=_sip._tcp.shop.test,sip.shop.test,{port},0,10");
+    let host = "--host-record=sip.shop.test,127.0.0.1";
+    let a = "--host-record=shop.test,127.0.0.1";
+
+    // `_sip._udp` first; a second, lower-priority record on a dead port is not used.
+    let dead = "--srv-host=_sip._udp.shop.test,sip.shop.test,9,10,10";
+    let dns = common::dnsmasq::Dnsmasq::start(&[&udp, dead, host, a]);
+    let report = common::run_once(&srv_check(&dns, "sip:shop.test")).await;
+    assert_eq!(
+        report.result,
+        RunResult::Success,
+        "{report:?}\n{}",
+        server.log()
+    );
+    assert_eq!(
+        report.details[0],
+        format!("shop.test found through SRV: 127.0.0.1:{port} over UDP")
+    );
+
+    // Only `_sip._tcp`: the SRV record chooses TCP for a URI that names no transport.
+    let dns = common::dnsmasq::Dnsmasq::start(&[&tcp, host, a]);
+    let report = common::run_once(&srv_check(&dns, "sip:shop.test")).await;
+    assert_eq!(
+        report.result,
+        RunResult::Success,
+        "{report:?}\n{}",
+        server.log()
+    );
+    assert_eq!(
+        report.details[0],
+        format!("shop.test found through SRV: 127.0.0.1:{port} over TCP")
+    );
+    // `;transport=tcp` asks for `_sip._tcp` only, and finds it.
+    let report = common::run_once(&srv_check(&dns, "sip:shop.test;transport=tcp")).await;
+    assert_eq!(report.result, RunResult::Success, "{report:?}");
+
+    // An explicit port skips SRV: the A record with that port.
+    let explicit = format!("sip:shop.test:{port}");
+    let report = common::run_once(&srv_check(&dns, &explicit)).await;
+    assert_eq!(report.result, RunResult::Success, "{report:?}");
+    assert!(
+        !report.details.iter().any(|d| d.contains("SRV")),
+        "{:?}",
+        report.details
+    );
+
+    // No SRV record at all: the A record on 5060, where nothing answers SIP over TCP here.
+    let dns = common::dnsmasq::Dnsmasq::start(&[a]);
+    let report = common::run_once(&srv_check(&dns, "sip:shop.test;transport=tcp")).await;
+    let failure = report.failure.expect("nothing listens on 5060");
+    assert!(
+        failure.message.contains("127.0.0.1:5060"),
+        "{}",
+        failure.message
+    );
+
+    // An account whose proxy is `sip:shop.test`: the same lookup, with the account's nameserver.
+    let dns = common::dnsmasq::Dnsmasq::start(&[&udp, host, a]);
+    let yaml = format!(
+        "phones:\n  line:\n    proxy: \"sip:shop.test\"\n    user: monitor\n    \
+         password: \"${{LINE_PASSWORD}}\"\n    nameserver: \"127.0.0.1:{}\"\n\
+         checks:\n  - name: pbx\n    kind: phone\n    via: options\n    phone: line\n    \
+         timeout: 10s\n    retries: 0\n",
+        dns.port
+    );
+    let report = run_with_password(&yaml, MONITOR.1).await;
+    assert_eq!(
+        report.result,
+        RunResult::Success,
+        "{report:?}\n{}",
+        server.log()
+    );
+    assert_eq!(
+        report.details[0],
+        format!("shop.test found through SRV: 127.0.0.1:{port} over UDP")
+    );
+}

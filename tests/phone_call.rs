@@ -337,3 +337,74 @@ fn call_config_problems_are_refused_at_load() {
         "{max_calls}"
     );
 }
+
+/// The whole call over TCP: our INVITE to the proxy on a TCP connection, relayed to a line that
+/// listens on TCP only; ring and answer times and the tone's level as over UDP, BYE answered.
+#[tokio::test]
+async fn a_call_over_tcp_passes_with_ring_answer_and_level() {
+    let line = common::sipp::free_tcp_port();
+    let server = SipServer::start_with_tcp_lines(&[MONITOR], &[("tone", line)]);
+    let sipp = Sipp::start_tcp("answer_play.xml", line, Some(&ulaw_pcap(6, 0.5)));
+    let yaml = call_check(&server, "tone", "    listen: 2s\n")
+        .replace(&server.uri(None, false), &server.uri(None, true));
+    assert!(yaml.contains(";transport=tcp"), "{yaml}");
+    let report = run(&yaml, MONITOR.1).await;
+    assert_eq!(
+        report.result,
+        RunResult::Success,
+        "{report:?}\n{}\n{}",
+        server.log(),
+        sipp.log()
+    );
+    assert_eq!(
+        phases(&report),
+        ["connect", "ringing", "answer", "listen", "hangup"]
+    );
+    assert_eq!(has_ring_and_answer(&report), (true, true), "{report:?}");
+    let level = level(&report).expect("a level");
+    assert!((-10.5..=-7.5).contains(&level), "{level}: {report:?}");
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d.contains("hung up: BYE answered 200")),
+        "{:?}",
+        report.details
+    );
+    assert!(sipp.log().contains("SIP/2.0/TCP"), "{}", sipp.log());
+    assert_completed(sipp);
+}
+
+/// The line puts us on hold with a re-INVITE after answering: it gets 200 with our SDP (SIPp
+/// checks the body and the CSeq), and the call goes on to its BYE with the tone still heard.
+#[tokio::test]
+async fn a_re_invite_during_the_call_is_answered_and_the_call_goes_on() {
+    let line = free_udp_port();
+    let sipp = Sipp::start("answer_reinvite.xml", line, Some(&ulaw_pcap(6, 0.5)));
+    let yaml = format!(
+        "checks:\n  - name: direct\n    kind: phone\n    via: call\n    \
+         target: \"sip:hold@127.0.0.1:{line}\"\n    listen: 2s\n    timeout: 10s\n    retries: 0\n"
+    );
+    let report = common::run_once(&yaml).await;
+    assert_eq!(
+        report.result,
+        RunResult::Success,
+        "{report:?}\n{}",
+        sipp.log()
+    );
+    assert_eq!(
+        phases(&report),
+        ["connect", "ringing", "answer", "listen", "hangup"]
+    );
+    let level = level(&report).expect("a level");
+    assert!((-10.5..=-7.5).contains(&level), "{level}: {report:?}");
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d.contains("hung up: BYE answered 200")),
+        "{:?}",
+        report.details
+    );
+    assert_completed(sipp);
+}

@@ -36,12 +36,17 @@ fn timing() -> Timing {
     }
 }
 
-/// The `phones:` of a config with account `line` registered at `server`.
+/// The `phones:` of a config with account `line` registered at `server` over UDP.
 fn phones(server: &SipServer) -> BTreeMap<String, PhoneSpec> {
+    phones_over(server, false)
+}
+
+/// The `phones:` of a config with account `line` registered at `server` (over TCP with `tcp`).
+fn phones_over(server: &SipServer, tcp: bool) -> BTreeMap<String, PhoneSpec> {
     let yaml = format!(
         "phones:\n  line:\n    proxy: \"{}\"\n    user: monitor\n    password: \"${{LINE_PASSWORD}}\"\n    \
          register: true\nchecks:\n  - name: pbx\n    kind: phone\n    via: options\n    phone: line\n",
-        server.uri(None, false)
+        server.uri(None, tcp)
     );
     common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)])
         .config
@@ -134,6 +139,54 @@ async fn a_registered_line_takes_the_awaited_call_and_refuses_a_stray_one() {
     lines.stop_all().await;
     assert!(!socket_connected_to(server.port));
     assert!(lines.stats().is_empty());
+}
+
+/// The line registered over TCP: the shop's call comes back on the line's own connection (the
+/// registrar cannot open one to it), is rung and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_registered_over_tcp_takes_the_awaited_call() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    let lines = Lines::new(timing());
+    lines.apply(&phones_over(&server, true)).await;
+    until_up(&lines, true, &server).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let waiting = lines.wait("line", Pickup::Answer, deadline);
+    let dial = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Sipp::dial("dial_answered.xml", server.port, "monitor", SHOP.0, SHOP.1)
+    };
+    let (call, sipp) = tokio::join!(waiting, dial);
+    let call = call.unwrap();
+    let answered = finish(sipp).await;
+    assert!(call.is_some(), "{}\n{}", answered.log, server.log());
+    assert_eq!(answered.code, Some(0), "{}\n{}", answered.log, server.log());
+    assert_eq!(stats(&lines).unexpected_calls, 0);
+    lines.stop_all().await;
+}
+
+/// The caller puts the answered callback on hold with a re-INVITE: the line answers it 200
+/// with its SDP (SIPp checks the body and CSeq) and still hangs up as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_invite_on_an_answered_callback_is_answered() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    // Held long enough for the re-INVITE to come before our BYE.
+    let lines = Lines::new(Timing {
+        hold: Duration::from_secs(2),
+        ..timing()
+    });
+    lines.apply(&phones(&server)).await;
+    until_up(&lines, true, &server).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let waiting = lines.wait("line", Pickup::Answer, deadline);
+    let dial = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Sipp::dial("dial_reinvite.xml", server.port, "monitor", SHOP.0, SHOP.1)
+    };
+    let (call, sipp) = tokio::join!(waiting, dial);
+    let dialed = finish(sipp).await;
+    assert!(call.unwrap().is_some(), "{}\n{}", dialed.log, server.log());
+    assert_eq!(dialed.code, Some(0), "{}\n{}", dialed.log, server.log());
+    lines.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,15 +301,15 @@ checks:
     )
 }
 
-/// The only test of this file that uses the process's own lines (`Lines::global`), as the
-/// daemon does: a callback run proven by the call, then one whose backend never dials.
+/// A callback run proven by the call on the lines its checks wait on (as a daemon's do), then
+/// one whose backend never dials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_is_proven_by_the_call_and_fails_when_none_comes() {
     let server = SipServer::start(&[MONITOR, SHOP]);
     let (shop, state) = start_shop(true, server.port).await;
     let yaml = callback_yaml(&server, shop, "{ call: line, within: 20s }");
-    let prepared = common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)]);
-    let lines = Lines::global();
+    let lines = Arc::new(Lines::new(timing()));
+    let prepared = common::prepare_on_lines(&yaml, &[("LINE_PASSWORD", MONITOR.1)], lines.clone());
     lines.apply(&prepared.config.phones).await;
     until_up(&lines, true, &server).await;
 
@@ -296,7 +349,7 @@ async fn a_callback_is_proven_by_the_call_and_fails_when_none_comes() {
     // A backend that accepts the form and never dials.
     let (quiet, quiet_state) = start_shop(false, server.port).await;
     let yaml = callback_yaml(&server, quiet, "{ call: line, within: 2s }");
-    let prepared = common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)]);
+    let prepared = common::prepare_on_lines(&yaml, &[("LINE_PASSWORD", MONITOR.1)], lines.clone());
     let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
     let failure = report.failure.expect("no call, no pass");
     assert_eq!(failure.kind, FailureKind::NotDelivered);
@@ -345,8 +398,6 @@ fn utc_hhmm(offset: i64) -> String {
 
 /// Outside active hours with `outside_hours: no_call`, a call is a failure and silence a pass.
 /// The hours are placed around the real clock (closed now), so the time of day does not matter.
-/// Uses its own account name on the process's lines, so it never shares a line with the test
-/// above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_active_hours_no_call_is_expected() {
     let server = SipServer::start(&[MONITOR, SHOP]);
@@ -367,8 +418,9 @@ async fn outside_active_hours_no_call_is_expected() {
         )
     };
     let (quiet, _) = start_shop(false, server.port).await;
-    let prepared = common::prepare_with(&yaml(quiet), &[("LINE_PASSWORD", MONITOR.1)]);
-    let lines = Lines::global();
+    let lines = Arc::new(Lines::new(timing()));
+    let vars = [("LINE_PASSWORD", MONITOR.1)];
+    let prepared = common::prepare_on_lines(&yaml(quiet), &vars, lines.clone());
     lines.apply(&prepared.config.phones).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !lines.stats().iter().any(|(n, s)| n == "night" && s.up) {
@@ -387,7 +439,7 @@ async fn outside_active_hours_no_call_is_expected() {
     );
 
     let (dialing, state) = start_shop(true, server.port).await;
-    let prepared = common::prepare_with(&yaml(dialing), &[("LINE_PASSWORD", MONITOR.1)]);
+    let prepared = common::prepare_on_lines(&yaml(dialing), &vars, lines.clone());
     let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
     let failure = report.failure.expect("a call outside hours fails");
     assert_eq!(failure.kind, FailureKind::Expectation);
@@ -405,4 +457,210 @@ async fn outside_active_hours_no_call_is_expected() {
         .take()
         .expect("the backend dialed");
     assert_eq!(finish(sipp).await.code, Some(0));
+    lines.stop_all().await;
+}
+
+/// `GET /metrics` of `daemon` until it holds `line`, within 30 s.
+async fn until_scraped(daemon: &common::daemon::TestDaemon, line: &str, log: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = daemon.get_text("/metrics").await;
+        if metrics.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{line}` on /metrics within 30 s:\n{metrics}\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (generously) until Kamailio's location table has `user`'s contact or not.
+async fn until_registered(server: &SipServer, user: &str, registered: bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let port = server.port;
+        let user_owned = user.to_string();
+        let now = tokio::task::spawn_blocking(move || {
+            common::sipserver::registered_at(port, &user_owned)
+        })
+        .await
+        .unwrap();
+        if now == registered {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{user} never became {}registered at Kamailio\n{}",
+            if registered { "" } else { "un" },
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The real daemon registers a `register: true` account (over TCP), shows it on /metrics,
+/// notices the registrar going away and coming back, and unregisters the account when a reload
+/// removes it. A lost registration is the shop's problem, not supportwatch's: /healthz stays
+/// `ok` while the gauge (and the `SipRegistrationDown` alert on it) says the line is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_registers_its_account_and_follows_the_registrar() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    let port = server.port;
+    let dir = common::daemon::ConfigDir::new();
+    std::fs::write(dir.path().join("line.secret"), MONITOR.1).unwrap();
+    dir.write(
+        "phones.yaml",
+        &format!(
+            "phones:\n  line:\n    proxy: \"{}\"\n    user: monitor\n    \
+             password: \"${{file:{}}}\"\n    register: true\n",
+            server.uri(None, true),
+            dir.path().join("line.secret").display()
+        ),
+    );
+    dir.write(
+        "checks.yaml",
+        &format!(
+            "checks:\n  - name: pbx\n    kind: phone\n    via: options\n    \
+             target: \"{}\"\n    interval: 1h\n",
+            server.uri(None, false)
+        ),
+    );
+    let daemon = dir.start().await;
+    let up = "supportwatch_sip_registration_up{phone=\"line\"} 1";
+    let down = "supportwatch_sip_registration_up{phone=\"line\"} 0";
+    until_scraped(&daemon, up, &server.log()).await;
+    until_registered(&server, "monitor", true).await;
+    assert!(daemon.lines.holds("line"));
+
+    // The registrar goes away: the TCP connection drops, the line is down at once.
+    let log = server.log();
+    drop(server);
+    until_scraped(&daemon, down, &log).await;
+    let health = daemon.get_text("/healthz").await;
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+    let failures = daemon.get_text("/metrics").await;
+    assert!(
+        failures.lines().any(|l| l
+            .starts_with("supportwatch_sip_registration_failures_total{phone=\"line\"} ")
+            && !l.ends_with(" 0")),
+        "{failures}"
+    );
+
+    // Back on its port, the registrar sees the account again (its table started empty).
+    let server = SipServer::start_on(&[MONITOR, SHOP], port);
+    until_scraped(&daemon, up, &server.log()).await;
+    until_registered(&server, "monitor", true).await;
+
+    // A reload that drops the account unregisters it and takes the series away.
+    std::fs::remove_file(dir.path().join("phones.yaml")).unwrap();
+    daemon.reload().await.expect("the reload is accepted");
+    until_registered(&server, "monitor", false).await;
+    assert!(!daemon.lines.holds("line"));
+    let metrics = daemon.get_text("/metrics").await;
+    assert!(!metrics.contains("sip_registration_up"), "{metrics}");
+    assert!(daemon.stop().await);
+}
+
+/// Reads one SIP message (head and `Content-Length` body) from a stream, with what is left over.
+async fn read_message(tcp: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> String {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let body = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + body {
+                let message: Vec<u8> = buf.drain(..end + 4 + body).collect();
+                return String::from_utf8_lossy(&message).to_string();
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tcp.read(&mut chunk).await.expect("read from the line");
+        assert!(n > 0, "the line closed its connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn header<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_default()
+        .trim()
+}
+
+/// Over TCP nothing resends a request, so an INVITE that reaches the line while its REGISTER
+/// is still unanswered must be kept and served after it. A scripted registrar on TCP holds the
+/// REGISTER's answer, sends the shop's INVITE first, then answers the REGISTER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tcp_an_invite_during_a_register_transaction_is_not_lost() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let yaml = format!(
+        "phones:\n  line: {{ proxy: \"sip:127.0.0.1:{port};transport=tcp\", user: monitor, \
+         register: true }}\nchecks:\n  - name: pbx\n    kind: phone\n    via: options\n    phone: line\n"
+    );
+    let phones = common::prepare(&yaml).config.phones;
+    // The registrar: one connection, scripted; it returns what the line answered the INVITE,
+    // and the connection.
+    let registrar = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let register = read_message(&mut tcp, &mut buf).await;
+        assert!(register.starts_with("REGISTER "), "{register}");
+        // Long enough for the test's run to wait on the line.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let invite = format!(
+            "INVITE sip:monitor@127.0.0.1:{port};transport=tcp SIP/2.0\r\n\
+             Via: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bKshopcall1\r\n\
+             Max-Forwards: 70\r\nFrom: \"Shop Dialer\" <sip:shop@127.0.0.1>;tag=shop1\r\n\
+             To: <sip:monitor@127.0.0.1>\r\nCall-ID: shop-call-1\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:shop@127.0.0.1:{port};transport=tcp>\r\nContent-Length: 0\r\n\r\n"
+        );
+        let ok = format!(
+            "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=reg1\r\nCall-ID: {}\r\n\
+             CSeq: {}\r\nContact: {};expires=300\r\nContent-Length: 0\r\n\r\n",
+            header(&register, "Via"),
+            header(&register, "From"),
+            header(&register, "To"),
+            header(&register, "Call-ID"),
+            header(&register, "CSeq"),
+            header(&register, "Contact"),
+        );
+        tcp.write_all(format!("{invite}{ok}").as_bytes())
+            .await
+            .unwrap();
+        let mut answers = Vec::new();
+        while answers.len() < 2 {
+            let message = read_message(&mut tcp, &mut buf).await;
+            if header(&message, "Call-ID") == "shop-call-1" {
+                answers.push(message.lines().next().unwrap_or_default().to_string());
+            }
+        }
+        // The connection stays open (the line registered) until the test is done with it.
+        (answers, tcp)
+    });
+    let lines = Lines::new(timing());
+    lines.apply(&phones).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let call = lines
+        .wait("line", Pickup::Reject(486), deadline)
+        .await
+        .unwrap()
+        .expect("the INVITE sent during REGISTER reached the line");
+    assert_eq!(call.caller_id(), "\"Shop Dialer\" <shop>");
+    let (answers, _open) = tokio::time::timeout(Duration::from_secs(20), registrar)
+        .await
+        .expect("the line answered the INVITE")
+        .unwrap();
+    assert_eq!(answers, ["SIP/2.0 180 Ringing", "SIP/2.0 486 Busy Here"]);
+    assert!(stats(&lines).up);
+    assert_eq!(stats(&lines).unexpected_calls, 0);
+    lines.stop_all().await;
 }

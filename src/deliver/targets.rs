@@ -148,18 +148,19 @@ fn refusals_note(hook: &str, refused: &[crate::hooks::Refusal]) -> String {
 /// late watch.
 pub(super) async fn call_stage(
     spec: DeliverSpec,
+    lines: &crate::sip::line::Lines,
     phone: &str,
     submitted_at: SystemTime,
     deadline: Instant,
 ) -> FollowUpResult {
-    use crate::sip::line::{Lines, Pickup};
+    use crate::sip::line::Pickup;
     let mut outcome = Outcome::default();
     let pickup = match (spec.answer, spec.reject) {
         (true, _) => Pickup::Answer,
         (false, code) => Pickup::Reject(code.unwrap_or(486)),
     };
     let until = tokio::time::Instant::from_std(deadline);
-    let waited = Lines::global().wait(phone, pickup, until).await;
+    let waited = lines.wait(phone, pickup, until).await;
     if spec.expect_no_call {
         // Outside active hours with `outside_hours: no_call`: silence is the right answer.
         match waited {

@@ -74,7 +74,7 @@ pub const SIP_LINE_METRICS: &[(&str, &str, MetricType)] = &[
     ),
 ];
 
-/// The lines live in the process-wide `sip::line::Lines` (owned by the daemon, outliving a
+/// The lines live in the daemon's `sip::line::Lines` (outliving a
 /// reload's metrics), so they are read at scrape time like the browser pool.
 pub(super) fn sip_line_families(
     lines: &[(String, crate::sip::line::LineStats)],

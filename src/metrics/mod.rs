@@ -217,6 +217,8 @@ pub struct Metrics {
     shard_info: IntGaugeVec,
     /// Labels added to every series (the instance's `location`), sorted by name.
     instance_labels: RwLock<Vec<(String, String)>>,
+    /// The daemon's phone lines, read at scrape time (set once, by the daemon that owns them).
+    lines: std::sync::OnceLock<Arc<crate::sip::line::Lines>>,
     /// Config reloads by result.
     pub reloads: IntCounterVec,
     /// 1 if the last reload succeeded.
@@ -501,6 +503,7 @@ impl Metrics {
             checks_owned,
             shard_info,
             instance_labels: RwLock::new(Vec::new()),
+            lines: std::sync::OnceLock::new(),
             reloads,
             last_reload_successful,
             last_reload_success_time,
@@ -573,6 +576,11 @@ impl Metrics {
             .clone()
     }
 
+    /// Reports `lines` (their registration state and counters) in every scrape.
+    pub fn report_lines(&self, lines: Arc<crate::sip::line::Lines>) {
+        let _ = self.lines.set(lines);
+    }
+
     /// Records the result of a config (re)load.
     pub fn record_reload(&self, ok: bool) {
         self.reloads
@@ -590,9 +598,9 @@ impl Metrics {
     pub fn gather(&self) -> Vec<MetricFamily> {
         let mut families = self.registry.gather();
         families.extend(browser_families(crate::browser::pool_stats()));
-        families.extend(sip_line_families(
-            &crate::sip::line::Lines::global().stats(),
-        ));
+        if let Some(lines) = self.lines.get() {
+            families.extend(sip_line_families(&lines.stats()));
+        }
         let instance = self
             .instance_labels
             .read()

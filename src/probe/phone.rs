@@ -50,6 +50,9 @@ pub struct PhoneCheckSpec {
     pub expect: PhoneExpect,
     /// PEM file with the CA(s) to trust for a TLS target reached without an account.
     pub ca_file: Option<Text>,
+    /// The DNS server for SRV and A/AAAA lookups of the target (or the account's proxy),
+    /// instead of the account's or the system's (`127.0.0.1:5353`).
+    pub nameserver: Option<Text>,
 }
 
 /// How a `phone` check proves the line.
@@ -92,6 +95,7 @@ pub const DEFAULT_MIN_LEVEL_DBFS: f64 = -50.0;
 /// Checks what serde cannot, at load time (the account's existence is checked with the
 /// other sections, in `config`).
 pub fn validate(spec: &PhoneCheckSpec) -> Result<(), String> {
+    nameserver(spec)?;
     match spec.via {
         Via::Options => {
             let call_only = [
@@ -170,6 +174,14 @@ pub fn summary(spec: &PhoneCheckSpec) -> String {
     }
 }
 
+/// The check's parsed `nameserver`, if set.
+fn nameserver(spec: &PhoneCheckSpec) -> Result<Option<std::net::SocketAddr>, String> {
+    spec.nameserver
+        .as_ref()
+        .map(|n| crate::sip::locate::parse_nameserver(n.expose()))
+        .transpose()
+}
+
 /// A ready-to-run `phone` check.
 pub struct PhoneProbe {
     /// The Request-URI, printable form (the template as written).
@@ -181,6 +193,8 @@ pub struct PhoneProbe {
     pub(super) credentials: Option<(String, String)>,
     pub(super) account: Option<String>,
     pub(super) tls: Option<tokio_rustls::TlsConnector>,
+    /// Where SRV and A/AAAA lookups of the next hop go (the system's resolvers when `None`).
+    pub(super) nameserver: Option<std::net::SocketAddr>,
     expect: Vec<u16>,
     /// `via: call`: what the call does and the account's line.
     pub(super) call: Option<super::phone_call::CallPlan>,
@@ -235,7 +249,13 @@ impl PhoneProbe {
             (None, Some(_)) => next_hop.to_string(),
             (None, None) => String::new(),
         };
+        let nameserver = match (nameserver(spec)?, account) {
+            (Some(own), _) => Some(own),
+            (None, Some(a)) => a.nameserver()?,
+            (None, None) => None,
+        };
         Ok(PhoneProbe {
+            nameserver,
             label,
             target: target.unwrap_or_else(|| next_hop.clone()),
             next_hop,
@@ -253,10 +273,20 @@ impl PhoneProbe {
 
     async fn attempt(&self, ctx: &RunContext) -> Outcome {
         ctx.begin("connect");
-        let mut conn = match Connection::open(&self.next_hop, self.tls.as_ref()).await {
-            Ok(c) => c,
-            Err(e) => return self.transport_failure(e),
-        };
+        let mut conn =
+            match Connection::open_via(&self.next_hop, self.tls.as_ref(), self.nameserver).await {
+                Ok(c) => c,
+                Err(e) => return self.transport_failure(e),
+            };
+        // Where an SRV lookup led is worth saying: it is not what the URI shows.
+        let route = conn.found_by_srv().then(|| {
+            format!(
+                "{} found through SRV: {} over {}",
+                self.next_hop.host,
+                conn.peer_addr(),
+                conn.transport().via_name()
+            )
+        });
         ctx.begin("options");
         let mut client = Client::new(self.from.clone());
         let mut exchange = match self.exchange(&mut conn, &mut client, None).await {
@@ -284,7 +314,9 @@ impl PhoneProbe {
             };
         }
         ctx.end();
-        self.judge(&exchange, challenged)
+        let mut outcome = self.judge(&exchange, challenged);
+        outcome.details.splice(0..0, route);
+        outcome
     }
 
     async fn exchange(

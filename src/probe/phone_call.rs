@@ -205,10 +205,11 @@ pub(super) async fn attempt(probe: &PhoneProbe, plan: &CallPlan, ctx: &RunContex
         None => None,
     };
     ctx.begin("connect");
-    let conn = match Connection::open(&probe.next_hop, probe.tls.as_ref()).await {
-        Ok(c) => c,
-        Err(e) => return probe.transport_failure(e),
-    };
+    let conn =
+        match Connection::open_via(&probe.next_hop, probe.tls.as_ref(), probe.nameserver).await {
+            Ok(c) => c,
+            Err(e) => return probe.transport_failure(e),
+        };
     // The RTP socket lives next to the SIP socket: the same local address, which the SDP offer
     // names, so the far end's audio takes the path its signalling took.
     let local_ip = conn.local_addr().ip();

@@ -31,6 +31,9 @@ pub struct PhoneSpec {
     /// keepalives and receives the calls `deliver: { call: NAME }` waits for.
     #[serde(default)]
     pub register: bool,
+    /// The DNS server for the proxy's SRV and A/AAAA lookups (`10.0.0.53`, `127.0.0.1:5353`);
+    /// the system's resolvers when absent.
+    pub nameserver: Option<Text>,
 }
 
 impl PhoneSpec {
@@ -66,14 +69,23 @@ impl PhoneSpec {
     /// of it keeps the registration up.
     pub fn line_key(&self) -> String {
         format!(
-            "{}|{}|{:?}|{:?}|{:?}|{:?}",
+            "{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
             self.proxy.expose(),
             self.user.expose(),
             self.domain.as_ref().map(|d| d.expose().to_string()),
             self.auth_user.as_ref().map(|d| d.expose().to_string()),
             self.password.as_ref().map(|d| d.expose().to_string()),
             self.ca_file.as_ref().map(|d| d.expose().to_string()),
+            self.nameserver.as_ref().map(|d| d.expose().to_string()),
         )
+    }
+
+    /// The parsed `nameserver`, if set.
+    pub fn nameserver(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        self.nameserver
+            .as_ref()
+            .map(|n| super::locate::parse_nameserver(n.expose()))
+            .transpose()
     }
 
     /// The name answering challenges.
@@ -86,6 +98,7 @@ impl PhoneSpec {
 pub fn validate(spec: &PhoneSpec) -> Result<(), String> {
     let proxy = spec.proxy_uri()?;
     spec.from_uri()?;
+    spec.nameserver()?;
     if spec.auth_user.is_some() && spec.password.is_none() {
         return Err("`auth_user` is set but `password` is not".into());
     }

@@ -3,6 +3,12 @@
 //! the dialog the 2xx makes (To-tag, remote target, route set), and the hang-up — BYE once
 //! answered, CANCEL (and the ACK of its 487) while it still rings.
 //!
+//! A re-INVITE from the far end inside the confirmed dialog (a session refresh, RFC 4028, or
+//! putting us on hold) is answered 200 with our unchanged SDP (RFC 3261 14.2, RFC 3264 8: an
+//! unchanged session keeps its `o=` version) and its Contact becomes the dialog's remote
+//! target; the call goes on. A re-INVITE for another dialog is answered 481, one that crosses
+//! our own INVITE 491.
+//!
 //! A [`Call`] owns its connection. Dropped while the call is up (the runner cancelled the run
 //! at its timeout), it hands the connection to a short task that still hangs up, so the far end
 //! never keeps ringing or keeps an answered line open.
@@ -454,7 +460,7 @@ impl Call {
     }
 
     /// The next response before `until`; requests from the far end are answered on the way
-    /// (200 to BYE and OPTIONS, 488 to a re-INVITE, nothing to ACK).
+    /// (200 to BYE and OPTIONS, 200 with our SDP to a re-INVITE, nothing to ACK).
     async fn recv_until(&mut self, until: Instant) -> Result<Option<Received>, SipError> {
         let reliable = self.conn()?.transport().reliable();
         // `recv` is cancel-safe (a stream keeps partial messages), so timing out loses nothing.
@@ -488,10 +494,44 @@ impl Call {
                 }
                 request.response(200, "OK")
             }
-            "INVITE" => request.response(488, "Not Acceptable Here"),
+            "INVITE" => self.reinvite(request),
             _ => request.response(200, "OK"),
         };
         self.conn()?.send(&reply).await
+    }
+
+    /// The answer to an INVITE from the far end: inside our confirmed dialog, 200 with the SDP
+    /// we offered (nothing about our session changed), the new Contact becoming the target of
+    /// our BYE. Over UDP a lost 200 is covered by the far end resending its re-INVITE, which
+    /// gets the same answer.
+    fn reinvite(&mut self, request: &IncomingRequest) -> Vec<u8> {
+        let Some((invite, _)) = &self.invite else {
+            return request.response(481, "Call/Transaction Does Not Exist");
+        };
+        let ours = |name: &str| {
+            invite
+                .headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let same_call = request.headers_named("Call-ID").next() == ours("Call-ID");
+        let (contact, sdp) = (ours("Contact").map(str::to_string), invite.body.clone());
+        match (&mut self.state, same_call) {
+            (State::Confirmed { remote_target, .. }, true) => {
+                if let Some(target) = request.headers_named("Contact").next().and_then(angle_uri) {
+                    *remote_target = target;
+                }
+                let mut extra = vec![("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS".to_string())];
+                if let Some(contact) = contact {
+                    extra.push(("Contact", contact));
+                }
+                let body = sdp.as_ref().map(|(kind, text)| (*kind, text.as_str()));
+                request.response_with(200, "OK", None, &extra, body)
+            }
+            (State::Inviting { .. }, true) => request.response(491, "Request Pending"),
+            _ => request.response(481, "Call/Transaction Does Not Exist"),
+        }
     }
 }
 

@@ -13,8 +13,9 @@
 //! When no run waits it is refused with 480 and counted: a stray call is never a proof. Only one
 //! run waits on a line at a time, so a call in a run's window is that run's call.
 //!
-//! Over TCP an INVITE arriving while a REGISTER refresh is in flight is not seen (over UDP the
-//! proxy retransmits it); refreshes are minutes apart and take milliseconds.
+//! Requests that arrive while one of the line's own transactions (a REGISTER, an OPTIONS ping)
+//! is in flight are kept and served right after it: over TCP nobody resends them, so an INVITE
+//! in that window would otherwise be lost.
 
 use super::digest::Credentials;
 use super::message::{self, IncomingRequest, Request};
@@ -26,7 +27,7 @@ use super::{PhoneSpec, SipError};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -146,13 +147,18 @@ struct Entry {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The lines of every registered account.
+/// The lines of every registered account. Each daemon holds its own (created at start, applied
+/// on every reload, stopped at shutdown): two daemons in one process never share an account.
 pub struct Lines {
     running: Mutex<HashMap<String, Entry>>,
     timing: Timing,
 }
 
-static GLOBAL: LazyLock<Arc<Lines>> = LazyLock::new(|| Arc::new(Lines::new(Timing::default())));
+impl Default for Lines {
+    fn default() -> Self {
+        Lines::new(Timing::default())
+    }
+}
 
 impl Lines {
     /// Lines paced by `timing`, none running.
@@ -161,12 +167,6 @@ impl Lines {
             running: Mutex::new(HashMap::new()),
             timing,
         }
-    }
-
-    /// The process's lines: the daemon applies its config to them, callback checks wait on them
-    /// and the metrics report them.
-    pub fn global() -> Arc<Lines> {
-        GLOBAL.clone()
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -377,17 +377,33 @@ async fn session(
     };
     let mut conn = tokio::select! {
         _ = stop.cancelled() => return Ok(()),
-        c = Connection::open(&proxy, tls.as_ref()) => c.map_err(|e| e.to_string())?,
+        c = Connection::open_via(&proxy, tls.as_ref(), spec.nameserver()?) => c.map_err(|e| e.to_string())?,
     };
     let mut client = Client::new(from);
     let mut contact = None;
-    let mut reg = register(&mut conn, &mut client, &account, contact, timing.expires).await?;
+    // Requests that came while one of our transactions was in flight, served right after it.
+    let mut queued = Vec::new();
+    let mut reg = register(
+        &mut conn,
+        &mut client,
+        &account,
+        (contact, timing.expires),
+        &mut queued,
+    )
+    .await?;
     // A NAT between us and the registrar: register the address it sees, once.
     if let Some(public) = reg.public
         && public != conn.local_addr()
     {
         contact = Some(public);
-        reg = register(&mut conn, &mut client, &account, contact, timing.expires).await?;
+        reg = register(
+            &mut conn,
+            &mut client,
+            &account,
+            (contact, timing.expires),
+            &mut queued,
+        )
+        .await?;
     }
     shared.set_up(true, "");
     let mut refresh = Instant::now() + reg.granted / 2;
@@ -395,6 +411,9 @@ async fn session(
     let mut keepalive = Instant::now() + timing.keepalive;
     let mut recent: VecDeque<String> = VecDeque::new();
     loop {
+        for bytes in std::mem::take(&mut queued) {
+            serve(&mut conn, &bytes, shared, timing, &mut recent).await?;
+        }
         // Four things wake the line: the daemon stops it, the registration is due for refresh,
         // the proxy is due a ping (UDP only), or a message arrives. `recv` is cancel-safe, so a
         // timer winning the race loses no bytes.
@@ -408,17 +427,19 @@ async fn session(
                 // Best effort: tell the registrar we are gone, briefly.
                 let _ = tokio::time::timeout(
                     Duration::from_secs(2),
-                    register(&mut conn, &mut client, &account, contact, 0),
+                    register(&mut conn, &mut client, &account, (contact, 0), &mut Vec::new()),
                 ).await;
                 return Ok(());
             }
             _ = tokio::time::sleep_until(wake) => {
                 if Instant::now() >= refresh {
-                    reg = register(&mut conn, &mut client, &account, contact, timing.expires).await?;
+                    let asked = (contact, timing.expires);
+                    reg = register(&mut conn, &mut client, &account, asked, &mut queued).await?;
                     refresh = Instant::now() + reg.granted / 2;
                 } else {
                     let (request, branch) = client.request(&conn, "OPTIONS", &account.registrar, None);
-                    transaction::non_invite(&mut conn, &request, &branch, Duration::from_secs(8))
+                    let wait = Duration::from_secs(8);
+                    transaction::non_invite_keeping(&mut conn, &request, &branch, wait, &mut queued)
                         .await
                         .map_err(|e| format!("the proxy stopped answering: {e}"))?;
                 }
@@ -445,8 +466,8 @@ async fn register(
     conn: &mut Connection,
     client: &mut Client,
     account: &Account<'_>,
-    contact: Option<SocketAddr>,
-    expires: u32,
+    (contact, expires): (Option<SocketAddr>, u32),
+    queued: &mut Vec<Vec<u8>>,
 ) -> Result<Registered, String> {
     let mut authorization = None;
     for attempt in 0..2 {
@@ -462,7 +483,7 @@ async fn register(
             uri.transport = conn.transport();
             request.set_header("Contact", format!("<{uri}>"));
         }
-        let exchange = transaction::non_invite(conn, &request, &branch, TIMER_F)
+        let exchange = transaction::non_invite_keeping(conn, &request, &branch, TIMER_F, queued)
             .await
             .map_err(|e| match e {
                 SipError::Timeout(_) => "the registrar did not answer REGISTER".to_string(),
@@ -638,12 +659,13 @@ async fn answer(
         .await
         .map_err(|e| format!("cannot open an RTP socket: {e}"))?;
     let media = rtp.local_addr().map_err(|e| e.to_string())?;
+    let sdp = super::sdp::offer(media);
     let ok = reply(
         request,
         200,
         "OK",
         tag,
-        Some((conn.local_addr(), super::sdp::offer(media))),
+        Some((conn.local_addr(), sdp.clone())),
     );
     send(conn, ok.clone()).await?;
     let call_id = first(request, "Call-ID").to_string();
@@ -680,8 +702,12 @@ async fn answer(
                     }
                     "BYE" if ours => return send(conn, incoming.response(200, "OK")).await,
                     "OPTIONS" => send(conn, incoming.response(200, "OK")).await?,
-                    // A retransmitted INVITE of this call: its 200 again.
-                    "INVITE" if ours => send(conn, ok.clone()).await?,
+                    // A retransmitted INVITE of this call gets its 200 again; a re-INVITE (a
+                    // session refresh, hold) a 200 of its own with our unchanged SDP.
+                    "INVITE" if ours => {
+                        let media = Some((conn.local_addr(), sdp.clone()));
+                        send(conn, reply(&incoming, 200, "OK", tag, media)).await?;
+                    }
                     // Another call while this one is up: the line is busy.
                     "INVITE" => send(conn, reply(&incoming, 486, "Busy Here", "busy", None)).await?,
                     _ => {}

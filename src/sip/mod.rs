@@ -4,7 +4,8 @@
 //! of RFC 3261 and nothing more: SIP URIs (`uri`), building requests and parsing responses with
 //! hard size caps (`message`), digest authentication with MD5 and SHA-256 (`digest`, RFC 8760),
 //! one connection per run (`transport`: `rport`, Via and Contact from the socket actually
-//! used) and the non-INVITE client transaction with its retransmission timers (`transaction`).
+//! used; the server found through SRV records as RFC 3263 says, `locate`) and the non-INVITE
+//! client transaction with its retransmission timers (`transaction`).
 //! A call (`call`) adds the INVITE transaction, its dialog and the hang-up, with an SDP offer
 //! of G.711 (`sdp`) and the level of the audio heard (`audio`).
 //!
@@ -18,6 +19,7 @@ pub mod audio;
 pub mod call;
 pub mod digest;
 pub mod line;
+pub mod locate;
 pub mod message;
 pub mod sdp;
 pub mod transaction;

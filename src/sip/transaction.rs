@@ -3,7 +3,10 @@
 //! return the first final response whose Via branch and CSeq method match the request.
 //!
 //! Over TCP and TLS the transport retransmits, so the request is sent once. Responses that do
-//! not belong to the transaction (stray retransmissions, requests from the server) are ignored.
+//! not belong to the transaction (stray retransmissions) are ignored; requests from the server
+//! that arrive meanwhile are ignored too, or kept for the caller ([`non_invite_keeping`]): on a
+//! stream nobody resends them, so a registered line must not lose an INVITE that comes while
+//! its REGISTER refresh is in flight.
 
 use super::SipError;
 use super::message::{self, Request, Response};
@@ -81,6 +84,18 @@ pub async fn non_invite(
     branch: &str,
     timer_f: Duration,
 ) -> Result<Exchange, SipError> {
+    non_invite_keeping(conn, request, branch, timer_f, &mut Vec::new()).await
+}
+
+/// [`non_invite`], the requests that arrive meanwhile pushed onto `requests` (raw, in order of
+/// arrival) for the caller to serve once the transaction is over.
+pub async fn non_invite_keeping(
+    conn: &mut Connection,
+    request: &Request,
+    branch: &str,
+    timer_f: Duration,
+    requests: &mut Vec<Vec<u8>>,
+) -> Result<Exchange, SipError> {
     let bytes = request.to_bytes();
     let started = Instant::now();
     let give_up = tokio::time::Instant::now() + timer_f;
@@ -108,6 +123,10 @@ pub async fn non_invite(
             received = conn.recv() => {
                 let received = received?;
                 if !message::is_response(&received) {
+                    // Keep-alive CRLFs are not requests; anything else may be.
+                    if !received.iter().all(u8::is_ascii_whitespace) && requests.len() < 32 {
+                        requests.push(received);
+                    }
                     continue;
                 }
                 let response = match message::parse_response(&received) {

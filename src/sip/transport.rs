@@ -28,32 +28,34 @@ pub struct Connection {
     peer: SocketAddr,
     /// Bytes read from a stream and not yet returned as a message.
     pending: Vec<u8>,
+    /// The server was found through an SRV record.
+    by_srv: bool,
 }
 
 impl Connection {
-    /// Resolves `uri`'s host and connects with its transport; TLS needs `tls` (the trust of
-    /// the account or check).
+    /// Finds `uri`'s server through the system's resolvers and connects; TLS needs `tls`.
     pub async fn open(
         uri: &SipUri,
         tls: Option<&tokio_rustls::TlsConnector>,
     ) -> Result<Connection, SipError> {
-        let port = uri.effective_port();
-        let peer = tokio::net::lookup_host((uri.host.as_str(), port))
-            .await
-            .map_err(|source| SipError::Dns {
-                host: uri.host.clone(),
-                source,
-            })?
-            .next()
-            .ok_or_else(|| SipError::Dns {
-                host: uri.host.clone(),
-                source: std::io::Error::other("no address"),
-            })?;
+        Connection::open_via(uri, tls, None).await
+    }
+
+    /// Finds `uri`'s server (SRV, else A/AAAA: [`super::locate`]), asking `nameserver` when
+    /// set, and connects with the transport found; TLS needs `tls` (the trust of the account
+    /// or check) and verifies the URI's host name, not the SRV target's (RFC 5922 4.2).
+    pub async fn open_via(
+        uri: &SipUri,
+        tls: Option<&tokio_rustls::TlsConnector>,
+        nameserver: Option<SocketAddr>,
+    ) -> Result<Connection, SipError> {
+        let located = super::locate::locate(uri, nameserver).await?;
+        let peer = located.addr;
         let connect_error = |source| SipError::Connect {
             peer: peer.to_string(),
             source,
         };
-        let (inner, local) = match uri.transport {
+        let (inner, local) = match located.transport {
             Transport::Udp => {
                 let any: SocketAddr = if peer.is_ipv4() {
                     ([0, 0, 0, 0], 0).into()
@@ -72,7 +74,7 @@ impl Connection {
                 // Requests are small and sent whole; don't let Nagle hold them back.
                 let _ = tcp.set_nodelay(true);
                 let local = tcp.local_addr().map_err(connect_error)?;
-                let stream: Box<dyn Stream> = match (uri.transport, tls) {
+                let stream: Box<dyn Stream> = match (located.transport, tls) {
                     (Transport::Tls, Some(connector)) => {
                         let name = rustls::pki_types::ServerName::try_from(uri.host.clone())
                             .map_err(|e| SipError::Tls {
@@ -102,11 +104,17 @@ impl Connection {
         };
         Ok(Connection {
             inner,
-            transport: uri.transport,
+            transport: located.transport,
             local,
             peer,
             pending: Vec::new(),
+            by_srv: located.by_srv,
         })
+    }
+
+    /// Whether the server was found through an SRV record (RFC 3263).
+    pub fn found_by_srv(&self) -> bool {
+        self.by_srv
     }
 
     /// The transport in use.

@@ -46,6 +46,8 @@ pub struct SipUri {
     pub port: Option<u16>,
     /// The transport: from `;transport=`, else TLS for `sips:`, else UDP.
     pub transport: Transport,
+    /// Whether `;transport=` was written (an SRV lookup then asks for that transport only).
+    pub transport_explicit: bool,
 }
 
 impl SipUri {
@@ -97,6 +99,7 @@ impl SipUri {
             ));
         }
         let (host, port) = split_host_port(hostport)?;
+        let transport_explicit = transport.is_some();
         let transport = match (secure, transport) {
             (true, Some(Transport::Udp | Transport::Tcp)) => {
                 return Err("a `sips:` URI must use TLS; drop the transport parameter".into());
@@ -111,10 +114,12 @@ impl SipUri {
             host,
             port,
             transport,
+            transport_explicit,
         })
     }
 
-    /// The port to connect to: explicit, else 5061 for TLS and 5060 otherwise (no SRV lookup).
+    /// The port to connect to when no SRV record says otherwise: explicit, else 5061 for TLS
+    /// and 5060 otherwise.
     pub fn effective_port(&self) -> u16 {
         self.port.unwrap_or(match self.transport {
             Transport::Tls => 5061,

@@ -9,6 +9,7 @@ pub mod binary;
 pub mod breakable;
 pub mod browser_shop;
 pub mod daemon;
+pub mod dnsmasq;
 pub mod forms;
 pub mod mailserver;
 pub mod prometheus;
@@ -48,6 +49,28 @@ pub fn prepare_with(yaml: &str, vars: &[(&str, &str)]) -> Prepared {
     })
     .unwrap_or_else(|e| panic!("config should load:\n{e}"));
     supportwatch::assemble::prepare(config)
+        .unwrap_or_else(|e| panic!("config should prepare:\n{e}"))
+}
+
+/// [`prepare_with`], `deliver: { call: … }` waiting on `lines` (as a daemon's checks wait on
+/// the daemon's).
+pub fn prepare_on_lines(
+    yaml: &str,
+    vars: &[(&str, &str)],
+    lines: Arc<supportwatch::sip::line::Lines>,
+) -> Prepared {
+    supportwatch::tlsconf::install_crypto_provider();
+    let vars = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = supportwatch::value::with_overlay(&vars, || {
+        supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())])
+    })
+    .unwrap_or_else(|e| panic!("config should load:\n{e}"));
+    let hooks = Arc::new(supportwatch::hooks::Hooks::default());
+    hooks.configure(&config.hooks);
+    supportwatch::assemble::prepare_shared(config, hooks, Arc::default(), lines)
         .unwrap_or_else(|e| panic!("config should prepare:\n{e}"))
 }
 

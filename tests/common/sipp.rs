@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 /// A running SIPp.
 pub struct Sipp {
-    /// The SIP port (UDP) on 127.0.0.1.
+    /// The SIP port (UDP, or TCP for [`Sipp::start_tcp`]) on 127.0.0.1.
     pub port: u16,
+    tcp: bool,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -47,11 +48,32 @@ pub fn free_udp_port() -> u16 {
     panic!("no free UDP port on 127.0.0.1");
 }
 
+/// A port free for TCP on 127.0.0.1 whose port + 2 is free for UDP (RTP).
+pub fn free_tcp_port() -> u16 {
+    for _ in 0..50 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        if port < 65_000 && UdpSocket::bind(("127.0.0.1", port + 2)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1");
+}
+
 impl Sipp {
+    /// [`Sipp::start`] with SIP over TCP (`-t t1`): the line listens on TCP `port`.
+    pub fn start_tcp(scenario: &str, port: u16, audio: Option<&[u8]>) -> Sipp {
+        Sipp::start_on(scenario, port, audio, true)
+    }
+
     /// Starts `scenario` (a file in `tests/fixtures/sipp/`) on `port`, with `audio` written to
     /// `audio.pcap` in its working directory. Panics if SIPp cannot start: a test that needs it
     /// fails, it never skips.
     pub fn start(scenario: &str, port: u16, audio: Option<&[u8]>) -> Sipp {
+        Sipp::start_on(scenario, port, audio, false)
+    }
+
+    fn start_on(scenario: &str, port: u16, audio: Option<&[u8]>, tcp: bool) -> Sipp {
         let dir = tempfile::tempdir().expect("temporary directory");
         if let Some(audio) = audio {
             std::fs::write(dir.path().join("audio.pcap"), audio).expect("write pcap");
@@ -63,6 +85,7 @@ impl Sipp {
             .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
             .args(["-p", &port.to_string(), "-mp", &(port + 2).to_string()])
             .args(["-m", "1", "-nostdin", "-trace_err", "-timeout", "60s"])
+            .args(if tcp { &["-t", "t1"][..] } else { &[] })
             .arg("-error_file")
             .arg(dir.path().join("errors.log"))
             .arg("-trace_msg")
@@ -74,7 +97,12 @@ impl Sipp {
             .stderr(out)
             .spawn()
             .expect("sipp is installed (scripts/test installs sip-tester)");
-        let sipp = Sipp { port, child, dir };
+        let sipp = Sipp {
+            port,
+            tcp,
+            child,
+            dir,
+        };
         sipp.wait_bound();
         sipp
     }
@@ -110,14 +138,24 @@ impl Sipp {
             .stderr(out)
             .spawn()
             .expect("sipp is installed (scripts/test installs sip-tester)");
-        Sipp { port, child, dir }
+        Sipp {
+            port,
+            tcp: false,
+            child,
+            dir,
+        }
     }
 
     /// Waits until SIPp holds its port (binding it then fails), at most 10 s.
     fn wait_bound(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if UdpSocket::bind(("127.0.0.1", self.port)).is_err() {
+            let taken = if self.tcp {
+                std::net::TcpListener::bind(("127.0.0.1", self.port)).is_err()
+            } else {
+                UdpSocket::bind(("127.0.0.1", self.port)).is_err()
+            };
+            if taken {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -7,7 +7,8 @@
 //! value is dropped. A watchdog shell stops it too should the test process die without
 //! unwinding. Nothing listens beyond 127.0.0.1.
 //!
-//! OPTIONS requests are answered by the Request-URI's user part, so each failure a phone check
+//! The server takes `sip.test` and `shop.test` as its own names (for SRV tests, where a name
+//! must lead to it). OPTIONS requests are answered by the Request-URI's user part, so each failure a phone check
 //! reports has a line to test against:
 //!
 //! | user | answer |
@@ -18,6 +19,7 @@
 //! | `down` | 503 Service Unavailable |
 //! | `forbidden` | 403 Forbidden |
 //! | `silent` | nothing at all |
+//! | `registered` | 200 when the From user has a registered contact, else 404 ([`SipServer::registered`]) |
 //! | anything else | 404 Not Found |
 //!
 //! INVITEs are a proxy's: the caller (From user) must answer a 407 challenge, then the call is
@@ -64,7 +66,22 @@ impl SipServer {
     /// Starts Kamailio with `users` and `lines` (a user part called, the UDP port on 127.0.0.1
     /// its INVITEs are relayed to).
     pub fn start_with_lines(users: &[(&str, &str)], lines: &[(&str, u16)]) -> SipServer {
-        SipServer::start_full(users, lines, Algorithm::Md5)
+        SipServer::start_lines(users, lines, "")
+    }
+
+    /// [`SipServer::start_with_lines`], the calls relayed to the lines over TCP.
+    pub fn start_with_tcp_lines(users: &[(&str, &str)], lines: &[(&str, u16)]) -> SipServer {
+        SipServer::start_lines(users, lines, ";transport=tcp")
+    }
+
+    /// Lines at `127.0.0.1:PORT` followed by `params`.
+    fn start_lines(users: &[(&str, &str)], lines: &[(&str, u16)], params: &str) -> SipServer {
+        let lines: Vec<(&str, String)> = lines
+            .iter()
+            .map(|(name, port)| (*name, format!("{port}{params}")))
+            .collect();
+        let lines: Vec<(&str, &str)> = lines.iter().map(|(n, p)| (*n, p.as_str())).collect();
+        SipServer::start_full(users, &lines, Algorithm::Md5)
     }
 
     /// Starts Kamailio with `users` on a given `port` (to restart a server where its clients
@@ -75,7 +92,7 @@ impl SipServer {
 
     fn start_full(
         users: &[(&str, &str)],
-        lines: &[(&str, u16)],
+        lines: &[(&str, &str)],
         algorithm: Algorithm,
     ) -> SipServer {
         SipServer::start_port(users, lines, algorithm, free_port())
@@ -83,7 +100,7 @@ impl SipServer {
 
     fn start_port(
         users: &[(&str, &str)],
-        lines: &[(&str, u16)],
+        lines: &[(&str, &str)],
         algorithm: Algorithm,
         port: u16,
     ) -> SipServer {
@@ -141,11 +158,16 @@ impl SipServer {
         std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default()
     }
 
+    /// Whether `user` has a contact in the location table now (blocking, at most 2 s).
+    pub fn registered(&self, user: &str) -> bool {
+        registered_at(self.port, user)
+    }
+
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         while Instant::now() < deadline {
-            if ping_udp(addr)
+            if options_udp(addr, "", "ready") == Some(200)
                 && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
             {
                 return;
@@ -180,6 +202,13 @@ impl Drop for SipServer {
     }
 }
 
+/// Whether `user` has a contact in the location table of the server on `port` (asked over UDP,
+/// retried for at most 2 s while nothing answers).
+pub fn registered_at(port: u16, user: &str) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    (0..10).find_map(|_| options_udp(addr, "registered", user)) == Some(200)
+}
+
 /// A port free for both UDP and TCP on 127.0.0.1.
 fn free_port() -> u16 {
     for _ in 0..50 {
@@ -192,33 +221,35 @@ fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP on 127.0.0.1");
 }
 
-/// One OPTIONS over UDP answered with 200.
-fn ping_udp(addr: SocketAddr) -> bool {
-    let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else {
-        return false;
-    };
-    let Ok(local) = socket.local_addr() else {
-        return false;
-    };
+/// One OPTIONS over UDP to `sip:[to@]ADDR` from user `from`: the answer's status, or `None`
+/// when none came within 200 ms.
+fn options_udp(addr: SocketAddr, to: &str, from: &str) -> Option<u16> {
+    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    let local = socket.local_addr().ok()?;
     let _ = socket.set_read_timeout(Some(Duration::from_millis(200)));
+    let to = if to.is_empty() {
+        String::new()
+    } else {
+        format!("{to}@")
+    };
     let request = format!(
-        "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKready{}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:ready@127.0.0.1>;tag=1\r\nTo: <sip:{addr}>\r\n\
+        "OPTIONS sip:{to}{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKready{}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{from}@127.0.0.1>;tag=1\r\nTo: <sip:{to}{addr}>\r\n\
          Call-ID: ready-{}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
         local.port(),
         local.port()
     );
-    if socket.send_to(request.as_bytes(), addr).is_err() {
-        return false;
-    }
+    socket.send_to(request.as_bytes(), addr).ok()?;
     let mut buf = [0u8; 2048];
-    matches!(socket.recv(&mut buf), Ok(n) if buf[..n].starts_with(b"SIP/2.0 200"))
+    let n = socket.recv(&mut buf).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    text.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
 }
 
 fn config_text(
     port: u16,
     users: &[(&str, &str)],
-    lines: &[(&str, u16)],
+    lines: &[(&str, &str)],
     algorithm: Algorithm,
 ) -> String {
     let mut users: String = users
@@ -247,6 +278,7 @@ auto_aliases=no
 listen=udp:127.0.0.1:{port}
 listen=tcp:127.0.0.1:{port}
 alias="sip.test"
+alias="shop.test"
 mpath="{MODULES}"
 loadmodule "tm.so"
 loadmodule "sl.so"
@@ -280,6 +312,10 @@ route {{
         if ($rU=="down") {{ sl_send_reply("503", "Service Unavailable"); exit; }}
         if ($rU=="forbidden") {{ sl_send_reply("403", "Forbidden"); exit; }}
         if ($rU=="silent") {{ drop; }}
+        if ($rU=="registered") {{
+            if (registered("location", "sip:$fU@127.0.0.1")) {{ sl_send_reply("200", "OK"); exit; }}
+            sl_send_reply("404", "Not Found"); exit;
+        }}
         sl_send_reply("404", "Not Found"); exit;
     }}
     if (has_totag()) {{
