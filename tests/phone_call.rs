@@ -408,3 +408,83 @@ async fn a_re_invite_during_the_call_is_answered_and_the_call_goes_on() {
     );
     assert_completed(sipp);
 }
+
+/// `call_check` through the server's TLS listener (`proxy`), trusting `ca_file`.
+fn tls_call_check(server: &SipServer, proxy: &str, ca_file: &std::path::Path) -> String {
+    call_check(server, "tone", "    listen: 2s\n")
+        .replace(&server.uri(None, false), proxy)
+        .replace(
+            "    password:",
+            &format!("    ca_file: \"{}\"\n    password:", ca_file.display()),
+        )
+}
+
+/// The call over TLS to Kamailio (as `sips:` and as `;transport=tls`), relayed to a line on UDP:
+/// ring and answer times and the tone's level as over UDP, BYE answered over the same TLS
+/// connection.
+#[tokio::test]
+async fn a_call_over_tls_through_kamailio_passes_with_ring_answer_and_level() {
+    for sips in [true, false] {
+        let line = free_udp_port();
+        let server = SipServer::start_tls(&[MONITOR], &[("tone", line)]);
+        let tls = server.tls.as_ref().unwrap();
+        let proxy = if sips {
+            server.sips_uri(None)
+        } else {
+            format!("sip:127.0.0.1:{};transport=tls", tls.port)
+        };
+        let sipp = Sipp::start("answer_play.xml", line, Some(&ulaw_pcap(6, 0.5)));
+        let yaml = tls_call_check(&server, &proxy, &tls.ca_file);
+        assert!(yaml.contains(&proxy) && yaml.contains("ca_file"), "{yaml}");
+        let report = run(&yaml, MONITOR.1).await;
+        assert_eq!(
+            report.result,
+            RunResult::Success,
+            "{proxy}: {report:?}\n{}\n{}",
+            server.log(),
+            sipp.log()
+        );
+        assert_eq!(
+            phases(&report),
+            ["connect", "ringing", "answer", "listen", "hangup"]
+        );
+        assert_eq!(has_ring_and_answer(&report), (true, true), "{report:?}");
+        let level = level(&report).expect("a level");
+        assert!((-10.5..=-7.5).contains(&level), "{level}: {report:?}");
+        assert!(
+            report
+                .details
+                .iter()
+                .any(|d| d.contains("hung up: BYE answered 200")),
+            "{:?}",
+            report.details
+        );
+        // Kamailio relayed the call over UDP: the line saw its Via for UDP, not ours for TLS.
+        assert!(sipp.log().contains("SIP/2.0/UDP"), "{}", sipp.log());
+        assert_completed(sipp);
+    }
+}
+
+/// Trusting another CA than the one that issued Kamailio's certificate: the run fails as `tls`,
+/// naming the handshake and the unknown issuer; the line is never called.
+#[tokio::test]
+async fn a_call_over_tls_with_the_wrong_ca_fails_as_tls() {
+    let line = free_udp_port();
+    let server = SipServer::start_tls(&[MONITOR], &[("tone", line)]);
+    let other = tempfile::tempdir().unwrap();
+    let wrong_ca = other.path().join("other-ca.pem");
+    let ca = supportwatch::demo::pki::Authority::new("another CA").unwrap();
+    std::fs::write(&wrong_ca, &ca.ca.cert_pem).unwrap();
+    let report = run(
+        &tls_call_check(&server, &server.sips_uri(None), &wrong_ca),
+        MONITOR.1,
+    )
+    .await;
+    assert_eq!(reason(&report), Some(FailureKind::Tls), "{report:?}");
+    let message = report.failure.as_ref().unwrap().message.clone();
+    assert!(
+        message.contains("TLS handshake with 127.0.0.1") && message.contains("UnknownIssuer"),
+        "{message}"
+    );
+    assert!(!server.log().contains("INVITE"), "{}", server.log());
+}

@@ -53,6 +53,22 @@ fn phones_over(server: &SipServer, tcp: bool) -> BTreeMap<String, PhoneSpec> {
         .phones
 }
 
+/// The `phones:` of a config with account `line` registered at `server`'s TLS listener
+/// (`sips:`), trusting the server's CA.
+fn phones_tls(server: &SipServer) -> BTreeMap<String, PhoneSpec> {
+    let ca_file = &server.tls.as_ref().expect("a TLS listener").ca_file;
+    let yaml = format!(
+        "phones:\n  line:\n    proxy: \"{}\"\n    user: monitor\n    domain: 127.0.0.1\n    \
+         ca_file: \"{}\"\n    password: \"${{LINE_PASSWORD}}\"\n    register: true\n\
+         checks:\n  - name: pbx\n    kind: phone\n    via: options\n    phone: line\n",
+        server.sips_uri(None),
+        ca_file.display()
+    );
+    common::prepare_with(&yaml, &[("LINE_PASSWORD", MONITOR.1)])
+        .config
+        .phones
+}
+
 fn stats(lines: &Lines) -> LineStats {
     lines
         .stats()
@@ -159,6 +175,31 @@ async fn a_line_registered_over_tcp_takes_the_awaited_call() {
     let call = call.unwrap();
     let answered = finish(sipp).await;
     assert!(call.is_some(), "{}\n{}", answered.log, server.log());
+    assert_eq!(answered.code, Some(0), "{}\n{}", answered.log, server.log());
+    assert_eq!(stats(&lines).unexpected_calls, 0);
+    lines.stop_all().await;
+}
+
+/// The line registered over TLS: the shop dials over UDP, Kamailio relays the INVITE down the
+/// line's own TLS connection (it cannot open one to the line), and the call is rung and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_registered_over_tls_takes_the_awaited_call() {
+    let server = SipServer::start_tls(&[MONITOR, SHOP], &[]);
+    let lines = Lines::new(timing());
+    lines.apply(&phones_tls(&server)).await;
+    until_up(&lines, true, &server).await;
+    assert!(server.registered("monitor"), "{}", server.log());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let waiting = lines.wait("line", Pickup::Answer, deadline);
+    let dial = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Sipp::dial("dial_answered.xml", server.port, "monitor", SHOP.0, SHOP.1)
+    };
+    let (call, sipp) = tokio::join!(waiting, dial);
+    let call = call.unwrap();
+    let answered = finish(sipp).await;
+    assert!(call.is_some(), "{}\n{}", answered.log, server.log());
+    assert_eq!(call.unwrap().user.as_deref(), Some("shop"));
     assert_eq!(answered.code, Some(0), "{}\n{}", answered.log, server.log());
     assert_eq!(stats(&lines).unexpected_calls, 0);
     lines.stop_all().await;

@@ -1,5 +1,7 @@
 //! A real SIP server for integration tests: a private Kamailio (registrar and proxy with digest
-//! authentication, locations in memory) on 127.0.0.1, UDP and TCP on one free port.
+//! authentication, locations in memory) on 127.0.0.1, UDP and TCP on one free port, and TLS on
+//! a second one when asked ([`SipServer::start_tls`]: a certificate for 127.0.0.1 from a private
+//! CA made with rcgen for the test, its files and `tls.cfg` in the test's temporary directory).
 //!
 //! Each test starts its own instance with its own users ([`SipServer::start`]); it runs in the
 //! foreground (`-DD -E`) with its pid file and runtime directory in a temporary directory, never
@@ -45,8 +47,18 @@ pub struct SipServer {
     pub port: u16,
     /// Configuration and `kamailio.log`.
     pub dir: PathBuf,
+    /// The TLS listener, when started with one.
+    pub tls: Option<TlsListener>,
     child: Child,
     _tempdir: tempfile::TempDir,
+}
+
+/// A TLS listener on 127.0.0.1 presenting a certificate for `127.0.0.1`.
+pub struct TlsListener {
+    /// TLS port on 127.0.0.1.
+    pub port: u16,
+    /// The PEM file of the CA that issued the server's certificate (what a client must trust).
+    pub ca_file: PathBuf,
 }
 
 const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
@@ -74,40 +86,50 @@ impl SipServer {
         SipServer::start_lines(users, lines, ";transport=tcp")
     }
 
+    /// [`SipServer::start_with_lines`] with a TLS listener besides UDP and TCP (the lines are
+    /// still reached over UDP: the server relays between the transports).
+    pub fn start_tls(users: &[(&str, &str)], lines: &[(&str, u16)]) -> SipServer {
+        SipServer::start_port(
+            users,
+            &line_targets(lines, ""),
+            Algorithm::Md5,
+            free_port(),
+            true,
+        )
+    }
+
     /// Lines at `127.0.0.1:PORT` followed by `params`.
     fn start_lines(users: &[(&str, &str)], lines: &[(&str, u16)], params: &str) -> SipServer {
-        let lines: Vec<(&str, String)> = lines
-            .iter()
-            .map(|(name, port)| (*name, format!("{port}{params}")))
-            .collect();
-        let lines: Vec<(&str, &str)> = lines.iter().map(|(n, p)| (*n, p.as_str())).collect();
-        SipServer::start_full(users, &lines, Algorithm::Md5)
+        SipServer::start_full(users, &line_targets(lines, params), Algorithm::Md5)
     }
 
     /// Starts Kamailio with `users` on a given `port` (to restart a server where its clients
     /// expect it).
     pub fn start_on(users: &[(&str, &str)], port: u16) -> SipServer {
-        SipServer::start_port(users, &[], Algorithm::Md5, port)
+        SipServer::start_port(users, &[], Algorithm::Md5, port, false)
     }
 
     fn start_full(
         users: &[(&str, &str)],
-        lines: &[(&str, &str)],
+        lines: &[(String, String)],
         algorithm: Algorithm,
     ) -> SipServer {
-        SipServer::start_port(users, lines, algorithm, free_port())
+        SipServer::start_port(users, lines, algorithm, free_port(), false)
     }
 
     fn start_port(
         users: &[(&str, &str)],
-        lines: &[(&str, &str)],
+        lines: &[(String, String)],
         algorithm: Algorithm,
         port: u16,
+        tls: bool,
     ) -> SipServer {
         let tempdir = tempfile::tempdir().expect("temporary directory");
         let dir = tempdir.path().to_path_buf();
+        let tls = tls.then(|| tls_files(&dir));
         let config = dir.join("kamailio.cfg");
-        std::fs::write(&config, config_text(port, users, lines, algorithm)).expect("write config");
+        let text = config_text(port, users, lines, algorithm, tls.as_ref(), &dir);
+        std::fs::write(&config, text).expect("write config");
         let log = std::fs::File::create(dir.join("kamailio.log")).expect("log file");
         let child = Command::new("/usr/sbin/kamailio")
             .arg("-f")
@@ -139,6 +161,7 @@ impl SipServer {
         let server = SipServer {
             port,
             dir,
+            tls,
             child,
             _tempdir: tempdir,
         };
@@ -151,6 +174,13 @@ impl SipServer {
         let user = user.map(|u| format!("{u}@")).unwrap_or_default();
         let transport = if tcp { ";transport=tcp" } else { "" };
         format!("sip:{user}127.0.0.1:{}{transport}", self.port)
+    }
+
+    /// `sips:[user@]127.0.0.1:TLSPORT`; panics when the server has no TLS listener.
+    pub fn sips_uri(&self, user: Option<&str>) -> String {
+        let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+        let port = self.tls.as_ref().expect("started with start_tls").port;
+        format!("sips:{user}127.0.0.1:{port}")
     }
 
     /// The server's log so far.
@@ -169,6 +199,10 @@ impl SipServer {
         while Instant::now() < deadline {
             if options_udp(addr, "", "ready") == Some(200)
                 && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && self.tls.as_ref().is_none_or(|tls| {
+                    let addr = SocketAddr::from(([127, 0, 0, 1], tls.port));
+                    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                })
             {
                 return;
             }
@@ -207,6 +241,41 @@ impl Drop for SipServer {
 pub fn registered_at(port: u16, user: &str) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     (0..10).find_map(|_| options_udp(addr, "registered", user)) == Some(200)
+}
+
+/// `(name, "PORT[params]")` for each line.
+fn line_targets(lines: &[(&str, u16)], params: &str) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .map(|(name, port)| (name.to_string(), format!("{port}{params}")))
+        .collect()
+}
+
+/// Makes a CA and a certificate for 127.0.0.1 with rcgen, writes `ca.pem`, `cert.pem` and
+/// `key.pem` into `dir`, and picks a free TCP port for the TLS listener.
+fn tls_files(dir: &std::path::Path) -> TlsListener {
+    use base64::Engine as _;
+    use supportwatch::demo::pki::{Authority, Validity};
+    let ca = Authority::new("supportwatch Kamailio test CA").expect("CA");
+    let cert = ca
+        .issue(&["127.0.0.1"], Validity::days(30))
+        .expect("certificate");
+    let key = base64::engine::general_purpose::STANDARD.encode(cert.key_der.secret_pkcs8_der());
+    let mut key_pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for chunk in key.as_bytes().chunks(64) {
+        key_pem.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        key_pem.push('\n');
+    }
+    key_pem.push_str("-----END PRIVATE KEY-----\n");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca.cert_pem).expect("write CA");
+    std::fs::write(dir.join("cert.pem"), &cert.cert_pem).expect("write certificate");
+    std::fs::write(dir.join("key.pem"), key_pem).expect("write key");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free TCP port")
+        .port();
+    TlsListener { port, ca_file }
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1.
@@ -249,8 +318,10 @@ fn options_udp(addr: SocketAddr, to: &str, from: &str) -> Option<u16> {
 fn config_text(
     port: u16,
     users: &[(&str, &str)],
-    lines: &[(&str, &str)],
+    lines: &[(String, String)],
     algorithm: Algorithm,
+    tls: Option<&TlsListener>,
+    dir: &std::path::Path,
 ) -> String {
     let mut users: String = users
         .iter()
@@ -264,6 +335,26 @@ fn config_text(
     let algorithm = match algorithm {
         Algorithm::Md5 => "MD5",
         Algorithm::Sha256 => "SHA-256",
+    };
+    // The tls module reads its certificate and key from tls.cfg, written beside the config;
+    // clients are not asked for certificates.
+    let tls = match tls {
+        None => String::new(),
+        Some(tls) => {
+            let dir = dir.display();
+            let tls_cfg = format!(
+                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                 require_certificate = no\nprivate_key = {dir}/key.pem\n\
+                 certificate = {dir}/cert.pem\n\n[client:default]\nmethod = TLSv1.2+\n\
+                 verify_certificate = no\nrequire_certificate = no\n"
+            );
+            std::fs::write(format!("{dir}/tls.cfg"), tls_cfg).expect("write tls.cfg");
+            format!(
+                "enable_tls=yes\nlisten=tls:127.0.0.1:{port}\nloadmodule \"tls.so\"\n\
+                 modparam(\"tls\", \"config\", \"{dir}/tls.cfg\")\n",
+                port = tls.port
+            )
+        }
     };
     format!(
         r#"#!KAMAILIO
@@ -280,7 +371,7 @@ listen=tcp:127.0.0.1:{port}
 alias="sip.test"
 alias="shop.test"
 mpath="{MODULES}"
-loadmodule "tm.so"
+{tls}loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
 loadmodule "pv.so"
