@@ -502,6 +502,133 @@ async fn outside_active_hours_no_call_is_expected() {
 }
 
 /// `GET /metrics` of `daemon` until it holds `line`, within 30 s.
+/// A `callback` check driven in a browser (the browser shop's widget in its iframe), proven by a
+/// call to the registered account `night`, with hours `active_hours` and `deliver`.
+fn browser_callback_yaml(
+    server: &SipServer,
+    shop: &common::browser_shop::BrowserShop,
+    artifacts: &std::path::Path,
+    active_hours: &str,
+    deliver: &str,
+) -> String {
+    format!(
+        r##"
+browser:
+  artifacts: {{ dir: "{artifacts}" }}
+phones:
+  night: {{ proxy: "{proxy}", user: monitor, password: "${{LINE_PASSWORD}}", number: monitor, register: true }}
+checks:
+  - name: widget-callback
+    kind: callback
+    via: browser
+    url: "{url}"
+    steps:
+      - click: "#callback-button"
+      - frame: "iframe#widget"
+      - fill: {{ selector: "#phone", text: "{{{{phone.night.number}}}}" }}
+      - fill: {{ selector: "#comment", text: "Automated test {{{{token}}}}, please ignore" }}
+      - click: "#send"
+      - expect_text: {{ selector: ".result", pattern: "Мы перезвоним" }}
+    step_timeout: 15s
+    active_hours: "{active_hours}"
+    deliver: {deliver}
+    timeout: 60s
+    retries: 0
+"##,
+        artifacts = artifacts.display(),
+        proxy = server.uri(None, false),
+        url = shop.url("/widget"),
+    )
+}
+
+/// A browser-driven callback form outside active hours with `outside_hours: no_call`, as an
+/// HTTP-driven one: silence passes, a call fails. The hours are placed around the real clock
+/// (closed now). Hours on a browser form that decide nothing are refused at load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_callback_outside_active_hours_expects_no_call() {
+    let server = SipServer::start(&[MONITOR, SHOP]);
+    let shop = common::browser_shop::start_browser_shop().await;
+    let artifacts = tempfile::tempdir().unwrap();
+    let closed_now = format!("daily {}-{} UTC", utc_hhmm(6 * 3600), utc_hhmm(7 * 3600));
+    let yaml = browser_callback_yaml(
+        &server,
+        &shop,
+        artifacts.path(),
+        &closed_now,
+        "{ call: night, within: 3s, outside_hours: no_call }",
+    );
+    let lines = Arc::new(Lines::new(timing()));
+    let vars = [("LINE_PASSWORD", MONITOR.1)];
+    let prepared = common::prepare_on_lines(&yaml, &vars, lines.clone());
+    lines.apply(&prepared.config.phones).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !lines.stats().iter().any(|(n, s)| n == "night" && s.up) {
+        assert!(tokio::time::Instant::now() < deadline, "{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The shop forgets the request: no call, which is what the night promises.
+    let report = supportwatch::runner::execute(&prepared.checks[0], 1, None).await;
+    assert!(
+        report.failure.is_none(),
+        "{:?} {:?}",
+        report.failure,
+        report.details
+    );
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d == "no call to night within 3s, as expected outside active hours"),
+        "{:?}",
+        report.details
+    );
+    let received = shop.callbacks();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        received[0]["comment"],
+        format!("Automated test {}, please ignore", report.token)
+    );
+
+    // The shop calls back at night: the run fails, and the call was answered and hung up.
+    shop.dial_on_callback(server.port, SHOP.0, SHOP.1);
+    let report = supportwatch::runner::execute(&prepared.checks[0], 2, None).await;
+    let failure = report.failure.expect("a call outside hours fails");
+    assert_eq!(failure.kind, FailureKind::Expectation);
+    assert!(
+        failure
+            .message
+            .contains("rang phone night outside active hours"),
+        "{}",
+        failure.message
+    );
+    let sipp = shop.take_dialer().expect("the backend dialed");
+    assert_eq!(finish(sipp).await.code, Some(0));
+    lines.stop_all().await;
+
+    // Hours that would decide nothing on a browser form are refused.
+    let plain = browser_callback_yaml(
+        &server,
+        &shop,
+        artifacts.path(),
+        &closed_now,
+        "{ call: night, within: 3s }",
+    );
+    let errors = supportwatch::config::load_sources(&[(
+        std::path::PathBuf::from("test.yaml"),
+        plain.replace("${LINE_PASSWORD}", "x"),
+    )])
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        errors.contains(
+            "`active_hours` is for via: http; with via: browser, it only decides \
+             `deliver: { call, outside_hours: no_call }`"
+        ),
+        "{errors}"
+    );
+}
+
 async fn until_scraped(daemon: &common::daemon::TestDaemon, line: &str, log: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {

@@ -148,8 +148,9 @@ fn compile(spec: &FormSpec) -> Result<Compiled, String> {
     }
     crate::net::validate_headers(&spec.headers)?;
     spec.expect.validate()?;
+    // In a browser, hours only decide the delivery (`via_browser::plan` says when they may be set).
     match (&spec.active_hours, &spec.outside_hours) {
-        (Some(_), None) => {
+        (Some(_), None) if spec.via == Via::Http => {
             return Err(
                 "`active_hours` needs `outside_hours`: the acknowledgement expected outside them"
                     .into(),
@@ -159,7 +160,7 @@ fn compile(spec: &FormSpec) -> Result<Compiled, String> {
             return Err("`outside_hours` needs `active_hours`".into());
         }
         (_, Some(outside)) => outside.validate()?,
-        (None, None) => {}
+        (Some(_), None) | (None, None) => {}
     }
     for (name, file) in &spec.files {
         if let Some(ct) = &file.content_type
@@ -275,11 +276,12 @@ impl FormProbe {
     async fn attempt(&self, ctx: &RunContext) -> Outcome {
         let spec = &self.spec;
         if let Some((browser, plan)) = &self.browser {
+            let deliver = deliver_for(spec, ctx.started_at);
             return crate::probe::browser::run_plan(
                 browser,
                 ctx,
                 plan,
-                spec.deliver.as_ref(),
+                deliver.as_ref(),
                 &self.mailboxes,
             )
             .await;
@@ -307,11 +309,25 @@ pub fn summary(spec: &FormSpec) -> String {
     }
 }
 
+/// Whether a run started at `now` is outside the check's `active_hours` (never without them).
+fn is_outside_hours(spec: &FormSpec, now: std::time::SystemTime) -> bool {
+    spec.active_hours
+        .as_ref()
+        .is_some_and(|hours| !hours.contains(now))
+}
+
 /// The expectations that apply to a run started at `now`: `outside_hours` when `now` is outside
 /// `active_hours`, `expect` otherwise. The flag says which.
 pub(crate) fn expect_for(spec: &FormSpec, now: std::time::SystemTime) -> (&HttpExpect, bool) {
-    match (&spec.active_hours, &spec.outside_hours) {
-        (Some(hours), Some(outside)) if !hours.contains(now) => (outside, true),
+    match &spec.outside_hours {
+        Some(outside) if is_outside_hours(spec, now) => (outside, true),
         _ => (&spec.expect, false),
     }
+}
+
+/// The delivery a run started at `now` must prove, over HTTP and in a browser alike: `deliver`
+/// as the hours make it (outside them with `outside_hours: no_call`, no call may come).
+pub(crate) fn deliver_for(spec: &FormSpec, now: std::time::SystemTime) -> Option<DeliverSpec> {
+    let outside = is_outside_hours(spec, now);
+    spec.deliver.as_ref().map(|d| d.for_hours(outside))
 }

@@ -1,7 +1,9 @@
 //! A test shop whose support channels only work with JavaScript, on loopback: a feedback form
 //! that a script builds and posts with `fetch()`, a callback widget inside an iframe, a page
 //! that throws on load, and a page where the awaited element never appears. Every message the
-//! APIs receive is recorded so that tests can assert what actually arrived.
+//! APIs receive is recorded so that tests can assert what actually arrived. The callback API can
+//! also have SIPp call the number it was given back through a SIP server ([`BrowserShop::dial_on_callback`]),
+//! as a telephony integration would.
 
 use axum::Router;
 use axum::extract::State;
@@ -18,6 +20,10 @@ pub struct BrowserShopState {
     callbacks: Mutex<Vec<serde_json::Value>>,
     /// Where callback requests are "mailed" (a Maildir), when set.
     maildir: Mutex<Option<PathBuf>>,
+    /// Who calls back each callback request (SIP server port, caller, password), when set.
+    dial: Mutex<Option<(u16, String, String)>>,
+    /// The SIPp of the last call back, to be checked by the test.
+    dialer: Mutex<Option<super::sipp::Sipp>>,
 }
 
 /// A running browser shop.
@@ -37,6 +43,15 @@ impl BrowserShop {
     /// Mails each callback request into the Maildir at `dir` from now on.
     pub fn deliver_to(&self, dir: PathBuf) {
         *lock(&self.state.maildir) = Some(dir);
+    }
+    /// Calls back each callback request from now on: SIPp dials the request's `phone` as
+    /// `user` (digest `password`) through the SIP server at 127.0.0.1:`sip_port`.
+    pub fn dial_on_callback(&self, sip_port: u16, user: &str, password: &str) {
+        *lock(&self.state.dial) = Some((sip_port, user.into(), password.into()));
+    }
+    /// The SIPp of the last call back, if one was dialed.
+    pub fn take_dialer(&self) -> Option<super::sipp::Sipp> {
+        lock(&self.state.dialer).take()
     }
     /// Bodies posted to `/api/callback`.
     pub fn callbacks(&self) -> Vec<serde_json::Value> {
@@ -96,6 +111,22 @@ async fn callback(
         );
         let n = lock(&state.callbacks).len();
         let _ = std::fs::write(dir.join("new").join(format!("{n}.widget")), mail);
+    }
+    let dial = lock(&state.dial).clone();
+    if let Some((port, user, password)) = dial {
+        let number = body
+            .get("phone")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        let state = state.clone();
+        // The telephony integration dials the number it was given, a moment after the request.
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let sipp =
+                super::sipp::Sipp::dial("dial_answered.xml", port, &number, &user, &password);
+            *lock(&state.dialer) = Some(sipp);
+        });
     }
     lock(&state.callbacks).push(body);
     axum::Json(serde_json::json!({ "accepted": true })).into_response()

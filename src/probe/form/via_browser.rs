@@ -7,6 +7,7 @@
 //! page's text matches, so an acknowledgement a script writes a moment later still counts.
 
 use super::{FormSpec, http};
+use crate::deliver::OutsideHoursCall;
 use crate::probe::browser::steps::{Action, Css, Step};
 use crate::probe::browser::{self, Plan};
 use serde::Deserialize;
@@ -46,7 +47,12 @@ pub(super) fn plan(spec: &FormSpec) -> Result<Plan, String> {
         ))
     };
     let expect = &spec.expect;
-    let checks: [(&str, bool, &str); 14] = [
+    // Hours matter to a browser run only through the delivery: the acknowledgement is one pattern.
+    let no_call_outside_hours = spec
+        .deliver
+        .as_ref()
+        .is_some_and(|d| d.call.is_some() && d.outside_hours == OutsideHoursCall::NoCall);
+    let checks: [(&str, bool, &str); 15] = [
         (
             "form",
             spec.form != super::default_form(),
@@ -103,9 +109,14 @@ pub(super) fn plan(spec: &FormSpec) -> Result<Plan, String> {
             "bound each step with its `timeout`",
         ),
         (
-            "active_hours",
-            spec.active_hours.is_some() || spec.outside_hours.is_some(),
+            "outside_hours",
+            spec.outside_hours.is_some(),
             "accept both acknowledgements in one `expect_text` pattern",
+        ),
+        (
+            "active_hours",
+            spec.active_hours.is_some() && !no_call_outside_hours,
+            "it only decides `deliver: { call, outside_hours: no_call }`; accept both acknowledgements in one `expect_text` pattern",
         ),
         (
             "max_redirects",

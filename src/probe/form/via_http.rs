@@ -7,7 +7,7 @@
 
 use super::error::FormError;
 use super::page::{self, PageForm};
-use super::{FormProbe, expect_for};
+use super::{FormProbe, deliver_for, expect_for};
 use crate::net::Answer;
 use crate::outcome::{FailureKind, Outcome, RunContext};
 use crate::value::TemplateVars;
@@ -319,7 +319,7 @@ impl FormProbe {
                 .values()
                 .map(|t| t.render(&vars))
                 .find(|v| self.mailboxes.is_declared_address(v));
-            let deliver = spec.deliver.as_ref().map(|d| d.for_hours(outside));
+            let deliver = deliver_for(spec, ctx.started_at);
             outcome.follow_up = crate::deliver::follow_up(
                 ctx,
                 submitted_at,
