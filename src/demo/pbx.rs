@@ -9,12 +9,14 @@
 //! - **Hotline.** An INVITE to [`HOTLINE`] rings (180), is answered (200 with SDP) and hears a
 //!   440 Hz tone as PCMU RTP, one packet every 20 ms, sent to the address of the caller's SDP
 //!   until the caller's BYE (or [`MAX_CALL`]). With `--break phone` the packets carry μ-law
-//!   silence, which is what a broken IVR sounds like. OPTIONS is answered 200.
+//!   silence, which is what a broken IVR sounds like. OPTIONS is answered 200. A re-INVITE
+//!   during the call (a hold, a session refresh) is answered 200 with the call's SDP unchanged,
+//!   and the tone goes on as before.
 //! - **Callback dialer.** [`Pbx::dial`] calls a registered subscriber from the same socket (a
 //!   line listens only to its registrar), ACKs the answer and lets the line hang up.
 //!
 //! Messages are read and written with `crate::sip::message`, the SDP with `crate::sip::sdp`. It
-//! is not a PBX: one UDP socket, no proxying, no TCP or TLS, no re-INVITE, registrations do not
+//! is not a PBX: one UDP socket, no proxying, no TCP or TLS, no media renegotiation, registrations do not
 //! expire, and its own responses are not retransmitted (loopback does not lose datagrams; a
 //! retransmitted INVITE is answered again).
 
@@ -68,11 +70,20 @@ struct State {
     contacts: HashMap<String, SocketAddr>,
     /// The nonces of recent challenges (a REGISTER answers one of them).
     nonces: VecDeque<String>,
-    /// Hotline calls: Call-ID → the last answer sent (for a retransmitted INVITE) and the
-    /// tone's stop.
-    calls: HashMap<String, (Vec<u8>, CancellationToken)>,
+    /// Hotline calls by Call-ID.
+    calls: HashMap<String, Call>,
     /// Our own calls: Call-ID → where the serve loop hands their responses.
     dialing: HashMap<String, mpsc::Sender<Response>>,
+}
+
+/// One hotline call.
+struct Call {
+    /// The last answer to its INVITE (resent for a retransmitted INVITE).
+    answer: Vec<u8>,
+    /// Stops the tone.
+    tone: CancellationToken,
+    /// Our SDP, once answered (what a re-INVITE is answered with).
+    sdp: Option<String>,
 }
 
 impl Pbx {
@@ -158,8 +169,8 @@ impl Pbx {
             "INVITE" => Some(self.invite(&request, from)),
             "BYE" => {
                 let call_id = first(&request, "Call-ID");
-                if let Some((_, tone)) = self.state().calls.remove(call_id) {
-                    tone.cancel();
+                if let Some(call) = self.state().calls.remove(call_id) {
+                    call.tone.cancel();
                 }
                 Some(request.response(200, "OK"))
             }
@@ -242,9 +253,12 @@ impl Pbx {
 
     /// An INVITE to the hotline: 180 now, the call's task answers and plays.
     fn invite(&self, request: &IncomingRequest, from: SocketAddr) -> Vec<u8> {
+        if first(request, "To").contains(";tag=") {
+            return self.reinvite(request);
+        }
         let call_id = first(request, "Call-ID").to_string();
-        if let Some((answer, _)) = self.state().calls.get(&call_id) {
-            return answer.clone(); // a retransmission
+        if let Some(call) = self.state().calls.get(&call_id) {
+            return call.answer.clone(); // a retransmission
         }
         if uri_user(&request.uri).as_deref() != Some(HOTLINE) {
             return request.response(404, "Not Found");
@@ -261,13 +275,32 @@ impl Pbx {
         let contact = ("Contact", format!("<sip:{HOTLINE}@{}>", self.0.addr));
         let ringing = request.response_with(180, "Ringing", Some(&tag), &[contact], None);
         let tone = self.0.stop.child_token();
-        self.state()
-            .calls
-            .insert(call_id, (ringing.clone(), tone.clone()));
+        let call = Call {
+            answer: ringing.clone(),
+            tone: tone.clone(),
+            sdp: None,
+        };
+        self.state().calls.insert(call_id, call);
         // The call's task: answers after a moment of ringing, plays until the caller's BYE
         // cancels `tone`, MAX_CALL passes or the demo stops.
         tokio::spawn(self.clone().play(request.clone(), from, media, tag, tone));
         ringing
+    }
+
+    /// An INVITE inside a hotline call (its To has our tag): 200 with the call's SDP as it was,
+    /// so the media stay where they are; 491 while the call is still ringing, 481 for no call.
+    fn reinvite(&self, request: &IncomingRequest) -> Vec<u8> {
+        let sdp = match self.state().calls.get(first(request, "Call-ID")) {
+            Some(call) => call.sdp.clone(),
+            None => return request.response(481, "Call/Transaction Does Not Exist"),
+        };
+        match sdp {
+            Some(sdp) => {
+                let contact = ("Contact", format!("<sip:{HOTLINE}@{}>", self.0.addr));
+                request.response_with(200, "OK", None, &[contact], Some(("application/sdp", &sdp)))
+            }
+            None => request.response(491, "Request Pending"),
+        }
     }
 
     async fn play(
@@ -302,7 +335,8 @@ impl Pbx {
         );
         let call_id = first(&request, "Call-ID").to_string();
         if let Some(call) = self.state().calls.get_mut(&call_id) {
-            call.0 = ok.clone();
+            call.answer = ok.clone();
+            call.sdp = Some(body);
         }
         self.send(&ok, from).await;
         // Decided once per call: healing the break shows on the next call.
@@ -541,6 +575,84 @@ mod tests {
         let mut silence = crate::sip::audio::LevelMeter::default();
         silence.add_packet(&rtp_packet(0, 0, 1, true));
         assert_eq!(silence.dbfs(), crate::sip::audio::FLOOR_DBFS);
+    }
+
+    /// An INVITE to the hotline from `phone`, in the dialog when `to_tag` is set.
+    fn hotline_invite(
+        pbx: SocketAddr,
+        phone: SocketAddr,
+        call_id: &str,
+        to_tag: Option<&str>,
+        cseq: u32,
+        media: SocketAddr,
+    ) -> Vec<u8> {
+        let sdp = format!(
+            "v=0\r\no=t 1 {cseq} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+            media.port()
+        );
+        let tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        format!(
+            "INVITE sip:{HOTLINE}@{pbx} SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bK{call_id}{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\n\
+             To: <sip:{HOTLINE}@{pbx}>{tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n\
+             Contact: <sip:caller@{phone}>\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+        .into_bytes()
+    }
+
+    /// The next response on `socket` (at most 5 s).
+    async fn next_response(socket: &UdpSocket) -> Response {
+        let mut buf = vec![0u8; message::MAX_MESSAGE];
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+            .await
+            .expect("a response within 5 s")
+            .expect("receive");
+        message::parse_response(&buf[..n]).expect("a SIP response")
+    }
+
+    #[tokio::test]
+    async fn a_re_invite_in_a_hotline_call_is_answered_with_the_calls_sdp() {
+        let stop = CancellationToken::new();
+        let pbx = Pbx::start("secret".into(), Arc::new(Breaks::default()), stop.clone())
+            .await
+            .unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        phone.connect(pbx.addr()).await.unwrap();
+        let here = phone.local_addr().unwrap();
+        let media = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let media_addr = media.local_addr().unwrap();
+        let invite = hotline_invite(pbx.addr(), here, "hold", None, 1, media_addr);
+        phone.send(&invite).await.unwrap();
+        assert_eq!(next_response(&phone).await.status, 180);
+        let ok = next_response(&phone).await;
+        assert_eq!((ok.status, ok.cseq()), (200, Some((1, "INVITE"))));
+        assert!(ok.body.contains("m=audio "), "{}", ok.body);
+        let to = ok.header("To").unwrap_or_default();
+        let tag = to.split(";tag=").nth(1).expect("a To tag").to_string();
+
+        // The caller puts the call on hold: the same SDP comes back for the new CSeq.
+        let reinvite = hotline_invite(pbx.addr(), here, "hold", Some(&tag), 2, media_addr);
+        phone.send(&reinvite).await.unwrap();
+        let held = next_response(&phone).await;
+        assert_eq!((held.status, held.cseq()), (200, Some((2, "INVITE"))));
+        assert_eq!(held.body, ok.body);
+        assert!(held.header("To").unwrap_or_default().contains(&tag));
+        // The tone goes on after it.
+        let mut packet = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), media.recv(&mut packet))
+            .await
+            .expect("RTP after the re-INVITE")
+            .unwrap();
+        assert_eq!(n, 12 + SAMPLES);
+
+        // An INVITE in a dialog the PBX does not have.
+        let stray = hotline_invite(pbx.addr(), here, "gone", Some("x"), 2, media_addr);
+        phone.send(&stray).await.unwrap();
+        assert_eq!(next_response(&phone).await.status, 481);
+        stop.cancel();
     }
 
     #[test]
