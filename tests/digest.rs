@@ -188,6 +188,71 @@ fn the_digest_tells_the_week_in_numbers_against_the_targets_in_both_languages() 
     assert_eq!(met["callback"], Some(false));
 }
 
+/// Two chat checks failing together (the bot silent from 23:05, the widget from 23:10 to 23:25)
+/// are one outage for the owner: counted once, listed once over their joint span; the report's
+/// JSON keeps each check's incident and gains the count beside them.
+#[test]
+fn overlapping_incidents_of_one_channel_are_one_outage_in_the_digest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("history.db")).expect("open");
+    seed(&store);
+    let started = (MONDAY - 7 * DAY + DAY + 14 * 3600 + 600) as f64;
+    let widget = Incident {
+        check: "chat-widget".into(),
+        shop: "demo".into(),
+        channel: "chat".into(),
+        kind: "browser".into(),
+        started_at: started,
+        ended_at: Some(started + 15.0 * 60.0),
+        reason_kind: "no_reply".into(),
+        reason: "no reply within 30s".into(),
+    };
+    store
+        .commit_runs(&[], 100_000, None, &[widget], &[], MONDAY as f64)
+        .expect("record the widget's incident");
+    let zone = jiff::tz::TimeZone::get("Europe/Moscow").expect("zone");
+    let history = History::new(&store, at(MONDAY));
+    let week =
+        report::build(&history, "demo", Duration::from_secs(7 * 86_400), &zone).expect("report");
+    let extras = Extras::default();
+    let en = content::compose(Language::En, MONDAY, &week, &targets(), &extras, &zone);
+    assert!(
+        en.text.contains("Chat: up 100 %, 1 incident; median 3 s"),
+        "{}",
+        en.text
+    );
+    assert!(
+        en.text
+            .contains("Chat, Tue 01 Dec 23:05 – Tue 01 Dec 23:25 (20 min): is not answering"),
+        "{}",
+        en.text
+    );
+    assert_eq!(
+        en.text.matches("Chat, Tue 01 Dec").count(),
+        1,
+        "{}",
+        en.text
+    );
+    let ru = content::compose(Language::Ru, MONDAY, &week, &targets(), &extras, &zone);
+    assert!(
+        ru.text.contains("Чат: работал 100 %, сбоев: 1"),
+        "{}",
+        ru.text
+    );
+
+    let json = serde_json::to_value(&week).expect("json");
+    let chat = json["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .find(|c| c["channel"] == "chat")
+        .expect("chat")
+        .clone();
+    assert_eq!(chat["incidents"].as_array().map(Vec::len), Some(2));
+    assert_eq!(chat["outages"].as_u64(), Some(1));
+    assert!(chat.get("outage_list").is_none(), "{chat}");
+}
+
 /// A config with one check of shop `demo`, its owner's Telegram at `telegram`, the digest on
 /// Mondays at 09:00 Moscow time, and the database in `dir`.
 fn config(dir: &std::path::Path, notifier: &str) -> supportwatch::assemble::Prepared {

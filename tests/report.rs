@@ -149,6 +149,7 @@ fn json_report_has_the_documented_shape_and_figures() {
                 "latency_max_seconds",
                 "latency_p50_seconds",
                 "latency_p95_seconds",
+                "outages",
                 "runs",
                 "traffic",
                 "uptime"
@@ -173,6 +174,9 @@ fn json_report_has_the_documented_shape_and_figures() {
     assert_eq!(chat["traffic"]["chat"].as_u64(), Some(20));
     let incidents = chat["incidents"].as_array().expect("incidents");
     assert_eq!(incidents.len(), 2);
+    // One after the other, not together: two outages as well.
+    assert_eq!(chat["outages"].as_u64(), Some(2));
+    assert_eq!(form["outages"].as_u64(), Some(0));
     assert_eq!(
         keys(&incidents[0]),
         [

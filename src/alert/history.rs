@@ -1,5 +1,6 @@
 //! Reading the run history for people: uptime, latency quantiles, synthetic traffic and
-//! incidents over a range, per check, channel or shop, and day by day in a shop's time zone.
+//! incidents over a range, per check, channel or shop, and day by day in a shop's time zone;
+//! incidents of one channel that overlap merged into the owner's outages ([`outages`]).
 //!
 //! Reads the store's roll-ups only (never the raw runs, except [`History::recent_runs`]), so a
 //! range costs one row per check and hour (or day) whatever the number of runs.
@@ -217,6 +218,35 @@ impl<'s> History<'s> {
     pub fn now(&self) -> SystemTime {
         self.now
     }
+}
+
+/// An owner thinks in channels: two checks of one channel failing together are one outage, not
+/// two. Overlapping incidents of a channel become one, from the first start to the last end (open
+/// while any of them is), with the first one's check and reason; oldest first. The status page
+/// and the digest show these; `supportwatch report` keeps each check's incidents beside their
+/// count.
+pub fn outages(mut incidents: Vec<Incident>) -> Vec<Incident> {
+    incidents.sort_by(|a, b| {
+        (a.channel.as_str(), a.started_at)
+            .partial_cmp(&(b.channel.as_str(), b.started_at))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut merged: Vec<Incident> = Vec::with_capacity(incidents.len());
+    for incident in incidents {
+        if let Some(last) = merged.last_mut()
+            && last.channel == incident.channel
+            && last.ended_at.is_none_or(|end| incident.started_at <= end)
+        {
+            last.ended_at = match (last.ended_at, incident.ended_at) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+            continue;
+        }
+        merged.push(incident);
+    }
+    merged.sort_by(|a, b| a.started_at.total_cmp(&b.started_at));
+    merged
 }
 
 #[cfg(test)]

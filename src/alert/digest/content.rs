@@ -174,7 +174,8 @@ fn channel_line(lang: Language, c: &ChannelReport, targets: &BTreeMap<Channel, D
             "not checked"
         }),
     }
-    let n = c.incidents.len();
+    // Outages, not per-check incidents: two checks of one channel failing together are one.
+    let n = c.outages;
     line.push_str(&match (ru, n) {
         (true, 0) => ", без сбоев".to_string(),
         (true, n) => format!(", сбоев: {n}"),
@@ -261,7 +262,7 @@ fn sections(
     let incidents: Vec<String> = report
         .channels
         .iter()
-        .flat_map(|c| c.incidents.iter().map(move |i| (c, i)))
+        .flat_map(|c| c.outage_list.iter().map(move |i| (c, i)))
         .map(|(c, i)| {
             let channel = channel_of(&c.channel);
             let name = channel.map_or(c.channel.as_str(), |ch| channel_name(lang, ch));

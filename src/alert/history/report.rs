@@ -4,7 +4,7 @@
 //! The JSON shape is stable (README, "History and reports"): fields are added, never renamed
 //! or removed. Times are RFC 3339 in the shop's time zone; durations and latencies in seconds.
 
-use super::{History, Summary};
+use super::{History, Summary, outages};
 use crate::alert::store::{Incident, StoreError};
 use jiff::tz::TimeZone;
 use serde::Serialize;
@@ -46,8 +46,15 @@ pub struct ChannelReport {
     pub latency_max_seconds: Option<f64>,
     /// Runs by check kind: the synthetic traffic (`{"form": 2016}`).
     pub traffic: BTreeMap<String, u64>,
-    /// Incidents overlapping the range, oldest first.
+    /// Incidents overlapping the range, one per failing check, oldest first.
     pub incidents: Vec<IncidentReport>,
+    /// Outages in the range: the incidents with those of the channel's checks that overlap
+    /// merged into one (two chat checks failing together are one outage for the owner).
+    pub outages: u64,
+    /// The outages themselves, oldest first, each as its first incident with the merged span:
+    /// what the digest lists. Not in the JSON, where scripts read each check's incidents.
+    #[serde(skip)]
+    pub outage_list: Vec<IncidentReport>,
     /// The owner's target for the channel (`digest.targets`), seconds; absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_seconds: Option<f64>,
@@ -103,32 +110,35 @@ pub fn build(
         incidents.entry(i.channel.clone()).or_default().push(i);
     }
     let now = crate::alert::engine::secs(to);
+    let shown = |i: Incident| IncidentReport {
+        started: time(at(i.started_at), zone),
+        ended: i.ended_at.map(|e| time(at(e), zone)),
+        duration_seconds: (i.ended_at.unwrap_or(now) - i.started_at).max(0.0),
+        check: i.check,
+        reason_kind: i.reason_kind,
+        reason: i.reason,
+    };
     let channels = channels
         .into_iter()
-        .map(|(channel, sum): (String, Summary)| ChannelReport {
-            uptime: sum.uptime(),
-            runs: sum.runs,
-            failures: sum.failures,
-            latency_p50_seconds: sum.p50(),
-            latency_p95_seconds: sum.p95(),
-            latency_max_seconds: sum.latency.max(),
-            incidents: incidents
-                .remove(&channel)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|i| IncidentReport {
-                    started: time(at(i.started_at), zone),
-                    ended: i.ended_at.map(|e| time(at(e), zone)),
-                    duration_seconds: (i.ended_at.unwrap_or(now) - i.started_at).max(0.0),
-                    check: i.check,
-                    reason_kind: i.reason_kind,
-                    reason: i.reason,
-                })
-                .collect(),
-            traffic: sum.traffic,
-            target_seconds: None,
-            target_met: None,
-            channel,
+        .map(|(channel, sum): (String, Summary)| {
+            let of_channel = incidents.remove(&channel).unwrap_or_default();
+            let merged: Vec<IncidentReport> =
+                outages(of_channel.clone()).into_iter().map(shown).collect();
+            ChannelReport {
+                uptime: sum.uptime(),
+                runs: sum.runs,
+                failures: sum.failures,
+                latency_p50_seconds: sum.p50(),
+                latency_p95_seconds: sum.p95(),
+                latency_max_seconds: sum.latency.max(),
+                incidents: of_channel.into_iter().map(shown).collect(),
+                outages: merged.len() as u64,
+                outage_list: merged,
+                traffic: sum.traffic,
+                target_seconds: None,
+                target_met: None,
+                channel,
+            }
         })
         .collect();
     Ok(Report {

@@ -1,4 +1,5 @@
-//! Roll-ups read back: local days across DST, quantiles, pruning, and the cost of recording.
+//! Roll-ups read back: local days across DST, quantiles, pruning, the cost of recording, and
+//! incidents merged into outages.
 
 use super::*;
 use crate::alert::store::RunRecord;
@@ -204,4 +205,52 @@ fn an_empty_range_has_no_figures() {
         .summary(Scope::Shop("none"), UNIX_EPOCH, history.now())
         .expect("summary");
     assert_eq!((sum.runs, sum.uptime(), sum.p50()), (0, None, None));
+}
+
+fn incident(check: &str, channel: &str, started_at: f64, ended_at: Option<f64>) -> Incident {
+    Incident {
+        check: check.into(),
+        shop: "vesna".into(),
+        channel: channel.into(),
+        kind: "http".into(),
+        started_at,
+        ended_at,
+        reason_kind: "no_reply".into(),
+        reason: "no reply".into(),
+    }
+}
+
+fn spans(incidents: &[Incident]) -> Vec<(&str, f64, Option<f64>)> {
+    incidents
+        .iter()
+        .map(|i| (i.channel.as_str(), i.started_at, i.ended_at))
+        .collect()
+}
+
+#[test]
+fn overlapping_incidents_of_one_channel_are_one_outage() {
+    let merged = outages(vec![
+        incident("chat-ws", "chat", 110.0, Some(300.0)),
+        incident("chat-api", "chat", 100.0, Some(200.0)),
+        // Later, apart from the first outage: its own line.
+        incident("chat-api", "chat", 400.0, Some(500.0)),
+        // Another channel at the same time stays apart.
+        incident("form", "feedback_form", 105.0, Some(150.0)),
+        // One check still failing keeps the merged outage open.
+        incident("mail-a", "email", 600.0, Some(700.0)),
+        incident("mail-b", "email", 650.0, None),
+    ]);
+    assert_eq!(
+        spans(&merged),
+        vec![
+            ("chat", 100.0, Some(300.0)),
+            ("feedback_form", 105.0, Some(150.0)),
+            ("chat", 400.0, Some(500.0)),
+            ("email", 600.0, None),
+        ]
+    );
+    assert_eq!(
+        merged[0].check, "chat-api",
+        "the first one's reason and check"
+    );
 }

@@ -8,9 +8,9 @@
 //! mailbox fills, its incidents, and one newest run per check of the shop. The rows read grow with the shop's checks, never with the history.
 
 use super::{PageCheck, PageSetup, StatusPage, evidence};
-use crate::alert::history::History;
+use crate::alert::history::{History, outages};
 use crate::alert::store::rollup::{HOUR, RollupQuery};
-use crate::alert::store::{Histogram, Incident, LastValueRow, StoreError, ValueKind};
+use crate::alert::store::{Histogram, LastValueRow, StoreError, ValueKind};
 use crate::notify::Language;
 use crate::notify::render::words;
 use crate::value::Channel;
@@ -223,7 +223,7 @@ pub fn shop(
     let values = page.store.last_values(shop, &mailboxes)?;
     let (certs, fills) = gauges(&values, &by_name_of(&checks), now_s);
     page.read();
-    let incidents = by_channel(History::new(&page.store, now).incidents(
+    let incidents = outages(History::new(&page.store, now).incidents(
         shop,
         at((now_s - 30 * DAY) as f64),
         now,
@@ -372,33 +372,6 @@ pub fn shop(
         }
     };
     Ok(page_html(lang, &title, body))
-}
-
-/// An owner thinks in channels: two checks of one channel failing together are one outage, not
-/// two identical lines. Overlapping incidents of a channel become one, from the first start to the
-/// last end (open while any of them is), with the first one's reason; oldest first.
-fn by_channel(mut incidents: Vec<Incident>) -> Vec<Incident> {
-    incidents.sort_by(|a, b| {
-        (a.channel.as_str(), a.started_at)
-            .partial_cmp(&(b.channel.as_str(), b.started_at))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    let mut merged: Vec<Incident> = Vec::with_capacity(incidents.len());
-    for incident in incidents {
-        if let Some(last) = merged.last_mut()
-            && last.channel == incident.channel
-            && last.ended_at.is_none_or(|end| incident.started_at <= end)
-        {
-            last.ended_at = match (last.ended_at, incident.ended_at) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                _ => None,
-            };
-            continue;
-        }
-        merged.push(incident);
-    }
-    merged.sort_by(|a, b| a.started_at.total_cmp(&b.started_at));
-    merged
 }
 
 fn by_name_of<'c>(checks: &[&'c PageCheck]) -> BTreeMap<&'c str, &'c PageCheck> {
@@ -592,57 +565,4 @@ pub fn check(
         }
     };
     Ok(page_html(lang, &title, body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn incident(check: &str, channel: &str, started_at: f64, ended_at: Option<f64>) -> Incident {
-        Incident {
-            check: check.into(),
-            shop: "vesna".into(),
-            channel: channel.into(),
-            kind: "http".into(),
-            started_at,
-            ended_at,
-            reason_kind: "no_reply".into(),
-            reason: "no reply".into(),
-        }
-    }
-
-    fn spans(incidents: &[Incident]) -> Vec<(&str, f64, Option<f64>)> {
-        incidents
-            .iter()
-            .map(|i| (i.channel.as_str(), i.started_at, i.ended_at))
-            .collect()
-    }
-
-    #[test]
-    fn overlapping_incidents_of_one_channel_are_one_outage() {
-        let merged = by_channel(vec![
-            incident("chat-ws", "chat", 110.0, Some(300.0)),
-            incident("chat-api", "chat", 100.0, Some(200.0)),
-            // Later, apart from the first outage: its own line.
-            incident("chat-api", "chat", 400.0, Some(500.0)),
-            // Another channel at the same time stays apart.
-            incident("form", "feedback_form", 105.0, Some(150.0)),
-            // One check still failing keeps the merged outage open.
-            incident("mail-a", "email", 600.0, Some(700.0)),
-            incident("mail-b", "email", 650.0, None),
-        ]);
-        assert_eq!(
-            spans(&merged),
-            vec![
-                ("chat", 100.0, Some(300.0)),
-                ("feedback_form", 105.0, Some(150.0)),
-                ("chat", 400.0, Some(500.0)),
-                ("email", 600.0, None),
-            ]
-        );
-        assert_eq!(
-            merged[0].check, "chat-api",
-            "the first one's reason and check"
-        );
-    }
 }
