@@ -60,6 +60,26 @@ fn has_ring_and_answer(report: &RunReport) -> (bool, bool) {
     )
 }
 
+/// A call that passed the way the tone line makes it pass: every phase, ring and answer times,
+/// the 1 kHz tone's level, and our BYE answered.
+fn assert_heard_the_tone(report: &RunReport) {
+    assert_eq!(
+        phases(report),
+        ["connect", "ringing", "answer", "listen", "hangup"]
+    );
+    assert_eq!(has_ring_and_answer(report), (true, true), "{report:?}");
+    let level = level(report).expect("a level");
+    assert!((-10.5..=-7.5).contains(&level), "{level}: {report:?}");
+    assert!(
+        report
+            .details
+            .iter()
+            .any(|d| d.contains("hung up: BYE answered 200")),
+        "{:?}",
+        report.details
+    );
+}
+
 /// The line must have completed its scenario: exit 0 within 10 s.
 fn assert_completed(sipp: Sipp) {
     let finished = sipp.finish(Duration::from_secs(10));
@@ -356,21 +376,7 @@ async fn a_call_over_tcp_passes_with_ring_answer_and_level() {
         server.log(),
         sipp.log()
     );
-    assert_eq!(
-        phases(&report),
-        ["connect", "ringing", "answer", "listen", "hangup"]
-    );
-    assert_eq!(has_ring_and_answer(&report), (true, true), "{report:?}");
-    let level = level(&report).expect("a level");
-    assert!((-10.5..=-7.5).contains(&level), "{level}: {report:?}");
-    assert!(
-        report
-            .details
-            .iter()
-            .any(|d| d.contains("hung up: BYE answered 200")),
-        "{:?}",
-        report.details
-    );
+    assert_heard_the_tone(&report);
     assert!(sipp.log().contains("SIP/2.0/TCP"), "{}", sipp.log());
     assert_completed(sipp);
 }
@@ -444,21 +450,7 @@ async fn a_call_over_tls_through_kamailio_passes_with_ring_answer_and_level() {
             server.log(),
             sipp.log()
         );
-        assert_eq!(
-            phases(&report),
-            ["connect", "ringing", "answer", "listen", "hangup"]
-        );
-        assert_eq!(has_ring_and_answer(&report), (true, true), "{report:?}");
-        let level = level(&report).expect("a level");
-        assert!((-10.5..=-7.5).contains(&level), "{level}: {report:?}");
-        assert!(
-            report
-                .details
-                .iter()
-                .any(|d| d.contains("hung up: BYE answered 200")),
-            "{:?}",
-            report.details
-        );
+        assert_heard_the_tone(&report);
         // Kamailio relayed the call over UDP: the line saw its Via for UDP, not ours for TLS.
         assert!(sipp.log().contains("SIP/2.0/UDP"), "{}", sipp.log());
         assert_completed(sipp);

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use supportwatch::outcome::{FailureKind, Observation};
 use supportwatch::sip::PhoneSpec;
-use supportwatch::sip::line::{LineStats, Lines, Pickup, Timing};
+use supportwatch::sip::line::{IncomingCall, LineStats, Lines, Pickup, Timing};
 
 const MONITOR: (&str, &str) = ("monitor", "monitor-secret");
 const SHOP: (&str, &str) = ("shop", "shop-secret");
@@ -110,6 +110,22 @@ async fn finish(sipp: Sipp) -> common::sipp::Finished {
         .unwrap()
 }
 
+/// A run waits on the line `line` while the shop's dialer (SIPp running `scenario` through the
+/// server) calls `monitor` a moment later: what the wait got, and the SIPp to finish.
+async fn dial_while_waiting(
+    lines: &Lines,
+    server: &SipServer,
+    scenario: &str,
+) -> (Result<Option<IncomingCall>, String>, Sipp) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let waiting = lines.wait("line", Pickup::Answer, deadline);
+    let dial = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Sipp::dial(scenario, server.port, "monitor", SHOP.0, SHOP.1)
+    };
+    tokio::join!(waiting, dial)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_line_takes_the_awaited_call_and_refuses_a_stray_one() {
     let server = SipServer::start(&[MONITOR, SHOP]);
@@ -125,13 +141,7 @@ async fn a_registered_line_takes_the_awaited_call_and_refuses_a_stray_one() {
     assert_eq!(stats(&lines).unexpected_calls, 1);
 
     // A run waits; the shop dials: the call is the run's, answered and hung up.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let waiting = lines.wait("line", Pickup::Answer, deadline);
-    let dial = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Sipp::dial("dial_answered.xml", server.port, "monitor", SHOP.0, SHOP.1)
-    };
-    let (call, sipp) = tokio::join!(waiting, dial);
+    let (call, sipp) = dial_while_waiting(&lines, &server, "dial_answered.xml").await;
     let call = call.unwrap().expect("the call reached the line");
     assert_eq!(call.user.as_deref(), Some("shop"));
     assert_eq!(call.display.as_deref(), Some("Shop Dialer"));
@@ -165,13 +175,7 @@ async fn a_line_registered_over_tcp_takes_the_awaited_call() {
     let lines = Lines::new(timing());
     lines.apply(&phones_over(&server, true)).await;
     until_up(&lines, true, &server).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let waiting = lines.wait("line", Pickup::Answer, deadline);
-    let dial = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Sipp::dial("dial_answered.xml", server.port, "monitor", SHOP.0, SHOP.1)
-    };
-    let (call, sipp) = tokio::join!(waiting, dial);
+    let (call, sipp) = dial_while_waiting(&lines, &server, "dial_answered.xml").await;
     let call = call.unwrap();
     let answered = finish(sipp).await;
     assert!(call.is_some(), "{}\n{}", answered.log, server.log());
@@ -189,13 +193,7 @@ async fn a_line_registered_over_tls_takes_the_awaited_call() {
     lines.apply(&phones_tls(&server)).await;
     until_up(&lines, true, &server).await;
     assert!(server.registered("monitor"), "{}", server.log());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let waiting = lines.wait("line", Pickup::Answer, deadline);
-    let dial = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Sipp::dial("dial_answered.xml", server.port, "monitor", SHOP.0, SHOP.1)
-    };
-    let (call, sipp) = tokio::join!(waiting, dial);
+    let (call, sipp) = dial_while_waiting(&lines, &server, "dial_answered.xml").await;
     let call = call.unwrap();
     let answered = finish(sipp).await;
     assert!(call.is_some(), "{}\n{}", answered.log, server.log());
@@ -217,13 +215,7 @@ async fn a_re_invite_on_an_answered_callback_is_answered() {
     });
     lines.apply(&phones(&server)).await;
     until_up(&lines, true, &server).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let waiting = lines.wait("line", Pickup::Answer, deadline);
-    let dial = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Sipp::dial("dial_reinvite.xml", server.port, "monitor", SHOP.0, SHOP.1)
-    };
-    let (call, sipp) = tokio::join!(waiting, dial);
+    let (call, sipp) = dial_while_waiting(&lines, &server, "dial_reinvite.xml").await;
     let dialed = finish(sipp).await;
     assert!(call.unwrap().is_some(), "{}\n{}", dialed.log, server.log());
     assert_eq!(dialed.code, Some(0), "{}\n{}", dialed.log, server.log());
