@@ -110,6 +110,21 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Every channel, in the order owners see them (status page, weekly digest).
+    pub const ALL: [Channel; 6] = [
+        Channel::FeedbackForm,
+        Channel::Callback,
+        Channel::Chat,
+        Channel::Email,
+        Channel::Phone,
+        Channel::Website,
+    ];
+
+    /// The channel whose label value is `name` (as stored in the run history).
+    pub fn from_label(name: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -126,5 +141,44 @@ impl Channel {
 impl fmt::Display for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::Channel;
+
+    /// Exhaustive: a new channel does not compile here until it is named, and then the test
+    /// below requires it in `Channel::ALL`.
+    fn named(c: Channel) -> Channel {
+        match c {
+            Channel::FeedbackForm
+            | Channel::Callback
+            | Channel::Chat
+            | Channel::Email
+            | Channel::Phone
+            | Channel::Website => c,
+        }
+    }
+
+    #[test]
+    fn every_channel_is_listed_once_and_found_by_its_label() {
+        let every = [
+            Channel::FeedbackForm,
+            Channel::Callback,
+            Channel::Chat,
+            Channel::Email,
+            Channel::Phone,
+            Channel::Website,
+        ];
+        assert_eq!(Channel::ALL.len(), every.len());
+        for c in every.map(named) {
+            assert!(
+                Channel::ALL.contains(&c),
+                "{c} is missing from Channel::ALL"
+            );
+            assert_eq!(Channel::from_label(c.as_str()), Some(c));
+        }
+        assert_eq!(Channel::from_label("fax"), None);
     }
 }

@@ -27,23 +27,12 @@ pub struct Extras {
     pub mailboxes: Vec<(String, f64)>,
 }
 
-/// Every channel, so a report's channel names map back to the owner's words.
-const CHANNELS: [Channel; 6] = [
-    Channel::FeedbackForm,
-    Channel::Callback,
-    Channel::Chat,
-    Channel::Email,
-    Channel::Phone,
-    Channel::Website,
-];
-
-fn channel_of(name: &str) -> Option<Channel> {
-    CHANNELS.into_iter().find(|c| c.as_str() == name)
-}
-
 /// Whether `c` met `target`: `None` without a target or without latencies.
 pub fn verdict(c: &ChannelReport, targets: &BTreeMap<Channel, Dur>) -> Option<(f64, bool)> {
-    let target = targets.get(&channel_of(&c.channel)?)?.get().as_secs_f64();
+    let target = targets
+        .get(&Channel::from_label(&c.channel)?)?
+        .get()
+        .as_secs_f64();
     let p95 = c.latency_p95_seconds?;
     Some((target, p95 <= target))
 }
@@ -51,7 +40,7 @@ pub fn verdict(c: &ChannelReport, targets: &BTreeMap<Channel, Dur>) -> Option<(f
 /// Sets each channel's target and verdict in `report` (`report` text and JSON show them).
 pub fn apply_targets(report: &mut Report, targets: &BTreeMap<Channel, Dur>) {
     for c in &mut report.channels {
-        c.target_seconds = channel_of(&c.channel)
+        c.target_seconds = Channel::from_label(&c.channel)
             .and_then(|ch| targets.get(&ch))
             .map(|t| t.get().as_secs_f64());
         c.target_met = verdict(c, targets).map(|(_, met)| met);
@@ -157,7 +146,8 @@ pub fn traffic(lang: Language, report: &Report) -> String {
 /// One line per channel: uptime, incidents, latency against the target.
 fn channel_line(lang: Language, c: &ChannelReport, targets: &BTreeMap<Channel, Dur>) -> String {
     let ru = lang == Language::Ru;
-    let name = channel_of(&c.channel).map_or(c.channel.as_str(), |ch| channel_name(lang, ch));
+    let name =
+        Channel::from_label(&c.channel).map_or(c.channel.as_str(), |ch| channel_name(lang, ch));
     let mut line = format!("{name}: ");
     match c.uptime {
         Some(u) => {
@@ -264,7 +254,7 @@ fn sections(
         .iter()
         .flat_map(|c| c.outage_list.iter().map(move |i| (c, i)))
         .map(|(c, i)| {
-            let channel = channel_of(&c.channel);
+            let channel = Channel::from_label(&c.channel);
             let name = channel.map_or(c.channel.as_str(), |ch| channel_name(lang, ch));
             let what = channel.map_or(i.reason_kind.clone(), |ch| {
                 owner_problem(lang, ch, &i.reason_kind)

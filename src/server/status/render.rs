@@ -18,16 +18,6 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The channels in the order owners see them.
-const CHANNELS: [Channel; 6] = [
-    Channel::FeedbackForm,
-    Channel::Callback,
-    Channel::Chat,
-    Channel::Email,
-    Channel::Phone,
-    Channel::Website,
-];
-
 /// Hours the sparkline shows.
 const SPARK_HOURS: i64 = 48;
 
@@ -308,7 +298,7 @@ pub fn shop(
                 th { (tx.t("Latency, 48 h", "Время ответа, 48 ч")) }
             } }
             tbody {
-                @for channel in CHANNELS {
+                @for channel in Channel::ALL {
                     @if let Some(view) = views.get(&channel) {
                         @let (class, words_now) = state_of(channel);
                         tr {
@@ -355,7 +345,7 @@ pub fn shop(
         } @else {
             ul {
                 @for incident in incidents.iter().rev() {
-                    @let channel = channel_of(&incident.channel);
+                    @let channel = Channel::from_label(&incident.channel);
                     li {
                         @match (channel, incident.ended_at) {
                             (Some(c), Some(end)) => {
@@ -443,10 +433,6 @@ fn fill_words(lang: Language, mailbox: &str, ratio: f64) -> String {
 
 fn page_html(lang: Language, title: &str, body: Markup) -> String {
     page(lang, title, body)
-}
-
-fn channel_of(name: &str) -> Option<Channel> {
-    CHANNELS.into_iter().find(|c| c.as_str() == name)
 }
 
 /// `text` with every URL replaced: a reason may name a host inside the shop's network.
