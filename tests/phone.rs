@@ -322,6 +322,19 @@ async fn sips_targets_are_verified_against_the_configured_ca() {
     );
 }
 
+/// Runs an OPTIONS check of `uri` resolved through `dns`; it must pass, and its first detail
+/// line (where the SRV lookup led) is returned.
+async fn srv_run_details(dns: &common::dnsmasq::Dnsmasq, uri: &str, server: &SipServer) -> String {
+    let report = common::run_once(&srv_check(dns, uri)).await;
+    assert_eq!(
+        report.result,
+        RunResult::Success,
+        "{report:?}\n{}",
+        server.log()
+    );
+    report.details[0].clone()
+}
+
 /// A check of `sip:shop.test` (no port) with the test's dnsmasq as `nameserver`.
 fn srv_check(dns: &common::dnsmasq::Dnsmasq, target: &str) -> String {
     direct(
@@ -346,29 +359,15 @@ async fn a_domain_without_a_port_is_found_through_srv() {
     // `_sip._udp` first; a second, lower-priority record on a dead port is not used.
     let dead = "--srv-host=_sip._udp.shop.test,sip.shop.test,9,10,10";
     let dns = common::dnsmasq::Dnsmasq::start(&[&udp, dead, host, a]);
-    let report = common::run_once(&srv_check(&dns, "sip:shop.test")).await;
     assert_eq!(
-        report.result,
-        RunResult::Success,
-        "{report:?}\n{}",
-        server.log()
-    );
-    assert_eq!(
-        report.details[0],
+        srv_run_details(&dns, "sip:shop.test", &server).await,
         format!("shop.test found through SRV: 127.0.0.1:{port} over UDP")
     );
 
     // Only `_sip._tcp`: the SRV record chooses TCP for a URI that names no transport.
     let dns = common::dnsmasq::Dnsmasq::start(&[&tcp, host, a]);
-    let report = common::run_once(&srv_check(&dns, "sip:shop.test")).await;
     assert_eq!(
-        report.result,
-        RunResult::Success,
-        "{report:?}\n{}",
-        server.log()
-    );
-    assert_eq!(
-        report.details[0],
+        srv_run_details(&dns, "sip:shop.test", &server).await,
         format!("shop.test found through SRV: 127.0.0.1:{port} over TCP")
     );
     // `;transport=tcp` asks for `_sip._tcp` only, and finds it.
