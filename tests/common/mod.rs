@@ -32,6 +32,19 @@ use supportwatch::assemble::Prepared;
 use supportwatch::outcome::RunReport;
 use supportwatch::runner;
 
+/// The config of one YAML text, with extra `${…}` variables; panics if it does not load.
+fn load_with(yaml: &str, vars: &[(&str, &str)]) -> supportwatch::config::Config {
+    supportwatch::tlsconf::install_crypto_provider();
+    let vars = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    supportwatch::value::with_overlay(&vars, || {
+        supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())])
+    })
+    .unwrap_or_else(|e| panic!("config should load:\n{e}"))
+}
+
 /// Loads checks from one YAML text, with extra `${…}` variables.
 pub fn prepare(yaml: &str) -> Prepared {
     prepare_with(yaml, &[])
@@ -39,16 +52,7 @@ pub fn prepare(yaml: &str) -> Prepared {
 
 /// Loads checks from one YAML text, with extra `${…}` variables.
 pub fn prepare_with(yaml: &str, vars: &[(&str, &str)]) -> Prepared {
-    supportwatch::tlsconf::install_crypto_provider();
-    let vars = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let config = supportwatch::value::with_overlay(&vars, || {
-        supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())])
-    })
-    .unwrap_or_else(|e| panic!("config should load:\n{e}"));
-    supportwatch::assemble::prepare(config)
+    supportwatch::assemble::prepare(load_with(yaml, vars))
         .unwrap_or_else(|e| panic!("config should prepare:\n{e}"))
 }
 
@@ -59,15 +63,7 @@ pub fn prepare_on_lines(
     vars: &[(&str, &str)],
     lines: Arc<supportwatch::sip::line::Lines>,
 ) -> Prepared {
-    supportwatch::tlsconf::install_crypto_provider();
-    let vars = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let config = supportwatch::value::with_overlay(&vars, || {
-        supportwatch::config::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())])
-    })
-    .unwrap_or_else(|e| panic!("config should load:\n{e}"));
+    let config = load_with(yaml, vars);
     let hooks = Arc::new(supportwatch::hooks::Hooks::default());
     hooks.configure(&config.hooks);
     supportwatch::assemble::prepare_shared(config, hooks, Arc::default(), lines)
